@@ -1,0 +1,141 @@
+"""Store pipeline: batches records per collection and upserts them into the configured store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from itemadapter import ItemAdapter
+from scrapy import signals
+from scrapy.exceptions import DropItem
+
+from contentcrawl.items import ContentItem
+from contentcrawl.store import Record, Store, StoreError, build_store
+from contentcrawl.store.base import utc_now
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from scrapy.crawler import Crawler
+
+logger = logging.getLogger(__name__)
+
+# Provenance fields of ContentItem: they go to _meta, not into the record's content.
+PROVENANCE_FIELDS = ("revision", "fetched_at")
+
+
+class UnstorableItem(DropItem):
+    """The item is not a ContentItem or its content is not JSON-serialisable."""
+
+
+class StorePipeline:
+    """Upserts items in batches of ``STORE_BATCH_SIZE`` per collection.
+
+    Store calls are blocking (sqlite3, pymongo) and run on one dedicated thread, so the
+    reactor never waits on the database and writes stay in order. A batch is written when
+    full, when the spider goes idle and when it closes. A batch that fails after the
+    store's retries is counted as ``store/<collection>/failed`` and saved as JSON lines
+    under ``STORE_FAILED_DIR`` so nothing is lost.
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        settings = crawler.settings
+        self.batch_size = max(1, settings.getint("STORE_BATCH_SIZE", 500))
+        self.failed_dir = Path(settings.get("STORE_FAILED_DIR") or "data/store_failed")
+        self.store: Store = build_store(settings)
+        self.stats = crawler.stats
+        self._buffers: dict[str, list[Record]] = defaultdict(list)
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        crawler.signals.connect(self._flush_on_idle, signal=signals.spider_idle)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler)
+
+    async def _in_store_thread(self, function: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def open_spider(self) -> None:
+        await self._in_store_thread(self.store.open)
+        logger.info("Store: %s (batch size %d)", self.store.description, self.batch_size)
+
+    async def process_item(self, item: Any) -> Any:
+        if not isinstance(item, ContentItem):
+            raise UnstorableItem(f"not a ContentItem: {type(item).__name__}")
+        record = to_record(item)
+        collection = item.collection
+        buffer = self._buffers[collection]
+        buffer.append(record)
+        if len(buffer) >= self.batch_size:
+            await self._flush(collection)
+        return item
+
+    def _flush_on_idle(self) -> None:
+        for collection in list(self._buffers):
+            if self._buffers[collection]:
+                task = asyncio.ensure_future(self._flush(collection))
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+
+    async def _flush(self, collection: str) -> None:
+        records = self._buffers.pop(collection, [])
+        if not records:
+            return
+        try:
+            result = await self._in_store_thread(self.store.upsert_many, collection, records)
+        except StoreError as error:
+            self.stats.inc_value(f"store/{collection}/failed", len(records))
+            path = await self._in_store_thread(self._save_failed, collection, records)
+            logger.error(
+                "Could not store %d %s records (%s); saved them to %s",
+                len(records),
+                collection,
+                error,
+                path,
+            )
+            return
+        for outcome in ("inserted", "updated", "unchanged"):
+            count = getattr(result, outcome)
+            if count:
+                self.stats.inc_value(f"store/{collection}/{outcome}", count)
+
+    def _save_failed(self, collection: str, records: list[Record]) -> Path:
+        self.failed_dir.mkdir(parents=True, exist_ok=True)
+        path = self.failed_dir / f"{collection}.jsonl"
+        with path.open("a", encoding="utf-8") as out:
+            for record in records:
+                line = {
+                    "content": record.content,
+                    "source": record.source,
+                    "fetched_at": record.fetched_at,
+                    "revision": record.revision,
+                }
+                out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        return path
+
+    async def close_spider(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending)
+        for collection in list(self._buffers):
+            await self._flush(collection)
+        await self._in_store_thread(self.store.close)
+        self._executor.shutdown(wait=True)
+
+
+def to_record(item: ContentItem) -> Record:
+    """The store record for an item: content without provenance fields, hash computed."""
+    content = ItemAdapter(item).asdict()
+    revision = content.pop("revision", None)
+    fetched_at = content.pop("fetched_at", None) or utc_now()
+    try:
+        return Record(content, item.source, fetched_at=fetched_at, revision=revision)
+    except (TypeError, ValueError) as error:
+        key = content.get(item.key_field)
+        raise UnstorableItem(f"{item.collection} {key!r} is not JSON: {error}") from None

@@ -1,0 +1,48 @@
+"""Removing secrets from URLs and text before they reach a log, a stat, an item or an error."""
+
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+MASK = "***"
+
+# Query parameters that carry credentials in the sources' APIs (TMDB's api_key, OAuth
+# grants) or in mirrors placed in front of them.
+SECRET_PARAMS = frozenset(
+    {"api_key", "apikey", "key", "access_token", "token", "client_secret", "password", "secret"}
+)
+
+_USERINFO_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):[^@/\s]*@")
+_QUERY_SECRET = re.compile(
+    r"(?P<name>\b(?:" + "|".join(sorted(SECRET_PARAMS)) + r"))=(?P<value>[^&\s\"']+)", re.IGNORECASE
+)
+_BEARER = re.compile(r"(?P<scheme>Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with a userinfo password and credential query parameters masked."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{MASK}@{hostport}" if ":" in userinfo else netloc
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(name.lower() in SECRET_PARAMS for name, _ in pairs):
+            query = urlencode(
+                [(name, MASK if name.lower() in SECRET_PARAMS else value) for name, value in pairs],
+                safe="*",
+            )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Mask URL passwords, credential parameters, bearer tokens and the given literal secrets."""
+    text = _USERINFO_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+    text = _QUERY_SECRET.sub(lambda m: f"{m['name']}={MASK}", text)
+    text = _BEARER.sub(lambda m: f"{m['scheme']}{MASK}", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, MASK)
+    return text

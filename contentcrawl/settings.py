@@ -1,0 +1,153 @@
+"""Scrapy settings for contentcrawl: the only module that reads the environment.
+
+Precedence, lowest first: the defaults below, a ``.env`` file (python-dotenv), real
+environment variables, then ``scrapy crawl -s NAME=VALUE`` (Scrapy's command-line
+priority). ``.env`` is looked up from the working directory upwards, or taken from
+``CONTENTCRAWL_ENV_FILE`` when that names a file.
+"""
+
+import os
+
+from dotenv import find_dotenv, load_dotenv
+
+from contentcrawl import __version__
+
+# override=False: a real environment variable always beats the same name in .env.
+load_dotenv(os.environ.get("CONTENTCRAWL_ENV_FILE") or find_dotenv(usecwd=True), override=False)
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env(name) or default)
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(_env(name) or default)
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = _env(name).lower()
+    if not value:
+        return default
+    return value in {"1", "true", "yes", "on"}
+
+
+BOT_NAME = "contentcrawl"
+SPIDER_MODULES = ["contentcrawl.spiders"]
+NEWSPIDER_MODULE = "contentcrawl.spiders"
+COMMANDS_MODULE = "contentcrawl.commands"
+
+# --- Where records go --------------------------------------------------------
+# MONGO_URI set -> MongoDB; unset -> the embedded SQLite file at SQLITE_PATH.
+MONGO_URI = _env("MONGO_URI")
+MONGO_DATABASE = _env("MONGO_DATABASE", "contentcrawl")
+SQLITE_PATH = _env("SQLITE_PATH", "data/contentcrawl.sqlite3")
+STORE_BATCH_SIZE = _env_int("STORE_BATCH_SIZE", 500)
+# A failed batch is retried this many times on transient errors before it fails.
+STORE_WRITE_RETRIES = _env_int("STORE_WRITE_RETRIES", 3)
+
+# --- Images (off by default: metadata first) ----------------------------------
+IMAGES_ENABLED = _env_bool("IMAGES_ENABLED", False)
+IMAGES_STORE = _env("IMAGES_STORE", "data/images")
+IMAGES_EXPIRES = _env_int("IMAGES_EXPIRES", 365)
+
+# --- Remote endpoints: every URL a spider requests starts with one of these ---
+TMDB_API_URL = _env("TMDB_API_URL", "https://api.themoviedb.org/3")
+TMDB_EXPORTS_URL = _env("TMDB_EXPORTS_URL", "https://files.tmdb.org/p/exports")
+TMDB_IMAGE_URL = _env("TMDB_IMAGE_URL", "https://image.tmdb.org/t/p/original")
+IGDB_API_URL = _env("IGDB_API_URL", "https://api.igdb.com/v4")
+TWITCH_TOKEN_URL = _env("TWITCH_TOKEN_URL", "https://id.twitch.tv/oauth2/token")
+MUSICBRAINZ_API_URL = _env("MUSICBRAINZ_API_URL", "https://musicbrainz.org/ws/2")
+MUSICBRAINZ_DUMPS_URL = _env(
+    "MUSICBRAINZ_DUMPS_URL", "https://data.metabrainz.org/pub/musicbrainz/data/json-dumps"
+)
+OPENLIBRARY_DUMPS_URL = _env("OPENLIBRARY_DUMPS_URL", "https://openlibrary.org/data")
+OPENLIBRARY_COVERS_URL = _env("OPENLIBRARY_COVERS_URL", "https://covers.openlibrary.org/b")
+
+# --- Credentials (never logged: see README "Secrets") -------------------------
+TMDB_READ_ACCESS_TOKEN = _env("TMDB_READ_ACCESS_TOKEN")
+TMDB_API_KEY = _env("TMDB_API_KEY")
+TMDB_LANGUAGE = _env("TMDB_LANGUAGE", "en-US")
+IGDB_CLIENT_ID = _env("IGDB_CLIENT_ID")
+IGDB_CLIENT_SECRET = _env("IGDB_CLIENT_SECRET")
+MUSICBRAINZ_CONTACT = _env("MUSICBRAINZ_CONTACT")
+
+USER_AGENT = f"contentcrawl/{__version__} (+https://github.com/contentcrawl/contentcrawl)"
+# The sources are APIs and dump files, not pages; their robots.txt speaks to browsers.
+ROBOTSTXT_OBEY = False
+TELNETCONSOLE_ENABLED = False
+FEED_EXPORT_ENCODING = "utf-8"
+LOG_LEVEL = _env("LOG_LEVEL", "INFO")
+
+# --- Rate limits: per source, never per host ----------------------------------
+# Each source's requests carry meta["download_slot"] = <source>, so these limits hold
+# whatever host a base URL points at (a mirror, a proxy, a test fake on 127.0.0.1).
+# "delay" is the minimum gap between two request starts: the published rate limit.
+# SlotAutoThrottle never lowers a slot below it; PoliteRetryMiddleware raises it on 429/503.
+TMDB_REQUESTS_PER_SECOND = _env_float("TMDB_REQUESTS_PER_SECOND", 35.0)  # TMDB: ~40/s
+TMDB_CONCURRENCY = _env_int("TMDB_CONCURRENCY", 16)  # TMDB: 20 connections per IP
+IGDB_REQUESTS_PER_SECOND = _env_float("IGDB_REQUESTS_PER_SECOND", 3.7)  # IGDB: 4/s
+IGDB_CONCURRENCY = _env_int("IGDB_CONCURRENCY", 7)  # IGDB: 8 open requests
+MUSICBRAINZ_REQUESTS_PER_SECOND = _env_float("MUSICBRAINZ_REQUESTS_PER_SECOND", 1.0)  # MB: 1/s
+DOWNLOAD_SLOTS = {
+    "tmdb": {
+        "concurrency": TMDB_CONCURRENCY,
+        "delay": 1.0 / TMDB_REQUESTS_PER_SECOND,
+        "jitter": 0,
+        "target_concurrency": TMDB_CONCURRENCY,
+    },
+    "tmdb_images": {"concurrency": 8, "delay": 0.0, "jitter": 0, "target_concurrency": 8},
+    "igdb": {
+        "concurrency": IGDB_CONCURRENCY,
+        "delay": 1.0 / IGDB_REQUESTS_PER_SECOND,
+        "jitter": 0,
+        "target_concurrency": IGDB_CONCURRENCY,
+    },
+    "twitch": {"concurrency": 1, "delay": 1.0, "jitter": 0},
+    "musicbrainz": {
+        "concurrency": 1,
+        "delay": 1.0 / MUSICBRAINZ_REQUESTS_PER_SECOND,
+        "jitter": 0,
+    },
+    "musicbrainz_dumps": {"concurrency": 1, "delay": 0.0, "jitter": 0},
+    "openlibrary_dumps": {"concurrency": 1, "delay": 0.0, "jitter": 0},
+    "openlibrary_covers": {"concurrency": 4, "delay": 0.1, "jitter": 0, "target_concurrency": 4},
+}
+CONCURRENT_REQUESTS = _env_int("CONCURRENT_REQUESTS", 32)
+CONCURRENT_REQUESTS_PER_DOMAIN = 8
+DOWNLOAD_TIMEOUT = _env_int("DOWNLOAD_TIMEOUT", 60)
+
+AUTOTHROTTLE_ENABLED = _env_bool("AUTOTHROTTLE_ENABLED", True)
+AUTOTHROTTLE_START_DELAY = 1.0
+AUTOTHROTTLE_MAX_DELAY = 60.0
+# Slots that set "target_concurrency" in DOWNLOAD_SLOTS use theirs instead.
+AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
+
+# --- Retries and backoff ------------------------------------------------------
+RETRY_ENABLED = True
+RETRY_TIMES = _env_int("RETRY_TIMES", 5)
+RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
+# Exponential backoff with jitter when a response carries no Retry-After:
+# BACKOFF_BASE * 2**(n-1) seconds after the n-th consecutive failure of a slot, capped.
+BACKOFF_BASE = _env_float("BACKOFF_BASE", 1.0)
+BACKOFF_MAX = _env_float("BACKOFF_MAX", 300.0)
+BACKOFF_JITTER = 0.25
+# A Retry-After longer than this is capped (a server asking for a day is not obeyed blindly).
+RETRY_AFTER_MAX = _env_float("RETRY_AFTER_MAX", 3600.0)
+
+DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "contentcrawl.middlewares.polite_retry.PoliteRetryMiddleware": 550,
+}
+EXTENSIONS = {
+    "scrapy.extensions.throttle.AutoThrottle": None,
+    "contentcrawl.extensions.slot_throttle.SlotAutoThrottle": 0,
+}
+ITEM_PIPELINES = {
+    "contentcrawl.pipelines.validation.ValidationPipeline": 100,
+    "contentcrawl.pipelines.images.ContentImagesPipeline": 200,
+    "contentcrawl.pipelines.store.StorePipeline": 300,
+}

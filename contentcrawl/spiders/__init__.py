@@ -1,0 +1,1 @@
+"""Concrete spiders, one module per source and kind: ``<source>_<kind>.py``."""

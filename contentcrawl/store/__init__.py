@@ -1,0 +1,38 @@
+"""Stores: where records live. ``open_store`` picks MongoDB or the SQLite default."""
+
+from scrapy.settings import BaseSettings
+
+from contentcrawl.store.base import (
+    COLLECTION_KEYS,
+    Record,
+    Store,
+    StoreError,
+    UpsertResult,
+    key_field_of,
+)
+
+
+def build_store(settings: BaseSettings) -> Store:
+    """The store the settings name: MongoDB when ``MONGO_URI`` is set, else SQLite."""
+    retries = settings.getint("STORE_WRITE_RETRIES", 3)
+    mongo_uri = settings.get("MONGO_URI")
+    if mongo_uri:
+        from contentcrawl.store.mongo import MongoStore
+
+        return MongoStore(
+            mongo_uri, settings.get("MONGO_DATABASE") or "contentcrawl", write_retries=retries
+        )
+    from contentcrawl.store.sqlite import SqliteStore
+
+    return SqliteStore(settings.get("SQLITE_PATH") or "data/contentcrawl.sqlite3", write_retries=retries)
+
+
+__all__ = [
+    "COLLECTION_KEYS",
+    "Record",
+    "Store",
+    "StoreError",
+    "UpsertResult",
+    "build_store",
+    "key_field_of",
+]

@@ -1,0 +1,249 @@
+"""The store contract: one small interface, two implementations (SQLite, MongoDB).
+
+A record is a JSON-able dict holding its source id under the collection's key field. The
+store adds ``_meta`` (source, fetched_at, first_seen, updated_at, hash, revision) and
+writes a record only when it is new or its content hash or source revision changed, so a
+re-import of unchanged data costs reads, never writes.
+
+To add a backend: subclass ``Store`` and implement the abstract methods; the change
+detection, batching rules and transient-error retries live here, once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# Collection -> the field that holds the source id (unique in the store).
+COLLECTION_KEYS: dict[str, str] = {
+    "movies": "tmdb_id",
+    "series": "tmdb_id",
+    "people": "tmdb_id",
+    "collections": "tmdb_id",
+    "companies": "tmdb_id",
+    "networks": "tmdb_id",
+    "keywords": "tmdb_id",
+    "games": "igdb_id",
+    "artists": "mbid",
+    "albums": "mbid",
+    "books": "ol_key",
+    "works": "ol_key",
+    "authors": "ol_key",
+}
+
+META = "_meta"
+
+
+class StoreError(Exception):
+    """A store operation failed for good (after retries where they apply)."""
+
+
+class UnknownCollectionError(StoreError, KeyError):
+    """The collection is not one of ``COLLECTION_KEYS``."""
+
+
+def utc_now() -> str:
+    """Current UTC time as an ISO-8601 string with a ``Z`` suffix (second precision)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON text: sorted keys, no spaces, unicode kept as is."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def content_hash(content: dict[str, Any]) -> str:
+    """Hash of a record's normalised content (``_meta`` excluded)."""
+    body = {name: value for name, value in content.items() if name != META}
+    return hashlib.blake2b(canonical_json(body).encode(), digest_size=16).hexdigest()
+
+
+@dataclass(slots=True)
+class Record:
+    """One record to upsert: its content plus the provenance the store keeps in ``_meta``."""
+
+    content: dict[str, Any]
+    source: str
+    fetched_at: str | None = None
+    revision: int | None = None
+    hash: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        self.hash = content_hash(self.content)
+
+
+@dataclass(slots=True, frozen=True)
+class Existing:
+    """What a batch needs to know of a stored record to decide whether to write it."""
+
+    hash: str
+    revision: int | None
+    first_seen: str
+    updated_at: str
+
+
+@dataclass(slots=True)
+class UpsertResult:
+    """Outcome counts of one ``upsert_many`` call."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated
+
+
+class Store(ABC):
+    """A place records live: collections of JSON documents keyed by their source id."""
+
+    # Errors worth retrying a batch for (a locked database, a dropped connection).
+    transient_errors: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, *, write_retries: int = 3, retry_wait: float = 0.5) -> None:
+        self.write_retries = write_retries
+        self.retry_wait = retry_wait
+
+    # -- lifecycle ------------------------------------------------------------------
+    @abstractmethod
+    def open(self) -> None:
+        """Connect and ensure every collection, unique key index and state table exists."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections; the store may not be used afterwards."""
+
+    def __enter__(self) -> Store:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """Where the data lives, with no credential in it (for logs)."""
+
+    # -- records ----------------------------------------------------------------------
+    def upsert_many(self, collection: str, records: Sequence[Record]) -> UpsertResult:
+        """Insert new records, update changed ones, leave unchanged ones untouched.
+
+        Within one batch a key given twice is compared with its earlier occurrence, and the
+        last one wins. Transient errors are retried; a batch that still fails raises
+        ``StoreError`` and writes nothing the caller is not told of.
+        """
+        key_field = key_field_of(collection)
+        attempt = 0
+        while True:
+            try:
+                with self._batch_transaction():
+                    return self._upsert_batch(collection, key_field, records)
+            except self.transient_errors as error:
+                attempt += 1
+                if attempt > self.write_retries:
+                    raise StoreError(
+                        f"writing {len(records)} {collection} records failed "
+                        f"after {attempt} attempts: {error}"
+                    ) from error
+                logger.warning(
+                    "Store write to %s failed (%s), retry %d/%d",
+                    collection,
+                    error,
+                    attempt,
+                    self.write_retries,
+                )
+                time.sleep(self.retry_wait * attempt)
+
+    def _upsert_batch(
+        self, collection: str, key_field: str, records: Sequence[Record]
+    ) -> UpsertResult:
+        result = UpsertResult()
+        if not records:
+            return result
+        keys = [record.content[key_field] for record in records]
+        known = self._read_existing(collection, keys)
+        to_write: dict[Any, dict[str, Any]] = {}
+        now = utc_now()
+        for key, record in zip(keys, records, strict=True):
+            previous = known.get(key)
+            if previous and previous.hash == record.hash and previous.revision == record.revision:
+                result.unchanged += 1
+                continue
+            first_seen = previous.first_seen if previous else now
+            content_changed = previous is None or previous.hash != record.hash
+            updated_at = now if content_changed else previous.updated_at
+            document = {name: value for name, value in record.content.items() if name != META}
+            document[META] = {
+                "source": record.source,
+                "fetched_at": record.fetched_at or now,
+                "first_seen": first_seen,
+                "updated_at": updated_at,
+                "hash": record.hash,
+                "revision": record.revision,
+            }
+            if previous is None:
+                result.inserted += 1
+            else:
+                result.updated += 1
+            to_write[key] = document
+            known[key] = Existing(record.hash, record.revision, first_seen, updated_at)
+        if to_write:
+            self._write(collection, key_field, list(to_write.values()))
+        return result
+
+    def _batch_transaction(self) -> AbstractContextManager[object]:
+        """Scope that makes one batch's read and write atomic where the backend can."""
+        return nullcontext()
+
+    @abstractmethod
+    def _read_existing(self, collection: str, keys: Sequence[Any]) -> dict[Any, Existing]:
+        """Hash, revision and dates of the stored records among ``keys``."""
+
+    @abstractmethod
+    def _write(self, collection: str, key_field: str, documents: list[dict[str, Any]]) -> None:
+        """Replace or insert whole documents (with ``_meta``) in one round trip."""
+
+    @abstractmethod
+    def get(self, collection: str, key: Any) -> dict[str, Any] | None:
+        """The stored document (with ``_meta``) for a source id, or None."""
+
+    @abstractmethod
+    def count(self, collection: str) -> int:
+        """Number of records in a collection."""
+
+    @abstractmethod
+    def iter_documents(self, collection: str) -> Iterator[dict[str, Any]]:
+        """Every document of a collection, in key order, streamed."""
+
+    @abstractmethod
+    def last_updated(self, collection: str) -> str | None:
+        """The newest ``_meta.updated_at`` of a collection, or None when it is empty."""
+
+    # -- sync state -------------------------------------------------------------------
+    @abstractmethod
+    def get_state(self, name: str) -> dict[str, Any] | None:
+        """A cursor or watermark saved by ``set_state`` (e.g. ``tmdb_movies/changes``)."""
+
+    @abstractmethod
+    def set_state(self, name: str, value: dict[str, Any]) -> None:
+        """Save a cursor or watermark; replaces the previous value of that name."""
+
+
+def key_field_of(collection: str) -> str:
+    """The key field of a collection; raises ``UnknownCollectionError`` for unknown names."""
+    try:
+        return COLLECTION_KEYS[collection]
+    except KeyError:
+        raise UnknownCollectionError(f"unknown collection {collection!r}") from None

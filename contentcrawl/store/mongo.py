@@ -1,0 +1,137 @@
+"""The MongoDB store: one collection per kind, a unique index on each key field."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, MongoClient, ReplaceOne
+from pymongo.database import Database
+from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure, PyMongoError
+
+from contentcrawl.redaction import redact_url
+from contentcrawl.store.base import (
+    COLLECTION_KEYS,
+    META,
+    Existing,
+    Store,
+    StoreError,
+    key_field_of,
+    utc_now,
+)
+
+DUPLICATE_KEY = 11000
+
+
+class MongoStore(Store):
+    """Documents as ``{<key field>: id, ...content, "_meta": {...}}`` written by ``bulk_write``.
+
+    A changed record is replaced whole (``ReplaceOne``, upsert) rather than ``$set`` field by
+    field, so a field the source dropped does not linger; ``first_seen`` is carried over
+    from the batch's read of the existing records. Writes are unordered: one bad document
+    does not stop the rest of its batch.
+    """
+
+    transient_errors = (AutoReconnect, ConnectionFailure)
+
+    def __init__(self, uri: str, database: str = "contentcrawl", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.uri = uri
+        self.database_name = database
+        self._client: MongoClient[dict[str, Any]] | None = None
+
+    @property
+    def description(self) -> str:
+        return f"MongoDB {redact_url(self.uri)} database {self.database_name}"
+
+    @property
+    def db(self) -> Database[dict[str, Any]]:
+        if self._client is None:
+            raise RuntimeError("MongoStore used before open()")
+        return self._client[self.database_name]
+
+    def open(self) -> None:
+        if self._client is not None:
+            return
+        client: MongoClient[dict[str, Any]] = MongoClient(
+            self.uri, appname="contentcrawl", serverSelectionTimeoutMS=10_000, tz_aware=True
+        )
+        try:
+            database = client[self.database_name]
+            for collection, key_field in COLLECTION_KEYS.items():
+                database[collection].create_index([(key_field, ASCENDING)], unique=True)
+                database[collection].create_index([(f"{META}.updated_at", DESCENDING)])
+            database["sync_state"].create_index([("name", ASCENDING)], unique=True)
+        except PyMongoError as error:
+            client.close()
+            # The driver's message can quote the URI; say where without the credentials.
+            raise StoreError(f"cannot open {self.description}: {type(error).__name__}") from None
+        self._client = client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _read_existing(self, collection: str, keys: Sequence[Any]) -> dict[Any, Existing]:
+        key_field = key_field_of(collection)
+        cursor = self.db[collection].find(
+            {key_field: {"$in": list(keys)}},
+            # The whole (small) _meta rather than dotted paths: some wire-compatible
+            # servers (nx-27017) answer dotted projections with flattened keys.
+            {"_id": 0, key_field: 1, META: 1},
+        )
+        found: dict[Any, Existing] = {}
+        for document in cursor:
+            meta = document.get(META, {})
+            found[document[key_field]] = Existing(
+                meta.get("hash", ""),
+                meta.get("revision"),
+                meta.get("first_seen") or utc_now(),
+                meta.get("updated_at") or utc_now(),
+            )
+        return found
+
+    def _write(self, collection: str, key_field: str, documents: list[dict[str, Any]]) -> None:
+        operations = [
+            ReplaceOne({key_field: document[key_field]}, document, upsert=True)
+            for document in documents
+        ]
+        try:
+            self.db[collection].bulk_write(operations, ordered=False)
+        except BulkWriteError as error:
+            errors = error.details.get("writeErrors", [])
+            if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise StoreError(f"bulk write to {collection} failed: {errors[:3]}") from None
+            # Two writers upserted the same new key at once: the loser's upsert raised
+            # E11000; the record exists now, so replaying it is a plain replace.
+            retry = [operations[e["index"]] for e in errors]
+            self.db[collection].bulk_write(retry, ordered=False)
+
+    def get(self, collection: str, key: Any) -> dict[str, Any] | None:
+        key_field = key_field_of(collection)
+        return self.db[collection].find_one({key_field: key}, {"_id": 0})
+
+    def count(self, collection: str) -> int:
+        key_field_of(collection)
+        return self.db[collection].count_documents({})
+
+    def iter_documents(self, collection: str) -> Iterator[dict[str, Any]]:
+        key_field = key_field_of(collection)
+        yield from self.db[collection].find({}, {"_id": 0}).sort(key_field, ASCENDING)
+
+    def last_updated(self, collection: str) -> str | None:
+        key_field_of(collection)
+        newest = self.db[collection].find_one(
+            {}, {"_id": 0, META: 1}, sort=[(f"{META}.updated_at", DESCENDING)]
+        )
+        return newest[META]["updated_at"] if newest else None
+
+    def get_state(self, name: str) -> dict[str, Any] | None:
+        document = self.db["sync_state"].find_one({"name": name}, {"_id": 0, "value": 1})
+        return document["value"] if document else None
+
+    def set_state(self, name: str, value: dict[str, Any]) -> None:
+        self.db["sync_state"].replace_one(
+            {"name": name}, {"name": name, "value": value, "updated_at": utc_now()}, upsert=True
+        )

@@ -1,0 +1,183 @@
+"""The embedded default store: one SQLite file, one table per collection, WAL mode."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from contentcrawl.store.base import (
+    COLLECTION_KEYS,
+    META,
+    Existing,
+    Store,
+    canonical_json,
+    key_field_of,
+    utc_now,
+)
+
+# SQLite caps the number of bound parameters per statement (32766 since 3.32).
+_MAX_PARAMS = 30000
+
+
+class SqliteStore(Store):
+    """Records as JSON text in ``<collection>(key, doc, hash, revision, first_seen, updated_at)``.
+
+    ``key`` is the source id as text (primary key, so unique); ``doc`` is the whole document
+    including ``_meta``. One transaction per batch, taken with ``BEGIN IMMEDIATE`` so the
+    read of existing hashes and the write are atomic even with several processes writing.
+    """
+
+    transient_errors = (sqlite3.OperationalError,)
+
+    def __init__(self, path: str | Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.path = Path(path)
+        self._connection: sqlite3.Connection | None = None
+        # One connection shared by the pipeline's writer thread and any reader thread.
+        self._lock = threading.RLock()
+
+    @property
+    def description(self) -> str:
+        return f"SQLite {self.path}"
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise RuntimeError("SqliteStore used before open()")
+        return self._connection
+
+    def open(self) -> None:
+        if self._connection is not None:
+            return
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+        connection = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        for collection in COLLECTION_KEYS:
+            connection.execute(
+                f'CREATE TABLE IF NOT EXISTS "{collection}" ('
+                "key TEXT PRIMARY KEY, doc TEXT NOT NULL, hash TEXT NOT NULL, revision INTEGER, "
+                "first_seen TEXT NOT NULL, updated_at TEXT NOT NULL)"
+            )
+            connection.execute(
+                f'CREATE INDEX IF NOT EXISTS "{collection}_updated_at" '
+                f'ON "{collection}"(updated_at)'
+            )
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS sync_state ("
+            "name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)"
+        )
+        self._connection = connection
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    @contextmanager
+    def _batch_transaction(self) -> Iterator[None]:
+        with self._lock:
+            self.connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.connection.execute("ROLLBACK")
+                raise
+            self.connection.execute("COMMIT")
+
+    def _read_existing(self, collection: str, keys: Sequence[Any]) -> dict[Any, Existing]:
+        key_field_of(collection)
+        by_text = {str(key): key for key in keys}
+        found: dict[Any, Existing] = {}
+        texts = list(by_text)
+        for start in range(0, len(texts), _MAX_PARAMS):
+            chunk = texts[start : start + _MAX_PARAMS]
+            placeholders = ",".join("?" * len(chunk))
+            rows = self.connection.execute(
+                f'SELECT key, hash, revision, first_seen, updated_at FROM "{collection}" '
+                f"WHERE key IN ({placeholders})",
+                chunk,
+            )
+            for key_text, hash_, revision, first_seen, updated_at in rows:
+                found[by_text[key_text]] = Existing(hash_, revision, first_seen, updated_at)
+        return found
+
+    def _write(self, collection: str, key_field: str, documents: list[dict[str, Any]]) -> None:
+        rows = [
+            (
+                str(document[key_field]),
+                json.dumps(document, ensure_ascii=False, separators=(",", ":")),
+                document[META]["hash"],
+                document[META]["revision"],
+                document[META]["first_seen"],
+                document[META]["updated_at"],
+            )
+            for document in documents
+        ]
+        self.connection.executemany(
+            f'INSERT INTO "{collection}" (key, doc, hash, revision, first_seen, updated_at) '
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+            "doc=excluded.doc, hash=excluded.hash, revision=excluded.revision, "
+            "updated_at=excluded.updated_at",
+            rows,
+        )
+
+    def get(self, collection: str, key: Any) -> dict[str, Any] | None:
+        key_field_of(collection)
+        with self._lock:
+            row = self.connection.execute(
+                f'SELECT doc FROM "{collection}" WHERE key = ?', (str(key),)
+            ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def count(self, collection: str) -> int:
+        key_field_of(collection)
+        with self._lock:
+            return self.connection.execute(f'SELECT COUNT(*) FROM "{collection}"').fetchone()[0]
+
+    def iter_documents(self, collection: str) -> Iterator[dict[str, Any]]:
+        key_field_of(collection)
+        last_key = ""
+        # Paged by key so no lock or cursor is held while the caller works on a page.
+        while True:
+            with self._lock:
+                rows = self.connection.execute(
+                    f'SELECT key, doc FROM "{collection}" WHERE key > ? ORDER BY key LIMIT 1000',
+                    (last_key,),
+                ).fetchall()
+            if not rows:
+                return
+            for last_key, doc in rows:
+                yield json.loads(doc)
+
+    def last_updated(self, collection: str) -> str | None:
+        key_field_of(collection)
+        with self._lock:
+            return self.connection.execute(
+                f'SELECT MAX(updated_at) FROM "{collection}"'
+            ).fetchone()[0]
+
+    def get_state(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self.connection.execute(
+                "SELECT value FROM sync_state WHERE name = ?", (name,)
+            ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_state(self, name: str, value: dict[str, Any]) -> None:
+        with self._lock:
+            self.connection.execute(
+                "INSERT INTO sync_state (name, value, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
+                (name, canonical_json(value), utc_now()),
+            )

@@ -1,0 +1,220 @@
+"""A real HTTP server on 127.0.0.1 that plays an API from handler functions.
+
+Each fake API (``fakes/<source>.py``) registers routes on a ``FakeServer``; the server
+records every request (method, path, query, headers, body, arrival time) and how many were
+open at once, so tests can assert on what the crawler really sent and how fast.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class FakeRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    arrived: float  # time.monotonic() when the request line was read
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class FakeResponse:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    # Send only this many body bytes, then drop the connection (a cut download).
+    cut_after: int | None = None
+    gzip: bool = False
+
+    @classmethod
+    def json(cls, payload: Any, status: int = 200, **headers: str) -> FakeResponse:
+        body = json.dumps(payload).encode()
+        return cls(status, body, {"Content-Type": "application/json; charset=utf-8", **headers})
+
+
+Handler = Callable[..., FakeResponse]
+
+
+def serve_bytes(
+    request: FakeRequest,
+    data: bytes,
+    *,
+    content_type: str = "application/octet-stream",
+    last_modified: float = 1_700_000_000.0,
+    cut_after: int | None = None,
+) -> FakeResponse:
+    """Serve a static file as a CDN would: ETag, Last-Modified, conditional GET and Range."""
+    etag = '"' + hashlib.md5(data).hexdigest() + '"'  # noqa: S324 - an ETag, not security
+    headers = {
+        "Content-Type": content_type,
+        "ETag": etag,
+        "Last-Modified": email.utils.formatdate(last_modified, usegmt=True),
+        "Accept-Ranges": "bytes",
+    }
+    if request.header("if-none-match") == etag:
+        return FakeResponse(304, b"", headers)
+    range_header = request.header("range")
+    if range_header:
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", range_header.strip())
+        if_range = request.header("if-range")
+        if match and (if_range is None or if_range == etag):
+            start = int(match[1])
+            end = int(match[2]) if match[2] else len(data) - 1
+            if start >= len(data):
+                return FakeResponse(416, b"", {"Content-Range": f"bytes */{len(data)}"})
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+            return FakeResponse(206, data[start : end + 1], headers, cut_after=cut_after)
+    return FakeResponse(200, data, headers, cut_after=cut_after)
+
+
+class FakeServer:
+    """Threaded HTTP server with regex routes; start() binds a free port on 127.0.0.1."""
+
+    def __init__(self, *, latency: float = 0.0) -> None:
+        self.latency = latency
+        self.requests: list[FakeRequest] = []
+        self.open_requests = 0
+        self.max_open_requests = 0
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- routes -------------------------------------------------------------------------
+    def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
+        """Register ``handler(request, **groups)`` for paths that fully match ``pattern``."""
+
+        def register(handler: Handler) -> Handler:
+            self._routes.append((method.upper(), re.compile(pattern), handler))
+            return handler
+
+        return register
+
+    def _dispatch(self, request: FakeRequest) -> FakeResponse:
+        for method, pattern, handler in self._routes:
+            match = pattern.fullmatch(request.path)
+            if match and method == request.method:
+                return handler(request, **match.groupdict())
+        return FakeResponse.json({"error": f"no route for {request.method} {request.path}"}, 404)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        assert self._httpd is not None, "server not started"
+        return f"http://127.0.0.1:{self._httpd.server_port}"
+
+    def start(self) -> FakeServer:
+        server = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                arrived = time.monotonic()
+                with server._lock:
+                    server.open_requests += 1
+                    server.max_open_requests = max(server.max_open_requests, server.open_requests)
+                try:
+                    parts = urlsplit(self.path)
+                    length = int(self.headers.get("Content-Length") or 0)
+                    request = FakeRequest(
+                        method=self.command,
+                        path=parts.path,
+                        query=parse_qs(parts.query, keep_blank_values=True),
+                        headers={k.lower(): v for k, v in self.headers.items()},
+                        body=self.rfile.read(length) if length else b"",
+                        arrived=arrived,
+                    )
+                    with server._lock:
+                        server.requests.append(request)
+                    if server.latency:
+                        time.sleep(server.latency)
+                    response = server._dispatch(request)
+                    self._send(request, response)
+                finally:
+                    with server._lock:
+                        server.open_requests -= 1
+
+            def _send(self, request: FakeRequest, response: FakeResponse) -> None:
+                body = response.body
+                headers = dict(response.headers)
+                if response.gzip and "gzip" in (request.header("accept-encoding") or ""):
+                    body = gzip.compress(body)
+                    headers["Content-Encoding"] = "gzip"
+                self.send_response(response.status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                if response.cut_after is not None:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                if response.cut_after is not None:
+                    self.wfile.write(body[: response.cut_after])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _handle
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    # -- what the crawler did -----------------------------------------------------------
+    def hits(self, path_pattern: str = ".*", method: str | None = None) -> list[FakeRequest]:
+        """Recorded requests whose path fully matches ``path_pattern``."""
+        pattern = re.compile(path_pattern)
+        with self._lock:
+            return [
+                r
+                for r in self.requests
+                if pattern.fullmatch(r.path) and (method is None or r.method == method)
+            ]
+
+    def max_requests_in_window(self, window: float, path_pattern: str = ".*") -> int:
+        """Most requests that arrived within any ``window`` seconds (a rate-limit check)."""
+        times = sorted(r.arrived for r in self.hits(path_pattern))
+        most, start = 0, 0
+        for end, arrived in enumerate(times):
+            while arrived - times[start] >= window:
+                start += 1
+            most = max(most, end - start + 1)
+        return most
