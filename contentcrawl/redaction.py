@@ -1,6 +1,8 @@
 """Removing secrets from URLs and text before they reach a log, a stat, an item or an error."""
 
+import logging
 import re
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
@@ -46,3 +48,49 @@ def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
         if secret:
             text = text.replace(secret, MASK)
     return text
+
+
+# Secrets known at run time (settings, tokens obtained from an OAuth endpoint): every log
+# record is scrubbed of them once ``install_log_redaction`` has run.
+_registered_secrets: set[str] = set()
+_MIN_SECRET_LENGTH = 4
+
+
+def register_secret(value: str | None) -> None:
+    """Mask ``value`` wherever it appears in a log record from now on."""
+    if value and len(value) >= _MIN_SECRET_LENGTH:
+        _registered_secrets.add(value)
+
+
+def install_log_redaction() -> None:
+    """Make every new log record redacted: message, arguments and traceback text.
+
+    A record factory rather than a handler filter, so handlers added later (scrapyd's,
+    pytest's caplog, a file handler) receive clean records too.
+    """
+    current = logging.getLogRecordFactory()
+    if getattr(current, "redacting", False):
+        return
+
+    def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        secrets = tuple(_registered_secrets)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            # A malformed format string: logging reports it itself when emitting.
+            return record
+        clean = redact_text(message, secrets)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[1] is not None:
+            text = _formatter.formatException(record.exc_info)
+            record.exc_text = redact_text(text, secrets)
+            record.exc_info = None
+        return record
+
+    redacting_factory.redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(redacting_factory)
+
+
+_formatter = logging.Formatter()

@@ -48,6 +48,8 @@ SQLITE_PATH = _env("SQLITE_PATH", "data/contentcrawl.sqlite3")
 STORE_BATCH_SIZE = _env_int("STORE_BATCH_SIZE", 500)
 # A failed batch is retried this many times on transient errors before it fails.
 STORE_WRITE_RETRIES = _env_int("STORE_WRITE_RETRIES", 3)
+# Where a batch that still fails after those retries is saved (JSON lines), never lost.
+STORE_FAILED_DIR = _env("STORE_FAILED_DIR", "data/store_failed")
 
 # --- Images (off by default: metadata first) ----------------------------------
 IMAGES_ENABLED = _env_bool("IMAGES_ENABLED", False)
@@ -100,6 +102,7 @@ DOWNLOAD_SLOTS = {
         "target_concurrency": TMDB_CONCURRENCY,
     },
     "tmdb_images": {"concurrency": 8, "delay": 0.0, "jitter": 0, "target_concurrency": 8},
+    "igdb_images": {"concurrency": 8, "delay": 0.0, "jitter": 0, "target_concurrency": 8},
     "igdb": {
         "concurrency": IGDB_CONCURRENCY,
         "delay": 1.0 / IGDB_REQUESTS_PER_SECOND,
@@ -145,6 +148,7 @@ DOWNLOADER_MIDDLEWARES = {
 EXTENSIONS = {
     "scrapy.extensions.throttle.AutoThrottle": None,
     "contentcrawl.extensions.slot_throttle.SlotAutoThrottle": 0,
+    "contentcrawl.extensions.log_redaction.LogRedaction": 0,
 }
 ITEM_PIPELINES = {
     "contentcrawl.pipelines.validation.ValidationPipeline": 100,

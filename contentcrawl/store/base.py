@@ -225,7 +225,7 @@ class Store(ABC):
 
     @abstractmethod
     def iter_documents(self, collection: str) -> Iterator[dict[str, Any]]:
-        """Every document of a collection, in key order, streamed."""
+        """Every document of a collection once, in a stable order, streamed."""
 
     @abstractmethod
     def last_updated(self, collection: str) -> str | None:

@@ -1,0 +1,90 @@
+"""Normalising the sources' dates to ISO-8601, keeping their precision (YYYY, YYYY-MM, YYYY-MM-DD)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+
+_MONTHS = {
+    name: number
+    for number, names in enumerate(
+        [
+            ("january", "jan"),
+            ("february", "feb"),
+            ("march", "mar"),
+            ("april", "apr"),
+            ("may",),
+            ("june", "jun"),
+            ("july", "jul"),
+            ("august", "aug"),
+            ("september", "sep", "sept"),
+            ("october", "oct"),
+            ("november", "nov"),
+            ("december", "dec"),
+        ],
+        start=1,
+    )
+    for name in names
+}
+_MONTH = r"(?P<month>[a-z]+)\.?"
+_PATTERNS = [
+    # 2001-03-04, 2001-03, 2001/03/04, and ISO datetimes (time part dropped)
+    re.compile(r"(?P<year>\d{4})(?:[-/](?P<mnum>\d{1,2})(?:[-/](?P<day>\d{1,2}))?)?(?:[t ].*)?"),
+    # March 4, 2001 / Mar 4 2001 / March 2001
+    re.compile(_MONTH + r"\s+(?:(?P<day>\d{1,2})(?:st|nd|rd|th)?,?\s+)?(?P<year>\d{4})"),
+    # 4 March 2001
+    re.compile(r"(?P<day>\d{1,2})(?:st|nd|rd|th)?\s+" + _MONTH + r",?\s+(?P<year>\d{4})"),
+    # 03/04/2001 is ambiguous (US or European): only the year is trusted.
+    re.compile(r"\d{1,2}[/.]\d{1,2}[/.](?P<year>\d{4})"),
+]
+# Last resort for catalogue dates like "c1985", "[1985?]", "1985 printing".
+_LONE_YEAR = re.compile(r"(?<!\d)(?P<year>1[0-9]{3}|20[0-9]{2})(?!\d)")
+
+MIN_YEAR, MAX_YEAR = 1, 2200
+
+
+def normalise_date(value: str | int | float | None) -> str | None:
+    """ISO form of a date at the precision given; None for empty; ValueError if unreadable.
+
+    Integers and floats are Unix timestamps (IGDB). Partial dates stay partial: "2007" →
+    "2007", "March 2012" → "2012-03".
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"not a date: {value!r}")
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC).date().isoformat()
+    text = value.strip().lower()
+    if not text:
+        return None
+    for pattern in _PATTERNS:
+        match = pattern.fullmatch(text)
+        if match:
+            return _build(match.groupdict(), value)
+    match = _LONE_YEAR.search(text)
+    if match and len(_LONE_YEAR.findall(text)) == 1:
+        return _build({"year": match["year"]}, value)
+    raise ValueError(f"unreadable date: {value!r}")
+
+
+def _build(parts: dict[str, str | None], original: str) -> str:
+    year = int(parts["year"] or 0)
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise ValueError(f"year out of range: {original!r}")
+    month_text = parts.get("month")
+    month: int | None = None
+    if month_text:
+        if month_text not in _MONTHS:
+            raise ValueError(f"unknown month in {original!r}")
+        month = _MONTHS[month_text]
+    elif parts.get("mnum"):
+        month = int(parts["mnum"] or 0)
+    if month is None:
+        return f"{year:04d}"
+    if not 1 <= month <= 12:
+        raise ValueError(f"month out of range: {original!r}")
+    if not parts.get("day"):
+        return f"{year:04d}-{month:02d}"
+    # date() rejects 2001-02-30 and friends.
+    return date(year, month, int(parts["day"] or 0)).isoformat()

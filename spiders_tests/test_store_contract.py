@@ -1,0 +1,189 @@
+"""The store contract, run against both implementations (SQLite file, MongoDB wire server)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from contentcrawl.store import COLLECTION_KEYS, Record, Store, StoreError
+from contentcrawl.store.base import UnknownCollectionError, content_hash
+from contentcrawl.store.mongo import MongoStore
+from spiders_tests.conftest import open_store_for
+
+
+def movie(tmdb_id: int, **fields: Any) -> Record:
+    return Record({"tmdb_id": tmdb_id, "title": f"Movie {tmdb_id}", **fields}, "tmdb")
+
+
+def test_insert_then_get_carries_meta(store: Store) -> None:
+    result = store.upsert_many("movies", [movie(1), movie(2)])
+    assert (result.inserted, result.updated, result.unchanged) == (2, 0, 0)
+    stored = store.get("movies", 1)
+    assert stored is not None
+    assert stored["title"] == "Movie 1"
+    meta = stored["_meta"]
+    assert meta["source"] == "tmdb"
+    assert meta["hash"] == content_hash({"tmdb_id": 1, "title": "Movie 1"})
+    assert meta["first_seen"] == meta["updated_at"]
+    assert meta["fetched_at"]
+    assert meta["revision"] is None
+    assert store.count("movies") == 2
+    assert store.get("movies", 3) is None
+
+
+def test_unchanged_rerun_writes_nothing(store: Store) -> None:
+    store.upsert_many("movies", [movie(i) for i in range(50)])
+    before = {doc["tmdb_id"]: doc for doc in store.iter_documents("movies")}
+    result = store.upsert_many("movies", [movie(i) for i in range(50)])
+    assert (result.inserted, result.updated, result.unchanged) == (0, 0, 50)
+    assert result.written == 0
+    after = {doc["tmdb_id"]: doc for doc in store.iter_documents("movies")}
+    assert after == before
+
+
+def test_one_changed_record_is_one_update_keeping_first_seen(store: Store) -> None:
+    store.upsert_many("movies", [movie(i) for i in range(5)])
+    first = store.get("movies", 3)
+    assert first is not None
+    records = [movie(i) for i in range(5)]
+    records[3] = movie(3, title="Renamed")
+    result = store.upsert_many("movies", records)
+    assert (result.inserted, result.updated, result.unchanged) == (0, 1, 4)
+    changed = store.get("movies", 3)
+    assert changed is not None
+    assert changed["title"] == "Renamed"
+    assert changed["_meta"]["first_seen"] == first["_meta"]["first_seen"]
+    assert changed["_meta"]["hash"] != first["_meta"]["hash"]
+
+
+def test_removed_field_does_not_linger(store: Store) -> None:
+    store.upsert_many("movies", [movie(1, tagline="Old tagline")])
+    store.upsert_many("movies", [movie(1)])
+    stored = store.get("movies", 1)
+    assert stored is not None
+    assert "tagline" not in stored
+
+
+def test_revision_change_alone_is_written_but_content_date_kept(store: Store) -> None:
+    book = {"ol_key": "/books/OL1M", "title": "Dune"}
+    store.upsert_many("books", [Record(book, "openlibrary", revision=3)])
+    first = store.get("books", "/books/OL1M")
+    assert store.upsert_many("books", [Record(book, "openlibrary", revision=3)]).unchanged == 1
+    result = store.upsert_many("books", [Record(book, "openlibrary", revision=4)])
+    assert result.updated == 1
+    stored = store.get("books", "/books/OL1M")
+    assert first is not None
+    assert stored is not None
+    assert stored["_meta"]["revision"] == 4
+    assert stored["_meta"]["updated_at"] == first["_meta"]["updated_at"]
+
+
+def test_key_given_twice_in_a_batch_keeps_the_last(store: Store) -> None:
+    result = store.upsert_many("movies", [movie(7, title="A"), movie(7, title="B")])
+    assert (result.inserted, result.updated) == (1, 1)
+    assert store.count("movies") == 1
+    stored = store.get("movies", 7)
+    assert stored is not None
+    assert stored["title"] == "B"
+
+
+ODD = {
+    "tmdb_id": 99,
+    "title": "Amélie — 天使 \U0001f3ac \u200b zero-width, RTL \u05e9\u05dc\u05d5\u05dd",
+    "nested": [[1, [2, [3, {"deep": ["x", None, True, 1.5, -0.0]}]]], [], {}],
+    "quotes": "it's \"quoted\" \\ backslash \n newline \t tab",
+    "big": 2**53 + 1,
+    "float": 0.1 + 0.2,
+    "empty": "",
+}
+
+
+def test_odd_unicode_and_nesting_round_trip_exactly(store: Store) -> None:
+    store.upsert_many("movies", [Record(dict(ODD), "tmdb")])
+    stored = store.get("movies", 99)
+    assert stored is not None
+    stored.pop("_meta")
+    assert stored == ODD
+    assert store.upsert_many("movies", [Record(dict(ODD), "tmdb")]).unchanged == 1
+
+
+def test_hash_ignores_key_order() -> None:
+    assert content_hash({"a": 1, "b": {"x": 1, "y": 2}}) == content_hash(
+        {"b": {"y": 2, "x": 1}, "a": 1}
+    )
+
+
+@pytest.mark.parametrize("collection", sorted(COLLECTION_KEYS))
+def test_every_collection_keys_on_its_source_id(store: Store, collection: str) -> None:
+    key_field = COLLECTION_KEYS[collection]
+    key: Any = {"tmdb_id": 5, "igdb_id": 5, "mbid": "b8a7c51f-362c-4dcb-a259-bc6e0095f0a6"}.get(
+        key_field, "/works/OL5W"
+    )
+    store.upsert_many(collection, [Record({key_field: key, "name": "x"}, "test")])
+    store.upsert_many(collection, [Record({key_field: key, "name": "y"}, "test")])
+    assert store.count(collection) == 1
+    stored = store.get(collection, key)
+    assert stored is not None
+    assert stored["name"] == "y"
+
+
+def test_unknown_collection_is_a_clear_error(store: Store) -> None:
+    with pytest.raises(UnknownCollectionError, match="unknown collection 'films'"):
+        store.upsert_many("films", [movie(1)])
+
+
+def test_sync_state_round_trips_and_replaces(store: Store) -> None:
+    assert store.get_state("tmdb_movies/changes") is None
+    store.set_state("tmdb_movies/changes", {"last_sync": "2026-11-01", "pages": [1, 2]})
+    store.set_state("tmdb_movies/changes", {"last_sync": "2026-11-02"})
+    assert store.get_state("tmdb_movies/changes") == {"last_sync": "2026-11-02"}
+
+
+def test_last_updated_and_iteration(store: Store) -> None:
+    assert store.last_updated("movies") is None
+    store.upsert_many("movies", [movie(i) for i in (3, 1, 2)])
+    assert store.last_updated("movies") is not None
+    assert sorted(doc["tmdb_id"] for doc in store.iter_documents("movies")) == [1, 2, 3]
+
+
+def test_unique_key_holds_under_concurrent_batches(store_settings: dict[str, Any]) -> None:
+    """Four writers with their own connections upsert overlapping keys at the same time."""
+    writers = [open_store_for(store_settings) for _ in range(4)]
+    barrier = threading.Barrier(len(writers))
+    errors: list[BaseException] = []
+
+    def write(writer: Store, offset: int) -> None:
+        try:
+            barrier.wait()
+            for start in range(0, 200, 50):
+                batch = [movie(i, writer=offset) for i in range(start, start + 50)]
+                writer.upsert_many("movies", batch)
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    threads = [
+        threading.Thread(target=write, args=(writer, n)) for n, writer in enumerate(writers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        reader = writers[0]
+        assert reader.count("movies") == 200
+        keys = [doc["tmdb_id"] for doc in reader.iter_documents("movies")]
+        assert sorted(keys) == list(range(200))
+    finally:
+        for writer in writers:
+            writer.close()
+
+
+def test_unreachable_mongo_is_a_clear_error_without_the_password() -> None:
+    store = MongoStore("mongodb://user:hunter2@127.0.0.1:9/?serverSelectionTimeoutMS=300", "x")
+    with pytest.raises(StoreError) as raised:
+        store.open()
+    assert "hunter2" not in str(raised.value)
+    assert "user:***@127.0.0.1:9" in str(raised.value)
