@@ -1,4 +1,4 @@
-"""Normalising the sources' dates to ISO-8601, keeping their precision (YYYY, YYYY-MM, YYYY-MM-DD)."""
+"""Normalising the sources' dates to ISO-8601 at their own precision (YYYY, YYYY-MM, …)."""
 
 from __future__ import annotations
 

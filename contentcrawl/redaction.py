@@ -13,7 +13,9 @@ SECRET_PARAMS = frozenset(
     {"api_key", "apikey", "key", "access_token", "token", "client_secret", "password", "secret"}
 )
 
-_USERINFO_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):[^@/\s]*@")
+_USERINFO_PASSWORD = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):[^@/\s]*@"
+)
 _QUERY_SECRET = re.compile(
     r"(?P<name>\b(?:" + "|".join(sorted(SECRET_PARAMS)) + r"))=(?P<value>[^&\s\"']+)", re.IGNORECASE
 )

@@ -6,14 +6,21 @@ from typing import Any
 
 from scrapy import Spider
 from scrapy.crawler import Crawler
+from scrapy.settings import SETTINGS_PRIORITIES
 from scrapy.utils.project import get_project_settings
 from scrapy.utils.test import get_crawler
 
 
 def make_crawler(spidercls: type[Spider], settings: dict[str, Any] | None = None) -> Crawler:
     """A crawler with the project's settings, ``settings`` on top (as ``-s`` would be)."""
-    project = get_project_settings().copy_to_dict()
-    return get_crawler(spidercls, {**project, **(settings or {})})
+    project = get_project_settings()
+    # Only what the project sets: re-applying Scrapy's defaults would trip its deprecations.
+    own = {
+        name: project[name]
+        for name in project
+        if (project.getpriority(name) or 0) > SETTINGS_PRIORITIES["default"]
+    }
+    return get_crawler(spidercls, {**own, **(settings or {})})
 
 
 async def crawl(

@@ -93,7 +93,7 @@ ODD = {
     "tmdb_id": 99,
     "title": "Amélie — 天使 \U0001f3ac \u200b zero-width, RTL \u05e9\u05dc\u05d5\u05dd",
     "nested": [[1, [2, [3, {"deep": ["x", None, True, 1.5, -0.0]}]]], [], {}],
-    "quotes": "it's \"quoted\" \\ backslash \n newline \t tab",
+    "quotes": 'it\'s "quoted" \\ backslash \n newline \t tab',
     "big": 2**53 + 1,
     "float": 0.1 + 0.2,
     "empty": "",
@@ -160,12 +160,10 @@ def test_unique_key_holds_under_concurrent_batches(store_settings: dict[str, Any
             for start in range(0, 200, 50):
                 batch = [movie(i, writer=offset) for i in range(start, start + 50)]
                 writer.upsert_many("movies", batch)
-        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as error:
             errors.append(error)
 
-    threads = [
-        threading.Thread(target=write, args=(writer, n)) for n, writer in enumerate(writers)
-    ]
+    threads = [threading.Thread(target=write, args=(writer, n)) for n, writer in enumerate(writers)]
     for thread in threads:
         thread.start()
     for thread in threads:

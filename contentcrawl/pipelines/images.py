@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from itemadapter import ItemAdapter
 from scrapy import Request
 from scrapy.exceptions import NotConfigured
+from scrapy.http.request import NO_CALLBACK
 from scrapy.pipelines.images import ImagesPipeline
-from scrapy.utils.request import NO_CALLBACK
 
 from contentcrawl.items import ContentItem
 from contentcrawl.redaction import redact_text
@@ -45,9 +45,7 @@ class ContentImagesPipeline(ImagesPipeline):
             return []
         urls = ItemAdapter(item).get(self.images_urls_field) or []
         slot = image_slot(item.source)
-        return [
-            Request(url, callback=NO_CALLBACK, meta={"download_slot": slot}) for url in urls
-        ]
+        return [Request(url, callback=NO_CALLBACK, meta={"download_slot": slot}) for url in urls]
 
     def file_path(
         self,

@@ -15,7 +15,7 @@ from scrapy import signals
 from scrapy.exceptions import DropItem
 
 from contentcrawl.items import ContentItem
-from contentcrawl.store import Record, Store, StoreError, build_store
+from contentcrawl.store import Record, Store, build_store
 from contentcrawl.store.base import utc_now
 
 if TYPE_CHECKING:
@@ -38,9 +38,9 @@ class StorePipeline:
 
     Store calls are blocking (sqlite3, pymongo) and run on one dedicated thread, so the
     reactor never waits on the database and writes stay in order. A batch is written when
-    full, when the spider goes idle and when it closes. A batch that fails after the
-    store's retries is counted as ``store/<collection>/failed`` and saved as JSON lines
-    under ``STORE_FAILED_DIR`` so nothing is lost.
+    full, when the spider goes idle and when it closes. A batch that fails (after the
+    store's own retries of transient errors) is counted as ``store/<collection>/failed``
+    and saved as JSON lines under ``STORE_FAILED_DIR`` so nothing is lost.
     """
 
     def __init__(self, crawler: Crawler) -> None:
@@ -90,13 +90,14 @@ class StorePipeline:
             return
         try:
             result = await self._in_store_thread(self.store.upsert_many, collection, records)
-        except StoreError as error:
+        except Exception as error:
             self.stats.inc_value(f"store/{collection}/failed", len(records))
             path = await self._in_store_thread(self._save_failed, collection, records)
             logger.error(
-                "Could not store %d %s records (%s); saved them to %s",
+                "Could not store %d %s records (%s: %s); saved them to %s",
                 len(records),
                 collection,
+                type(error).__name__,
                 error,
                 path,
             )

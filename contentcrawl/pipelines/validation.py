@@ -95,7 +95,11 @@ class ValidationPipeline:
             except ValueError as error:
                 adapter[name] = None
                 self.stats.inc_value(f"validation/{item.collection}/invalid_date")
-                level = logging.DEBUG if item.collection in self._date_problems_logged else logging.WARNING
+                level = (
+                    logging.DEBUG
+                    if item.collection in self._date_problems_logged
+                    else logging.WARNING
+                )
                 self._date_problems_logged.add(item.collection)
                 logger.log(level, "%s %r: %s set to null (%s)", item.collection, key, name, error)
 

@@ -24,7 +24,9 @@ def build_store(settings: BaseSettings) -> Store:
         )
     from contentcrawl.store.sqlite import SqliteStore
 
-    return SqliteStore(settings.get("SQLITE_PATH") or "data/contentcrawl.sqlite3", write_retries=retries)
+    return SqliteStore(
+        settings.get("SQLITE_PATH") or "data/contentcrawl.sqlite3", write_retries=retries
+    )
 
 
 __all__ = [

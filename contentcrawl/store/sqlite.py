@@ -157,8 +157,9 @@ class SqliteStore(Store):
                 ).fetchall()
             if not rows:
                 return
-            for last_key, doc in rows:
+            for _, doc in rows:
                 yield json.loads(doc)
+            last_key = rows[-1][0]
 
     def last_updated(self, collection: str) -> str | None:
         key_field_of(collection)
@@ -178,6 +179,7 @@ class SqliteStore(Store):
         with self._lock:
             self.connection.execute(
                 "INSERT INTO sync_state (name, value, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
+                "ON CONFLICT(name) DO UPDATE SET "
+                "value=excluded.value, updated_at=excluded.updated_at",
                 (name, canonical_json(value), utc_now()),
             )

@@ -181,7 +181,7 @@ class FakeServer:
                     return
                 self.wfile.write(body)
 
-            do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _handle
+            do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _handle  # noqa: N815 - http.server names
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass

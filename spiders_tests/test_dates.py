@@ -1,0 +1,37 @@
+"""Date normalisation on the shapes the sources really send (see fixtures QUIRKS.md)."""
+
+import pytest
+
+from contentcrawl.dates import normalise_date
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("2007", "2007"),  # MusicBrainz year precision
+        ("2012-09", "2012-09"),
+        ("2009-04-17", "2009-04-17"),
+        ("2019-05-01T00:00:00.000Z", "2019-05-01"),  # TMDB release_dates
+        ("2019-05-01T00:00:00Z", "2019-05-01"),
+        ("1999-1-5", "1999-01-05"),
+        ("March 3, 2001", "2001-03-03"),  # Open Library free text
+        ("Sept. 12, 1984", "1984-09-12"),
+        ("Mar 2001", "2001-03"),
+        ("3rd March 2001", "2001-03-03"),
+        ("c1985", "1985"),
+        ("[1985?]", "1985"),
+        ("03/04/2001", "2001"),  # day/month order unknown: year only
+        (1262304000, "2010-01-01"),  # IGDB Unix timestamp
+        ("", None),
+        ("   ", None),
+        (None, None),
+    ],
+)
+def test_normalises_to_iso_at_its_precision(raw: object, expected: str | None) -> None:
+    assert normalise_date(raw) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("raw", ["2001-02-30", "someday", "1985-1990", "0000", "2001-13", True])
+def test_unreadable_dates_raise(raw: object) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the messages vary by cause
+        normalise_date(raw)  # type: ignore[arg-type]

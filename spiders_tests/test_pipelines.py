@@ -1,0 +1,211 @@
+"""Validation → images → store, through real crawls into both stores."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from scrapy.utils.defer import deferred_f_from_coro_f
+
+from contentcrawl.items import BookItem, ContentItem, GameItem, MovieItem
+from contentcrawl.pipelines.validation import blank_to_none, checked_key
+from contentcrawl.sources.base import ContentSpider
+from spiders_tests.conftest import open_store_for
+from spiders_tests.crawling import crawl
+from spiders_tests.fakes.server import FakeResponse, FakeServer
+
+
+class ItemsSpider(ContentSpider):
+    """Yields the items it is given: the pipelines are what is under test."""
+
+    name = "test_items"
+    slot = "test"
+
+    def __init__(self, items: list[Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.items = items
+
+    async def start(self):  # type: ignore[override]
+        for item in self.items:
+            yield item
+
+
+def movies(count: int, **fields: Any) -> list[MovieItem]:
+    return [MovieItem(tmdb_id=i, title=f"Movie {i}", **fields) for i in range(1, count + 1)]
+
+
+@deferred_f_from_coro_f
+async def test_records_are_stored_in_batches_and_rerun_writes_nothing(
+    store_settings: dict[str, Any],
+) -> None:
+    settings = {**store_settings, "STORE_BATCH_SIZE": 4}
+    first = await crawl(ItemsSpider, settings, items=movies(10, release_date="2001-5-3"))
+    assert first.stats.get_value("store/movies/inserted") == 10
+    assert first.stats.get_value("item_scraped_count") == 10
+    second = await crawl(ItemsSpider, settings, items=movies(10, release_date="2001-5-3"))
+    assert second.stats.get_value("store/movies/unchanged") == 10
+    assert second.stats.get_value("store/movies/inserted") is None
+    assert second.stats.get_value("store/movies/updated") is None
+    changed = movies(10, release_date="2001-5-3")
+    changed[4].title = "A new title"
+    third = await crawl(ItemsSpider, settings, items=changed)
+    assert third.stats.get_value("store/movies/updated") == 1
+    assert third.stats.get_value("store/movies/unchanged") == 9
+    store = open_store_for(store_settings)
+    try:
+        assert store.count("movies") == 10
+        stored = store.get("movies", 5)
+        assert stored is not None
+        assert stored["title"] == "A new title"
+        assert stored["release_date"] == "2001-05-03"
+    finally:
+        store.close()
+
+
+@deferred_f_from_coro_f
+async def test_validation_cleans_counts_and_drops(
+    store_settings: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    items: list[Any] = [
+        MovieItem(tmdb_id=1, title="  Padded  ", tagline="   ", release_date="March 2001"),
+        MovieItem(tmdb_id=2, title=""),  # blank required field
+        MovieItem(tmdb_id=3, title=None),
+        MovieItem(tmdb_id=-4, title="Negative id"),
+        MovieItem(tmdb_id=5, title="Bad date", release_date="the other day"),
+        BookItem(ol_key="OL1M", title="Key without its prefix"),
+        BookItem(ol_key="/books/OL2M", title="Dune", publishers=["Ace", " ", ""]),
+        GameItem(igdb_id=7, name="Game", first_release_date="2010-01-01T00:00:00+00:00"),
+        {"title": "a plain dict"},
+    ]
+    caplog.set_level(logging.DEBUG)
+    crawler = await crawl(ItemsSpider, store_settings, items=items)
+    stats = crawler.stats
+    assert stats.get_value("validation/dropped/missing_field") == 2
+    assert stats.get_value("validation/dropped/invalid_key") == 2
+    assert stats.get_value("validation/dropped/unknown_kind") == 1
+    assert stats.get_value("validation/movies/invalid_date") == 1
+    assert stats.get_value("store/movies/inserted") == 2
+    assert stats.get_value("store/books/inserted") == 1
+    assert stats.get_value("store/games/inserted") == 1
+    # One WARNING with an example per drop reason; the repeats at DEBUG.
+    warnings = [
+        r for r in caplog.records if r.levelno == logging.WARNING and "Dropped" in r.message
+    ]
+    assert len(warnings) == 3
+    store = open_store_for(store_settings)
+    try:
+        padded = store.get("movies", 1)
+        assert padded is not None
+        assert (padded["title"], padded["tagline"], padded["release_date"]) == (
+            "Padded",
+            None,
+            "2001-03",
+        )
+        bad_date = store.get("movies", 5)
+        assert bad_date is not None
+        assert bad_date["release_date"] is None
+        book = store.get("books", "/books/OL2M")
+        assert book is not None
+        assert book["publishers"] == ["Ace"]
+        game = store.get("games", 7)
+        assert game is not None
+        assert game["first_release_date"] == "2010-01-01"
+    finally:
+        store.close()
+
+
+def test_checked_key_canonicalises() -> None:
+    assert checked_key("movies", "550") == 550
+    assert checked_key("artists", "B8A7C51F-362C-4DCB-A259-BC6E0095F0A6") == (
+        "b8a7c51f-362c-4dcb-a259-bc6e0095f0a6"
+    )
+    assert checked_key("works", "/works/OL45883W") == "/works/OL45883W"
+
+
+def test_blank_to_none_keeps_non_strings() -> None:
+    assert blank_to_none(["a", " ", 3, None]) == ["a", 3, None]
+    assert blank_to_none({"k": " "}) == {"k": " "}
+    assert blank_to_none(0) == 0
+
+
+@deferred_f_from_coro_f
+async def test_failed_batch_is_counted_and_saved_not_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = tmp_path / "store.sqlite3"
+    store = open_store_for({"SQLITE_PATH": str(database)})
+    store.close()
+    # A real SQLite failure on write: the table refuses inserts.
+    with sqlite3.connect(database) as connection:
+        connection.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON movies "
+            "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+    failed_dir = tmp_path / "failed"
+    settings = {"SQLITE_PATH": str(database), "MONGO_URI": "", "STORE_FAILED_DIR": str(failed_dir)}
+    crawler = await crawl(ItemsSpider, settings, items=movies(3))
+    assert crawler.stats.get_value("store/movies/failed") == 3
+    saved = [json.loads(line) for line in (failed_dir / "movies.jsonl").read_text().splitlines()]
+    assert [entry["content"]["tmdb_id"] for entry in saved] == [1, 2, 3]
+    assert "disk says no" in caplog.text
+
+
+def png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 60), (200, 30, 30)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@deferred_f_from_coro_f
+async def test_images_are_saved_per_record_and_a_failure_keeps_the_record(
+    fake_server: FakeServer, store_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    image = png_bytes()
+
+    @fake_server.route("GET", r"/t/p/original/(?P<name>\w+)\.png")
+    def poster(request: Any, name: str) -> FakeResponse:
+        if name == "missing":
+            return FakeResponse.json({"status_code": 34}, 404)
+        return FakeResponse(200, image, {"Content-Type": "image/png"})
+
+    good = f"{fake_server.url}/t/p/original/poster.png"
+    bad = f"{fake_server.url}/t/p/original/missing.png"
+    items: list[ContentItem] = [MovieItem(tmdb_id=550, title="Fight Club", image_urls=[good, bad])]
+    settings = {**store_settings, "IMAGES_ENABLED": True, "IMAGES_STORE": str(tmp_path / "img")}
+    crawler = await crawl(ItemsSpider, settings, items=items)
+    assert crawler.stats.get_value("images/movies/downloaded") == 1
+    assert crawler.stats.get_value("images/movies/failed") == 1
+    expected = (
+        tmp_path / "img" / "movies" / "550" / f"{hashlib.sha1(good.encode()).hexdigest()}.jpg"  # noqa: S324
+    )
+    assert expected.is_file()
+    store = open_store_for(store_settings)
+    try:
+        stored = store.get("movies", 550)
+        assert stored is not None
+        assert [entry["path"] for entry in stored["images"]] == [
+            str(expected.relative_to(tmp_path / "img"))
+        ]
+    finally:
+        store.close()
+    assert {r.path for r in fake_server.hits()} == {
+        "/t/p/original/poster.png",
+        "/t/p/original/missing.png",
+    }
+
+
+@deferred_f_from_coro_f
+async def test_images_are_off_by_default(
+    fake_server: FakeServer, store_settings: dict[str, Any]
+) -> None:
+    items = [MovieItem(tmdb_id=1, title="x", image_urls=[f"{fake_server.url}/p.png"])]
+    crawler = await crawl(ItemsSpider, store_settings, items=items)
+    assert crawler.stats.get_value("store/movies/inserted") == 1
+    assert fake_server.hits() == []
