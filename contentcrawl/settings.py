@@ -149,6 +149,7 @@ EXTENSIONS = {
     "scrapy.extensions.throttle.AutoThrottle": None,
     "contentcrawl.extensions.slot_throttle.SlotAutoThrottle": 0,
     "contentcrawl.extensions.log_redaction.LogRedaction": 0,
+    "contentcrawl.extensions.sync_state.SyncState": 100,
 }
 ITEM_PIPELINES = {
     "contentcrawl.pipelines.validation.ValidationPipeline": 100,

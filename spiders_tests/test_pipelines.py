@@ -17,6 +17,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 from contentcrawl.items import BookItem, ContentItem, GameItem, MovieItem
 from contentcrawl.pipelines.validation import blank_to_none, checked_key
 from contentcrawl.sources.base import ContentSpider
+from contentcrawl.store import StoreError
 from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.server import FakeResponse, FakeServer
@@ -209,3 +210,15 @@ async def test_images_are_off_by_default(
     crawler = await crawl(ItemsSpider, store_settings, items=items)
     assert crawler.stats.get_value("store/movies/inserted") == 1
     assert fake_server.hits() == []
+
+
+@deferred_f_from_coro_f
+async def test_unreachable_store_stops_the_crawl_with_a_clear_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = {"MONGO_URI": "mongodb://reader:pw-8812@127.0.0.1:9/?serverSelectionTimeoutMS=200"}
+    with pytest.raises(
+        StoreError, match=r"cannot open MongoDB mongodb://reader:\*\*\*@127.0.0.1:9"
+    ):
+        await crawl(ItemsSpider, settings, items=movies(1))
+    assert "pw-8812" not in caplog.text

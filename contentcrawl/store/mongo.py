@@ -53,9 +53,11 @@ class MongoStore(Store):
     def open(self) -> None:
         if self._client is not None:
             return
-        client: MongoClient[dict[str, Any]] = MongoClient(
-            self.uri, appname="contentcrawl", serverSelectionTimeoutMS=10_000, tz_aware=True
-        )
+        options: dict[str, Any] = {"appname": "contentcrawl", "tz_aware": True}
+        # Keyword options beat the URI's: set the default only when the URI has none.
+        if "serverselectiontimeoutms" not in self.uri.lower():
+            options["serverSelectionTimeoutMS"] = 10_000
+        client: MongoClient[dict[str, Any]] = MongoClient(self.uri, **options)
         try:
             database = client[self.database_name]
             for collection, key_field in COLLECTION_KEYS.items():
