@@ -17,7 +17,8 @@ _USERINFO_PASSWORD = re.compile(
     r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):[^@/\s]*@"
 )
 _QUERY_SECRET = re.compile(
-    r"(?P<name>\b(?:" + "|".join(sorted(SECRET_PARAMS)) + r"))=(?P<value>[^&\s\"']+)", re.IGNORECASE
+    r"(?P<name>\b(?:" + "|".join(sorted(SECRET_PARAMS)) + r"))=(?P<value>[^&\s\"'<>]+)",
+    re.IGNORECASE,
 )
 _BEARER = re.compile(r"(?P<scheme>Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 

@@ -91,6 +91,12 @@ def serve_bytes(
     return FakeResponse(200, data, headers, cut_after=cut_after)
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog of 5 makes a burst of new connections wait a second for
+    # the kernel's SYN retry: latency the real APIs do not have.
+    request_queue_size = 128
+
+
 class FakeServer:
     """Threaded HTTP server with regex routes; start() binds a free port on 127.0.0.1."""
 
@@ -186,7 +192,7 @@ class FakeServer:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
+        self._httpd = _Server(("127.0.0.1", 0), RequestHandler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()

@@ -1,0 +1,245 @@
+"""Retries that slow a whole download slot: Retry-After, exponential backoff, a give-up signal."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+
+from scrapy import Request
+from scrapy.downloadermiddlewares.retry import RetryMiddleware, get_retry_request
+from scrapy.utils.response import response_status_message
+
+from contentcrawl.redaction import redact_text, redact_url
+from contentcrawl.signals import request_gave_up
+
+if TYPE_CHECKING:
+    from scrapy.core.downloader import Slot
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+
+logger = logging.getLogger(__name__)
+
+# A backoff ends once the delay above the slot's floor drops below this share of the
+# floor (or below RECOVERED_SECONDS for a slot whose floor is zero).
+RECOVERED_SHARE = 0.1
+RECOVERED_SECONDS = 0.01
+
+
+def parse_retry_after(value: str | bytes | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` (delta-seconds or HTTP-date); None if unreadable."""
+    if value is None:
+        return None
+    text = (value.decode("latin-1") if isinstance(value, bytes) else value).strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT; "-0000" parses as naive
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+@dataclass
+class SlotBackoff:
+    """Backoff state of one download slot."""
+
+    failures: int = 0  # consecutive failures
+    resume_at: float = 0.0  # time.monotonic() before which no request of the slot starts
+    active: bool = False  # the slot's delay is above its floor because of failures
+
+
+class PoliteRetryMiddleware(RetryMiddleware):
+    """RetryMiddleware that pauses the failing request's whole download slot before retrying.
+
+    A response in ``RETRY_HTTP_CODES`` or an exception in ``RETRY_EXCEPTIONS`` holds every
+    request of the slot for ``Retry-After`` seconds (capped at ``RETRY_AFTER_MAX``) or, without
+    one, for ``BACKOFF_BASE * 2**(n-1)`` seconds after the slot's n-th consecutive failure
+    (capped at ``BACKOFF_MAX``, ± ``BACKOFF_JITTER``). The slot's delay stays raised, and
+    AutoThrottle kept off it, until successes halve it back to the slot's configured delay.
+    A request out of retries sends ``contentcrawl.signals.request_gave_up``.
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        super().__init__(crawler.settings)
+        self.crawler = crawler
+        settings = crawler.settings
+        self.backoff_base = settings.getfloat("BACKOFF_BASE", 1.0)
+        self.backoff_max = settings.getfloat("BACKOFF_MAX", 300.0)
+        self.backoff_jitter = settings.getfloat("BACKOFF_JITTER", 0.25)
+        self.retry_after_max = settings.getfloat("RETRY_AFTER_MAX", 3600.0)
+        self.default_delay = settings.getfloat("DOWNLOAD_DELAY")
+        self.slot_delays = {
+            key: float(conf.get("delay", self.default_delay))
+            for key, conf in settings.getdict("DOWNLOAD_SLOTS").items()
+        }
+        self.backoffs: dict[str, SlotBackoff] = {}
+        self.retry_logger = _RedactingLogger(logger, {})
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> PoliteRetryMiddleware:
+        return cls(crawler)
+
+    def process_request(self, request: Request) -> None:
+        backoff = self.backoffs.get(self._slot_key(request))
+        if backoff is not None and backoff.active:
+            request.meta["autothrottle_dont_adjust_delay"] = True
+
+    def process_response(self, request: Request, response: Response) -> Request | Response:
+        if response.status not in self.retry_http_codes:
+            self._succeeded(request)
+            return response
+        reason = str(response.status)
+        self._failed(request, reason, parse_retry_after(response.headers.get("Retry-After")))
+        if request.meta.get("dont_retry", False):
+            return response
+        retry = self._retry_or_give_up(request, response_status_message(response.status), reason)
+        return retry or response
+
+    def process_exception(self, request: Request, exception: Exception) -> Request | None:
+        if not isinstance(exception, self.exceptions_to_retry):
+            return None
+        reason = type(exception).__name__
+        self._failed(request, reason, None)
+        if request.meta.get("dont_retry", False):
+            return None
+        return self._retry_or_give_up(request, exception, reason)
+
+    # -- the slot ---------------------------------------------------------------------
+    def _slot_key(self, request: Request) -> str:
+        # The downloader writes meta["download_slot"] only after process_request.
+        return request.meta.get("download_slot") or self.crawler.engine.downloader.get_slot_key(
+            request
+        )
+
+    def _slot(self, request: Request) -> tuple[str, Slot | None]:
+        key = self._slot_key(request)
+        return key, self.crawler.engine.downloader.slots.get(key)
+
+    def _backoff_wait(self, failures: int) -> float:
+        wait = min(self.backoff_max, self.backoff_base * 2 ** max(0, failures - 1))
+        return wait * (1 + random.uniform(-self.backoff_jitter, self.backoff_jitter))  # noqa: S311
+
+    def _failed(self, request: Request, reason: str, retry_after: float | None) -> None:
+        key, slot = self._slot(request)
+        stats = self.crawler.stats
+        stats.inc_value(f"retry/{key}/{reason}")
+        backoff = self.backoffs.setdefault(key, SlotBackoff())
+        now = time.monotonic()
+        # A failure that arrives while the slot is paused answers a request sent before
+        # the pause: the same overload, so it does not escalate the backoff.
+        if now >= backoff.resume_at:
+            backoff.failures += 1
+        paced = self._backoff_wait(backoff.failures)
+        wait = paced if retry_after is None else min(retry_after, self.retry_after_max)
+        imposed = max(0.0, now + wait - max(backoff.resume_at, now))
+        if not imposed:
+            return
+        backoff.resume_at = now + wait
+        stats.inc_value(f"retry/{key}/backoff_seconds", round(imposed, 3))
+        logger.info(
+            "Pausing download slot %r for %.2f s after %s (%d consecutive failures)",
+            key,
+            wait,
+            reason,
+            backoff.failures,
+        )
+        if slot is not None:
+            # A long Retry-After (a spent quota) is a pause, not a pace: once it is over,
+            # the slot restarts at the exponential backoff's pace.
+            self._hold(slot, backoff, min(wait, paced))
+
+    def _hold(self, slot: Slot, backoff: SlotBackoff, pace: float) -> None:
+        backoff.active = True
+        # A zero delay would switch the downloader's gate below off.
+        slot.delay = max(slot.delay, pace, RECOVERED_SECONDS)
+        # The downloader starts a slot's next request at lastseen + delay (± jitter), see
+        # scrapy.core.downloader.Downloader._process_queue: place lastseen so that even the
+        # shortest jittered delay ends at resume_at.
+        shortest = slot.delay * max(0.0, 1.0 - slot.jitter)
+        slot.lastseen = max(slot.lastseen, backoff.resume_at - shortest)
+        # Requests already queued in the slot went through process_request before the
+        # pause; AutoThrottle must not lower the delay on their responses either.
+        for queued in slot.active:
+            queued.meta["autothrottle_dont_adjust_delay"] = True
+
+    def _succeeded(self, request: Request) -> None:
+        key, slot = self._slot(request)
+        backoff = self.backoffs.get(key)
+        # A success that arrives during the pause was sent before it: it says nothing yet.
+        if backoff is None or time.monotonic() < backoff.resume_at:
+            return
+        backoff.failures = 0
+        if not backoff.active or slot is None:
+            return
+        floor = self.slot_delays.get(key, self.default_delay)
+        extra = (slot.delay - floor) / 2
+        if extra > max(RECOVERED_SHARE * floor, RECOVERED_SECONDS):
+            slot.delay = floor + extra
+            return
+        slot.delay = floor
+        backoff.active = False
+        logger.info("Download slot %r recovered: back at its %.3f s delay", key, floor)
+
+    # -- retry or give up -------------------------------------------------------------
+    def _retry_or_give_up(
+        self, request: Request, retry_reason: str | Exception, reason: str
+    ) -> Request | None:
+        spider = self.crawler.spider
+        retry = get_retry_request(
+            request,
+            spider=spider,
+            reason=retry_reason,
+            max_retry_times=request.meta.get("max_retry_times", self.max_retry_times),
+            priority_adjust=request.meta.get("priority_adjust", self.priority_adjust),
+            logger=self.retry_logger,  # an adapter: get_retry_request only calls debug and log
+            give_up_log_level=request.meta.get("give_up_log_level", self.give_up_log_level),
+        )
+        if retry is not None:
+            return retry
+        key = self._slot_key(request)
+        self.crawler.stats.inc_value(f"retry/{key}/gave_up")
+        self.crawler.signals.send_catch_log(
+            signal=request_gave_up,
+            request=request,
+            reason=reason,
+            attempts=request.meta.get("retry_times", 0) + 1,
+            spider=spider,
+        )
+        return None
+
+
+class _RedactingLogger(logging.LoggerAdapter):
+    """Passes get_retry_request's log lines on with request URLs and reasons redacted."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return msg, kwargs  # keep the caller's extra={"spider": ...}
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        super().log(level, msg, *(_redacted(arg) for arg in args), **kwargs)
+
+
+def _redacted(arg: Any) -> Any:
+    if isinstance(arg, dict):
+        return {name: _redacted(value) for name, value in arg.items()}
+    if isinstance(arg, Request):
+        return f"<{arg.method} {redact_url(arg.url)}>"
+    if isinstance(arg, BaseException):
+        # Timeouts name the URL in their message ("Getting <url> took longer than ...").
+        return redact_text(f"{type(arg).__name__}: {arg}")
+    if isinstance(arg, str):
+        return redact_text(arg)
+    return arg

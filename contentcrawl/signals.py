@@ -1,0 +1,11 @@
+"""contentcrawl's own signals, sent through ``crawler.signals`` like Scrapy's.
+
+Connect with ``crawler.signals.connect(handler, signal=request_gave_up)``.
+"""
+
+# Sent by PoliteRetryMiddleware when a request has used up its retries, with
+# ``request`` (the last attempt; its URL may carry a secret: log it only through
+# contentcrawl.redaction.redact_url), ``reason`` (the status code as a string, such as
+# "429", or the exception class name), ``attempts`` (downloads made, the first one
+# included) and ``spider``. Run records and dead letters listen to it.
+request_gave_up = object()
