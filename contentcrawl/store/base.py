@@ -175,6 +175,7 @@ class Store(ABC):
         keys = [record.content[key_field] for record in records]
         known = self._read_existing(collection, keys)
         to_write: dict[Any, dict[str, Any]] = {}
+        new_keys: set[Any] = set()
         now = utc_now()
         for key, record in zip(keys, records, strict=True):
             previous = known.get(key)
@@ -195,12 +196,13 @@ class Store(ABC):
             }
             if previous is None:
                 result.inserted += 1
+                new_keys.add(key)
             else:
                 result.updated += 1
             to_write[key] = document
             known[key] = Existing(record.hash, record.revision, first_seen, updated_at)
         if to_write:
-            self._write(collection, key_field, list(to_write.values()))
+            self._write(collection, key_field, list(to_write.values()), new_keys)
         return result
 
     def _batch_transaction(self) -> AbstractContextManager[object]:
@@ -212,8 +214,14 @@ class Store(ABC):
         """Hash, revision and dates of the stored records among ``keys``."""
 
     @abstractmethod
-    def _write(self, collection: str, key_field: str, documents: list[dict[str, Any]]) -> None:
-        """Replace or insert whole documents (with ``_meta``) in one round trip."""
+    def _write(
+        self,
+        collection: str,
+        key_field: str,
+        documents: list[dict[str, Any]],
+        new_keys: set[Any],
+    ) -> None:
+        """Insert (keys in ``new_keys``) or replace whole documents, in one round trip."""
 
     @abstractmethod
     def get(self, collection: str, key: Any) -> dict[str, Any] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, MongoClient, ReplaceOne
+from pymongo import ASCENDING, DESCENDING, InsertOne, MongoClient, ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure, PyMongoError
 
@@ -94,9 +94,19 @@ class MongoStore(Store):
             )
         return found
 
-    def _write(self, collection: str, key_field: str, documents: list[dict[str, Any]]) -> None:
-        operations = [
-            ReplaceOne({key_field: document[key_field]}, document, upsert=True)
+    def _write(
+        self,
+        collection: str,
+        key_field: str,
+        documents: list[dict[str, Any]],
+        new_keys: set[Any],
+    ) -> None:
+        # New records are inserted, not upserted: an insert is one index probe, while an
+        # upsert is a query first (a scan on wire servers without query planning).
+        operations: list[InsertOne[dict[str, Any]] | ReplaceOne[dict[str, Any]]] = [
+            InsertOne(document)
+            if document[key_field] in new_keys
+            else ReplaceOne({key_field: document[key_field]}, document, upsert=True)
             for document in documents
         ]
         try:
@@ -105,9 +115,12 @@ class MongoStore(Store):
             errors = error.details.get("writeErrors", [])
             if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise StoreError(f"bulk write to {collection} failed: {errors[:3]}") from None
-            # Two writers upserted the same new key at once: the loser's upsert raised
-            # E11000; the record exists now, so replaying it is a plain replace.
-            retry = [operations[e["index"]] for e in errors]
+            # Another writer inserted the same new key between our read and our write:
+            # the record exists now, so ours becomes a replace.
+            retry = [
+                ReplaceOne({key_field: documents[e["index"]][key_field]}, documents[e["index"]])
+                for e in errors
+            ]
             self.db[collection].bulk_write(retry, ordered=False)
 
     def get(self, collection: str, key: Any) -> dict[str, Any] | None:

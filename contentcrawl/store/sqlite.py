@@ -112,7 +112,13 @@ class SqliteStore(Store):
                 found[by_text[key_text]] = Existing(hash_, revision, first_seen, updated_at)
         return found
 
-    def _write(self, collection: str, key_field: str, documents: list[dict[str, Any]]) -> None:
+    def _write(
+        self,
+        collection: str,
+        key_field: str,
+        documents: list[dict[str, Any]],
+        new_keys: set[Any],
+    ) -> None:
         rows = [
             (
                 str(document[key_field]),
