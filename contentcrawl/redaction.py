@@ -77,6 +77,10 @@ def install_log_redaction() -> None:
 
     def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = current(*args, **kwargs)
+        # Scrapy filters by level in its root handler, so DEBUG records are created even
+        # when nothing emits them: redact only what some root handler will emit.
+        if record.levelno < _lowest_root_handler_level():
+            return record
         secrets = tuple(_registered_secrets)
         try:
             message = record.getMessage()
@@ -97,3 +101,9 @@ def install_log_redaction() -> None:
 
 
 _formatter = logging.Formatter()
+
+
+def _lowest_root_handler_level() -> int:
+    levels = [handler.level for handler in logging.root.handlers]
+    # No handler: logging's last resort prints WARNING and above.
+    return min(levels) if levels else logging.WARNING

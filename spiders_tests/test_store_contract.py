@@ -185,3 +185,24 @@ def test_unreachable_mongo_is_a_clear_error_without_the_password() -> None:
         store.open()
     assert "hunter2" not in str(raised.value)
     assert "user:***@127.0.0.1:9" in str(raised.value)
+
+
+def test_mark_deleted_flags_and_a_comeback_clears_it(store: Store) -> None:
+    store.upsert_many("movies", [movie(i) for i in range(1, 4)])
+    assert store.mark_deleted("movies", [2, 3, 404]) == 2
+    assert store.mark_deleted("movies", [2]) == 0  # already flagged
+    flagged = store.get("movies", 2)
+    assert flagged is not None
+    assert flagged["_meta"]["deleted_at"]
+    assert flagged["title"] == "Movie 2"
+    unflagged = store.get("movies", 1)
+    assert unflagged is not None
+    assert "deleted_at" not in unflagged["_meta"]
+    # The source brings record 2 back unchanged: it is written again, without the flag.
+    result = store.upsert_many("movies", [movie(2), movie(1)])
+    assert (result.updated, result.unchanged) == (1, 1)
+    back = store.get("movies", 2)
+    assert back is not None
+    assert "deleted_at" not in back["_meta"]
+    assert back["_meta"]["first_seen"] == flagged["_meta"]["first_seen"]
+    assert store.upsert_many("movies", [movie(2)]).unchanged == 1

@@ -7,10 +7,10 @@ import json
 import logging
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from itemadapter import ItemAdapter
 from scrapy import signals
 from scrapy.exceptions import DropItem
 
@@ -132,7 +132,9 @@ class StorePipeline:
 
 def to_record(item: ContentItem) -> Record:
     """The store record for an item: content without provenance fields, hash computed."""
-    content = ItemAdapter(item).asdict()
+    # A shallow copy: items hold plain JSON values and are not changed after this last
+    # pipeline, so ItemAdapter.asdict()'s deep copy (tens of ms on a large movie) is waste.
+    content = {field.name: getattr(item, field.name) for field in fields(item)}
     revision = content.pop("revision", None)
     fetched_at = content.pop("fetched_at", None) or utc_now()
     try:

@@ -90,6 +90,7 @@ class Existing:
     revision: int | None
     first_seen: str
     updated_at: str
+    deleted_at: str | None = None
 
 
 @dataclass(slots=True)
@@ -179,7 +180,12 @@ class Store(ABC):
         now = utc_now()
         for key, record in zip(keys, records, strict=True):
             previous = known.get(key)
-            if previous and previous.hash == record.hash and previous.revision == record.revision:
+            if (
+                previous
+                and previous.hash == record.hash
+                and previous.revision == record.revision
+                and previous.deleted_at is None
+            ):
                 result.unchanged += 1
                 continue
             first_seen = previous.first_seen if previous else now
@@ -222,6 +228,22 @@ class Store(ABC):
         new_keys: set[Any],
     ) -> None:
         """Insert (keys in ``new_keys``) or replace whole documents, in one round trip."""
+
+    def mark_deleted(self, collection: str, keys: Sequence[Any]) -> int:
+        """Flag stored records the source no longer has (``_meta.deleted_at``); returns how many.
+
+        The record stays (a mirror keeps what it saw); it is written again, unflagged, if
+        the source brings it back. Keys not in the store, or already flagged, are ignored.
+        """
+        key_field_of(collection)
+        if not keys:
+            return 0
+        with self._batch_transaction():
+            return self._mark_deleted(collection, list(keys), utc_now())
+
+    @abstractmethod
+    def _mark_deleted(self, collection: str, keys: list[Any], now: str) -> int:
+        """Set ``_meta.deleted_at = now`` on the stored, unflagged records among ``keys``."""
 
     @abstractmethod
     def get(self, collection: str, key: Any) -> dict[str, Any] | None:

@@ -91,6 +91,7 @@ class MongoStore(Store):
                 meta.get("revision"),
                 meta.get("first_seen") or utc_now(),
                 meta.get("updated_at") or utc_now(),
+                meta.get("deleted_at"),
             )
         return found
 
@@ -122,6 +123,14 @@ class MongoStore(Store):
                 for e in errors
             ]
             self.db[collection].bulk_write(retry, ordered=False)
+
+    def _mark_deleted(self, collection: str, keys: list[Any], now: str) -> int:
+        key_field = key_field_of(collection)
+        result = self.db[collection].update_many(
+            {key_field: {"$in": keys}, f"{META}.deleted_at": None},
+            {"$set": {f"{META}.deleted_at": now}},
+        )
+        return result.modified_count
 
     def get(self, collection: str, key: Any) -> dict[str, Any] | None:
         key_field = key_field_of(collection)

@@ -66,7 +66,7 @@ class SqliteStore(Store):
             connection.execute(
                 f'CREATE TABLE IF NOT EXISTS "{collection}" ('
                 "key TEXT PRIMARY KEY, doc TEXT NOT NULL, hash TEXT NOT NULL, revision INTEGER, "
-                "first_seen TEXT NOT NULL, updated_at TEXT NOT NULL)"
+                "first_seen TEXT NOT NULL, updated_at TEXT NOT NULL, deleted_at TEXT)"
             )
             connection.execute(
                 f'CREATE INDEX IF NOT EXISTS "{collection}_updated_at" '
@@ -104,12 +104,12 @@ class SqliteStore(Store):
             chunk = texts[start : start + _MAX_PARAMS]
             placeholders = ",".join("?" * len(chunk))
             rows = self.connection.execute(
-                f'SELECT key, hash, revision, first_seen, updated_at FROM "{collection}" '
-                f"WHERE key IN ({placeholders})",
+                f"SELECT key, hash, revision, first_seen, updated_at, deleted_at "
+                f'FROM "{collection}" WHERE key IN ({placeholders})',
                 chunk,
             )
-            for key_text, hash_, revision, first_seen, updated_at in rows:
-                found[by_text[key_text]] = Existing(hash_, revision, first_seen, updated_at)
+            for key_text, *existing in rows:
+                found[by_text[key_text]] = Existing(*existing)
         return found
 
     def _write(
@@ -134,9 +134,24 @@ class SqliteStore(Store):
             f'INSERT INTO "{collection}" (key, doc, hash, revision, first_seen, updated_at) '
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
             "doc=excluded.doc, hash=excluded.hash, revision=excluded.revision, "
-            "updated_at=excluded.updated_at",
+            "updated_at=excluded.updated_at, deleted_at=NULL",
             rows,
         )
+
+    def _mark_deleted(self, collection: str, keys: list[Any], now: str) -> int:
+        marked = 0
+        texts = [str(key) for key in keys]
+        for start in range(0, len(texts), _MAX_PARAMS):
+            chunk = texts[start : start + _MAX_PARAMS]
+            placeholders = ",".join("?" * len(chunk))
+            cursor = self.connection.execute(
+                f'UPDATE "{collection}" SET deleted_at = ?, '
+                "doc = json_set(doc, '$._meta.deleted_at', ?) "
+                f"WHERE deleted_at IS NULL AND key IN ({placeholders})",
+                [now, now, *chunk],
+            )
+            marked += cursor.rowcount
+        return marked
 
     def get(self, collection: str, key: Any) -> dict[str, Any] | None:
         key_field_of(collection)
