@@ -82,7 +82,9 @@ class ValidationPipeline:
             raise UnknownKind(f"not a record item: {type(item).__name__}")
         adapter = ItemAdapter(item)
         for name, value in adapter.items():
-            adapter[name] = blank_to_none(value)
+            cleaned = blank_to_none(value)
+            if cleaned is not value:
+                adapter[name] = cleaned
         adapter[item.key_field] = checked_key(item.collection, adapter.get(item.key_field))
         key = adapter[item.key_field]
         for name in item.required:
@@ -107,8 +109,12 @@ class ValidationPipeline:
 def blank_to_none(value: Any) -> Any:
     """Strip strings; a blank string becomes None and blank strings drop out of lists."""
     if isinstance(value, str):
+        # str.strip() returns the very object when there is nothing to strip.
         return value.strip() or None
-    if isinstance(value, list) and any(isinstance(entry, str) for entry in value):
+    if isinstance(value, list) and any(
+        isinstance(entry, str) and (not entry or entry[0].isspace() or entry[-1].isspace())
+        for entry in value
+    ):
         stripped = (entry.strip() if isinstance(entry, str) else entry for entry in value)
         return [entry for entry in stripped if entry != ""]
     return value

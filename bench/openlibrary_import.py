@@ -1,0 +1,176 @@
+"""Open Library editions import: records/s against a parse-only loop, and peak RSS at two sizes.
+
+A dump is generated from the recorded real edition lines (each line given a fresh key) and
+imported with ``scrapy crawl openlibrary_books`` in a subprocess, so the figures are those of
+a real run: records/s from the crawl's own ``elapsed_time_seconds``, peak RSS from the
+child's rusage. The ceiling is a parse-only loop over the same file in this process
+(decompress, split, ``json.loads``); the issue's targets are an import at >= 50 % of it into
+SQLite and < 50 MB of RSS growth between the two sizes.
+
+    python bench/openlibrary_import.py [--lines 200000] [--small 20000] [--mongo-lines 50000]
+    python bench/openlibrary_import.py --small 200000 --lines 1000000   # the issue's sizes
+
+MongoDB: CONTENTCRAWL_TEST_MONGO_URI when set, else a mongod on PATH, else nx-27017 (a wire-
+protocol server on SQLite; bench/store_upsert.py shows its own ceiling). ``--mongo-lines 0``
+skips it; ``--mongo-lines`` equal to ``--lines`` imports the same file as SQLite did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# A developer's .env must not change the figures.
+os.environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
+
+from store_upsert import mongo_server
+
+from contentcrawl.dumps import DumpFile
+from contentcrawl.sources.openlibrary import book_from_edition, parse_line
+from spiders_tests.fakes.openlibrary import generated_lines, write_dump
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEED_TARGET = 0.5
+RSS_GROWTH_LIMIT_MB = 50.0
+
+
+@dataclass
+class Run:
+    records: int
+    seconds: float
+    peak_rss_mb: float
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds
+
+
+def parse_only(dump: Path) -> float:
+    """Lines/s of decompress + split + json.loads: what reading alone costs."""
+    started = time.perf_counter()
+    count = 0
+    with DumpFile(dump) as reader:
+        for _, line in reader.lines():
+            json.loads(line.split(b"\t", 4)[4])
+            count += 1
+    return count / (time.perf_counter() - started)
+
+
+def parse_and_map(dump: Path) -> float:
+    """Lines/s of the spider's own per-line work: parse_line + book_from_edition."""
+    started = time.perf_counter()
+    count = 0
+    with DumpFile(dump) as reader:
+        for _, line in reader.lines():
+            parsed = parse_line(line, "/type/edition")
+            assert not isinstance(parsed, str)
+            book_from_edition(parsed.doc, covers_url="https://covers.example/b")
+            count += 1
+    return count / (time.perf_counter() - started)
+
+
+def crawl(dump: Path, env: dict[str, str], workdir: Path) -> Run:
+    """``scrapy crawl openlibrary_books`` in a child process; its stats and peak RSS."""
+    log = workdir / "crawl.log"
+    command = [sys.executable, "-m", "scrapy", "crawl", "openlibrary_books", "-a", f"dump={dump}"]
+    with log.open("w") as out:
+        child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+        _, status, usage = os.wait4(child.pid, 0)
+    text = log.read_text()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"crawl failed:\n{text[-3000:]}")
+    seconds = float(re.search(r"'elapsed_time_seconds': ([\d.]+)", text)[1])
+    stored = sum(
+        int(match)
+        for match in re.findall(r"'store/books/(?:inserted|updated|unchanged)': (\d+)", text)
+    )
+    return Run(stored, seconds, usage.ru_maxrss / 1024)
+
+
+def describe(run: Run) -> str:
+    return (
+        f"{run.rate:>9,.0f} records/s  ({run.records:,} records in {run.seconds:.1f} s, "
+        f"peak RSS {run.peak_rss_mb:.0f} MB)"
+    )
+
+
+def crawl_env(**settings: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MONGO_URI": "",
+        "LOG_LEVEL": "INFO",
+        "PROGRESS_INTERVAL": "30",
+        **settings,
+    }
+
+
+def generate(workdir: Path, lines: int) -> Path:
+    started = time.perf_counter()
+    dump = write_dump(
+        workdir / f"ol_dump_editions_{lines}.txt.gz", generated_lines("editions", lines)
+    )
+    size = dump.stat().st_size / 1024**2
+    took = time.perf_counter() - started
+    print(f"generated {lines:>9,} lines  {size:7.1f} MiB gzip  ({took:.1f} s)")
+    return dump
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=200_000, help="speed run and large RSS size")
+    parser.add_argument("--small", type=int, default=20_000, help="small RSS size")
+    parser.add_argument("--mongo-lines", type=int, default=50_000, help="0 skips MongoDB")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        small_dump = generate(workdir, args.small)
+        large_dump = generate(workdir, args.lines)
+
+        ceiling = parse_only(large_dump)
+        mapped = parse_and_map(large_dump)
+        print(f"parse-only loop       {ceiling:>9,.0f} records/s  (ceiling)")
+        print(
+            f"parse + map (spider)  {mapped:>9,.0f} records/s  ({mapped / ceiling:.2f} of ceiling)"
+        )
+
+        small = crawl(small_dump, crawl_env(SQLITE_PATH=str(workdir / "small.sqlite3")), workdir)
+        large = crawl(large_dump, crawl_env(SQLITE_PATH=str(workdir / "large.sqlite3")), workdir)
+        for run in (small, large):
+            print(f"import -> SQLite      {describe(run)}")
+        ratio = large.rate / ceiling
+        verdict = "ok" if ratio >= SPEED_TARGET else "BELOW TARGET"
+        print(f"import/parse-only ratio (SQLite): {ratio:.3f}  target >= {SPEED_TARGET}  {verdict}")
+
+        if args.mongo_lines:
+            mongo_dump = (
+                large_dump
+                if args.mongo_lines == args.lines
+                else generate(workdir, args.mongo_lines)
+            )
+            with mongo_server(workdir) as uri:
+                mongo = crawl(mongo_dump, crawl_env(MONGO_URI=uri, MONGO_DATABASE="bench"), workdir)
+            print(f"import -> MongoDB     {describe(mongo)}")
+            print(f"import/parse-only ratio (MongoDB): {mongo.rate / ceiling:.3f}")
+
+        growth = large.peak_rss_mb - small.peak_rss_mb
+        verdict = "ok" if growth < RSS_GROWTH_LIMIT_MB else "ABOVE LIMIT"
+        print(
+            f"peak RSS {args.small:,} lines: {small.peak_rss_mb:.0f} MB, "
+            f"{args.lines:,} lines: {large.peak_rss_mb:.0f} MB; growth {growth:+.1f} MB, "
+            f"limit < {RSS_GROWTH_LIMIT_MB:.0f} MB ({growth / RSS_GROWTH_LIMIT_MB:.2f} of it)"
+            f"  {verdict}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""Open Library authors dump → ``authors``."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from contentcrawl.items import AuthorItem, ContentItem
+from contentcrawl.sources.openlibrary import DumpLine, OpenLibraryDumpSpider, author_from_doc
+
+
+class OpenLibraryAuthorsSpider(OpenLibraryDumpSpider):
+    """``scrapy crawl openlibrary_authors [-a dump=PATH_OR_URL] [-a limit=N]``."""
+
+    name = "openlibrary_authors"
+    dump_kind = "authors"
+    record_type = "/type/author"
+    item_class: ClassVar[type[ContentItem]] = AuthorItem
+
+    def map_record(self, record: DumpLine) -> AuthorItem:
+        return author_from_doc(record.doc, photos_url=self.photos_url, revision=record.revision)

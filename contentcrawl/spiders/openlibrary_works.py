@@ -1,0 +1,20 @@
+"""Open Library works dump → ``works``."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from contentcrawl.items import ContentItem, WorkItem
+from contentcrawl.sources.openlibrary import DumpLine, OpenLibraryDumpSpider, work_from_doc
+
+
+class OpenLibraryWorksSpider(OpenLibraryDumpSpider):
+    """``scrapy crawl openlibrary_works [-a dump=PATH_OR_URL] [-a limit=N]``."""
+
+    name = "openlibrary_works"
+    dump_kind = "works"
+    record_type = "/type/work"
+    item_class: ClassVar[type[ContentItem]] = WorkItem
+
+    def map_record(self, record: DumpLine) -> WorkItem:
+        return work_from_doc(record.doc, covers_url=self.covers_url, revision=record.revision)

@@ -1,0 +1,300 @@
+"""contentcrawl.dumps: resumable download, streaming line reader, progress, backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import lzma
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scrapy import signals
+from scrapy.utils.defer import deferred_f_from_coro_f
+from scrapy.utils.test import get_crawler
+
+from contentcrawl.dumps import (
+    DownloadCancelledError,
+    DownloadError,
+    DownloadResult,
+    DumpFile,
+    DumpReadError,
+    ItemFlow,
+    Progress,
+    Validators,
+    download_dump,
+    dump_file_name,
+)
+from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer, serve_bytes
+
+LINES = [b"line %d\t{}\n" % number for number in range(1, 2001)]
+PAYLOAD = gzip.compress(b"".join(LINES), mtime=0)
+
+
+class FileHost:
+    """Serves ``data`` at /dumps/file.txt.gz; ``cut_next`` cuts the next body short."""
+
+    def __init__(self, server: FakeServer, data: bytes) -> None:
+        self.data = data
+        self.cut_next: int | None = None
+        server.route("GET", r"/dumps/file\.txt\.gz")(self._serve)
+        self.url = f"{server.url}/dumps/file.txt.gz"
+
+    def _serve(self, request: FakeRequest) -> FakeResponse:
+        cut, self.cut_next = self.cut_next, None
+        return serve_bytes(request, self.data, cut_after=cut)
+
+
+def fetch(url: str, directory: Path, **kwargs: Any) -> DownloadResult:
+    return download_dump(url, directory, user_agent="contentcrawl-test", timeout=5, **kwargs)
+
+
+# --- download ---------------------------------------------------------------------------
+
+
+def test_download_writes_file_and_validators(fake_server: FakeServer, tmp_path: Path) -> None:
+    host = FileHost(fake_server, PAYLOAD)
+    result = fetch(host.url, tmp_path)
+    assert result.outcome == "downloaded"
+    assert result.path == tmp_path / "file.txt.gz"
+    assert result.path.read_bytes() == PAYLOAD
+    assert result.bytes_received == len(PAYLOAD)
+    assert not (tmp_path / "file.txt.gz.part").exists()
+    saved = Validators.load(tmp_path / "file.txt.gz.download.json")
+    assert saved.complete
+    assert saved.etag == result.etag
+    assert saved.etag.startswith('"')
+    assert saved.size == len(PAYLOAD)
+    assert fake_server.requests[0].header("user-agent") == "contentcrawl-test"
+
+
+def test_cut_download_resumes_next_run_with_range(fake_server: FakeServer, tmp_path: Path) -> None:
+    host = FileHost(fake_server, PAYLOAD)
+    half = len(PAYLOAD) // 2
+    host.cut_next = half
+    with pytest.raises(DownloadError, match="kept in"):
+        fetch(host.url, tmp_path, retries=0)
+    part = tmp_path / "file.txt.gz.part"
+    assert part.stat().st_size == half
+    assert not (tmp_path / "file.txt.gz").exists()
+
+    result = fetch(host.url, tmp_path, retries=0)
+
+    second = fake_server.requests[1]
+    assert second.header("range") == f"bytes={half}-"
+    assert second.header("if-range") == Validators.load(tmp_path / "file.txt.gz.download.json").etag
+    assert result.outcome == "resumed"
+    assert result.bytes_received == len(PAYLOAD) - half
+    assert result.path.read_bytes() == PAYLOAD
+
+
+def test_cut_download_resumes_within_the_run(fake_server: FakeServer, tmp_path: Path) -> None:
+    host = FileHost(fake_server, PAYLOAD)
+    host.cut_next = 1000
+    result = fetch(host.url, tmp_path, retries=2)
+    assert result.outcome == "resumed"
+    assert result.path.read_bytes() == PAYLOAD
+    assert [request.header("range") for request in fake_server.requests] == [None, "bytes=1000-"]
+
+
+def test_unchanged_file_is_not_downloaded_again(fake_server: FakeServer, tmp_path: Path) -> None:
+    host = FileHost(fake_server, PAYLOAD)
+    first = fetch(host.url, tmp_path)
+    again = fetch(host.url, tmp_path)
+    conditional = fake_server.requests[1]
+    assert conditional.header("if-none-match") == first.etag
+    assert conditional.header("if-modified-since") == first.last_modified
+    assert again.outcome == "not_modified"
+    assert again.bytes_received == 0
+    assert again.path.read_bytes() == PAYLOAD
+
+
+def test_changed_file_replaces_the_old_copy(fake_server: FakeServer, tmp_path: Path) -> None:
+    host = FileHost(fake_server, PAYLOAD)
+    fetch(host.url, tmp_path)
+    host.data = gzip.compress(b"new month\n", mtime=0)
+    result = fetch(host.url, tmp_path)
+    assert result.outcome == "downloaded"
+    assert result.path.read_bytes() == host.data
+
+
+def test_partial_file_of_an_older_copy_restarts(fake_server: FakeServer, tmp_path: Path) -> None:
+    host = FileHost(fake_server, PAYLOAD)
+    host.cut_next = 500
+    with pytest.raises(DownloadError):
+        fetch(host.url, tmp_path, retries=0)
+    host.data = gzip.compress(b"a different dump\n" * 100, mtime=0)
+    result = fetch(host.url, tmp_path, retries=0)
+    # If-Range no longer matches: the server sends the whole new file (200), not a range.
+    assert fake_server.requests[1].header("range") == "bytes=500-"
+    assert result.outcome == "downloaded"
+    assert result.path.read_bytes() == host.data
+
+
+def test_http_error_fails_at_once_without_leaking_secrets(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    with pytest.raises(DownloadError) as raised:
+        fetch(f"{fake_server.url}/missing.gz?token=s3cr3t-value", tmp_path, retries=3)
+    assert "HTTP 404" in str(raised.value)
+    assert "s3cr3t-value" not in str(raised.value)
+    assert len(fake_server.requests) == 1
+
+
+def test_cancel_stops_between_chunks_and_keeps_the_part(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    host = FileHost(fake_server, PAYLOAD)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(DownloadCancelledError):
+        fetch(host.url, tmp_path, cancel=cancel)
+    assert (tmp_path / "file.txt.gz.part").exists()
+    assert not (tmp_path / "file.txt.gz").exists()
+
+
+def test_dump_file_name_comes_from_the_url_path() -> None:
+    assert dump_file_name("https://h/data/ol_dump_works_latest.txt.gz?x=1") == (
+        "ol_dump_works_latest.txt.gz"
+    )
+    with pytest.raises(DownloadError):
+        dump_file_name("https://h/")
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "compress"),
+    [
+        ("dump.txt", lambda data: data),
+        ("dump.txt.gz", lambda data: gzip.compress(data, mtime=0)),
+        ("dump.txt.xz", lzma.compress),
+    ],
+)
+def test_lines_are_numbered_and_position_reaches_the_size(
+    tmp_path: Path, name: str, compress: Callable[[bytes], bytes]
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(compress(b"".join(LINES)))
+    with DumpFile(path) as dump:
+        positions = []
+        read = []
+        for number, line in dump.lines():
+            read.append((number, line))
+            positions.append(dump.position)
+        assert read[0] == (1, b"line 1\t{}")
+        assert read[-1] == (2000, b"line 2000\t{}")
+        assert positions == sorted(positions)
+        assert dump.position == dump.size == path.stat().st_size
+
+
+def test_last_line_without_newline_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "dump.txt"
+    path.write_bytes(b"a\r\nb")
+    with DumpFile(path) as dump:
+        assert list(dump.lines()) == [(1, b"a"), (2, b"b")]
+
+
+def test_truncated_gzip_raises_after_the_complete_lines(tmp_path: Path) -> None:
+    path = tmp_path / "dump.txt.gz"
+    path.write_bytes(PAYLOAD[: len(PAYLOAD) - 40])
+    read: list[int] = []
+    with DumpFile(path) as dump, pytest.raises(DumpReadError) as raised:
+        read.extend(number for number, _ in dump.lines())
+    assert raised.value.reason == "truncated"
+    assert read == list(range(1, len(read) + 1))
+    assert 1900 < len(read) < 2000
+    assert raised.value.line_number == len(read) + 1
+
+
+def test_corrupt_gzip_raises_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "dump.txt.gz"
+    damaged = bytearray(PAYLOAD)
+    damaged[len(damaged) // 2 : len(damaged) // 2 + 64] = b"\xff" * 64
+    path.write_bytes(bytes(damaged))
+    with DumpFile(path) as dump, pytest.raises(DumpReadError) as raised:
+        list(dump.lines())
+    assert raised.value.reason == "corrupt"
+
+
+# --- progress ---------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_line_has_rate_bytes_percent_and_eta() -> None:
+    clock = Clock()
+    progress = Progress("openlibrary_books", 4 * 1024**3, 30, clock=clock)
+    clock.now += 100
+    line = progress.describe(1024**3, 250_000)
+    assert line == (
+        "openlibrary_books: 250,000 records (2,500/s), 1.0 GiB / 4.0 GiB (25.0%), "
+        "10.2 MiB/s, ETA 0:05:00"
+    )
+
+
+def test_progress_logs_only_every_interval(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    progress = Progress("dump", 1000, 30, clock=clock)
+    caplog.set_level(logging.INFO, logger="contentcrawl.dumps")
+    for step in range(1, 10):
+        clock.now += 10
+        progress.update(step * 100, step)
+    # 90 s with a 30 s interval: at 30, 60 and 90.
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 3
+    assert lines[0].startswith("dump: 3 records")
+    assert "(30.0%)" in lines[0]
+
+
+def test_progress_without_size_says_eta_unknown() -> None:
+    clock = Clock()
+    progress = Progress("download", None, 30, clock=clock)
+    clock.now += 2
+    assert progress.describe(2048) == "download: 2.0 KiB, 1.0 KiB/s, ETA unknown"
+
+
+# --- backpressure -----------------------------------------------------------------------
+
+
+@deferred_f_from_coro_f
+async def test_item_flow_waits_until_half_the_items_are_done() -> None:
+    crawler = get_crawler()
+    flow = ItemFlow(crawler, max_pending=4)
+    for _ in range(3):
+        await flow.sent()
+    fourth = asyncio.ensure_future(flow.sent())
+    await asyncio.sleep(0)
+    assert not fourth.done()
+    crawler.signals.send_catch_log(signals.item_scraped, item={}, response=None, spider=None)
+    await asyncio.sleep(0)
+    assert not fourth.done()
+    crawler.signals.send_catch_log(signals.item_dropped, item={}, response=None, spider=None)
+    await asyncio.wait_for(fourth, timeout=5)
+    assert flow.pending == 2
+
+
+@deferred_f_from_coro_f
+async def test_item_flow_drained_waits_for_the_last_item() -> None:
+    crawler = get_crawler()
+    flow = ItemFlow(crawler, max_pending=16)
+    await flow.sent()
+    await flow.sent()
+    drained = asyncio.ensure_future(flow.drained())
+    crawler.signals.send_catch_log(signals.item_scraped, item={}, response=None, spider=None)
+    await asyncio.sleep(0)
+    assert not drained.done()
+    crawler.signals.send_catch_log(signals.item_error, item={}, response=None, spider=None)
+    await asyncio.wait_for(drained, timeout=5)
+    assert flow.pending == 0
+    await asyncio.wait_for(flow.drained(), timeout=5)

@@ -1,0 +1,471 @@
+"""Whole Open Library dump imports in process: local files, downloads, re-imports, bad lines."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import tracemalloc
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scrapy.utils.defer import deferred_f_from_coro_f
+
+from contentcrawl import settings as project_settings
+from contentcrawl.dumps import Validators
+from contentcrawl.spiders.openlibrary_authors import OpenLibraryAuthorsSpider
+from contentcrawl.spiders.openlibrary_books import OpenLibraryBooksSpider
+from contentcrawl.spiders.openlibrary_works import OpenLibraryWorksSpider
+from contentcrawl.store import Store
+from spiders_tests.crawling import crawl
+from spiders_tests.fakes.openlibrary import (
+    DATA,
+    FakeOpenLibraryDumps,
+    dump_line,
+    generated_lines,
+    sample_dump,
+    sample_lines,
+    write_dump,
+)
+from spiders_tests.fakes.server import FakeServer
+
+PROJECT = Path(__file__).resolve().parent.parent
+EDITIONS = len(sample_lines("editions"))
+
+
+def settings_for(store_settings: dict[str, Any], tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    return {**store_settings, "DUMPS_DIR": str(tmp_path / "dumps"), **extra}
+
+
+def saved_state(database: Path, name: str) -> dict[str, Any]:
+    """A sync_state value straight from a SQLite store file ({} when there is none)."""
+    with closing(sqlite3.connect(database)) as db:
+        row = db.execute("SELECT value FROM sync_state WHERE name = ?", (name,)).fetchone()
+    return json.loads(row[0]) if row else {}
+
+
+def store_counts(stats: dict[str, Any], collection: str) -> dict[str, int]:
+    return {
+        outcome: stats.get(f"store/{collection}/{outcome}", 0)
+        for outcome in ("inserted", "updated", "unchanged", "failed")
+    }
+
+
+# --- local files, re-imports --------------------------------------------------------------
+
+
+@deferred_f_from_coro_f
+async def test_sample_dump_imports_and_reimport_writes_nothing(
+    store_settings: dict[str, Any], store: Store, tmp_path: Path
+) -> None:
+    settings = settings_for(store_settings, tmp_path)
+    dump = str(sample_dump("editions"))
+
+    first = await crawl(OpenLibraryBooksSpider, settings, dump=dump)
+    stats = first.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert store_counts(stats, "books") == {
+        "inserted": EDITIONS,
+        "updated": 0,
+        "unchanged": 0,
+        "failed": 0,
+    }
+    assert stats["openlibrary/records"] == stats["openlibrary/lines"] == EDITIONS
+    assert store.count("books") == EDITIONS
+    book = store.get("books", "/books/OL10000135M")
+    assert book is not None
+    assert book["publish_date"] == "1993-12"
+    assert book["publish_date_raw"] == "December 1993"
+    assert book["_meta"]["revision"] == 4
+    first_seen = book["_meta"]["first_seen"]
+
+    again = await crawl(OpenLibraryBooksSpider, settings, dump=dump)
+    stats = again.stats.get_stats()
+    assert store_counts(stats, "books") == {
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": EDITIONS,
+        "failed": 0,
+    }
+    book = store.get("books", "/books/OL10000135M")
+    assert book is not None
+    assert book["_meta"]["first_seen"] == first_seen
+    state = store.get_state("openlibrary_books/dump")
+    assert state is not None
+    assert state["complete"] is True
+    assert state["records"] == EDITIONS
+    assert state["download"] == "local"
+
+
+@deferred_f_from_coro_f
+async def test_changed_revision_is_exactly_one_update(
+    store_settings: dict[str, Any], store: Store, tmp_path: Path
+) -> None:
+    settings = settings_for(store_settings, tmp_path)
+    lines = sample_lines("editions")
+    dump = write_dump(tmp_path / "editions.txt.gz", lines)
+    await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
+
+    type_, key, revision, modified, payload = lines[7].rstrip(b"\n").split(b"\t")
+    doc = json.loads(payload)
+    doc["revision"] = int(revision) + 1
+    lines[7] = b"\t".join([type_, key, b"%d" % doc["revision"], modified, json.dumps(doc).encode()])
+    lines[7] += b"\n"
+    write_dump(dump, lines)
+
+    crawler = await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
+    assert store_counts(crawler.stats.get_stats(), "books") == {
+        "inserted": 0,
+        "updated": 1,
+        "unchanged": EDITIONS - 1,
+        "failed": 0,
+    }
+    stored = store.get("books", key.decode())
+    assert stored is not None
+    assert stored["_meta"]["revision"] == doc["revision"]
+
+
+@deferred_f_from_coro_f
+async def test_plain_text_dump_is_read_in_place(tmp_path: Path) -> None:
+    settings = settings_for({"MONGO_URI": "", "SQLITE_PATH": str(tmp_path / "s.sqlite3")}, tmp_path)
+    plain = DATA / "ol_dump_works_head100.txt"
+    crawler = await crawl(OpenLibraryWorksSpider, settings, dump=str(plain))
+    stats = crawler.stats.get_stats()
+    assert stats["store/works/inserted"] == 100
+    assert not (tmp_path / "dumps").exists()
+
+
+@deferred_f_from_coro_f
+async def test_works_and_authors_samples(tmp_path: Path) -> None:
+    settings = settings_for({"MONGO_URI": "", "SQLITE_PATH": str(tmp_path / "s.sqlite3")}, tmp_path)
+    works = await crawl(OpenLibraryWorksSpider, settings, dump=str(sample_dump("works")))
+    authors = await crawl(OpenLibraryAuthorsSpider, settings, dump=str(sample_dump("authors")))
+    assert works.stats.get_value("store/works/inserted") == len(sample_lines("works"))
+    assert authors.stats.get_value("store/authors/inserted") == len(sample_lines("authors"))
+    with closing(sqlite3.connect(tmp_path / "s.sqlite3")) as db:
+        (doc,) = db.execute("SELECT doc FROM authors WHERE key = '/authors/OL118077A'").fetchone()
+    orwell = json.loads(doc)
+    assert orwell["name"] == "George Orwell"
+    assert orwell["birth_date"] == "1903-06-25"
+    assert orwell["photo_urls"][0] == "https://covers.openlibrary.org/a/id/9160343-L.jpg"
+
+
+@deferred_f_from_coro_f
+async def test_author_names_come_from_the_store(
+    store_settings: dict[str, Any], store: Store, tmp_path: Path
+) -> None:
+    settings = settings_for(store_settings, tmp_path)
+    author = json.loads((DATA / "api_authors_OL25176A.json").read_text())
+    edition = json.loads((DATA / "api_isbn_0879973420.json").read_text())
+    authors_dump = write_dump(tmp_path / "authors.txt", [dump_line(author)])
+    editions_dump = write_dump(tmp_path / "editions.txt", [dump_line(edition)])
+
+    await crawl(OpenLibraryAuthorsSpider, settings, dump=str(authors_dump))
+    await crawl(OpenLibraryBooksSpider, settings, dump=str(editions_dump))
+
+    book = store.get("books", "/books/OL8131917M")
+    assert book is not None
+    assert book["author_keys"] == ["/authors/OL25176A"]
+    assert book["author_names"] == ["Gordon R. Dickson"]
+
+
+@deferred_f_from_coro_f
+async def test_limit_stops_after_n_records(tmp_path: Path) -> None:
+    settings = settings_for({"MONGO_URI": "", "SQLITE_PATH": str(tmp_path / "s.sqlite3")}, tmp_path)
+    crawler = await crawl(
+        OpenLibraryBooksSpider, settings, dump=str(sample_dump("editions")), limit="25"
+    )
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert stats["openlibrary/records"] == 25
+    assert stats["store/books/inserted"] == 25
+    assert stats["openlibrary/lines"] < EDITIONS
+    assert saved_state(tmp_path / "s.sqlite3", "openlibrary_books/dump")["complete"] is False
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+
+@deferred_f_from_coro_f
+async def test_malformed_lines_are_counted_logged_and_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = sample_lines("editions")[:20]
+    bad = {
+        3: b'/type/edition\t/books/OL1M\t4\t2010-01-01\t{"title": "cut off\n',
+        6: b"/type/edition\t/books/OL2M\t4\t{}\n",
+        9: b'/type/edition\t\t4\t2010-01-01\t{"title": "no key"}\n',
+        12: b'/type/edition\t/books/OL3M\tfour\t2010-01-01\t{"title": "T"}\n',
+        15: b'/type/redirect\t/books/OL4M\t2\t2010-01-01\t{"location": "/books/OL5M"}\n',
+    }
+    lines = list(good)
+    for number in sorted(bad):
+        lines.insert(number - 1, bad[number])
+    last = sample_lines("editions")[20]
+    dump = tmp_path / "editions.txt.gz"
+    # A whole gzip member, then half of a second one: the download stopped mid-file.
+    member = gzip.compress(last, mtime=0)
+    dump.write_bytes(gzip.compress(b"".join(lines), mtime=0) + member[: len(member) // 2])
+    settings = settings_for({"MONGO_URI": "", "SQLITE_PATH": str(tmp_path / "s.sqlite3")}, tmp_path)
+    caplog.set_level(logging.INFO)
+
+    crawler = await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
+
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert stats["openlibrary/bad_lines"] == 5
+    for reason in ("json", "columns", "key", "revision", "truncated"):
+        assert stats[f"openlibrary/bad_lines/{reason}"] == 1
+    assert stats["openlibrary/skipped/redirect"] == 1
+    assert stats["store/books/inserted"] == 20
+    messages = caplog.text
+    for number, reason in [(3, "json"), (6, "columns"), (9, "key"), (12, "revision")]:
+        assert f"line {number} skipped ({reason})" in messages
+    assert f"line {len(lines) + 1} skipped (truncated)" in messages
+    assert "20 records from 25 lines" in messages
+    assert "5 bad lines skipped, 1 lines of other types skipped" in messages
+    state = saved_state(tmp_path / "s.sqlite3", "openlibrary_books/dump")
+    assert state["bad_lines"] == 5
+    assert state["complete"] is False
+
+
+@deferred_f_from_coro_f
+async def test_missing_dump_file_closes_with_a_reason(tmp_path: Path) -> None:
+    settings = settings_for({"MONGO_URI": "", "SQLITE_PATH": str(tmp_path / "s.sqlite3")}, tmp_path)
+    crawler = await crawl(OpenLibraryBooksSpider, settings, dump=str(tmp_path / "nope.txt.gz"))
+    assert crawler.stats.get_value("finish_reason") == "dump_not_found"
+
+
+# --- downloads ----------------------------------------------------------------------------
+
+
+@deferred_f_from_coro_f
+async def test_default_dump_is_downloaded_then_revalidated(
+    fake_server: FakeServer, store: Store, store_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    data = sample_dump("editions").read_bytes()
+    dumps = FakeOpenLibraryDumps(fake_server, {"editions": data})
+    settings = settings_for(store_settings, tmp_path, **dumps.settings)
+
+    first = await crawl(OpenLibraryBooksSpider, settings)
+    stats = first.stats.get_stats()
+    assert stats["dumps/download/downloaded"] == 1
+    assert stats["dumps/download/bytes"] == len(data)
+    assert stats["store/books/inserted"] == EDITIONS
+    local = tmp_path / "dumps" / "ol_dump_editions_latest.txt.gz"
+    assert local.read_bytes() == data
+    assert [request.path for request in fake_server.requests] == [
+        "/data/ol_dump_editions_latest.txt.gz",
+        dumps.dated_path("editions"),
+    ]
+
+    second = await crawl(OpenLibraryBooksSpider, settings)
+    stats = second.stats.get_stats()
+    conditional = fake_server.requests[-1]
+    assert conditional.path == dumps.dated_path("editions")
+    assert (
+        conditional.header("if-none-match")
+        == Validators.load(local.with_name(local.name + ".download.json")).etag
+    )
+    assert stats["dumps/download/not_modified"] == 1
+    assert "dumps/download/bytes" not in stats or stats["dumps/download/bytes"] == 0
+    assert store_counts(stats, "books")["unchanged"] == EDITIONS
+    state = store.get_state("openlibrary_books/dump")
+    assert state is not None
+    assert state["download"] == "not_modified"
+    assert state["etag"] == conditional.header("if-none-match")
+
+
+@deferred_f_from_coro_f
+async def test_cut_download_resumes_on_the_next_run(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    data = sample_dump("editions").read_bytes()
+    dumps = FakeOpenLibraryDumps(fake_server, {"editions": data})
+    half = len(data) // 2
+    dumps.cut_next["editions"] = half
+    settings = settings_for(
+        {"MONGO_URI": "", "SQLITE_PATH": str(tmp_path / "s.sqlite3")},
+        tmp_path,
+        DUMP_DOWNLOAD_RETRIES=0,
+        **dumps.settings,
+    )
+    part = tmp_path / "dumps" / "ol_dump_editions_latest.txt.gz.part"
+
+    failed = await crawl(OpenLibraryBooksSpider, settings)
+    assert failed.stats.get_value("finish_reason") == "dump_download_failed"
+    assert failed.stats.get_value("dumps/download/failed") == 1
+    assert failed.stats.get_value("item_scraped_count") is None
+    assert part.stat().st_size == half
+    assert saved_state(tmp_path / "s.sqlite3", "openlibrary_books/dump") == {}
+
+    resumed = await crawl(OpenLibraryBooksSpider, settings)
+    ranged = fake_server.requests[-1]
+    assert ranged.header("range") == f"bytes={half}-"
+    assert ranged.header("if-range", "").startswith('"')
+    stats = resumed.stats.get_stats()
+    assert stats["dumps/download/resumed"] == 1
+    assert stats["dumps/download/bytes"] == len(data) - half
+    assert (tmp_path / "dumps" / "ol_dump_editions_latest.txt.gz").read_bytes() == data
+    assert not part.exists()
+    assert stats["store/books/inserted"] == EDITIONS
+    assert saved_state(tmp_path / "s.sqlite3", "openlibrary_books/dump")["download"] == "resumed"
+
+
+@deferred_f_from_coro_f
+async def test_dump_url_secret_stays_out_of_logs_stats_and_state(
+    fake_server: FakeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dumps = FakeOpenLibraryDumps(fake_server, {"works": sample_dump("works").read_bytes()})
+    store_settings = {"MONGO_URI": "", "SQLITE_PATH": str(tmp_path / "s.sqlite3")}
+    settings = settings_for(store_settings, tmp_path, PROGRESS_INTERVAL=0)
+    caplog.set_level(logging.DEBUG)
+    secret = "s3cr3t-t0ken"  # noqa: S105 - a made-up token the logs must not show
+
+    ok = await crawl(
+        OpenLibraryWorksSpider,
+        settings,
+        dump=f"{fake_server.url}{dumps.dated_path('works')}?token={secret}",
+    )
+    missing = await crawl(
+        OpenLibraryWorksSpider, settings, dump=f"{fake_server.url}/nothing.txt.gz?token={secret}"
+    )
+
+    assert ok.stats.get_value("store/works/inserted") == len(sample_lines("works"))
+    assert missing.stats.get_value("finish_reason") == "dump_download_failed"
+    assert "HTTP 404" in caplog.text
+    assert secret not in caplog.text
+    for crawler in (ok, missing):
+        assert secret not in repr(crawler.stats.get_stats())
+    state = saved_state(tmp_path / "s.sqlite3", "openlibrary_works/dump")
+    assert secret not in json.dumps(state)
+    assert state["dump"].endswith("?token=***")
+
+
+@deferred_f_from_coro_f
+async def test_progress_line_reports_rate_bytes_percent_and_eta(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(
+        {"MONGO_URI": "", "SQLITE_PATH": str(tmp_path / "s.sqlite3")}, tmp_path, PROGRESS_INTERVAL=0
+    )
+    caplog.set_level(logging.INFO)
+    await crawl(OpenLibraryBooksSpider, settings, dump=str(sample_dump("editions")))
+    size = sample_dump("editions").stat().st_size
+    progress = [r.getMessage() for r in caplog.records if "records (" in r.getMessage()]
+    assert progress
+    assert f"{EDITIONS} records (" in progress[-1]
+    assert f"/ {size / 1024:.1f} KiB (100.0%)" in progress[-1]
+    assert "ETA 0:00:00" in progress[-1]
+
+
+# --- memory and crashes ---------------------------------------------------------------------
+
+
+async def import_generated(tmp_path: Path, lines: int, *, traced: bool, **extra: Any) -> int:
+    """Import ``lines`` generated editions; the peak of traced Python memory (0 if not traced)."""
+    dump = write_dump(tmp_path / f"ed{lines}.txt.gz", generated_lines("editions", lines))
+    settings = settings_for(
+        {"MONGO_URI": "", "SQLITE_PATH": str(tmp_path / f"s{lines}.sqlite3")}, tmp_path, **extra
+    )
+    if traced:
+        tracemalloc.start()
+    try:
+        crawler = await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert crawler.stats.get_value("store/books/inserted") == lines
+    return peak
+
+
+@deferred_f_from_coro_f
+async def test_memory_stays_flat_as_the_dump_grows(tmp_path: Path) -> None:
+    # A first crawl imports and caches what every crawl needs; it is not measured.
+    await import_generated(tmp_path, 100, traced=False)
+    small = await import_generated(tmp_path, 1_000, traced=True)
+    large = await import_generated(tmp_path, 6_000, traced=True)
+    # Holding on to every record would add ~3 KiB per line (5,000 more lines: > 12 MiB).
+    assert large - small < 3 * 1024 * 1024, (small, large)
+
+
+class SlowPipeline:
+    """A pipeline as slow as a remote store: records how many items it held at once."""
+
+    most_at_once = 0
+
+    def __init__(self) -> None:
+        self.holding = 0
+
+    async def process_item(self, item: Any) -> Any:
+        self.holding += 1
+        SlowPipeline.most_at_once = max(SlowPipeline.most_at_once, self.holding)
+        await asyncio.sleep(0.005)
+        self.holding -= 1
+        return item
+
+
+@deferred_f_from_coro_f
+async def test_reading_waits_for_slow_pipelines(tmp_path: Path) -> None:
+    SlowPipeline.most_at_once = 0
+    pipelines = {**project_settings.ITEM_PIPELINES, f"{__name__}.SlowPipeline": 250}
+    await import_generated(
+        tmp_path, 600, traced=False, DUMP_MAX_PENDING_ITEMS=8, ITEM_PIPELINES=pipelines
+    )
+    # Without backpressure the reader runs ahead and items pile up in the pipelines.
+    assert 4 <= SlowPipeline.most_at_once <= 8
+
+
+def count_books(path: Path) -> tuple[int, int]:
+    try:
+        with closing(sqlite3.connect(path, timeout=5)) as db:
+            return db.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM books").fetchone()
+    except sqlite3.OperationalError:
+        return 0, 0
+
+
+def test_import_killed_midway_reruns_to_every_record_once(tmp_path: Path) -> None:
+    total = 6_000
+    dump = write_dump(tmp_path / "editions.txt.gz", generated_lines("editions", total))
+    database = tmp_path / "store.sqlite3"
+    env = {
+        **os.environ,
+        "SQLITE_PATH": str(database),
+        "MONGO_URI": "",
+        "CONTENTCRAWL_ENV_FILE": os.devnull,
+        "STORE_BATCH_SIZE": "100",
+    }
+    command = [sys.executable, "-m", "scrapy", "crawl", "openlibrary_books", "-a", f"dump={dump}"]
+    process = subprocess.Popen(
+        command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while count_books(database)[0] < 500:
+            assert process.poll() is None, "the import ended before it could be killed"
+            assert time.monotonic() < deadline, "no records written in time"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    killed_at = count_books(database)[0]
+    assert process.returncode == -signal.SIGKILL
+    assert 0 < killed_at < total
+
+    rerun = subprocess.run(
+        command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert count_books(database) == (total, total)
+    assert f"'store/books/inserted': {total - killed_at}" in rerun.stderr
