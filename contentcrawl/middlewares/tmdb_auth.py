@@ -1,0 +1,112 @@
+"""TMDB authentication: a Bearer token header, or the v3 ``api_key`` query parameter.
+
+The token (``TMDB_READ_ACCESS_TOKEN``) is preferred: it travels in a header Scrapy never
+logs. The API key (``TMDB_API_KEY``) has to ride in the URL, and Scrapy writes request URLs
+into its logs ("Crawled (200) <GET …>", "Retrying <GET …>"), into ``response.url`` and into
+exception messages. So the key is added to the request only for the time it spends in the
+download handler: the middleware sits closest to the downloader (priority above the retry,
+redirect and cache middlewares), puts the key in the URL as the last ``process_request``
+and takes it out again as the first ``process_response`` / ``process_exception``. The
+download handler's own rare warnings that quote a URL (data loss, size limits) are masked
+by the ``LogRedaction`` extension, which knows the key's value.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from scrapy import Request
+from scrapy.exceptions import NotConfigured
+from scrapy.utils.httpobj import urlparse_cached
+
+from contentcrawl.redaction import redact_text
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+    from scrapy.settings import BaseSettings
+
+API_KEY_PARAM = "api_key"
+# Request meta key holding the URL without the key while the request is being downloaded.
+_CLEAN_URL = "_tmdb_auth_clean_url"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def tmdb_credentials_configured(settings: BaseSettings) -> bool:
+    """Whether a TMDB read access token or API key is set."""
+    return bool(settings.get("TMDB_READ_ACCESS_TOKEN") or settings.get("TMDB_API_KEY"))
+
+
+def _host_port(scheme: str, hostname: str | None, port: int | None) -> tuple[str, int | None]:
+    return (hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
+class TmdbAuthMiddleware:
+    """Authenticates requests to the ``TMDB_API_URL`` host (and port), and no other host.
+
+    Never replaces an ``Authorization`` header or an ``api_key`` parameter the caller set.
+    Disabled (``NotConfigured``) when neither credential is set; the TMDB spiders then
+    refuse to start with their own message.
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        settings = crawler.settings
+        self.token: str = settings.get("TMDB_READ_ACCESS_TOKEN") or ""
+        self.api_key: str = "" if self.token else settings.get("TMDB_API_KEY") or ""
+        if not (self.token or self.api_key):
+            raise NotConfigured("neither TMDB_READ_ACCESS_TOKEN nor TMDB_API_KEY is set")
+        api = urlsplit(settings.get("TMDB_API_URL") or "https://api.themoviedb.org/3")
+        self.scheme = api.scheme
+        self.host_port = _host_port(api.scheme, api.hostname, api.port)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler)
+
+    def is_api_request(self, request: Request) -> bool:
+        """Whether ``request`` goes to the TMDB API's scheme, host and port."""
+        parts = urlparse_cached(request)
+        return (
+            parts.scheme == self.scheme
+            and _host_port(parts.scheme, parts.hostname, parts.port) == self.host_port
+        )
+
+    def process_request(self, request: Request) -> None:
+        if not self.is_api_request(request):
+            return
+        if self.token:
+            request.headers.setdefault("Authorization", f"Bearer {self.token}")
+            return
+        parts = urlsplit(request.url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        if any(name == API_KEY_PARAM for name, _ in query):
+            return
+        query.append((API_KEY_PARAM, self.api_key))
+        request.meta[_CLEAN_URL] = request.url
+        # In place, not request.replace(): a new request would go back through the
+        # scheduler and every middleware, each free to log its URL.
+        request._set_url(urlunsplit(parts._replace(query=urlencode(query))))
+
+    def _restore(self, request: Request) -> str | None:
+        clean_url = request.meta.pop(_CLEAN_URL, None)
+        if clean_url is not None:
+            request._set_url(clean_url)
+        return clean_url
+
+    def process_response(self, request: Request, response: Response) -> Response:
+        clean_url = self._restore(request)
+        if clean_url is None:
+            return response
+        return response.replace(url=clean_url)
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        if self._restore(request) is None:
+            return
+        # Some download errors quote the URL ("Getting <url> took longer than …").
+        exception.args = tuple(
+            redact_text(arg, (self.api_key,)) if isinstance(arg, str) else arg
+            for arg in exception.args
+        )

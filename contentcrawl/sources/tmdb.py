@@ -1,0 +1,1112 @@
+"""TMDB: the base spider (modes, paging, export streaming, sync state) and pure mappers.
+
+A concrete spider names its kind and mapper; everything else lives here::
+
+    class TmdbMoviesSpider(TmdbSpider):
+        name = "tmdb_movies"
+        item_class = MovieItem
+        api_kind = "movie"
+        export_prefix = "movie_ids"
+        ...
+
+Modes (``-a mode=``): ``export`` (every id of TMDB's daily ID export), ``changes`` (ids
+changed since the last clean sync, falling back to ``export``), ``lists`` (popular, new,
+trending), ``ids`` (``-a ids=550,551`` or ``-a ids_file=…``), ``refresh`` (stored records
+older than ``-a older_than_days=N``) and ``missing`` (ids other stored records reference).
+Every mode ends in one detail request per record with ``append_to_response``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from array import array
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlencode
+
+from scrapy.exceptions import CloseSpider
+from scrapy.spidermiddlewares.httperror import HttpError
+
+from contentcrawl.dumps import DownloadError, DumpFile, DumpReadError, ItemFlow, fetch_dump
+from contentcrawl.extensions.sync_state import SyncState
+from contentcrawl.items import (
+    CollectionItem,
+    CompanyItem,
+    ContentItem,
+    Json,
+    KeywordItem,
+    MovieItem,
+    NetworkItem,
+    PersonItem,
+    SeriesItem,
+)
+from contentcrawl.middlewares.tmdb_auth import tmdb_credentials_configured
+from contentcrawl.redaction import redact_url
+from contentcrawl.sources.base import ContentSpider
+from contentcrawl.store import build_store
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from scrapy import Request
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+    from scrapy.settings import BaseSettings
+    from twisted.python.failure import Failure
+
+logger = logging.getLogger(__name__)
+
+# TMDB serves at most 14 days of changes per request and 100 ids per changes page.
+CHANGES_WINDOW_DAYS = 14
+CHANGES_PAGE_SIZE = 100
+# The API refuses pages above 500 on its lists.
+MAX_LIST_PAGE = 500
+# append_to_response takes at most 20 parts (seasons count as parts).
+MAX_APPEND_PARTS = 20
+# A missing export file answers 403 (S3 without list permission) or 404.
+EXPORT_MISSING_STATUSES = (403, 404)
+MODES = ("export", "changes", "lists", "ids", "refresh", "missing")
+
+
+# --- mappers: TMDB payload -> item (pure) -------------------------------------------------
+
+
+def date_or_none(value: str | None) -> str | None:
+    """TMDB's date: ``""`` (unknown) becomes None, anything else is left to validation."""
+    return value or None
+
+
+def image_url(base: str, path: str | None) -> str | None:
+    """The full image URL for a TMDB image path (``/abc.jpg``) under ``TMDB_IMAGE_URL``."""
+    if not path:
+        return None
+    return f"{base.rstrip('/')}/{path.lstrip('/')}"
+
+
+def _appended(payload: Json, part: str, key: str) -> list[Json]:
+    """A list inside an appended part (``keywords.keywords``), [] when not appended."""
+    return list((payload.get(part) or {}).get(key) or [])
+
+
+def _credits(part: Json | None) -> Json:
+    part = part or {}
+    return {"cast": list(part.get("cast") or []), "crew": list(part.get("crew") or [])}
+
+
+def _external_ids(payload: Json) -> Json:
+    return {k: v for k, v in (payload.get("external_ids") or {}).items() if k != "id"}
+
+
+def _urls(*urls: str | None) -> list[str]:
+    return [url for url in urls if url]
+
+
+def map_movie(payload: Json, image_base: str) -> MovieItem:
+    """A movie detail response (with any of our appended parts) as a ``MovieItem``."""
+    external_ids = _external_ids(payload)
+    poster_url = image_url(image_base, payload.get("poster_path"))
+    backdrop_url = image_url(image_base, payload.get("backdrop_path"))
+    return MovieItem(
+        tmdb_id=payload["id"],
+        imdb_id=payload.get("imdb_id") or external_ids.get("imdb_id"),
+        title=payload.get("title"),
+        original_title=payload.get("original_title"),
+        original_language=payload.get("original_language"),
+        overview=payload.get("overview"),
+        tagline=payload.get("tagline"),
+        status=payload.get("status"),
+        release_date=date_or_none(payload.get("release_date")),
+        runtime=payload.get("runtime"),
+        budget=payload.get("budget"),
+        revenue=payload.get("revenue"),
+        popularity=payload.get("popularity"),
+        vote_average=payload.get("vote_average"),
+        vote_count=payload.get("vote_count"),
+        adult=payload.get("adult"),
+        video=payload.get("video"),
+        homepage=payload.get("homepage"),
+        genres=list(payload.get("genres") or []),
+        spoken_languages=list(payload.get("spoken_languages") or []),
+        production_countries=list(payload.get("production_countries") or []),
+        production_companies=list(payload.get("production_companies") or []),
+        belongs_to_collection=payload.get("belongs_to_collection"),
+        # Movies keep keywords under "keywords", TV under "results" (QUIRKS.md).
+        keywords=_appended(payload, "keywords", "keywords"),
+        credits=_credits(payload.get("credits")),
+        external_ids=external_ids,
+        release_dates=_appended(payload, "release_dates", "results"),
+        alternative_titles=_appended(payload, "alternative_titles", "titles"),
+        translations=_appended(payload, "translations", "translations"),
+        videos=_appended(payload, "videos", "results"),
+        poster_path=payload.get("poster_path"),
+        backdrop_path=payload.get("backdrop_path"),
+        poster_url=poster_url,
+        backdrop_url=backdrop_url,
+        image_urls=_urls(poster_url, backdrop_url),
+    )
+
+
+def map_series(payload: Json, image_base: str) -> SeriesItem:
+    """A TV series detail response as a ``SeriesItem`` (aggregate credits preferred)."""
+    poster_url = image_url(image_base, payload.get("poster_path"))
+    backdrop_url = image_url(image_base, payload.get("backdrop_path"))
+    return SeriesItem(
+        tmdb_id=payload["id"],
+        name=payload.get("name"),
+        original_name=payload.get("original_name"),
+        original_language=payload.get("original_language"),
+        overview=payload.get("overview"),
+        tagline=payload.get("tagline"),
+        status=payload.get("status"),
+        type=payload.get("type"),
+        first_air_date=date_or_none(payload.get("first_air_date")),
+        last_air_date=date_or_none(payload.get("last_air_date")),
+        in_production=payload.get("in_production"),
+        number_of_seasons=payload.get("number_of_seasons"),
+        number_of_episodes=payload.get("number_of_episodes"),
+        episode_run_time=list(payload.get("episode_run_time") or []),
+        genres=list(payload.get("genres") or []),
+        networks=list(payload.get("networks") or []),
+        production_companies=list(payload.get("production_companies") or []),
+        origin_country=list(payload.get("origin_country") or []),
+        spoken_languages=list(payload.get("spoken_languages") or []),
+        created_by=list(payload.get("created_by") or []),
+        seasons=list(payload.get("seasons") or []),
+        credits=_credits(payload.get("aggregate_credits") or payload.get("credits")),
+        keywords=_appended(payload, "keywords", "results"),
+        external_ids=_external_ids(payload),
+        content_ratings=_appended(payload, "content_ratings", "results"),
+        popularity=payload.get("popularity"),
+        vote_average=payload.get("vote_average"),
+        vote_count=payload.get("vote_count"),
+        adult=payload.get("adult"),
+        homepage=payload.get("homepage"),
+        poster_path=payload.get("poster_path"),
+        backdrop_path=payload.get("backdrop_path"),
+        poster_url=poster_url,
+        backdrop_url=backdrop_url,
+        image_urls=_urls(poster_url, backdrop_url),
+    )
+
+
+def map_person(payload: Json, image_base: str) -> PersonItem:
+    """A person detail response as a ``PersonItem``."""
+    external_ids = _external_ids(payload)
+    profile_url = image_url(image_base, payload.get("profile_path"))
+    return PersonItem(
+        tmdb_id=payload["id"],
+        imdb_id=payload.get("imdb_id") or external_ids.get("imdb_id"),
+        name=payload.get("name"),
+        also_known_as=list(payload.get("also_known_as") or []),
+        biography=payload.get("biography"),
+        birthday=date_or_none(payload.get("birthday")),
+        deathday=date_or_none(payload.get("deathday")),
+        place_of_birth=payload.get("place_of_birth"),
+        gender=payload.get("gender"),
+        known_for_department=payload.get("known_for_department"),
+        homepage=payload.get("homepage"),
+        popularity=payload.get("popularity"),
+        adult=payload.get("adult"),
+        external_ids=external_ids,
+        movie_credits=_credits(payload.get("movie_credits")),
+        tv_credits=_credits(payload.get("tv_credits")),
+        profile_path=payload.get("profile_path"),
+        profile_url=profile_url,
+        image_urls=_urls(profile_url),
+    )
+
+
+def map_collection(payload: Json, image_base: str) -> CollectionItem:
+    """A collection detail response as a ``CollectionItem``."""
+    poster_url = image_url(image_base, payload.get("poster_path"))
+    backdrop_url = image_url(image_base, payload.get("backdrop_path"))
+    return CollectionItem(
+        tmdb_id=payload["id"],
+        name=payload.get("name"),
+        overview=payload.get("overview"),
+        parts=list(payload.get("parts") or []),
+        poster_path=payload.get("poster_path"),
+        backdrop_path=payload.get("backdrop_path"),
+        poster_url=poster_url,
+        backdrop_url=backdrop_url,
+        image_urls=_urls(poster_url, backdrop_url),
+    )
+
+
+def map_company(payload: Json, image_base: str) -> CompanyItem:
+    """A company detail response as a ``CompanyItem``."""
+    logo_url = image_url(image_base, payload.get("logo_path"))
+    return CompanyItem(
+        tmdb_id=payload["id"],
+        name=payload.get("name"),
+        description=payload.get("description"),
+        headquarters=payload.get("headquarters"),
+        homepage=payload.get("homepage"),
+        origin_country=payload.get("origin_country"),
+        parent_company=payload.get("parent_company"),
+        logo_path=payload.get("logo_path"),
+        logo_url=logo_url,
+        image_urls=_urls(logo_url),
+    )
+
+
+def map_network(payload: Json, image_base: str) -> NetworkItem:
+    """A TV network detail response as a ``NetworkItem``."""
+    logo_url = image_url(image_base, payload.get("logo_path"))
+    return NetworkItem(
+        tmdb_id=payload["id"],
+        name=payload.get("name"),
+        headquarters=payload.get("headquarters"),
+        homepage=payload.get("homepage"),
+        origin_country=payload.get("origin_country"),
+        logo_path=payload.get("logo_path"),
+        logo_url=logo_url,
+        image_urls=_urls(logo_url),
+    )
+
+
+def map_keyword(payload: Json, image_base: str) -> KeywordItem:
+    """A keyword (detail response or export line: both are ``{id, name}``) as a ``KeywordItem``."""
+    return KeywordItem(tmdb_id=payload["id"], name=payload.get("name"))
+
+
+# --- item filters ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordFilters:
+    """Filters users apply to records before storing them; all off by default."""
+
+    min_budget: int = 0
+    min_revenue: int = 0
+    # Among "genres", "cast", "crew": records where that list is empty are filtered.
+    require: frozenset[str] = frozenset()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.min_budget or self.min_revenue or self.require)
+
+
+FILTERABLE = frozenset({"genres", "cast", "crew"})
+
+
+def filter_reason(item: ContentItem, filters: RecordFilters) -> str | None:
+    """Why ``filters`` reject ``item`` (a stat name such as ``min_budget``), or None."""
+    budget = getattr(item, "budget", None)
+    if filters.min_budget and budget is not None and budget < filters.min_budget:
+        return "min_budget"
+    revenue = getattr(item, "revenue", None)
+    if filters.min_revenue and revenue is not None and revenue < filters.min_revenue:
+        return "min_revenue"
+    for name in sorted(filters.require):
+        if name == "genres":
+            values = getattr(item, "genres", None)
+        else:
+            values = (getattr(item, "credits", None) or {}).get(name)
+        if values is not None and not values:
+            return f"no_{name}"
+    return None
+
+
+# --- exports -------------------------------------------------------------------------
+
+
+def export_file_name(prefix: str, day: date) -> str:
+    """The daily export's file name: ``movie_ids_05_15_2024.json.gz``."""
+    return f"{prefix}_{day:%m_%d_%Y}.json.gz"
+
+
+@dataclass
+class ExportSelection:
+    """Ids kept from an export file (4 bytes each), with counts of what was skipped."""
+
+    ids: array = field(default_factory=lambda: array("l"))
+    skipped: Counter[str] = field(default_factory=Counter)
+    bad_lines: int = 0
+
+
+def select_export_ids(
+    lines: Iterable[str | bytes],
+    *,
+    include_adult: bool = False,
+    include_video: bool = False,
+    min_popularity: float | None = None,
+    limit: int | None = None,
+) -> ExportSelection:
+    """Read export JSON lines; keep ids that pass the adult / video / popularity filters."""
+    selection = ExportSelection()
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            tmdb_id = int(entry["id"])
+        except (ValueError, KeyError, TypeError):
+            selection.bad_lines += 1
+            continue
+        if entry.get("adult") and not include_adult:
+            selection.skipped["adult"] += 1
+            continue
+        if entry.get("video") and not include_video:
+            selection.skipped["video"] += 1
+            continue
+        popularity = entry.get("popularity")
+        if min_popularity is not None and popularity is not None and popularity < min_popularity:
+            selection.skipped["popularity"] += 1
+            continue
+        selection.ids.append(tmdb_id)
+        if limit is not None and len(selection.ids) >= limit:
+            break
+    return selection
+
+
+def export_published(url: str, *, user_agent: str, timeout: float) -> bool:
+    """Whether an export file is published (blocking ``HEAD``: run it off the reactor thread).
+
+    A missing file answers 403 (S3 without list permission) or 404; other errors raise.
+    """
+    request = urllib.request.Request(  # noqa: S310 - the http(s) TMDB_EXPORTS_URL
+        url, method="HEAD", headers={"User-Agent": user_agent}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310
+            return True
+    except urllib.error.HTTPError as error:
+        if error.code in EXPORT_MISSING_STATUSES:
+            return False
+        raise DownloadError(f"{redact_url(url)}: HTTP {error.code} {error.reason}") from None
+    except urllib.error.URLError as error:
+        raise DownloadError(f"{redact_url(url)}: {error.reason}") from None
+
+
+# --- changes and lists --------------------------------------------------------------------
+
+
+def change_windows(since: date, until: date) -> list[tuple[date, date]]:
+    """``since``..``until`` cut into windows of at most 14 days (at least one window)."""
+    windows = []
+    start = since
+    while True:
+        end = min(start + timedelta(days=CHANGES_WINDOW_DAYS), until)
+        windows.append((start, end))
+        if end >= until:
+            return windows
+        start = end
+
+
+def next_page(payload: Json, page: int, page_size: int = CHANGES_PAGE_SIZE) -> int | None:
+    """The page to ask for after ``page``, or None when the listing is done.
+
+    TMDB's totals are not trusted alone: ``/changes`` once answered ``total_pages: 1``
+    with 1,637 results on that page (QUIRKS.md). A full page means there may be more; an
+    empty or short page beyond the stated total ends the listing.
+    """
+    results = payload.get("results") or []
+    if not results:
+        return None
+    total_pages = payload.get("total_pages") or 0
+    if page < total_pages or len(results) >= page_size:
+        return page + 1
+    return None
+
+
+# --- missing: which ids stored records reference ------------------------------------------
+
+
+def _ids_in(entries: Iterable[Any]) -> Iterator[int]:
+    for entry in entries or ():
+        if isinstance(entry, dict) and isinstance(entry.get("id"), int):
+            yield entry["id"]
+
+
+def credit_person_ids(document: Json) -> Iterator[int]:
+    """People in a movie's or series' credits (cast, crew) and a series' creators."""
+    yield from _credit_ids(document.get("credits"))
+    yield from _ids_in(document.get("created_by"))
+
+
+def collection_ids(document: Json) -> Iterator[int]:
+    """The collection a movie belongs to."""
+    yield from _ids_in([document.get("belongs_to_collection")])
+
+
+def company_ids(document: Json) -> Iterator[int]:
+    """Production companies of a movie or series, and a company's parent."""
+    yield from _ids_in(document.get("production_companies"))
+    yield from _ids_in([document.get("parent_company")])
+
+
+def network_ids(document: Json) -> Iterator[int]:
+    """Networks of a series."""
+    yield from _ids_in(document.get("networks"))
+
+
+def keyword_ids(document: Json) -> Iterator[int]:
+    """Keywords of a movie or series."""
+    yield from _ids_in(document.get("keywords"))
+
+
+def collection_part_ids(document: Json) -> Iterator[int]:
+    """Movies of a collection."""
+    yield from _ids_in(document.get("parts"))
+
+
+def person_movie_ids(document: Json) -> Iterator[int]:
+    """Movies in a person's credits."""
+    yield from _credit_ids(document.get("movie_credits"))
+
+
+def person_series_ids(document: Json) -> Iterator[int]:
+    """Series in a person's credits."""
+    yield from _credit_ids(document.get("tv_credits"))
+
+
+def _credit_ids(part: Json | None) -> Iterator[int]:
+    part = part or {}
+    yield from _ids_in(part.get("cast"))
+    yield from _ids_in(part.get("crew"))
+
+
+Extractor = Callable[[Json], Iterable[int]]
+
+
+def parse_ids(text: str) -> list[int]:
+    """``-a ids=550,551``: comma or whitespace separated positive integers."""
+    ids = []
+    for token in text.replace(",", " ").split():
+        if not token.isdigit() or int(token) < 1:
+            raise ValueError(f"not a TMDB id: {token!r}")
+        ids.append(int(token))
+    return ids
+
+
+def read_ids_file(path: str | Path) -> list[int]:
+    """``-a ids_file=…``: one id per line; blank lines and ``#`` comments are skipped."""
+    ids = []
+    with Path(path).open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            try:
+                ids.extend(parse_ids(text))
+            except ValueError as error:
+                raise ValueError(f"{path}:{number}: {error}") from None
+    return ids
+
+
+def _flag(value: str | bool | None) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+# --- the spider --------------------------------------------------------------------------
+
+
+class TmdbSpider(ContentSpider):
+    """Base of the TMDB spiders: one kind of record, six ways to find its ids.
+
+    Subclasses set ``name``, ``item_class``, ``api_kind`` (the path segment of the detail
+    endpoint), ``export_prefix``, ``mapper`` and optionally ``append_to_response``,
+    ``has_adult_export``, ``has_changes``, ``list_paths``, ``references`` (pairs of a
+    collection and a function listing the ids of this kind a stored document of that
+    collection references) and ``export_has_records`` (the export line is the whole record).
+    """
+
+    slot = "tmdb"
+    item_class: ClassVar[type[ContentItem]]
+    api_kind: ClassVar[str]
+    export_prefix: ClassVar[str]
+    mapper: ClassVar[Callable[[Json, str], ContentItem]]
+    append_to_response: ClassVar[tuple[str, ...]] = ()
+    has_adult_export: ClassVar[bool] = False
+    has_changes: ClassVar[bool] = False
+    list_paths: ClassVar[tuple[str, ...]] = ()
+    references: ClassVar[tuple[tuple[str, Extractor], ...]] = ()
+    export_has_records: ClassVar[bool] = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ids = parse_ids(kwargs.get("ids") or "")
+        if kwargs.get("ids_file"):
+            self.ids.extend(read_ids_file(kwargs["ids_file"]))
+        default_mode = "ids" if self.ids else ("changes" if self.has_changes else "export")
+        self.mode = (kwargs.get("mode") or default_mode).strip().lower()
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.mode == "changes" and not self.has_changes:
+            raise ValueError(f"{self.name} has no TMDB changes feed: use mode=export")
+        if self.mode == "lists" and not self.list_paths:
+            raise ValueError(f"{self.name} has no TMDB lists: use mode=export")
+        if self.mode == "ids" and not self.ids:
+            raise ValueError("mode=ids needs -a ids=550,551 or -a ids_file=path")
+        self.include_adult = _flag(kwargs.get("include_adult"))
+        self.include_video = _flag(kwargs.get("include_video"))
+        self.episodes = _flag(kwargs.get("episodes"))
+        min_popularity = kwargs.get("min_popularity")
+        self.min_popularity = float(min_popularity) if min_popularity not in (None, "") else None
+        older = kwargs.get("older_than_days")
+        self.older_than_days = int(older) if older not in (None, "") else None
+        pages = kwargs.get("pages")
+        self.list_pages = int(pages) if pages not in (None, "") else None
+        self._filter_args = {
+            "min_budget": kwargs.get("min_budget"),
+            "min_revenue": kwargs.get("min_revenue"),
+            "require": kwargs.get("require"),
+        }
+        self._queued: set[int] = set()
+        self._outstanding = 0
+        self._room = asyncio.Event()
+        self._done = 0
+        self._total: int | None = None
+        self._started = time.monotonic()
+        self._next_progress = 0.0
+        self._rejected = False
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        spider._configure(crawler)
+        return spider
+
+    def _configure(self, crawler: Crawler) -> None:
+        settings = crawler.settings
+        self.api_url = settings.get("TMDB_API_URL").rstrip("/")
+        self.exports_url = settings.get("TMDB_EXPORTS_URL").rstrip("/")
+        self.image_base = settings.get("TMDB_IMAGE_URL")
+        self.language = settings.get("TMDB_LANGUAGE") or "en-US"
+        self.changes_max_age = settings.getint("TMDB_CHANGES_MAX_AGE_DAYS", 90)
+        self.backlog = max(1, settings.getint("TMDB_START_BACKLOG", 200))
+        self.progress_interval = settings.getfloat("TMDB_PROGRESS_INTERVAL", 60.0)
+        if self.list_pages is None:
+            self.list_pages = settings.getint("TMDB_LIST_PAGES", 5)
+        self.list_pages = max(1, min(self.list_pages, MAX_LIST_PAGE))
+        if self.older_than_days is None:
+            self.older_than_days = settings.getint("TMDB_REFRESH_DAYS", 30)
+        self.filters = self._build_filters(settings)
+        self.stat_prefix = f"tmdb/{self.item_class.collection}"
+
+    def _build_filters(self, settings: BaseSettings) -> RecordFilters:
+        args = self._filter_args
+        min_budget = args["min_budget"] or settings.getint("TMDB_MIN_BUDGET", 0)
+        min_revenue = args["min_revenue"] or settings.getint("TMDB_MIN_REVENUE", 0)
+        require = args["require"]
+        names = (
+            {name.strip() for name in require.split(",") if name.strip()}
+            if require
+            else set(settings.getlist("TMDB_REQUIRE"))
+        )
+        unknown = names - FILTERABLE
+        if unknown:
+            raise ValueError(f"require takes {', '.join(sorted(FILTERABLE))}, not {unknown}")
+        return RecordFilters(int(min_budget), int(min_revenue), frozenset(names))
+
+    # -- start ------------------------------------------------------------------------------
+    async def start(self) -> AsyncIterator[Any]:
+        if not tmdb_credentials_configured(self.settings):
+            self.logger.error(
+                "No TMDB credentials: set TMDB_READ_ACCESS_TOKEN (preferred) or TMDB_API_KEY "
+                "in .env or the environment"
+            )
+            raise CloseSpider("tmdb_no_credentials")
+        sync = self.crawler.get_extension(SyncState)
+        if sync is None:
+            raise RuntimeError(
+                "the TMDB spiders keep their sync cursors with "
+                "contentcrawl.extensions.sync_state.SyncState: enable it in EXTENSIONS"
+            )
+        self.sync = sync
+        self.logger.info(
+            "%s: mode=%s api=%s exports=%s language=%s auth=%s include_adult=%s limit=%s "
+            "filters=%s",
+            self.name,
+            self.mode,
+            redact_url(self.api_url),
+            redact_url(self.exports_url),
+            self.language,
+            "bearer" if self.settings.get("TMDB_READ_ACCESS_TOKEN") else "api_key",
+            self.include_adult,
+            self.limit,
+            self.filters if self.filters.active else "none",
+        )
+        modes = {
+            "export": self._start_export,
+            "changes": self._start_changes,
+            "lists": self._start_lists,
+            "ids": self._start_ids,
+            "refresh": self._start_refresh,
+            "missing": self._start_missing,
+        }
+        async for request_or_item in modes[self.mode]():
+            yield request_or_item
+
+    async def _start_ids(self) -> AsyncIterator[Any]:
+        async for request in self._detail_requests(self.ids):
+            yield request
+
+    async def _start_export(self) -> AsyncIterator[Any]:
+        found = await self._fetch_export(self.export_prefix)
+        if found is None:
+            raise CloseSpider("tmdb_export_unavailable")
+        path, day = found
+        paths = [path]
+        if self.include_adult and self.has_adult_export:
+            adult = await self._fetch_export(f"adult_{self.export_prefix}", day)
+            if adult is None:
+                self.logger.warning("No adult export for %s: adult ids not included", day)
+            else:
+                paths.append(adult[0])
+        if self.export_has_records:
+            async for item in self._export_records(paths):
+                yield item
+        else:
+            ids = array("l")
+            for export_path in paths:
+                limit = None if self.limit is None else self.limit - len(ids)
+                if limit == 0:
+                    break
+                selection, damage = await asyncio.to_thread(self._select, export_path, limit)
+                self._count_selection(export_path, selection, damage)
+                ids.extend(selection.ids)
+            self._expect(len(ids))
+            self.logger.info("Export of %s: %d ids to fetch", day, len(ids))
+            async for request in self._detail_requests(ids):
+                yield request
+        if self.limit is None:
+            self.sync.stage(f"{self.name}/export", {"date": day.isoformat()})
+            if self.has_changes:
+                self.sync.stage(f"{self.name}/changes", {"synced_through": day.isoformat()})
+
+    def _select(self, path: Path, limit: int | None) -> tuple[ExportSelection, str | None]:
+        """The ids of one export file, and where it is damaged if it is (worker thread)."""
+        damage: list[str] = []
+
+        def lines() -> Iterator[bytes]:
+            with DumpFile(path) as dump:
+                try:
+                    for _, line in dump.lines():
+                        yield line
+                except DumpReadError as error:
+                    damage.append(str(error))
+
+        selection = select_export_ids(
+            lines(),
+            include_adult=self.include_adult or path.name.startswith("adult_"),
+            include_video=self.include_video,
+            min_popularity=self.min_popularity,
+            limit=limit,
+        )
+        return selection, damage[0] if damage else None
+
+    def _count_selection(self, path: Path, selection: ExportSelection, damage: str | None) -> None:
+        for reason, count in selection.skipped.items():
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/export/skipped_{reason}", count)
+        if selection.bad_lines:
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/export/bad_line", selection.bad_lines)
+            self.logger.warning("%s: %d unreadable lines skipped", path.name, selection.bad_lines)
+        if damage:
+            # The ids read before the damage are still fetched; the error keeps the sync
+            # state where it was, so the next run starts from a good file again.
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/export/damaged")
+            self.logger.error("Export %s is damaged at %s", path.name, damage)
+
+    async def _export_records(self, paths: list[Path]) -> AsyncIterator[Any]:
+        """Items straight from export lines, for kinds whose line is the whole record."""
+        flow = ItemFlow(self.crawler, self.settings.getint("STORE_BATCH_SIZE", 500) * 2)
+        count = 0
+        for path in paths:
+            with DumpFile(path) as dump:
+                for _, line in dump.lines():
+                    try:
+                        item = type(self).mapper(json.loads(line), self.image_base)
+                    except (ValueError, KeyError, TypeError):
+                        self.crawler.stats.inc_value(f"{self.stat_prefix}/export/bad_line")
+                        continue
+                    yield item
+                    await flow.sent()
+                    count += 1
+                    if self.limit is not None and count >= self.limit:
+                        return
+
+    async def _fetch_export(self, prefix: str, day: date | None = None) -> tuple[Path, date] | None:
+        """Today's export file (UTC), else the previous day's; None when neither exists."""
+        today = datetime.now(UTC).date()
+        days = [day] if day else [today, today - timedelta(days=1)]
+        for candidate in days:
+            url = f"{self.exports_url}/{export_file_name(prefix, candidate)}"
+            published = await asyncio.to_thread(
+                export_published,
+                url,
+                user_agent=self.settings.get("USER_AGENT") or "contentcrawl",
+                timeout=self.settings.getfloat("DOWNLOAD_TIMEOUT", 60.0),
+            )
+            if not published:
+                self.logger.info("Export %s is not published (yet)", redact_url(url))
+                continue
+            result = await fetch_dump(self.crawler, url)
+            return result.path, candidate
+        self.logger.error("No TMDB export %s for %s", prefix, " or ".join(map(str, days)))
+        return None
+
+    async def _start_changes(self) -> AsyncIterator[Any]:
+        store_name = f"{self.name}/changes"
+        state = await self.sync.load(store_name)
+        today = datetime.now(UTC).date()
+        since = date.fromisoformat(state["synced_through"]) if state else None
+        if since is None:
+            self.logger.info("%s: no previous sync, running an export instead", self.name)
+        elif (today - since).days > self.changes_max_age:
+            self.logger.warning(
+                "%s: last sync %s is older than TMDB keeps changes for (%d days): "
+                "running an export instead",
+                self.name,
+                since,
+                self.changes_max_age,
+            )
+            since = None
+        if since is None:
+            self.crawler.stats.set_value(f"{self.stat_prefix}/changes/fallback_to_export", 1)
+            async for request_or_item in self._start_export():
+                yield request_or_item
+            return
+        windows = change_windows(since, today)
+        self.logger.info("Changes since %s: %d window(s)", since, len(windows))
+        for start, end in windows:
+            yield self._changes_request(start, end, 1)
+        if self.limit is None:
+            self.sync.stage(store_name, {"synced_through": today.isoformat()})
+
+    def _changes_request(self, start: date, end: date, page: int) -> Request:
+        params = {"start_date": start.isoformat(), "end_date": end.isoformat(), "page": page}
+        return self._api_request(
+            f"{self.api_kind}/changes",
+            params,
+            callback=self.parse_changes,
+            errback=self.errback_listing,
+            cb_kwargs={"start": start, "end": end, "page": page},
+        )
+
+    def parse_changes(self, response: Response, start: date, end: date, page: int) -> Iterator[Any]:
+        """One page of changed ids: their detail requests, then the next page."""
+        payload = self._payload(response)
+        if payload is None:
+            return
+        self.crawler.stats.inc_value(f"{self.stat_prefix}/changes/pages")
+        ids = []
+        for entry in payload.get("results") or []:
+            # Entries may carry "adult": null (QUIRKS.md): only true means adult.
+            if entry.get("adult") and not self.include_adult:
+                self.crawler.stats.inc_value(f"{self.stat_prefix}/changes/skipped_adult")
+                continue
+            ids.append(entry["id"])
+        yield from self._detail_requests_now(ids)
+        following = next_page(payload, page)
+        if following is not None and not self._limit_reached():
+            yield self._changes_request(start, end, following)
+
+    async def _start_lists(self) -> AsyncIterator[Any]:
+        for path in self.list_paths:
+            yield self._list_request(path, 1)
+
+    def _list_request(self, path: str, page: int) -> Request:
+        return self._api_request(
+            path,
+            {"language": self.language, "page": page},
+            callback=self.parse_list,
+            errback=self.errback_listing,
+            cb_kwargs={"path": path, "page": page},
+        )
+
+    def parse_list(self, response: Response, path: str, page: int) -> Iterator[Any]:
+        """One page of a popular / new / trending list: detail requests, then the next page."""
+        payload = self._payload(response)
+        if payload is None:
+            return
+        self.crawler.stats.inc_value(f"{self.stat_prefix}/lists/pages")
+        ids = [entry["id"] for entry in payload.get("results") or [] if "id" in entry]
+        yield from self._detail_requests_now(ids)
+        # Lists have truthful totals and 20 results per page.
+        if (
+            page < min(payload.get("total_pages") or 0, self.list_pages)
+            and not self._limit_reached()
+        ):
+            yield self._list_request(path, page + 1)
+
+    async def _start_refresh(self) -> AsyncIterator[Any]:
+        cutoff = datetime.now(UTC) - timedelta(days=self.older_than_days)
+        ids = await self._in_store(self._stale_ids, cutoff.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        self._expect(len(ids))
+        self.logger.info(
+            "%d %s not fetched for %d days",
+            len(ids),
+            self.item_class.collection,
+            self.older_than_days,
+        )
+        async for request in self._detail_requests(ids):
+            yield request
+
+    def _stale_ids(self, store: Any, cutoff: str) -> list[int]:
+        return [
+            document[self.item_class.key_field]
+            for document in store.iter_documents(self.item_class.collection)
+            if (document.get("_meta") or {}).get("fetched_at", "") <= cutoff
+            and not (document.get("_meta") or {}).get("deleted")
+        ]
+
+    async def _start_missing(self) -> AsyncIterator[Any]:
+        if not self.references:
+            raise ValueError(f"{self.name} is referenced by no other kind: no missing mode")
+        ids = await self._in_store(self._missing_ids)
+        self._expect(len(ids))
+        self.logger.info("%d %s referenced but not stored", len(ids), self.item_class.collection)
+        async for request in self._detail_requests(ids):
+            yield request
+
+    def _missing_ids(self, store: Any) -> list[int]:
+        referenced: set[int] = set()
+        for collection, extractor in self.references:
+            for document in store.iter_documents(collection):
+                referenced.update(extractor(document))
+        key_field = self.item_class.key_field
+        for document in store.iter_documents(self.item_class.collection):
+            referenced.discard(document[key_field])
+        return sorted(referenced)
+
+    # -- detail requests ------------------------------------------------------------------
+    async def _detail_requests(self, ids: Iterable[int]) -> AsyncIterator[Request]:
+        """Detail requests from ``start()``, never more than ``TMDB_START_BACKLOG`` unanswered.
+
+        An export holds about a million ids: queueing them all at once would put a million
+        requests in the scheduler's memory.
+        """
+        for tmdb_id in ids:
+            if self._limit_reached():
+                return
+            while self._outstanding >= self.backlog:
+                self._room.clear()
+                await self._room.wait()
+            request = self._detail_request(tmdb_id)
+            if request is not None:
+                request.meta["tmdb_backlog"] = True
+                self._outstanding += 1
+                yield request
+
+    def _detail_requests_now(self, ids: Iterable[int]) -> Iterator[Request]:
+        for tmdb_id in ids:
+            if self._limit_reached():
+                return
+            request = self._detail_request(tmdb_id)
+            if request is not None:
+                yield request
+
+    def _limit_reached(self) -> bool:
+        return self.limit is not None and len(self._queued) >= self.limit
+
+    def _detail_request(self, tmdb_id: int) -> Request | None:
+        if tmdb_id in self._queued:
+            return None
+        self._queued.add(tmdb_id)
+        self.crawler.stats.inc_value(f"{self.stat_prefix}/requested")
+        params: dict[str, Any] = {"language": self.language}
+        if self.append_to_response:
+            params["append_to_response"] = ",".join(self.append_to_response)
+        return self._api_request(
+            f"{self.api_kind}/{tmdb_id}",
+            params,
+            callback=self.parse_record,
+            errback=self.errback_record,
+            cb_kwargs={"tmdb_id": tmdb_id},
+            # Records before further listing pages: the scheduler holds one page of ids at a
+            # time, not a whole 14-day window of changes.
+            priority=1,
+        )
+
+    def _api_request(self, path: str, params: dict[str, Any], **kwargs: Any) -> Request:
+        meta = {"handle_httpstatus_list": [401, 404]}
+        # Ids are de-duplicated here; the dupefilter would only hold a million fingerprints.
+        return self.request(
+            f"{self.api_url}/{path}?{urlencode(params)}", meta=meta, dont_filter=True, **kwargs
+        )
+
+    def parse_record(self, response: Response, tmdb_id: int) -> Iterator[Any]:
+        """A detail response: the record's item (or a 404 counted as not found)."""
+        try:
+            payload = self._payload(response, tmdb_id)
+            if payload is None:
+                return
+            try:
+                item = type(self).mapper(payload, self.image_base)
+            except (KeyError, TypeError, ValueError) as error:
+                self.crawler.stats.inc_value(f"{self.stat_prefix}/bad_payload")
+                self.logger.warning("Unusable %s %s payload (%s)", self.api_kind, tmdb_id, error)
+                return
+            if self.episodes and isinstance(item, SeriesItem) and item.seasons:
+                yield from self._season_requests(item, 0)
+                return
+            yield from self._emit(item)
+        finally:
+            self._answered(response.request)
+
+    def _season_requests(self, item: SeriesItem, first: int) -> Iterator[Any]:
+        numbers = [season.get("season_number") for season in item.seasons]
+        chunk = [n for n in numbers if n is not None][first : first + MAX_APPEND_PARTS]
+        if not chunk:
+            yield from self._emit(item)
+            return
+        yield self._api_request(
+            f"{self.api_kind}/{item.tmdb_id}",
+            {
+                "language": self.language,
+                "append_to_response": ",".join(f"season/{n}" for n in chunk),
+            },
+            callback=self.parse_seasons,
+            errback=self.errback_record,
+            cb_kwargs={"tmdb_id": item.tmdb_id, "item": item, "first": first},
+        )
+
+    def parse_seasons(
+        self, response: Response, tmdb_id: int, item: SeriesItem, first: int
+    ) -> Iterator[Any]:
+        """Episodes of up to 20 seasons of a series (``-a episodes=1``)."""
+        payload = self._payload(response, tmdb_id)
+        if payload is None:
+            return
+        for season in item.seasons:
+            appended = payload.get(f"season/{season.get('season_number')}")
+            if appended is not None:
+                season["episodes"] = list(appended.get("episodes") or [])
+        self.crawler.stats.inc_value(f"{self.stat_prefix}/season_pages")
+        yield from self._season_requests(item, first + MAX_APPEND_PARTS)
+
+    def _emit(self, item: ContentItem) -> Iterator[ContentItem]:
+        reason = filter_reason(item, self.filters)
+        if reason is not None:
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/filtered/{reason}")
+            return
+        self._progress()
+        yield item
+
+    def _payload(self, response: Response, tmdb_id: int | None = None) -> Json | None:
+        """The JSON body of a 200; 401 closes the spider, 404 is counted as not found."""
+        if response.status == 401:
+            self.crawler.stats.inc_value("tmdb/auth/rejected")
+            if self._rejected:
+                # Requests in flight when the first 401 arrived: already reported.
+                raise CloseSpider("tmdb_unauthorized")
+            self._rejected = True
+            self.logger.error(
+                "TMDB rejected the credentials (HTTP 401: %s): check TMDB_READ_ACCESS_TOKEN "
+                "or TMDB_API_KEY. Closing.",
+                _status_message(response),
+            )
+            raise CloseSpider("tmdb_unauthorized")
+        if response.status == 404:
+            if tmdb_id is None:
+                self.crawler.stats.inc_value(f"{self.stat_prefix}/failed")
+                self.logger.error("TMDB listing not found: %s", _status_message(response))
+                return None
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/not_found")
+            self.logger.debug("%s %s not found (deleted or merged)", self.api_kind, tmdb_id)
+            return None
+        try:
+            payload = response.json()
+        except ValueError:
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/bad_payload")
+            self.logger.warning("TMDB answered non-JSON for %s %s", self.api_kind, tmdb_id)
+            return None
+        if not isinstance(payload, dict):
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/bad_payload")
+            self.logger.warning("TMDB answered a non-object for %s %s", self.api_kind, tmdb_id)
+            return None
+        return payload
+
+    def errback_record(self, failure: Failure) -> None:
+        """A detail request that failed for good (after retries): counted, logged."""
+        request = failure.request
+        self._answered(request)
+        self.crawler.stats.inc_value(f"{self.stat_prefix}/failed")
+        self.logger.error(
+            "Gave up on %s %s: %s",
+            self.api_kind,
+            request.cb_kwargs.get("tmdb_id"),
+            _failure_reason(failure),
+        )
+
+    def errback_listing(self, failure: Failure) -> None:
+        """A changes or list page that failed for good: counted, logged (sync not advanced)."""
+        self.crawler.stats.inc_value(f"{self.stat_prefix}/failed")
+        self.logger.error(
+            "Gave up on a TMDB listing page %s: %s",
+            redact_url(failure.request.url),
+            _failure_reason(failure),
+        )
+
+    def _answered(self, request: Request | None) -> None:
+        if request is not None and request.meta.pop("tmdb_backlog", False):
+            self._outstanding -= 1
+            self._room.set()
+
+    def _expect(self, total: int) -> None:
+        """The number of records this run will fetch, for the progress line."""
+        self._total = total
+        self._started = time.monotonic()
+
+    def _progress(self) -> None:
+        self._done += 1
+        if self._total is None:
+            return
+        now = time.monotonic()
+        if now < self._next_progress and self._done < self._total:
+            return
+        self._next_progress = now + self.progress_interval
+        elapsed = max(now - self._started, 1e-6)
+        rate = self._done / elapsed
+        remaining = max(self._total - self._done, 0)
+        eta = timedelta(seconds=round(remaining / rate)) if rate else "?"
+        self.logger.info(
+            "Progress: %d/%d %s (%.1f%%), %.1f records/s, ETA %s",
+            self._done,
+            self._total,
+            self.item_class.collection,
+            100.0 * self._done / max(self._total, 1),
+            rate,
+            eta,
+        )
+
+    # -- store --------------------------------------------------------------------------------
+    async def _in_store(self, function: Callable[..., Any], *args: Any) -> Any:
+        def run() -> Any:
+            with build_store(self.settings) as store:
+                return function(store, *args)
+
+        return await asyncio.to_thread(run)
+
+
+def _status_message(response: Response) -> str:
+    """TMDB's own error text, whichever of its error shapes the body has (QUIRKS.md)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status}"
+    if isinstance(body, dict):
+        if "status_message" in body:
+            return f"status_code {body.get('status_code')}: {body['status_message']}"
+        if body.get("errors"):
+            return "; ".join(map(str, body["errors"]))
+    return f"HTTP {response.status}"
+
+
+def _failure_reason(failure: Failure) -> str:
+    if failure.check(HttpError):
+        return f"HTTP {failure.value.response.status}"
+    return f"{type(failure.value).__name__}: {failure.value}"
