@@ -149,7 +149,21 @@ async def test_404_is_counted_not_an_error(
     assert stats["tmdb/movies/not_found"] == 1
     assert stats["store/movies/inserted"] == 1
     assert "tmdb/movies/failed" not in stats
+    assert "tmdb/movies/marked_deleted" not in stats  # 230 was never stored
     assert errors(caplog) == []
+
+    # TMDB deletes 550: the stored record is kept and flagged, not removed.
+    del tmdb.records["movie"][550]
+    again = await crawl(TmdbMoviesSpider, settings, ids="550")
+    assert stats_of(again)["tmdb/movies/marked_deleted"] == 1
+    store = open_store_for(settings)
+    try:
+        flagged = store.get("movies", 550)
+        assert flagged is not None
+        assert flagged["_meta"]["deleted_at"]
+        assert flagged["title"] == "Fight Club"
+    finally:
+        store.close()
 
 
 @deferred_f_from_coro_f

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode
 
+from scrapy import signals
 from scrapy.exceptions import CloseSpider
 from scrapy.spidermiddlewares.httperror import HttpError
 
@@ -572,6 +573,8 @@ class TmdbSpider(ContentSpider):
         self._started = time.monotonic()
         self._next_progress = 0.0
         self._rejected = False
+        # Ids TMDB answered 404 for (deleted or merged): flagged in the store at the end.
+        self._not_found: set[int] = set()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -595,6 +598,7 @@ class TmdbSpider(ContentSpider):
             self.older_than_days = settings.getint("TMDB_REFRESH_DAYS", 30)
         self.filters = self._build_filters(settings)
         self.stat_prefix = f"tmdb/{self.item_class.collection}"
+        crawler.signals.connect(self._flag_deleted, signal=signals.spider_closed)
 
     def _build_filters(self, settings: BaseSettings) -> RecordFilters:
         args = self._filter_args
@@ -1017,6 +1021,7 @@ class TmdbSpider(ContentSpider):
                 return None
             self.crawler.stats.inc_value(f"{self.stat_prefix}/not_found")
             self.logger.debug("%s %s not found (deleted or merged)", self.api_kind, tmdb_id)
+            self._not_found.add(tmdb_id)
             return None
         try:
             payload = response.json()
@@ -1029,6 +1034,17 @@ class TmdbSpider(ContentSpider):
             self.logger.warning("TMDB answered a non-object for %s %s", self.api_kind, tmdb_id)
             return None
         return payload
+
+    async def _flag_deleted(self) -> None:
+        """Mark the stored records TMDB no longer has (``_meta.deleted_at``); they are kept."""
+        if not self._not_found:
+            return
+        collection = self.item_class.collection
+        keys = sorted(self._not_found)
+        marked = await asyncio.to_thread(mark_deleted, self.settings, collection, keys)
+        if marked:
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/marked_deleted", marked)
+            self.logger.info("Flagged %d %s TMDB no longer has as deleted", marked, collection)
 
     def errback_record(self, failure: Failure) -> None:
         """A detail request that failed for good (after retries): counted, logged."""
@@ -1110,3 +1126,9 @@ def _failure_reason(failure: Failure) -> str:
     if failure.check(HttpError):
         return f"HTTP {failure.value.response.status}"
     return f"{type(failure.value).__name__}: {failure.value}"
+
+
+def mark_deleted(settings: BaseSettings, collection: str, keys: list[int]) -> int:
+    """Flag ``keys`` of ``collection`` as deleted in the configured store (blocking)."""
+    with build_store(settings) as store:
+        return store.mark_deleted(collection, keys)
