@@ -14,24 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import pymongo
 
 from contentcrawl.store import Record, Store
 from contentcrawl.store.mongo import MongoStore
 from contentcrawl.store.sqlite import SqliteStore
+from spiders_tests.mongo_server import running_mongo
 
 SAMPLE = Path(__file__).resolve().parent.parent / "spiders_tests/data/tmdb/movie_550_2024.json"
 
@@ -56,45 +51,6 @@ def run(store: Store, count: int, batch: int) -> tuple[float, int]:
     if pending:
         written += store.upsert_many("movies", pending).written
     return time.perf_counter() - started, written
-
-
-@contextmanager
-def mongo_server(workdir: Path) -> Iterator[str]:
-    given = os.environ.get("CONTENTCRAWL_TEST_MONGO_URI")
-    if given:
-        yield given
-        return
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    if shutil.which("mongod"):
-        command = ["mongod", "--dbpath", str(workdir), "--port", str(port)]
-    else:
-        command = [
-            "nx-27017",
-            "--data-dir",
-            "memory",
-            "-p",
-            str(port),
-            "--log-file",
-            str(workdir / "nx.log"),
-            "--pid-file",
-            str(workdir / "nx.pid"),
-        ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"mongodb://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                with pymongo.MongoClient(uri, serverSelectionTimeoutMS=200) as client:
-                    client.admin.command("ping")
-                break
-            except pymongo.errors.PyMongoError:
-                time.sleep(0.1)
-        yield uri
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def measure(name: str, store: Store, count: int, batch: int) -> None:
@@ -123,7 +79,7 @@ def main() -> None:
         if "sqlite" in stores:
             measure("sqlite", SqliteStore(workdir / "bench.sqlite3"), args.records, args.batch)
         if "mongo" in stores:
-            with mongo_server(workdir) as uri:
+            with running_mongo(workdir) as uri:
                 measure("mongo", MongoStore(uri, "bench"), args.records, args.batch)
 
 

@@ -7,16 +7,11 @@ import os
 # Tests never read a developer's .env: settings come from the fixtures alone.
 os.environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
 
-import shutil
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pymongo
 import pytest
 from scrapy.core.engine import ExecutionEngine
 
@@ -24,6 +19,7 @@ from contentcrawl.store import Store
 from contentcrawl.store.mongo import MongoStore
 from contentcrawl.store.sqlite import SqliteStore
 from spiders_tests.fakes.server import FakeServer
+from spiders_tests.mongo_server import free_port, running_mongo  # noqa: F401 - free_port is shared
 
 DATA = Path(__file__).parent / "data"
 
@@ -32,69 +28,11 @@ DATA = Path(__file__).parent / "data"
 ExecutionEngine._SLOT_HEARTBEAT_INTERVAL = 0.2
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_mongo(uri: str, process: subprocess.Popen[bytes] | None, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"MongoDB test server exited with {process.returncode}")
-        try:
-            with pymongo.MongoClient(uri, serverSelectionTimeoutMS=500) as client:
-                client.admin.command("ping")
-            return
-        except pymongo.errors.PyMongoError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 @pytest.fixture(scope="session")
 def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A MongoDB to test against: CONTENTCRAWL_TEST_MONGO_URI, a mongod on PATH, or nx-27017."""
-    given = os.environ.get("CONTENTCRAWL_TEST_MONGO_URI")
-    if given:
-        yield given
-        return
-    workdir = tmp_path_factory.mktemp("mongo")
-    port = free_port()
-    if shutil.which("mongod"):
-        command = [
-            "mongod",
-            "--dbpath",
-            str(workdir),
-            "--port",
-            str(port),
-            "--bind_ip",
-            "127.0.0.1",
-        ]
-    else:
-        command = [
-            "nx-27017",
-            "--data-dir",
-            "memory",
-            "-p",
-            str(port),
-            "--log-file",
-            str(workdir / "nx.log"),
-            "--pid-file",
-            str(workdir / "nx.pid"),
-        ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"mongodb://127.0.0.1:{port}"
-    try:
-        wait_for_mongo(uri, process)
+    with running_mongo(tmp_path_factory.mktemp("mongo")) as uri:
         yield uri
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(params=["sqlite", "mongo"])
