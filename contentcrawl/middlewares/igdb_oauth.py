@@ -1,0 +1,320 @@
+"""IGDB authentication: a Twitch app access token (client-credentials grant) on every API call.
+
+IGDB wants ``Client-ID: <IGDB_CLIENT_ID>`` and ``Authorization: Bearer <app token>``. The
+token comes from ``POST TWITCH_TOKEN_URL`` (``client_id``, ``client_secret``,
+``grant_type=client_credentials``), lives about 60 days, and an app may hold only 25 at
+once, so one token is kept in the store (state ``igdb/token``) and shared by every run and
+every worker. That state is a secret at rest: whoever reads the store can call IGDB as the
+app until the token expires.
+
+The token request is a real Scrapy download (``engine.download_async``) in the ``twitch``
+slot, so it has the project's retries and timeouts; its body, not its URL, carries the
+client secret, as Scrapy logs URLs. Requests waiting for a token share one ``asyncio.Lock``:
+however many are in flight, one token request is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlencode, urlsplit
+
+from scrapy import Request, signals
+from scrapy.exceptions import IgnoreRequest, NotConfigured
+from scrapy.utils.httpobj import urlparse_cached
+
+from contentcrawl.redaction import redact_text, register_secret
+from contentcrawl.store import Store, build_store
+from contentcrawl.store.base import utc_now
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+
+logger = logging.getLogger(__name__)
+
+STATE_NAME = "igdb/token"
+TWITCH_SLOT = "twitch"
+# The token endpoint answers these for a wrong client id or secret (Twitch: 400 "invalid
+# client", 403 "invalid client secret"); retrying cannot help.
+BAD_CREDENTIAL_STATUSES = frozenset({400, 401, 403})
+# Request meta: the generation of the token this middleware put on the request.
+_SIGNED = "_igdb_oauth_generation"
+# Request meta: the request is the one replay after a 401.
+_REPLAYED = "_igdb_oauth_replayed"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class AppToken:
+    """An app access token and the Unix time it expires at (never printed)."""
+
+    value: str = field(repr=False)
+    expires_at: float
+
+    def usable(self, now: float, margin: float) -> bool:
+        """Whether the token still has more than ``margin`` seconds to live."""
+        return self.expires_at - margin > now
+
+
+class TokenUnavailable(IgnoreRequest):
+    """No token can be had: bad credentials or a token endpoint that keeps failing."""
+
+
+def _origin(scheme: str, hostname: str | None, port: int | None) -> tuple[str, str, int | None]:
+    return scheme, (hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
+class IgdbOAuthMiddleware:
+    """Signs requests to ``IGDB_API_URL`` (scheme, host, port and path prefix), and no others.
+
+    Reuses the token until ``IGDB_TOKEN_REFRESH_MARGIN`` seconds before it expires; on a 401
+    it drops the token, gets a new one and replays the request once. Bad credentials close
+    the spider (reason ``igdb_bad_credentials``, or ``igdb_credentials_missing`` when unset);
+    a token endpoint that fails otherwise closes it with ``igdb_token_unavailable``, and a
+    401 on the replay (IGDB refuses even a new token) with ``igdb_unauthorized``. Never
+    replaces an ``Authorization`` header the caller set.
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        settings = crawler.settings
+        api_url = settings.get("IGDB_API_URL")
+        if not api_url:
+            raise NotConfigured("IGDB_API_URL is not set")
+        api = urlsplit(api_url)
+        self.api_origin = _origin(api.scheme, api.hostname, api.port)
+        self.api_path = api.path.rstrip("/") + "/"
+        self.token_url: str = settings.get("TWITCH_TOKEN_URL") or ""
+        self.client_id: str = settings.get("IGDB_CLIENT_ID") or ""
+        self.client_secret: str = settings.get("IGDB_CLIENT_SECRET") or ""
+        self.refresh_margin = settings.getfloat("IGDB_TOKEN_REFRESH_MARGIN", 86400.0)
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self._token: AppToken | None = None
+        # Bumped each time the token changes, so a 401 on a request signed with an older
+        # token does not throw away the token that replaced it.
+        self._generation = 0
+        self._rejected: set[str] = set()
+        self._lock = asyncio.Lock()
+        self._failure: str | None = None
+        self._store: Store | None = None
+        self._closing: asyncio.Task[None] | None = None
+        crawler.signals.connect(self._spider_closed, signal=signals.spider_closed)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler)
+
+    def is_api_request(self, request: Request) -> bool:
+        """Whether ``request`` goes to the IGDB API (its origin and path prefix)."""
+        parts = urlparse_cached(request)
+        return _origin(parts.scheme, parts.hostname, parts.port) == self.api_origin and (
+            parts.path.rstrip("/") + "/"
+        ).startswith(self.api_path)
+
+    async def process_request(self, request: Request) -> None:
+        if not self.is_api_request(request):
+            return
+        if _SIGNED not in request.meta and b"Authorization" in request.headers:
+            return
+        token = await self._usable_token()
+        request.headers["Client-ID"] = self.client_id
+        request.headers["Authorization"] = f"Bearer {token.value}"
+        request.meta[_SIGNED] = self._generation
+
+    def process_response(self, request: Request, response: Response) -> Request | Response:
+        if response.status != 401 or _SIGNED not in request.meta:
+            return response
+        if request.meta[_SIGNED] == self._generation and self._token is not None:
+            self._rejected.add(self._token.value)
+            self._token = None
+            self.stats.inc_value("igdb/token/rejected")
+            logger.warning("IGDB refused the access token (401): getting a new one")
+        if request.meta.get(_REPLAYED):
+            # The replay carried a token obtained after the first 401: IGDB refuses this
+            # app, and more tokens (25 at most per app) would not change that.
+            self.stats.inc_value("igdb/requests/unauthorized")
+            self._close(
+                "igdb_unauthorized",
+                "IGDB refused a freshly obtained token too (401): check that the Twitch app "
+                "of IGDB_CLIENT_ID has access to IGDB",
+            )
+            return response
+        self.stats.inc_value("igdb/requests/replayed")
+        replay = request.replace(dont_filter=True)
+        replay.meta[_REPLAYED] = True
+        return replay
+
+    # -- the token ------------------------------------------------------------------
+    async def _usable_token(self) -> AppToken:
+        if self._failure is not None:
+            raise TokenUnavailable(self._failure)
+        token = self._token
+        if token is not None and token.usable(time.time(), self.refresh_margin):
+            return token
+        async with self._lock:
+            if self._failure is not None:
+                raise TokenUnavailable(self._failure)
+            token = self._token
+            if token is not None and token.usable(time.time(), self.refresh_margin):
+                return token
+            stored = await asyncio.to_thread(self._load)
+            if stored is not None:
+                self.stats.inc_value("igdb/token/loaded")
+                logger.info("IGDB access token taken from the store (%s)", _until(stored))
+                return self._use(stored)
+            fetched = await self._fetch()
+            await asyncio.to_thread(self._save, fetched)
+            self.stats.inc_value("igdb/token/fetched")
+            logger.info("IGDB access token obtained from Twitch (%s)", _until(fetched))
+            return self._use(fetched)
+
+    def _use(self, token: AppToken) -> AppToken:
+        register_secret(token.value)
+        self._token = token
+        self._generation += 1
+        return token
+
+    async def _fetch(self) -> AppToken:
+        if not (self.client_id and self.client_secret and self.token_url):
+            self._fail(
+                "igdb_credentials_missing",
+                "IGDB_CLIENT_ID and IGDB_CLIENT_SECRET must both be set to crawl IGDB "
+                "(and TWITCH_TOKEN_URL must not be blank)",
+            )
+        form = {
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "grant_type": "client_credentials",
+        }
+        request = Request(
+            self.token_url,
+            method="POST",
+            body=urlencode(form),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Accept": "application/json",
+            },
+            meta={"download_slot": TWITCH_SLOT, "dont_redirect": True},
+            dont_filter=True,
+        )
+        try:
+            response = await self.crawler.engine.download_async(request)
+        except Exception as error:  # every download error (after retries) means "no token"
+            self._fail(
+                "igdb_token_unavailable",
+                f"the Twitch token endpoint could not be reached ({type(error).__name__}: "
+                f"{self._redact(str(error))})",
+            )
+        if response.status in BAD_CREDENTIAL_STATUSES:
+            self._fail(
+                "igdb_bad_credentials",
+                f"Twitch refused the IGDB credentials (HTTP {response.status}: "
+                f"{self._redact(_message(response))}); check IGDB_CLIENT_ID and IGDB_CLIENT_SECRET",
+            )
+        token = _parse_token(response) if response.status == 200 else None
+        if token is None:
+            self._fail(
+                "igdb_token_unavailable",
+                f"the Twitch token endpoint gave no token (HTTP {response.status}: "
+                f"{self._redact(_message(response))})",
+            )
+        return token
+
+    def _fail(self, reason: str, message: str) -> NoReturn:
+        """Remember why no token can be had, close the spider, drop the waiting request."""
+        self.stats.inc_value("igdb/token/failed")
+        self._close(reason, message)
+        raise TokenUnavailable(message)
+
+    def _close(self, reason: str, message: str) -> None:
+        """Close the spider once; requests still waiting for a token are dropped."""
+        self._failure = self._failure or message
+        if self._closing is not None:
+            return
+        logger.error("Closing the spider: %s", message)
+        engine = self.crawler.engine
+        if engine is not None and engine.spider is not None:
+            # Not awaited: closing waits for every request in progress, this one included.
+            self._closing = asyncio.ensure_future(engine.close_spider_async(reason=reason))
+
+    def _redact(self, text: str) -> str:
+        return redact_text(text, (self.client_secret, *self._rejected))
+
+    # -- the store (blocking: always called through asyncio.to_thread) ----------------
+    def _open_store(self) -> Store:
+        if self._store is None:
+            store = build_store(self.crawler.settings)
+            store.open()
+            self._store = store
+        return self._store
+
+    def _load(self) -> AppToken | None:
+        state = self._open_store().get_state(STATE_NAME)
+        if not state or state.get("client_id") != self.client_id:
+            return None
+        value, expires_at = state.get("access_token"), state.get("expires_at")
+        if not isinstance(value, str) or not isinstance(expires_at, int | float):
+            return None
+        token = AppToken(value, float(expires_at))
+        if value in self._rejected or not token.usable(time.time(), self.refresh_margin):
+            return None
+        return token
+
+    def _save(self, token: AppToken) -> None:
+        self._open_store().set_state(
+            STATE_NAME,
+            {
+                "client_id": self.client_id,
+                "access_token": token.value,
+                "token_type": "bearer",
+                "expires_at": token.expires_at,
+                "obtained_at": utc_now(),
+            },
+        )
+
+    def _close_store(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    async def _spider_closed(self) -> None:
+        await asyncio.to_thread(self._close_store)
+
+
+def _json(response: Response) -> Any:
+    try:
+        return json.loads(response.body)
+    except ValueError:
+        return None
+
+
+def _parse_token(response: Response) -> AppToken | None:
+    payload = _json(response)
+    if not isinstance(payload, dict):
+        return None
+    value, expires_in = payload.get("access_token"), payload.get("expires_in")
+    if not isinstance(value, str) or not value or not isinstance(expires_in, int | float):
+        return None
+    return AppToken(value, time.time() + float(expires_in))
+
+
+def _message(response: Response) -> str:
+    """Twitch's error text: ``{"status": 403, "message": "invalid client secret"}``."""
+    payload = _json(response)
+    if isinstance(payload, dict) and isinstance(payload.get("message"), str):
+        return payload["message"]
+    if not response.body:
+        return "(empty body)"
+    return response.body[:200].decode("utf-8", "replace")
+
+
+def _until(token: AppToken) -> str:
+    expires = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(token.expires_at))
+    return f"valid until {expires}"

@@ -1,0 +1,560 @@
+"""IGDB (api.igdb.com v4): Apicalypse queries, parallel id-range paging, payload→item mappers.
+
+IGDB answers POSTed Apicalypse queries (``fields …; where …; sort …; limit …;``) with JSON
+arrays. Authentication (Twitch app token, ``Client-ID``) is added by
+``contentcrawl.middlewares.igdb_oauth.IgdbOAuthMiddleware``, not here.
+
+A crawl starts with one multiquery that asks for the number of matching records and the
+highest matching id, splits ``(0, highest id]`` into up to ``IGDB_PARALLEL_RANGES`` id ranges
+and pages through each range on its own (``where id > last & id <= end; sort id asc; limit
+500``). Several ranges keep several pages waiting in the ``igdb`` download slot, so the
+crawl runs at the slot's rate (the account's limit) instead of one page per round trip.
+
+Full mode reads every record; incremental mode reads those with ``updated_at`` newer than
+the start of the last clean run (minus ``IGDB_SYNC_OVERLAP`` seconds for clock skew), saved
+by the ``SyncState`` extension as ``<spider name>/sync``.
+
+To add an IGDB kind: subclass ``IgdbSpider`` with ``name``, ``endpoint``, ``fields`` and
+``to_item``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from scrapy import Request
+from scrapy.exceptions import IgnoreRequest
+from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.python.failure import Failure
+
+from contentcrawl.extensions.sync_state import SyncState
+from contentcrawl.items import ContentItem, GameItem
+from contentcrawl.redaction import redact_text, redact_url
+from contentcrawl.sources.base import ContentSpider
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+
+Json = dict[str, Any]
+
+DEFAULT_API_URL = "https://api.igdb.com/v4"
+DEFAULT_IMAGE_URL = "https://images.igdb.com/igdb/image/upload/t_cover_big"
+# IGDB caps ``limit`` at 500 and a multiquery at 10 queries.
+MAX_PAGE_SIZE = 500
+MODES = ("full", "incremental")
+# Items handed to the pipelines between two returns to the event loop (see parse_page).
+ITEMS_PER_TURN = 5
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# --- Apicalypse -------------------------------------------------------------------------
+
+
+def apicalypse(
+    *,
+    fields: Iterable[str],
+    where: Iterable[str] = (),
+    sort: str | None = None,
+    limit: int | None = None,
+) -> str:
+    """One Apicalypse query: ``fields a,b.c; where x & y; sort id asc; limit 500;``."""
+    parts = [f"fields {','.join(fields)};"]
+    conditions = [condition for condition in where if condition]
+    if conditions:
+        parts.append(f"where {' & '.join(conditions)};")
+    if sort:
+        parts.append(f"sort {sort};")
+    if limit is not None:
+        parts.append(f"limit {limit};")
+    return " ".join(parts)
+
+
+def count_query(where: Iterable[str]) -> str:
+    """The body of a ``<endpoint>/count`` query (no fields)."""
+    conditions = [condition for condition in where if condition]
+    return f"where {' & '.join(conditions)};" if conditions else ""
+
+
+def multiquery(queries: Iterable[tuple[str, str, str]]) -> str:
+    """A ``/multiquery`` body from ``(endpoint, name, query)`` triples (IGDB allows 10)."""
+    blocks = [f'query {endpoint} "{name}" {{ {query} }};' for endpoint, name, query in queries]
+    if not 0 < len(blocks) <= 10:
+        raise ValueError(f"a multiquery holds 1 to 10 queries, not {len(blocks)}")
+    return "\n".join(blocks)
+
+
+def plan_ranges(
+    low: int, high: int, count: int, page_size: int, max_ranges: int
+) -> list[tuple[int, int]]:
+    """Split the ids ``(low, high]`` into id ranges ``(start, end]`` to page in parallel.
+
+    No more ranges than pages the ``count`` records fill, so a small incremental run does
+    not spend requests on empty ranges.
+    """
+    if count <= 0 or high <= low:
+        return []
+    ranges = max(1, min(max_ranges, math.ceil(count / page_size), high - low))
+    width = math.ceil((high - low) / ranges)
+    return [(start, min(high, start + width)) for start in range(low, high, width) if start < high]
+
+
+# --- Mappers: pure functions from IGDB payloads to items ------------------------------
+
+
+def iso_date(timestamp: Any) -> str | None:
+    """A Unix timestamp as an ISO date (UTC), or None when absent, unreadable or a placeholder."""
+    moment = _from_timestamp(timestamp)
+    return moment.date().isoformat() if moment else None
+
+
+def iso_datetime(timestamp: Any) -> str | None:
+    """A Unix timestamp as ``YYYY-MM-DDTHH:MM:SSZ`` (UTC), or None."""
+    moment = _from_timestamp(timestamp)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def _from_timestamp(timestamp: Any) -> datetime | None:
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
+        return None
+    try:
+        moment = _EPOCH + timedelta(seconds=timestamp)
+    except OverflowError:
+        return None
+    # IGDB writes -62135683200 (31 Dec of year 0) for "no date" (see QUIRKS.md).
+    if moment.year <= 1:
+        return None
+    return moment
+
+
+def image_url(base_url: str, image_id: Any) -> str | None:
+    """``<base_url>/<image_id>.jpg``: IGDB's own ``url`` fields are protocol-relative thumbs."""
+    if not isinstance(image_id, str) or not image_id.strip():
+        return None
+    return f"{base_url.rstrip('/')}/{image_id.strip()}.jpg"
+
+
+def names(value: Any) -> list[str]:
+    """Names of expanded objects (``[{"id": 4, "name": "Fighting"}]``), in order, once each."""
+    found: list[str] = []
+    for entry in _as_list(value):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if isinstance(name, str) and name.strip() and name not in found:
+            found.append(name)
+    return found
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def unexpanded_fields(payload: Mapping[str, Any], expanded: Iterable[str]) -> list[str]:
+    """Fields asked for as objects (``genres.name``) that came back as bare ids.
+
+    IGDB mixes expanded objects and bare id arrays in one record (QUIRKS.md); a bare id has
+    no name to keep, so the spider counts these instead of passing them off as data.
+    """
+    return [
+        field
+        for field in expanded
+        if any(isinstance(entry, int) for entry in _as_list(payload.get(field)))
+    ]
+
+
+def involved_companies(value: Any) -> list[Json]:
+    """``involved_companies`` with ``company`` expanded: name, id and the role flags."""
+    companies: list[Json] = []
+    for entry in _as_list(value):
+        if not isinstance(entry, dict):
+            continue
+        company = entry.get("company")
+        if not isinstance(company, dict):
+            continue
+        companies.append(
+            {
+                "company_id": company.get("id"),
+                "name": company.get("name"),
+                "developer": bool(entry.get("developer")),
+                "publisher": bool(entry.get("publisher")),
+                "porting": bool(entry.get("porting")),
+                "supporting": bool(entry.get("supporting")),
+            }
+        )
+    return companies
+
+
+def external_ids(value: Any) -> list[Json]:
+    """``external_games`` (Steam, GOG, …) as ``{source, category, uid, url}``.
+
+    ``external_game_source`` replaced the numeric ``category`` in 2024; older records and
+    mirrors carry only the category, so both are kept.
+    """
+    found: list[Json] = []
+    for entry in _as_list(value):
+        if not isinstance(entry, dict) or not (entry.get("uid") or entry.get("url")):
+            continue
+        source = entry.get("external_game_source")
+        found.append(
+            {
+                "source": source.get("name") if isinstance(source, dict) else None,
+                "category": entry.get("category"),
+                "uid": entry.get("uid"),
+                "url": entry.get("url"),
+            }
+        )
+    return found
+
+
+GAME_FIELDS: tuple[str, ...] = (
+    "name",
+    "slug",
+    "url",
+    "summary",
+    "storyline",
+    "first_release_date",
+    "updated_at",
+    "genres.name",
+    "themes.name",
+    "game_modes.name",
+    "platforms.name",
+    "involved_companies.company.name",
+    "involved_companies.developer",
+    "involved_companies.publisher",
+    "involved_companies.porting",
+    "involved_companies.supporting",
+    "franchise.name",
+    "franchises.name",
+    "cover.image_id",
+    "rating",
+    "rating_count",
+    "aggregated_rating",
+    "aggregated_rating_count",
+    "total_rating",
+    "total_rating_count",
+    "alternative_names.name",
+    "external_games.category",
+    "external_games.external_game_source.name",
+    "external_games.uid",
+    "external_games.url",
+)
+
+# Fields of GAME_FIELDS asked for as objects: a bare id there means the expansion failed.
+GAME_EXPANDED_FIELDS: tuple[str, ...] = (
+    "genres",
+    "themes",
+    "game_modes",
+    "platforms",
+    "involved_companies",
+    "franchise",
+    "franchises",
+    "cover",
+    "alternative_names",
+    "external_games",
+)
+
+
+def _number(value: Any, kind: type[int] | type[float]) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return kind(value)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def game_item(payload: Mapping[str, Any], image_base_url: str = DEFAULT_IMAGE_URL) -> GameItem:
+    """A ``GameItem`` from one record of ``POST /games`` asked with ``GAME_FIELDS``."""
+    companies = involved_companies(payload.get("involved_companies"))
+    cover = payload.get("cover")
+    cover_url = (
+        image_url(image_base_url, cover.get("image_id")) if isinstance(cover, dict) else None
+    )
+    # The main franchise first, then the others, each once.
+    franchises = names(payload.get("franchise"))
+    franchises += [name for name in names(payload.get("franchises")) if name not in franchises]
+    return GameItem(
+        igdb_id=payload["id"],
+        name=_text(payload.get("name")),
+        slug=_text(payload.get("slug")),
+        url=_text(payload.get("url")),
+        summary=_text(payload.get("summary")),
+        storyline=_text(payload.get("storyline")),
+        first_release_date=iso_date(payload.get("first_release_date")),
+        genres=names(payload.get("genres")),
+        themes=names(payload.get("themes")),
+        game_modes=names(payload.get("game_modes")),
+        platforms=names(payload.get("platforms")),
+        involved_companies=companies,
+        developers=_role_names(companies, "developer"),
+        publishers=_role_names(companies, "publisher"),
+        franchises=franchises,
+        alternative_names=names(payload.get("alternative_names")),
+        external_ids=external_ids(payload.get("external_games")),
+        rating=_number(payload.get("rating"), float),
+        rating_count=_number(payload.get("rating_count"), int),
+        aggregated_rating=_number(payload.get("aggregated_rating"), float),
+        aggregated_rating_count=_number(payload.get("aggregated_rating_count"), int),
+        total_rating=_number(payload.get("total_rating"), float),
+        total_rating_count=_number(payload.get("total_rating_count"), int),
+        cover_url=cover_url,
+        image_urls=[cover_url] if cover_url else [],
+        updated_at=iso_datetime(payload.get("updated_at")),
+    )
+
+
+def _role_names(companies: list[Json], role: str) -> list[str]:
+    found: list[str] = []
+    for company in companies:
+        name = company["name"]
+        if company[role] and isinstance(name, str) and name not in found:
+            found.append(name)
+    return found
+
+
+def valid_id(payload: Any) -> bool:
+    """Whether a record is an object with a positive integer ``id``."""
+    if not isinstance(payload, dict):
+        return False
+    record_id = payload.get("id")
+    return isinstance(record_id, int) and not isinstance(record_id, bool) and record_id > 0
+
+
+# --- The base spider --------------------------------------------------------------------
+
+
+class IgdbSpider(ContentSpider):
+    """Pages one IGDB endpoint by parallel id ranges, in full or incremental mode.
+
+    Spider arguments: ``mode`` (``full`` or ``incremental``; by default incremental once a
+    clean run has been recorded, full before), ``limit`` (stop after that many records; a
+    limited run never moves the sync point).
+    """
+
+    slot = "igdb"
+    endpoint: ClassVar[str]
+    fields: ClassVar[tuple[str, ...]]
+    expanded_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *args: Any, mode: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if mode not in (None, "", *MODES):
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        self.mode = mode or None
+        self.emitted = 0
+        # The next incremental run reads what changed after this moment.
+        self.started_at = int(time.time())
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        settings = crawler.settings
+        spider.api_url = (settings.get("IGDB_API_URL") or DEFAULT_API_URL).rstrip("/")
+        spider.image_base_url = settings.get("IGDB_IMAGE_URL") or DEFAULT_IMAGE_URL
+        spider.page_size = max(1, min(MAX_PAGE_SIZE, settings.getint("IGDB_PAGE_SIZE", 500)))
+        spider.max_ranges = max(1, settings.getint("IGDB_PARALLEL_RANGES", 16))
+        spider.sync_overlap = max(0, settings.getint("IGDB_SYNC_OVERLAP", 900))
+        return spider
+
+    @property
+    def state_name(self) -> str:
+        """Name of this spider's sync point in the store."""
+        return f"{self.name}/sync"
+
+    def to_item(self, payload: Mapping[str, Any]) -> ContentItem:
+        """The item for one record of ``endpoint`` (it has a valid ``id``)."""
+        raise NotImplementedError
+
+    # -- crawl ----------------------------------------------------------------------
+    async def start(self) -> AsyncIterator[Request]:
+        sync = self.crawler.get_extension(SyncState)
+        if sync is None:
+            raise RuntimeError(f"{self.name} needs the SyncState extension (EXTENSIONS)")
+        sync_point = await sync.load(self.state_name)
+        synced_at = sync_point.get("synced_at") if sync_point else None
+        mode = self.mode or ("incremental" if synced_at is not None else "full")
+        if mode == "incremental" and synced_at is None:
+            self.logger.warning(
+                "No clean %s run recorded yet: incremental mode reads everything", self.name
+            )
+        where = []
+        if mode == "incremental" and synced_at is not None:
+            where.append(f"updated_at > {int(synced_at) - self.sync_overlap}")
+        self.mode = mode
+        # Saved by SyncState only if the run ends cleanly; a limited run reads a sample only.
+        if self.limit is None:
+            sync.stage(self.state_name, {"synced_at": self.started_at, "mode": mode})
+        self.logger.info(
+            "IGDB %s: mode=%s api=%s %s page_size=%d parallel_ranges=%d limit=%s",
+            self.endpoint,
+            mode,
+            redact_url(self.api_url),
+            where[0] if where else "all records",
+            self.page_size,
+            self.max_ranges,
+            self.limit,
+        )
+        yield self.probe_request(where)
+
+    def api_request(self, path: str, query: str, **kwargs: Any) -> Request:
+        """A POST of an Apicalypse ``query`` to ``<IGDB_API_URL>/<path>`` in the igdb slot."""
+        return self.request(
+            f"{self.api_url}/{path}",
+            method="POST",
+            body=query.encode(),
+            headers={"Accept": "application/json", "Content-Type": "text/plain"},
+            errback=self.page_failed,
+            **kwargs,
+        )
+
+    def probe_request(self, where: list[str]) -> Request:
+        """One multiquery: how many records match and the highest matching id."""
+        body = multiquery(
+            [
+                (f"{self.endpoint}/count", "count", count_query(["id > 0", *where])),
+                (
+                    self.endpoint,
+                    "last",
+                    apicalypse(fields=["id"], where=["id > 0", *where], sort="id desc", limit=1),
+                ),
+            ]
+        )
+        return self.api_request(
+            "multiquery", body, callback=self.parse_probe, cb_kwargs={"where": where}
+        )
+
+    def parse_probe(self, response: Response, where: list[str]) -> Iterator[Request]:
+        results = _json(response)
+        by_name = {entry.get("name"): entry for entry in results or [] if isinstance(entry, dict)}
+        count = by_name.get("count", {}).get("count")
+        last = by_name.get("last", {}).get("result")
+        if not isinstance(count, int) or not isinstance(last, list):
+            self._page_error(response.request, f"unexpected multiquery answer: {results!r:.200}")
+            return
+        high = last[0]["id"] if last and valid_id(last[0]) else 0
+        if count and not high:
+            self._page_error(response.request, f"{count} records match but no id came back")
+            return
+        ranges = plan_ranges(0, high, count, self.page_size, self.max_ranges)
+        self.crawler.stats.set_value(f"igdb/{self.endpoint}/expected", count)
+        self.logger.info(
+            "IGDB %s: %d records match, ids up to %d, paged in %d id ranges",
+            self.endpoint,
+            count,
+            high,
+            len(ranges),
+        )
+        for start, end in ranges:
+            yield self.page_request(where, start, end)
+
+    def page_request(self, where: list[str], after: int, end: int) -> Request:
+        """The page of records with ``after < id <= end`` (and ``where``), by ascending id."""
+        query = apicalypse(
+            fields=self.fields,
+            where=[f"id > {after}", f"id <= {end}", *where],
+            sort="id asc",
+            limit=self.page_size,
+        )
+        return self.api_request(
+            self.endpoint,
+            query,
+            callback=self.parse_page,
+            cb_kwargs={"where": where, "after": after, "end": end},
+        )
+
+    async def parse_page(
+        self, response: Response, where: list[str], after: int, end: int
+    ) -> AsyncIterator[ContentItem | Request]:
+        records = _json(response)
+        if not isinstance(records, list):
+            self._page_error(response.request, f"expected a JSON array, got {records!r:.200}")
+            return
+        stats = self.crawler.stats
+        stats.inc_value("igdb/pages/fetched")
+        valid = []
+        for payload in records:
+            if valid_id(payload):
+                valid.append(payload)
+            else:
+                stats.inc_value(f"igdb/{self.endpoint}/invalid")
+                self.logger.warning("Skipping an IGDB record without an id: %.200r", payload)
+        if self.limit is not None:
+            valid = valid[: max(0, self.limit - self.emitted)]
+        self.emitted += len(valid)
+        last_id = max((payload["id"] for payload in valid), default=after)
+        limit_reached = self.limit is not None and self.emitted >= self.limit
+        # A short page is the range's last one (IGDB sends no total with a page). The next
+        # page goes out before this page's items, so the range keeps a request waiting.
+        if len(records) >= self.page_size and last_id < end and not limit_reached:
+            yield self.page_request(where, last_id, end)
+        for index, payload in enumerate(valid, 1):
+            missing = unexpanded_fields(payload, self.expanded_fields)
+            if missing:
+                stats.inc_value(f"igdb/{self.endpoint}/unexpanded")
+                self.logger.warning(
+                    "IGDB %s %d: %s came back as bare ids, their names are lost",
+                    self.endpoint,
+                    payload["id"],
+                    ", ".join(missing),
+                )
+            yield self.to_item(payload)
+            if index % ITEMS_PER_TURN == 0:
+                # Scrapy's item workers run queued items back to back without returning to
+                # the event loop; a 500-game page would hold the igdb slot's next request
+                # (a timer) for the time all its items take in the pipelines.
+                await asyncio.sleep(0)
+
+    def page_failed(self, failure: Failure) -> None:
+        """Errback: a page that could not be read is logged and counted, never dropped silently."""
+        request = failure.request  # type: ignore[attr-defined]
+        if isinstance(failure.value, HttpError):
+            response = failure.value.response
+            detail = f"HTTP {response.status}: {error_message(response)}"
+        elif isinstance(failure.value, IgnoreRequest):
+            detail = f"not sent ({failure.value})"
+        else:
+            detail = f"{type(failure.value).__name__}: {failure.value}"
+        self._page_error(request, detail)
+
+    def _page_error(self, request: Request, detail: str) -> None:
+        self.crawler.stats.inc_value("igdb/pages/failed")
+        self.logger.error(
+            "IGDB page lost: POST %s [%s]: %s",
+            redact_url(request.url),
+            (request.body or b"").decode("utf-8", "replace")[:300],
+            redact_text(detail),
+        )
+
+
+def _json(response: Response) -> Any:
+    try:
+        return json.loads(response.body)
+    except ValueError:
+        return None
+
+
+def error_message(response: Response) -> str:
+    """The cause IGDB gives: a 400 is an array of ``{title, status, cause}``, a 401 an object."""
+    body = _json(response)
+    if isinstance(body, list):
+        causes = [
+            f"{entry.get('title')}: {entry.get('cause')}"
+            for entry in body
+            if isinstance(entry, dict)
+        ]
+        if causes:
+            return "; ".join(causes)
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"]
+    return response.body[:200].decode("utf-8", "replace") if response.body else "(empty body)"

@@ -1,0 +1,23 @@
+"""IGDB games: every game (full) or those changed since the last clean run (incremental).
+
+scrapy crawl igdb_games                     # incremental once a clean run is recorded
+scrapy crawl igdb_games -a mode=full -a limit=1000
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from contentcrawl.items import GameItem
+from contentcrawl.sources.igdb import GAME_EXPANDED_FIELDS, GAME_FIELDS, IgdbSpider, game_item
+
+
+class IgdbGamesSpider(IgdbSpider):
+    name = "igdb_games"
+    endpoint = "games"
+    fields = GAME_FIELDS
+    expanded_fields = GAME_EXPANDED_FIELDS
+
+    def to_item(self, payload: Mapping[str, Any]) -> GameItem:
+        return game_item(payload, self.image_base_url)
