@@ -270,6 +270,33 @@ class Store(ABC):
     def set_state(self, name: str, value: dict[str, Any]) -> None:
         """Save a cursor or watermark; replaces the previous value of that name."""
 
+    # -- operations: run records and dead letters -----------------------------------------
+    @abstractmethod
+    def add_run(self, run: dict[str, Any]) -> None:
+        """Save a run record (JSON-able, keyed by ``run["id"]``); replaces one of the same id."""
+
+    @abstractmethod
+    def recent_runs(self, spider: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Run records, newest ``started_at`` first; only ``spider``'s when given."""
+
+    @abstractmethod
+    def put_failure(self, failure: dict[str, Any]) -> None:
+        """Keep a dead letter keyed by ``failure["key"]`` (with ``spider``, ``last_try``).
+
+        A key already pending keeps its ``first_failed`` and its ``runs`` count goes up by one;
+        everything else is replaced by the new failure.
+        """
+
+    @abstractmethod
+    def pending_failures(
+        self, spider: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Dead letters to replay, oldest ``first_failed`` first; only ``spider``'s when given."""
+
+    @abstractmethod
+    def clear_failures(self, keys: Sequence[str]) -> int:
+        """Remove the dead letters of ``keys`` (replayed with success); returns how many."""
+
 
 def key_field_of(collection: str) -> str:
     """The key field of a collection; raises ``UnknownCollectionError`` for unknown names."""
@@ -277,3 +304,13 @@ def key_field_of(collection: str) -> str:
         return COLLECTION_KEYS[collection]
     except KeyError:
         raise UnknownCollectionError(f"unknown collection {collection!r}") from None
+
+
+def merge_failure(previous: dict[str, Any] | None, failure: dict[str, Any]) -> dict[str, Any]:
+    """The dead letter to keep when ``failure`` arrives for a key that may be pending already."""
+    merged = dict(failure)
+    last_try = merged.get("last_try") or utc_now()
+    merged["last_try"] = last_try
+    merged["first_failed"] = (previous or {}).get("first_failed") or last_try
+    merged["runs"] = int((previous or {}).get("runs") or 0) + 1
+    return merged

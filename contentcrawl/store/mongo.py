@@ -17,6 +17,7 @@ from contentcrawl.store.base import (
     Store,
     StoreError,
     key_field_of,
+    merge_failure,
     utc_now,
 )
 
@@ -64,6 +65,11 @@ class MongoStore(Store):
                 database[collection].create_index([(key_field, ASCENDING)], unique=True)
                 database[collection].create_index([(f"{META}.updated_at", DESCENDING)])
             database["sync_state"].create_index([("name", ASCENDING)], unique=True)
+            database["runs"].create_index([("id", ASCENDING)], unique=True)
+            database["runs"].create_index([("spider", ASCENDING), ("started_at", DESCENDING)])
+            database["runs"].create_index([("started_at", DESCENDING)])
+            database["failures"].create_index([("key", ASCENDING)], unique=True)
+            database["failures"].create_index([("spider", ASCENDING), ("first_failed", ASCENDING)])
         except PyMongoError as error:
             client.close()
             # The driver's message can quote the URI; say where without the credentials.
@@ -159,3 +165,39 @@ class MongoStore(Store):
         self.db["sync_state"].replace_one(
             {"name": name}, {"name": name, "value": value, "updated_at": utc_now()}, upsert=True
         )
+
+    def add_run(self, run: dict[str, Any]) -> None:
+        self.db["runs"].replace_one({"id": run["id"]}, dict(run), upsert=True)
+
+    def recent_runs(self, spider: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        query = {"spider": spider} if spider is not None else {}
+        cursor = (
+            self.db["runs"]
+            .find(query, {"_id": 0})
+            .sort([("started_at", DESCENDING), ("id", DESCENDING)])
+            .limit(limit)
+        )
+        return list(cursor)
+
+    def put_failure(self, failure: dict[str, Any]) -> None:
+        previous = self.db["failures"].find_one({"key": failure["key"]}, {"_id": 0})
+        document = merge_failure(previous, failure)
+        self.db["failures"].replace_one({"key": document["key"]}, document, upsert=True)
+
+    def pending_failures(
+        self, spider: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        query = {"spider": spider} if spider is not None else {}
+        cursor = (
+            self.db["failures"]
+            .find(query, {"_id": 0})
+            .sort([("first_failed", ASCENDING), ("key", ASCENDING)])
+        )
+        if limit is not None:
+            cursor = cursor.limit(limit)
+        return list(cursor)
+
+    def clear_failures(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        return self.db["failures"].delete_many({"key": {"$in": list(keys)}}).deleted_count

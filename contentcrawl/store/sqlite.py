@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from contentcrawl.store.base import (
     Store,
     canonical_json,
     key_field_of,
+    merge_failure,
     utc_now,
 )
 
@@ -60,7 +62,7 @@ class SqliteStore(Store):
         connection = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
-        connection.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(connection)
         connection.execute("PRAGMA synchronous=NORMAL")
         for collection in COLLECTION_KEYS:
             connection.execute(
@@ -75,6 +77,23 @@ class SqliteStore(Store):
         connection.execute(
             "CREATE TABLE IF NOT EXISTS sync_state ("
             "name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)"
+        )
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS runs ("
+            "id TEXT PRIMARY KEY, spider TEXT NOT NULL, started_at TEXT NOT NULL, "
+            "doc TEXT NOT NULL)"
+        )
+        connection.execute(
+            "CREATE INDEX IF NOT EXISTS runs_spider_started ON runs(spider, started_at)"
+        )
+        connection.execute("CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at)")
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS failures ("
+            "key TEXT PRIMARY KEY, spider TEXT NOT NULL, first_failed TEXT NOT NULL, "
+            "doc TEXT NOT NULL)"
+        )
+        connection.execute(
+            "CREATE INDEX IF NOT EXISTS failures_spider ON failures(spider, first_failed)"
         )
         self._connection = connection
 
@@ -204,3 +223,85 @@ class SqliteStore(Store):
                 "value=excluded.value, updated_at=excluded.updated_at",
                 (name, canonical_json(value), utc_now()),
             )
+
+    def add_run(self, run: dict[str, Any]) -> None:
+        with self._lock:
+            self.connection.execute(
+                "INSERT INTO runs (id, spider, started_at, doc) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET "
+                "spider=excluded.spider, started_at=excluded.started_at, doc=excluded.doc",
+                (str(run["id"]), run["spider"], run["started_at"], canonical_json(run)),
+            )
+
+    def recent_runs(self, spider: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        where, params = ("WHERE spider = ?", [spider]) if spider is not None else ("", [])
+        with self._lock:
+            rows = self.connection.execute(
+                f"SELECT doc FROM runs {where} ORDER BY started_at DESC, id DESC LIMIT ?",
+                [*params, limit],
+            ).fetchall()
+        return [json.loads(doc) for (doc,) in rows]
+
+    def put_failure(self, failure: dict[str, Any]) -> None:
+        with self._lock:
+            self.connection.execute("BEGIN IMMEDIATE")
+            try:
+                row = self.connection.execute(
+                    "SELECT doc FROM failures WHERE key = ?", (failure["key"],)
+                ).fetchone()
+                document = merge_failure(json.loads(row[0]) if row else None, failure)
+                self.connection.execute(
+                    "INSERT INTO failures (key, spider, first_failed, doc) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET spider=excluded.spider, doc=excluded.doc",
+                    (
+                        document["key"],
+                        document["spider"],
+                        document["first_failed"],
+                        canonical_json(document),
+                    ),
+                )
+            except BaseException:
+                self.connection.execute("ROLLBACK")
+                raise
+            self.connection.execute("COMMIT")
+
+    def pending_failures(
+        self, spider: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        where, params = ("WHERE spider = ?", [spider]) if spider is not None else ("", [])
+        with self._lock:
+            rows = self.connection.execute(
+                f"SELECT doc FROM failures {where} ORDER BY first_failed, key LIMIT ?",
+                [*params, -1 if limit is None else limit],
+            ).fetchall()
+        return [json.loads(doc) for (doc,) in rows]
+
+    def clear_failures(self, keys: Sequence[str]) -> int:
+        cleared = 0
+        texts = list(keys)
+        with self._lock:
+            for start in range(0, len(texts), _MAX_PARAMS):
+                chunk = texts[start : start + _MAX_PARAMS]
+                placeholders = ",".join("?" * len(chunk))
+                cursor = self.connection.execute(
+                    f"DELETE FROM failures WHERE key IN ({placeholders})", chunk
+                )
+                cleared += cursor.rowcount
+        return cleared
+
+
+def _enable_wal(connection: sqlite3.Connection, attempts: int = 50) -> None:
+    """Switch a database to WAL, waiting out other processes creating it at the same time.
+
+    SQLite does not apply its busy timeout to a journal-mode change: processes opening a new
+    file together get "database is locked" at once. WAL is persistent, so only the first
+    open of a file can race.
+    """
+    for attempt in range(attempts):
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1)

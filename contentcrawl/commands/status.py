@@ -1,0 +1,143 @@
+"""``scrapy status [--json]``: the mirror at a glance, from the store alone.
+
+Per collection the record count and last update; per spider its last run (when, how long,
+result, counts, why it failed) and its pending failures; the oldest pending failures.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING
+
+from scrapy.commands import ScrapyCommand
+from scrapy.spiderloader import get_spider_loader
+
+from contentcrawl.store import COLLECTION_KEYS, Store, StoreError, build_store
+
+if TYPE_CHECKING:
+    import argparse
+
+    from scrapy.settings import BaseSettings
+
+# Pending failures listed one by one (the rest are counted per spider).
+SHOWN_FAILURES = 10
+
+
+def collect_status(store: Store, spiders: list[str], shown_failures: int = SHOWN_FAILURES) -> dict:
+    """The status report as JSON-able data."""
+    collections = {
+        name: {"count": store.count(name), "last_updated": store.last_updated(name)}
+        for name in COLLECTION_KEYS
+    }
+    failures = store.pending_failures()
+    pending: dict[str, int] = {}
+    for failure in failures:
+        pending[failure["spider"]] = pending.get(failure["spider"], 0) + 1
+    runs = {}
+    for spider in sorted(set(spiders) | set(pending)):
+        last = store.recent_runs(spider, limit=1)
+        runs[spider] = {
+            "last_run": last[0] if last else None,
+            "pending_failures": pending.get(spider, 0),
+        }
+    return {
+        "store": store.description,
+        "collections": collections,
+        "spiders": runs,
+        "failures": {
+            "pending": len(failures),
+            "oldest": [
+                {
+                    name: failure.get(name)
+                    for name in (
+                        "key",
+                        "error",
+                        "attempts",
+                        "runs",
+                        "first_failed",
+                        "last_try",
+                        "url",
+                    )
+                }
+                for failure in failures[:shown_failures]
+            ],
+        },
+    }
+
+
+def format_status(status: dict) -> str:
+    """The status report as aligned text for a terminal."""
+    lines = [f"Store: {status['store']}", "", f"{'COLLECTION':<14}{'RECORDS':>12}  LAST UPDATE"]
+    for name, collection in status["collections"].items():
+        lines.append(f"{name:<14}{collection['count']:>12,}  {collection['last_updated'] or '-'}")
+    lines += [
+        "",
+        f"{'SPIDER':<22}{'RESULT':<9}{'STARTED':<26}{'ITEMS':>8}{'WRITTEN':>9}{'FAILED':>8}  WHY",
+    ]
+    for spider, entry in status["spiders"].items():
+        run = entry["last_run"]
+        if run is None:
+            lines.append(
+                f"{spider:<22}{'never':<9}{'-':<26}{'-':>8}{'-':>9}{entry['pending_failures']:>8}"
+            )
+            continue
+        written = (run.get("inserted") or 0) + (run.get("updated") or 0)
+        why = "; ".join(run.get("problems") or []) if run.get("result") == "failed" else ""
+        row = (
+            f"{spider:<22}{run.get('result', '?'):<9}{run.get('started_at', '-'):<26}"
+            f"{run.get('items', 0) or 0:>8}{written:>9}{entry['pending_failures']:>8}  {why}"
+        )
+        lines.append(row.rstrip())
+    failures = status["failures"]
+    lines += ["", f"Pending failures: {failures['pending']}"]
+    for failure in failures["oldest"]:
+        lines.append(
+            f"  {failure['key']:<32} {failure.get('error') or '-':<24} "
+            f"since {failure.get('first_failed')}, {failure.get('runs') or 1} run(s)"
+        )
+    if failures["pending"] > len(failures["oldest"]):
+        lines.append(f"  … and {failures['pending'] - len(failures['oldest'])} more")
+    return "\n".join(lines)
+
+
+def spider_names(settings: BaseSettings) -> list[str]:
+    """Every spider of the project."""
+    return sorted(get_spider_loader(settings).list())
+
+
+class Command(ScrapyCommand):
+    requires_project = True
+    requires_crawler_process = False
+    default_settings = {"LOG_ENABLED": False}  # noqa: RUF012 - Scrapy's own attribute shape
+
+    def syntax(self) -> str:
+        return "[--json]"
+
+    def short_desc(self) -> str:
+        return "Show record counts, the last run of each spider and pending failures"
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        super().add_options(parser)
+        parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+        parser.add_argument(
+            "--failures",
+            type=int,
+            default=SHOWN_FAILURES,
+            metavar="N",
+            help=f"list the N oldest pending failures (default {SHOWN_FAILURES})",
+        )
+
+    def run(self, args: list[str], opts: argparse.Namespace) -> None:
+        assert self.settings is not None
+        try:
+            with build_store(self.settings) as store:
+                status = collect_status(store, spider_names(self.settings), opts.failures)
+        except StoreError as error:
+            print(f"Cannot read the store: {error}", file=sys.stderr)
+            self.exitcode = 1
+            return
+        if opts.json:
+            print(json.dumps(status, indent=2, ensure_ascii=False))
+        else:
+            print(format_status(status))

@@ -1,0 +1,234 @@
+"""Run history and dead letters: a record per crawl in ``runs``, failed requests in ``failures``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from scrapy import signals
+from scrapy.exceptions import NotConfigured
+
+from contentcrawl.redaction import MASK, redact_text
+from contentcrawl.signals import request_gave_up
+from contentcrawl.sources.failures import REPLAY_META, dead_letter_for
+from contentcrawl.store import Store, build_store
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from scrapy import Request, Spider
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+
+logger = logging.getLogger(__name__)
+
+# Spider arguments whose name says they carry a credential: their value is never kept.
+SECRET_ARGUMENT = re.compile(r"key|token|secret|password|passwd|auth|credential", re.IGNORECASE)
+# Arguments scrapyd adds to every job; the job id is kept as the run's ``job``.
+SCRAPYD_ARGUMENTS = ("_job", "_version")
+# A replayed request answered with one of these is done with: the record came back, or
+# the source says it is gone (a deleted record is no failure).
+ANSWERED_GONE = (404, 410)
+
+
+def run_time() -> str:
+    """Current UTC time, ISO-8601 to the millisecond: runs started in one second stay ordered."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def spider_arguments(spider: Spider) -> dict[str, str] | None:
+    """The spider's ``-a`` arguments, credentials masked; None when the spider keeps none.
+
+    Read from ``spider.arguments`` (``ContentSpider`` keeps its keyword arguments there).
+    """
+    arguments = getattr(spider, "arguments", None)
+    if arguments is None:
+        return None
+    return {
+        name: MASK if SECRET_ARGUMENT.search(name) else redact_text(str(value))
+        for name, value in arguments.items()
+        if name not in SCRAPYD_ARGUMENTS
+    }
+
+
+def run_counts(stats: dict[str, Any]) -> dict[str, int]:
+    """The run record's counters, summed from a crawl's stats."""
+
+    def total(prefix: str, suffix: str = "") -> int:
+        return sum(
+            int(value)
+            for key, value in stats.items()
+            if key.startswith(prefix) and key.endswith(suffix) and isinstance(value, int | float)
+        )
+
+    return {
+        "items": int(stats.get("item_scraped_count", 0)),
+        "inserted": total("store/", "/inserted"),
+        "updated": total("store/", "/updated"),
+        "unchanged": total("store/", "/unchanged"),
+        "store_failed": total("store/", "/failed"),
+        "dropped": total("validation/dropped/"),
+        "requests": int(stats.get("downloader/request_count", 0)),
+        "retries": int(stats.get("retry/count", 0)),
+        "gave_up": int(stats.get("retry/max_reached", 0)),
+        "429s": int(stats.get("downloader/response_status_count/429", 0)),
+        "503s": int(stats.get("downloader/response_status_count/503", 0)),
+        "errors": int(stats.get("log_count/ERROR", 0)),
+    }
+
+
+def run_problems(reason: str, stats: dict[str, Any], counts: dict[str, int]) -> list[str]:
+    """Why a run failed (empty when it succeeded).
+
+    A failed close monitor fails the run. Without monitors (spidermon off) the same few
+    facts are checked directly, so a run is never called good for want of a monitor.
+    """
+    problems = []
+    if reason != "finished":
+        problems.append(f"finish reason {reason!r}")
+    monitored = "monitors/close/passed" in stats or "monitors/close/failed" in stats
+    if monitored:
+        failed = sorted(
+            key.split("/")[1]
+            for key, value in stats.items()
+            if key.startswith("monitors/")
+            and key.endswith("/failed")
+            and key.count("/") == 2
+            and key.split("/")[1] not in ("close", "periodic")
+            and value
+        )
+        if stats.get("monitors/close/failed"):
+            problems.append(f"monitors failed: {', '.join(failed) or 'unnamed'}")
+        return problems
+    for name in ("errors", "gave_up", "store_failed"):
+        if counts[name]:
+            problems.append(f"{name}={counts[name]}")
+    return problems
+
+
+class RunRecorder:
+    """Writes a run record per crawl and keeps the requests it gave up on as dead letters.
+
+    At spider open a ``running`` record is saved (a crash leaves it so, which ``status``
+    shows); at close it is completed from the stats. Every ``request_gave_up`` of one of
+    the spider's own requests becomes a failure record (``contentcrawl.sources.failures``);
+    a replayed request (``meta["dead_letter"]``) that gets an answer clears its failure.
+    Switch off with ``RUNS_ENABLED = False``.
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        if not crawler.settings.getbool("RUNS_ENABLED", True):
+            raise NotConfigured("RUNS_ENABLED is off")
+        self.crawler = crawler
+        self.retry_codes = {int(code) for code in crawler.settings.getlist("RETRY_HTTP_CODES")}
+        self.run: dict[str, Any] = {}
+        self.failures: dict[str, dict[str, Any]] = {}
+        self.answered: set[str] = set()
+        self._started = time.monotonic()
+        crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(self.request_gave_up, signal=request_gave_up)
+        crawler.signals.connect(self.response_received, signal=signals.response_received)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler)
+
+    async def spider_opened(self, spider: Spider) -> None:
+        arguments = getattr(spider, "arguments", None) or {}
+        # scrapyd's job id; Scrapy also sets every spider argument as an attribute.
+        job = arguments.get("_job") or getattr(spider, "_job", None)
+        self._started = time.monotonic()
+        self.run = {
+            "id": str(job or uuid.uuid4().hex),
+            "spider": spider.name,
+            "job": job,
+            "arguments": spider_arguments(spider),
+            "started_at": run_time(),
+            "finished_at": None,
+            "result": "running",
+        }
+        await self._write(lambda store: store.add_run(dict(self.run)))
+
+    def request_gave_up(self, request: Request, reason: str, attempts: int, spider: Spider) -> None:
+        failure = dead_letter_for(request, reason=reason, attempts=attempts, spider=spider)
+        if failure["id"] is None and failure["request"] is None:
+            # Neither a record nor a request to replay (a listing page whose cursor was not
+            # advanced): the next run covers it; the spider has logged it.
+            self.crawler.stats.inc_value("failures/not_kept")
+            return
+        self.failures[failure["key"]] = failure
+        self.answered.discard(failure["key"])
+        self.crawler.stats.inc_value("failures/recorded")
+
+    def response_received(self, response: Response, request: Request) -> None:
+        key = request.meta.get(REPLAY_META)
+        if key is None:
+            return
+        if response.status in ANSWERED_GONE or (
+            response.status < 400 and response.status not in self.retry_codes
+        ):
+            self.answered.add(key)
+
+    async def spider_closed(self, spider: Spider, reason: str) -> None:
+        stats = self.crawler.stats.get_stats()
+        counts = run_counts(stats)
+        problems = run_problems(reason, stats, counts)
+        cleared = sorted(self.answered - set(self.failures))
+        self.run.update(
+            finished_at=run_time(),
+            duration_s=round(time.monotonic() - self._started, 3),
+            finish_reason=reason,
+            result="failed" if problems else "ok",
+            problems=problems,
+            failures_recorded=len(self.failures),
+            failures_cleared=len(cleared),
+            **counts,
+        )
+        self.crawler.stats.set_value("runs/result/failed" if problems else "runs/result/ok", 1)
+        if cleared:
+            self.crawler.stats.set_value("failures/cleared", len(cleared))
+
+        def save(store: Store) -> None:
+            for failure in self.failures.values():
+                store.put_failure(failure)
+            store.clear_failures(cleared)
+            store.add_run(dict(self.run))
+
+        await self._write(save)
+        log = logger.warning if problems else logger.info
+        log(
+            "Run %s of %s: %s (%s); %d items, %d inserted, %d updated, %d unchanged, "
+            "%d dropped, %d requests, %d retries, %d failures kept, %d cleared",
+            self.run["id"],
+            spider.name,
+            self.run["result"],
+            "; ".join(problems) or reason,
+            counts["items"],
+            counts["inserted"],
+            counts["updated"],
+            counts["unchanged"],
+            counts["dropped"],
+            counts["requests"],
+            counts["retries"],
+            len(self.failures),
+            len(cleared),
+        )
+
+    async def _write(self, action: Any) -> None:
+        """Run ``action(store)`` on a worker thread; a store error is logged, never raised."""
+
+        def run() -> None:
+            with build_store(self.crawler.settings) as store:
+                action(store)
+
+        try:
+            await asyncio.to_thread(run)
+        except Exception as error:
+            self.crawler.stats.inc_value("runs/store/failed")
+            logger.error("Could not save the run record: %s", redact_text(str(error)))

@@ -1,0 +1,116 @@
+"""``scrapy status``: counts, last runs and pending failures, as text and as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from contentcrawl.commands.status import collect_status, format_status
+from contentcrawl.store import Record, Store
+from contentcrawl.store.sqlite import SqliteStore
+from spiders_tests.test_syncall import scrapy, scrapy_env
+
+
+def fill(store: Store) -> None:
+    """Two movies, one author, two runs of tmdb_movies (the last failed), two failures."""
+    store.upsert_many(
+        "movies",
+        [Record({"tmdb_id": 550, "title": "Fight Club"}, "tmdb"), Record({"tmdb_id": 551}, "tmdb")],
+    )
+    store.upsert_many("authors", [Record({"ol_key": "/authors/OL1A", "name": "A"}, "openlibrary")])
+    base = {"spider": "tmdb_movies", "finish_reason": "finished", "inserted": 2, "updated": 0}
+    store.add_run({**base, "id": "r1", "started_at": "2024-05-01T00:00:00.000Z", "result": "ok"})
+    store.add_run(
+        {
+            **base,
+            "id": "r2",
+            "started_at": "2024-05-02T00:00:00.000Z",
+            "result": "failed",
+            "items": 7,
+            "problems": ["monitors failed: retry_count"],
+        }
+    )
+    for key, when in (
+        ("tmdb_movies:13", "2024-05-02T00:00:00Z"),
+        ("igdb_games:9", "2024-05-01T00:00:00Z"),
+    ):
+        store.put_failure(
+            {
+                "key": key,
+                "spider": key.split(":")[0],
+                "last_try": when,
+                "error": "503",
+                "attempts": 6,
+            }
+        )
+
+
+def test_status_reports_collections_runs_and_failures(store: Store) -> None:
+    fill(store)
+
+    status = collect_status(store, ["tmdb_movies", "tmdb_people"])
+
+    assert status["collections"]["movies"]["count"] == 2
+    assert status["collections"]["movies"]["last_updated"]
+    assert status["collections"]["authors"]["count"] == 1
+    assert status["collections"]["games"] == {"count": 0, "last_updated": None}
+    movies = status["spiders"]["tmdb_movies"]
+    assert movies["last_run"]["id"] == "r2"
+    assert movies["pending_failures"] == 1
+    assert status["spiders"]["tmdb_people"] == {"last_run": None, "pending_failures": 0}
+    # A spider with failures is listed even when not asked for.
+    assert status["spiders"]["igdb_games"]["pending_failures"] == 1
+    assert status["failures"]["pending"] == 2
+    assert [f["key"] for f in status["failures"]["oldest"]] == ["igdb_games:9", "tmdb_movies:13"]
+    json.dumps(status)
+
+
+def test_text_is_one_line_per_collection_and_spider(store: Store) -> None:
+    fill(store)
+
+    text = format_status(collect_status(store, ["tmdb_movies", "tmdb_people"], shown_failures=1))
+
+    lines = text.splitlines()
+    movies = next(line for line in lines if line.startswith("movies "))
+    assert movies.split()[1] == "2"
+    spider = next(line for line in lines if line.startswith("tmdb_movies "))
+    assert spider.split()[1:3] == ["failed", "2024-05-02T00:00:00.000Z"]
+    assert spider.endswith("monitors failed: retry_count")
+    assert next(line for line in lines if line.startswith("tmdb_people ")).split()[1] == "never"
+    assert "Pending failures: 2" in lines
+    assert any("igdb_games:9" in line and "since 2024-05-01" in line for line in lines)
+    assert lines[-1].strip() == "… and 1 more"
+
+
+def test_the_command_prints_text_and_json(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path / "store.sqlite3") as store:
+        fill(store)
+    env = scrapy_env(tmp_path)
+
+    text = scrapy(tmp_path, "status", env=env)
+    as_json = scrapy(tmp_path, "status", "--json", env=env)
+
+    assert text.returncode == 0, text.stderr
+    assert "tmdb_movies" in text.stdout
+    assert "Pending failures: 2" in text.stdout
+    assert as_json.returncode == 0, as_json.stderr
+    status: dict[str, Any] = json.loads(as_json.stdout)
+    assert status["collections"]["movies"]["count"] == 2
+    assert status["spiders"]["tmdb_movies"]["last_run"]["result"] == "failed"
+    # Every project spider is listed, run or not.
+    assert "openlibrary_books" in status["spiders"]
+    assert status["failures"]["pending"] == 2
+
+
+def test_an_unreachable_store_is_a_clear_error(tmp_path: Path) -> None:
+    env = scrapy_env(
+        tmp_path, MONGO_URI="mongodb://user:pw@127.0.0.1:1/?serverSelectionTimeoutMS=200"
+    )
+
+    done = scrapy(tmp_path, "status", env=env)
+
+    assert done.returncode == 1
+    assert "Cannot read the store" in done.stderr
+    assert "pw" not in done.stderr.replace("pw@", "")
+    assert ":pw@" not in done.stderr

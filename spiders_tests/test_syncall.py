@@ -1,0 +1,166 @@
+"""``scrapy syncall``: sources in parallel in one process, a failing source stops no other.
+
+The command runs as a real ``scrapy`` process (it owns its reactor) against fakes served
+from this test process; configuration reaches it through the environment, as on a host.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scrapy.spiderloader import get_spider_loader
+from scrapy.utils.project import get_project_settings
+
+from contentcrawl.jobs import JOBS, SCHEDULES, Job, by_source, jobs_for, jobs_named
+from contentcrawl.store.sqlite import SqliteStore
+from spiders_tests.fakes.openlibrary import FakeOpenLibraryDumps, sample_dump
+from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def scrapy_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """The environment of a ``scrapy`` process run outside the checkout, on a fresh store."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT),
+        "SCRAPY_SETTINGS_MODULE": "contentcrawl.settings",
+        "CONTENTCRAWL_ENV_FILE": os.devnull,
+        "MONGO_URI": "",
+        "SQLITE_PATH": str(tmp_path / "store.sqlite3"),
+        "RETRY_TIMES": "1",
+        "BACKOFF_BASE": "0.01",
+        "BACKOFF_MAX": "0.05",
+        "LOG_LEVEL": "INFO",
+        **overrides,
+    }
+    env.pop("SCRAPY_PROJECT", None)
+    return env
+
+
+def scrapy(
+    tmp_path: Path, *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    # cwd outside the checkout: relative data paths (dumps, failed batches) land in tmp_path.
+    return subprocess.run(
+        [sys.executable, "-m", "scrapy", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def broken_tmdb(fake_server: FakeServer) -> FakeServer:
+    """A TMDB (API and export host) that answers 500 to everything."""
+
+    def internal_error(request: FakeRequest) -> FakeResponse:
+        return FakeResponse.json({"status_code": 11, "status_message": "Internal error."}, 500)
+
+    for method in ("GET", "HEAD"):
+        fake_server.route(method, r"/.*")(internal_error)
+    return fake_server
+
+
+@pytest.fixture
+def openlibrary() -> Iterator[FakeOpenLibraryDumps]:
+    server = FakeServer().start()
+    yield FakeOpenLibraryDumps(server, {"authors": sample_dump("authors").read_bytes()})
+    server.stop()
+
+
+def test_a_failing_source_does_not_stop_the_others_and_fails_the_exit_status(
+    broken_tmdb: FakeServer, openlibrary: FakeOpenLibraryDumps, tmp_path: Path
+) -> None:
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    with store:
+        # A previous clean sync, so the changes job asks the API (not the export host).
+        yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+        store.set_state("tmdb_movies/changes", {"synced_through": yesterday})
+    env = scrapy_env(
+        tmp_path,
+        TMDB_API_URL=f"{broken_tmdb.url}/3",
+        TMDB_EXPORTS_URL=f"{broken_tmdb.url}/p/exports",
+        TMDB_READ_ACCESS_TOKEN="fake-token",  # noqa: S106 - a test credential
+        **openlibrary.settings,
+    )
+
+    done = scrapy(
+        tmp_path,
+        "syncall",
+        "--job",
+        "tmdb_movies-changes",
+        "--job",
+        "tmdb_collections-missing",
+        "--job",
+        "openlibrary_authors-dump",
+        env=env,
+    )
+
+    assert done.returncode == 1, done.stderr[-3000:]
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
+    assert "FAILED" in lines["tmdb_movies-changes"]
+    # The next TMDB job still ran after the failed one, and Open Library finished.
+    assert lines["tmdb_collections-missing"].endswith("ok")
+    assert lines["openlibrary_authors-dump"].endswith("ok")
+    assert broken_tmdb.hits(r"/3/movie/changes")
+    with store:
+        assert store.count("authors") > 0
+        # The failed run did not advance the TMDB cursor.
+        assert store.get_state("tmdb_movies/changes") == {"synced_through": yesterday}
+    assert "fake-token" not in done.stderr
+
+
+def test_all_jobs_ok_exits_zero(openlibrary: FakeOpenLibraryDumps, tmp_path: Path) -> None:
+    env = scrapy_env(tmp_path, **openlibrary.settings)
+
+    done = scrapy(tmp_path, "syncall", "--job", "openlibrary_authors-dump", env=env)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[0] == "openlibrary_authors-dump"
+
+
+def test_an_unknown_job_or_schedule_is_a_usage_error(tmp_path: Path) -> None:
+    env = scrapy_env(tmp_path)
+    assert scrapy(tmp_path, "syncall", "--job", "nope", env=env).returncode == 2
+    assert scrapy(tmp_path, "syncall", "hourly", env=env).returncode == 2
+
+
+# --- the job list --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("job", JOBS, ids=lambda job: job.name)
+def test_every_job_names_a_spider_that_accepts_its_arguments(job: Job) -> None:
+    spidercls = get_spider_loader(get_project_settings()).load(job.spider)
+    spider: Any = spidercls(**job.args)
+    assert spider.name == job.spider
+
+
+def test_job_names_are_unique_and_every_schedule_has_jobs() -> None:
+    assert len({job.name for job in JOBS}) == len(JOBS)
+    for schedule in SCHEDULES:
+        assert jobs_for(schedule)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        jobs_for("hourly")
+    with pytest.raises(KeyError, match="nope"):
+        jobs_named(["tmdb_movies-changes", "nope"])
+
+
+def test_jobs_of_one_source_stay_in_order() -> None:
+    groups = by_source(jobs_for("monthly"))
+    assert [job.spider for job in groups["openlibrary"]] == [
+        "openlibrary_authors",
+        "openlibrary_works",
+        "openlibrary_books",
+    ]
+    assert set(by_source(jobs_for("daily"))) == {"tmdb", "igdb"}
