@@ -61,6 +61,8 @@ TMDB_API_URL = _env("TMDB_API_URL", "https://api.themoviedb.org/3")
 TMDB_EXPORTS_URL = _env("TMDB_EXPORTS_URL", "https://files.tmdb.org/p/exports")
 TMDB_IMAGE_URL = _env("TMDB_IMAGE_URL", "https://image.tmdb.org/t/p/original")
 IGDB_API_URL = _env("IGDB_API_URL", "https://api.igdb.com/v4")
+# Cover URL = <this>/<image_id>.jpg
+IGDB_IMAGE_URL = _env("IGDB_IMAGE_URL", "https://images.igdb.com/igdb/image/upload/t_cover_big")
 TWITCH_TOKEN_URL = _env("TWITCH_TOKEN_URL", "https://id.twitch.tv/oauth2/token")
 MUSICBRAINZ_API_URL = _env("MUSICBRAINZ_API_URL", "https://musicbrainz.org/ws/2")
 MUSICBRAINZ_DUMPS_URL = _env(
@@ -79,6 +81,15 @@ DUMP_DOWNLOAD_RETRIES = _env_int("DUMP_DOWNLOAD_RETRIES", 3)
 DUMP_MAX_PENDING_ITEMS = _env_int("DUMP_MAX_PENDING_ITEMS", 16)
 # Seconds between progress lines of long runs (downloads, imports, exports).
 PROGRESS_INTERVAL = _env_int("PROGRESS_INTERVAL", 30)
+
+# --- IGDB run options -------------------------------------------------------------------
+IGDB_PAGE_SIZE = _env_int("IGDB_PAGE_SIZE", 500)  # games per query (IGDB's maximum)
+# Id ranges paged at once, so the igdb slot stays saturated.
+IGDB_PARALLEL_RANGES = _env_int("IGDB_PARALLEL_RANGES", 16)
+# Seconds re-read before the last sync point in incremental mode (clock skew).
+IGDB_SYNC_OVERLAP = _env_int("IGDB_SYNC_OVERLAP", 900)
+# A new token is fetched this long before the stored one expires.
+IGDB_TOKEN_REFRESH_MARGIN = _env_float("IGDB_TOKEN_REFRESH_MARGIN", 86400.0)
 
 # --- TMDB run options ------------------------------------------------------------
 # A changes cursor older than this runs an export instead (TMDB keeps changes for a
@@ -176,13 +187,53 @@ DOWNLOADER_MIDDLEWARES = {
     # Closest to the downloader, so no other middleware (retry, redirect, cache) ever holds
     # a request with the TMDB key in its URL.
     "contentcrawl.middlewares.tmdb_auth.TmdbAuthMiddleware": 950,
+    # After the retry middleware: a retried request is signed with the current token.
+    "contentcrawl.middlewares.igdb_oauth.IgdbOAuthMiddleware": 560,
 }
 EXTENSIONS = {
     "scrapy.extensions.throttle.AutoThrottle": None,
     "contentcrawl.extensions.slot_throttle.SlotAutoThrottle": 0,
     "contentcrawl.extensions.log_redaction.LogRedaction": 0,
     "contentcrawl.extensions.sync_state.SyncState": 100,
+    "spidermon.contrib.scrapy.extensions.Spidermon": 500,
+    "contentcrawl.extensions.progress.Progress": 800,
+    # After Spidermon: the run record reads the monitors' verdict.
+    "contentcrawl.extensions.runs.RunRecorder": 900,
 }
+
+# --- Run records, dead letters, progress -----------------------------------------------
+# Write a run record to `runs` for every crawl and keep requests that still fail after
+# their retries in `failures` (replayed by `-a mode=failed`).
+RUNS_ENABLED = _env_bool("RUNS_ENABLED", True)
+# Dead letters replayed per `mode=failed` run (0: all).
+FAILURES_REPLAY_LIMIT = _env_int("FAILURES_REPLAY_LIMIT", 0)
+# Seconds between generic progress lines (0 switches them off); a live line on a terminal.
+PROGRESS_LOG_INTERVAL = _env_int("PROGRESS_LOG_INTERVAL", 60)
+PROGRESS_LIVE = _env_bool("PROGRESS_LIVE", True)
+
+# --- Monitoring (spidermon; contentcrawl/monitors.py) ------------------------------------
+SPIDERMON_ENABLED = _env_bool("SPIDERMON_ENABLED", True)
+SPIDERMON_SPIDER_CLOSE_MONITORS = ["contentcrawl.monitors.CloseMonitorSuite"]
+# Long runs are checked every 10 minutes too.
+SPIDERMON_PERIODIC_MONITORS = {"contentcrawl.monitors.PeriodicMonitorSuite": 600}
+SPIDERMON_EXPECTED_FINISH_REASONS = ["finished"]
+# 0: a quiet day of changes is fine; a job that must bring records raises it with -s.
+SPIDERMON_MIN_ITEMS = _env_int("SPIDERMON_MIN_ITEMS", 0)
+SPIDERMON_MAX_ERRORS = _env_int("SPIDERMON_MAX_ERRORS", 0)
+SPIDERMON_MAX_RETRIES = _env_int("SPIDERMON_MAX_RETRIES", 0)
+# 429 and 503 are retried with backoff; many of them mean the limits are set too high.
+SPIDERMON_UNWANTED_HTTP_CODES = {
+    429: {"max_count": 100, "max_percentage": 0.05},
+    503: {"max_count": 100, "max_percentage": 0.05},
+}
+# Largest share of records validation may drop before the run counts as failed.
+MONITOR_MAX_DROPPED_SHARE = _env_float("MONITOR_MAX_DROPPED_SHARE", 0.01)
+
+# --- scrapyd (the `scrapy schedule` command) ---------------------------------------------
+# Default: the [deploy] url of scrapy.cfg.
+SCRAPYD_URL = _env("SCRAPYD_URL")
+SCRAPYD_USERNAME = _env("SCRAPYD_USERNAME")
+SCRAPYD_PASSWORD = _env("SCRAPYD_PASSWORD")
 ITEM_PIPELINES = {
     "contentcrawl.pipelines.validation.ValidationPipeline": 100,
     "contentcrawl.pipelines.images.ContentImagesPipeline": 200,

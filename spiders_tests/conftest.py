@@ -19,7 +19,7 @@ from contentcrawl.store import Store
 from contentcrawl.store.mongo import MongoStore
 from contentcrawl.store.sqlite import SqliteStore
 from spiders_tests.fakes.server import FakeServer
-from spiders_tests.mongo_server import free_port, running_mongo  # noqa: F401 - free_port is shared
+from spiders_tests.mongo_server import running_mongo
 
 DATA = Path(__file__).parent / "data"
 

@@ -76,7 +76,12 @@ def stats_of(crawler: Any) -> dict[str, Any]:
 
 
 def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    """ERROR lines of the crawl itself (spidermon's monitor reports are checked elsewhere)."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and not r.getMessage().startswith("[Spidermon]")
+    ]
 
 
 # --- ids, re-run, the full path over both stores ---------------------------------------------

@@ -13,7 +13,12 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
 # Settings whose whole value is a secret.
-SECRET_SETTINGS = ("TMDB_API_KEY", "TMDB_READ_ACCESS_TOKEN", "IGDB_CLIENT_SECRET")
+SECRET_SETTINGS = (
+    "TMDB_API_KEY",
+    "TMDB_READ_ACCESS_TOKEN",
+    "IGDB_CLIENT_SECRET",
+    "SCRAPYD_PASSWORD",
+)
 # Settings that are URLs which may carry a password.
 SECRET_URL_SETTINGS = ("MONGO_URI", "REDIS_URL")
 

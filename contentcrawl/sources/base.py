@@ -20,6 +20,8 @@ class ContentSpider(scrapy.Spider):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limit = parse_limit(kwargs.get("limit"))
+        # As given, for the run record (contentcrawl.extensions.runs masks secret names).
+        self.arguments: dict[str, Any] = dict(kwargs)
 
     def request(self, url: str, **kwargs: Any) -> scrapy.Request:
         """A request in this source's download slot (its rate limit), whatever the host."""

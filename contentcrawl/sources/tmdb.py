@@ -12,7 +12,8 @@ A concrete spider names its kind and mapper; everything else lives here::
 Modes (``-a mode=``): ``export`` (every id of TMDB's daily ID export), ``changes`` (ids
 changed since the last clean sync, falling back to ``export``), ``lists`` (popular, new,
 trending), ``ids`` (``-a ids=550,551`` or ``-a ids_file=…``), ``refresh`` (stored records
-older than ``-a older_than_days=N``) and ``missing`` (ids other stored records reference).
+older than ``-a older_than_days=N``), ``missing`` (ids other stored records reference) and
+``failed`` (replays the dead letters of earlier runs).
 Every mode ends in one detail request per record with ``append_to_response``.
 """
 
@@ -53,6 +54,7 @@ from contentcrawl.items import (
 from contentcrawl.middlewares.tmdb_auth import tmdb_credentials_configured
 from contentcrawl.redaction import redact_url
 from contentcrawl.sources.base import ContentSpider
+from contentcrawl.sources.failures import ReplaysFailures
 from contentcrawl.store import build_store
 
 if TYPE_CHECKING:
@@ -75,7 +77,7 @@ MAX_LIST_PAGE = 500
 MAX_APPEND_PARTS = 20
 # A missing export file answers 403 (S3 without list permission) or 404.
 EXPORT_MISSING_STATUSES = (403, 404)
-MODES = ("export", "changes", "lists", "ids", "refresh", "missing")
+MODES = ("export", "changes", "lists", "ids", "refresh", "missing", "failed")
 
 
 # --- mappers: TMDB payload -> item (pure) -------------------------------------------------
@@ -514,7 +516,7 @@ def _flag(value: str | bool | None) -> bool:
 # --- the spider --------------------------------------------------------------------------
 
 
-class TmdbSpider(ContentSpider):
+class TmdbSpider(ReplaysFailures, ContentSpider):
     """Base of the TMDB spiders: one kind of record, six ways to find its ids.
 
     Subclasses set ``name``, ``item_class``, ``api_kind`` (the path segment of the detail
@@ -650,6 +652,7 @@ class TmdbSpider(ContentSpider):
             "ids": self._start_ids,
             "refresh": self._start_refresh,
             "missing": self._start_missing,
+            "failed": self.replay_failures,
         }
         async for request_or_item in modes[self.mode]():
             yield request_or_item
