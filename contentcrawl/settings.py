@@ -229,6 +229,10 @@ SPIDERMON_UNWANTED_HTTP_CODES = {
 # Largest share of records validation may drop before the run counts as failed.
 MONITOR_MAX_DROPPED_SHARE = _env_float("MONITOR_MAX_DROPPED_SHARE", 0.01)
 
+# --- Read API (`python -m contentcrawl.api`) ----------------------------------------------
+API_HOST = _env("API_HOST", "127.0.0.1")
+API_PORT = _env_int("API_PORT", 8000)
+
 # --- scrapyd (the `scrapy schedule` command) ---------------------------------------------
 # Default: the [deploy] url of scrapy.cfg.
 SCRAPYD_URL = _env("SCRAPYD_URL")
