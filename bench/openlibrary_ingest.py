@@ -7,8 +7,8 @@ child's rusage. The ceiling is a parse-only loop over the same file in this proc
 (decompress, split, ``json.loads``); the issue's targets are an import at >= 50 % of it into
 SQLite and < 50 MB of RSS growth between the two sizes.
 
-    python bench/openlibrary_import.py [--lines 200000] [--small 20000] [--mongo-lines 50000]
-    python bench/openlibrary_import.py --small 200000 --lines 1000000   # the sizes
+    python bench/openlibrary_ingest.py [--lines 200000] [--small 20000] [--mongo-lines 50000]
+    python bench/openlibrary_ingest.py --small 200000 --lines 1000000   # the sizes
 
 MongoDB: CONTENTCRAWL_TEST_MONGO_URI when set, else a mongod on PATH, else nx-27017 (a wire-
 protocol server on SQLite; bench/store_upsert.py shows its own ceiling). ``--mongo-lines 0``
