@@ -52,6 +52,8 @@ class StorePipeline:
         self.stats = crawler.stats
         self._buffers: dict[str, list[Record]] = defaultdict(list)
         self._pending: set[asyncio.Future[Any]] = set()
+        # One batch is written at a time; see process_item.
+        self._write_lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         crawler.signals.connect(self._flush_on_idle, signal=signals.spider_idle)
 
@@ -74,15 +76,24 @@ class StorePipeline:
         buffer = self._buffers[collection]
         buffer.append(record)
         if len(buffer) >= self.batch_size:
-            await self._flush(collection)
+            # The next batch fills while one is written; an item that finds it full waits
+            # (and so holds back the spider), so memory stays at about two batches
+            # however much faster the source is than the store.
+            async with self._write_lock:
+                if len(self._buffers[collection]) >= self.batch_size:
+                    await self._flush(collection)
         return item
 
     def _flush_on_idle(self) -> None:
         for collection in list(self._buffers):
             if self._buffers[collection]:
-                task = asyncio.ensure_future(self._flush(collection))
+                task = asyncio.ensure_future(self._flush_locked(collection))
                 self._pending.add(task)
                 task.add_done_callback(self._pending.discard)
+
+    async def _flush_locked(self, collection: str) -> None:
+        async with self._write_lock:
+            await self._flush(collection)
 
     async def _flush(self, collection: str) -> None:
         records = self._buffers.pop(collection, [])
@@ -125,7 +136,7 @@ class StorePipeline:
         if self._pending:
             await asyncio.gather(*self._pending)
         for collection in list(self._buffers):
-            await self._flush(collection)
+            await self._flush_locked(collection)
         await self._in_store_thread(self.store.close)
         self._executor.shutdown(wait=True)
 
