@@ -1,0 +1,600 @@
+"""MusicBrainz (ws/2): artists and their release groups, from the API or the JSON dumps.
+
+API mode is slow by design: MusicBrainz allows one request per second per IP (on average)
+and answers every request with 503 while a client is over it, so the ``musicbrainz``
+download slot sends one request at a time, ``DOWNLOAD_SLOTS["musicbrainz"]["delay"]``
+apart, and ``PoliteRetryMiddleware`` pauses the slot on a 503 (``Retry-After`` when sent).
+MusicBrainz also asks for a User-Agent naming the application and a contact: every request
+of these spiders carries ``contentcrawl/<version> ( <MUSICBRAINZ_CONTACT> )``.
+
+An API crawl finds artists by search (``-a query=`` or ``MUSICBRAINZ_QUERIES``, paged by
+``offset`` until the search's own ``count``) or takes their MBIDs (``-a mbids=``), looks
+each one up once (``ARTIST_INC``) and browses all of its release groups, 100 a page: a
+lookup would cap them at 25. Dump mode (``contentcrawl.sources.musicbrainz_dump``) reads
+the same entity JSON from the weekly dumps. Both go through the pure mappers below, so an
+artist or album has one record shape (and one content hash) whichever way it came.
+
+To add a MusicBrainz kind: write its mapper here, register it in ``DUMP_MAPPERS`` and
+give the API crawl a request and a ``parse_<thing>`` callback for it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlencode
+
+from scrapy import Request
+from scrapy.exceptions import CloseSpider, IgnoreRequest
+from scrapy.spidermiddlewares.httperror import HttpError
+
+from contentcrawl import __version__
+from contentcrawl.dumps import ItemFlow, is_url
+from contentcrawl.items import AlbumItem, ArtistItem, ContentItem, Json
+from contentcrawl.redaction import redact_text, redact_url
+from contentcrawl.sources.base import ContentSpider
+from contentcrawl.sources.musicbrainz_dump import import_dumps
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+    from scrapy.settings import BaseSettings
+    from twisted.python.failure import Failure
+
+DEFAULT_API_URL = "https://musicbrainz.org/ws/2"
+DEFAULT_DUMPS_URL = "https://data.metabrainz.org/pub/musicbrainz/data/json-dumps"
+# ws/2 caps ``limit`` at 100 for searches and browses (25 when it is not given).
+MAX_PAGE_SIZE = 100
+# What an artist lookup asks for; its release groups come from a browse instead.
+ARTIST_INC: tuple[str, ...] = ("aliases", "tags", "genres", "ratings", "url-rels")
+# What a release-group browse asks for: who is credited, and the folksonomy.
+RELEASE_GROUP_INC: tuple[str, ...] = ("artist-credits", "tags", "genres", "ratings")
+MODES = ("api", "dump")
+# Dumps read when ``-a entities=`` is not given: the two kinds this spider stores.
+DUMP_ENTITIES: tuple[str, ...] = ("artist", "release-group")
+# Request priorities: an artist's lookup and album pages go before the next search page,
+# so the queue holds at most one search page of artists at a time.
+SEARCH_PRIORITY, LOOKUP_PRIORITY, BROWSE_PRIORITY = 0, 10, 20
+
+_MBID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def user_agent(contact: str, version: str = __version__) -> str:
+    """The User-Agent MusicBrainz asks for: ``contentcrawl/<version> ( <contact> )``."""
+    return f"contentcrawl/{version} ( {contact} )"
+
+
+def is_mbid(value: Any) -> bool:
+    """Whether ``value`` is an MBID (a lower-case UUID string)."""
+    return isinstance(value, str) and _MBID.fullmatch(value) is not None
+
+
+def split_list(value: str | Iterable[str] | None) -> list[str]:
+    """A spider argument or setting as a list: comma-separated text, or a list already."""
+    if value is None:
+        return []
+    parts = value.split(",") if isinstance(value, str) else value
+    return [part.strip() for part in parts if part and part.strip()]
+
+
+# --- Mappers: pure functions from MusicBrainz entity JSON to items ------------------------
+# The same JSON arrives from lookups, browses and dump lines, with keys in random order
+# (QUIRKS.md); lists are sorted here so a record's content hash does not depend on it.
+
+
+def _text(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return value.strip() or None
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: Any) -> list[Mapping[str, Any]]:
+    return [entry for entry in value if isinstance(entry, dict)] if isinstance(value, list) else []
+
+
+def _strings(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    return sorted({entry.strip() for entry in value if isinstance(entry, str) and entry.strip()})
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def area(value: Any) -> Json | None:
+    """An area as ``{mbid, name, sort_name, iso_3166_1_codes}`` (None when absent)."""
+    if not isinstance(value, dict) or not is_mbid(value.get("id")):
+        return None
+    return {
+        "mbid": value["id"],
+        "name": _text(value.get("name")),
+        "sort_name": _text(value.get("sort-name")),
+        "iso_3166_1_codes": _strings(value.get("iso-3166-1-codes")),
+    }
+
+
+def aliases(value: Any) -> list[Json]:
+    """Aliases as ``{name, sort_name, locale, type, primary, begin_date, end_date}``."""
+    found = [
+        {
+            "name": name,
+            "sort_name": _text(alias.get("sort-name")),
+            "locale": _text(alias.get("locale")),
+            "type": _text(alias.get("type")),
+            "primary": alias.get("primary") is True,
+            "begin_date": _text(alias.get("begin-date")),
+            "end_date": _text(alias.get("end-date")),
+        }
+        for alias in _dicts(value)
+        if (name := _text(alias.get("name")))
+    ]
+    return sorted(found, key=lambda a: (a["name"], a["locale"] or "", a["type"] or "", str(a)))
+
+
+def tags(value: Any) -> list[Json]:
+    """Tags as ``{name, count}``, by name (a count of 0 is a real, down-voted tag)."""
+    found = {
+        name: {"name": name, "count": _count(tag.get("count"))}
+        for tag in _dicts(value)
+        if (name := _text(tag.get("name")))
+    }
+    return [found[name] for name in sorted(found)]
+
+
+def genres(value: Any) -> list[Json]:
+    """Genres as ``{mbid, name, count}``, by name."""
+    found = {
+        name: {"mbid": genre.get("id"), "name": name, "count": _count(genre.get("count"))}
+        for genre in _dicts(value)
+        if (name := _text(genre.get("name")))
+    }
+    return [found[name] for name in sorted(found)]
+
+
+def rating(value: Any) -> Json | None:
+    """``{value, votes_count}``, or None when nobody has rated."""
+    if not isinstance(value, dict):
+        return None
+    score = value.get("value")
+    votes = _count(value.get("votes-count")) or 0
+    if not isinstance(score, int | float) or isinstance(score, bool) or not votes:
+        return None
+    return {"value": float(score), "votes_count": votes}
+
+
+def url_relations(value: Any) -> list[Json]:
+    """The URL relations (official site, Wikidata, Discogs…) as ``{type, url, ended}``."""
+    found = {
+        (_text(relation.get("type")) or "", resource): {
+            "type": _text(relation.get("type")),
+            "url": resource,
+            "ended": relation.get("ended") is True,
+        }
+        for relation in _dicts(value)
+        if (resource := _text(_dict(relation.get("url")).get("resource")))
+    }
+    return [found[key] for key in sorted(found)]
+
+
+def artist_credit(value: Any) -> list[Json]:
+    """An artist credit, in order: ``{mbid, name (as credited), artist_name, joinphrase}``."""
+    entries = []
+    for entry in _dicts(value):
+        artist = _dict(entry.get("artist"))
+        mbid = artist.get("id")
+        entries.append(
+            {
+                "mbid": mbid if is_mbid(mbid) else None,
+                "name": _text(entry.get("name")) or _text(artist.get("name")),
+                "artist_name": _text(artist.get("name")),
+                # The joinphrase is spacing and punctuation (" & ", " feat. "): kept as is.
+                "joinphrase": entry.get("joinphrase")
+                if isinstance(entry.get("joinphrase"), str)
+                else "",
+            }
+        )
+    return entries
+
+
+def artist_item(payload: Mapping[str, Any]) -> ArtistItem:
+    """An ``ArtistItem`` from an artist lookup (``inc=ARTIST_INC``) or an artist dump line."""
+    life = _dict(payload.get("life-span"))
+    # Lookups carry the area both as "begin-area" and the legacy "begin_area" (QUIRKS.md).
+    begin_area = payload.get("begin-area", payload.get("begin_area"))
+    end_date = _text(life.get("end"))
+    return ArtistItem(
+        mbid=payload["id"],
+        name=_text(payload.get("name")),
+        sort_name=_text(payload.get("sort-name")),
+        type=_text(payload.get("type")),
+        gender=_text(payload.get("gender")),
+        country=_text(payload.get("country")),
+        area=area(payload.get("area")),
+        begin_area=area(begin_area),
+        begin_date=_text(life.get("begin")),
+        end_date=end_date,
+        # "ended" is null in search results and false in lookups (QUIRKS.md): a boolean here.
+        ended=life.get("ended") is True or end_date is not None,
+        disambiguation=_text(payload.get("disambiguation")),
+        aliases=aliases(payload.get("aliases")),
+        tags=tags(payload.get("tags")),
+        genres=genres(payload.get("genres")),
+        rating=rating(payload.get("rating")),
+        urls=url_relations(payload.get("relations")),
+        isnis=_strings(payload.get("isnis")),
+        ipis=_strings(payload.get("ipis")),
+    )
+
+
+def album_item(payload: Mapping[str, Any], artist_mbid: str | None = None) -> AlbumItem:
+    """An ``AlbumItem`` from a release group (browse, lookup or dump line).
+
+    ``artist_mbids`` are the credited artists; ``artist_mbid`` (the artist it was browsed
+    for) stands in only when the payload carries no artist credit.
+    """
+    credit = artist_credit(payload.get("artist-credit"))
+    mbids = list(dict.fromkeys(entry["mbid"] for entry in credit if entry["mbid"]))
+    if not mbids and artist_mbid:
+        mbids = [artist_mbid]
+    return AlbumItem(
+        mbid=payload["id"],
+        title=_text(payload.get("title")),
+        # null for release groups with only secondary types, such as demos (QUIRKS.md).
+        primary_type=_text(payload.get("primary-type")),
+        secondary_types=_strings(payload.get("secondary-types")),
+        first_release_date=_text(payload.get("first-release-date")),
+        disambiguation=_text(payload.get("disambiguation")),
+        artist_credit=credit,
+        artist_mbids=mbids,
+        tags=tags(payload.get("tags")),
+        genres=genres(payload.get("genres")),
+        rating=rating(payload.get("rating")),
+    )
+
+
+# Dump entity (``mbdump/<entity>``) → the mapper of its lines.
+DUMP_MAPPERS: dict[str, Callable[[Mapping[str, Any]], ContentItem]] = {
+    "artist": artist_item,
+    "release-group": album_item,
+}
+
+
+def body_start(response: Response) -> str:
+    """The first 200 characters of a body, for a log line (any content type)."""
+    return response.body[:200].decode("utf-8", "replace") if response.body else "(empty body)"
+
+
+def error_message(response: Response) -> str:
+    """The ``error`` ws/2 puts in its JSON error bodies, else the start of the body."""
+    body = _json_object(response)
+    if body is not None and isinstance(body.get("error"), str):
+        return body["error"]
+    return body_start(response)
+
+
+def _json_object(response: Response) -> Json | None:
+    try:
+        body = json.loads(response.body)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+# --- The base spider ----------------------------------------------------------------------
+
+
+class MusicBrainzSpider(ContentSpider):
+    """Artists with their release groups, from ws/2 (``mode=api``) or the dumps (``mode=dump``).
+
+    Spider arguments: ``mode`` (``api``, the default, or ``dump``); in API mode ``query``
+    (a search, Lucene syntax), ``mbids`` (comma-separated) and ``limit`` (artists looked up
+    at most); without ``query`` or ``mbids`` the searches in ``MUSICBRAINZ_QUERIES`` run.
+    In dump mode ``dump`` (comma-separated paths or URLs of ``<entity>.tar.xz`` archives or
+    JSON-lines files), ``entities`` (which of ``DUMP_ENTITIES`` to read from the latest
+    dump when ``dump`` is not given) and ``limit`` (records per dump).
+    """
+
+    slot = "musicbrainz"
+    dump_slot = "musicbrainz_dumps"
+    # Dead letters find the record id of a lookup in cb_kwargs["mbid"] (sources/failures.py).
+    item_class: ClassVar[type[ContentItem]] = ArtistItem
+
+    def __init__(
+        self,
+        *args: Any,
+        mode: str | None = None,
+        query: str | None = None,
+        mbids: str | None = None,
+        dump: str | None = None,
+        entities: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if mode not in (None, "", *MODES):
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        self.mode = mode or "api"
+        self.query = (query or "").strip() or None
+        self.mbids = split_list(mbids)
+        self.dumps = split_list(dump)
+        self.entities = split_list(entities) or list(DUMP_ENTITIES)
+        unknown = [entity for entity in self.entities if entity not in DUMP_MAPPERS]
+        if unknown:
+            raise ValueError(
+                f"entities must be among {', '.join(DUMP_MAPPERS)}, not {', '.join(unknown)}"
+            )
+        # Artists claimed for a lookup (one lookup per artist, whatever found it) and
+        # release groups already yielded (a collaboration is browsed from each artist).
+        self.claimed: set[str] = set()
+        self.albums_seen: set[str] = set()
+        self.limit_reached = False
+
+    @classmethod
+    def update_settings(cls, settings: BaseSettings) -> None:
+        super().update_settings(settings)
+        contact = (settings.get("MUSICBRAINZ_CONTACT") or "").strip()
+        if contact:
+            # Spider priority: every request of this crawl, the dump downloads included,
+            # names the contact; an explicit -s USER_AGENT still wins, as for any setting.
+            settings.set("USER_AGENT", user_agent(contact), priority="spider")
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        settings = crawler.settings
+        spider.api_url = (settings.get("MUSICBRAINZ_API_URL") or DEFAULT_API_URL).rstrip("/")
+        spider.dumps_url = (settings.get("MUSICBRAINZ_DUMPS_URL") or DEFAULT_DUMPS_URL).rstrip("/")
+        spider.contact = (settings.get("MUSICBRAINZ_CONTACT") or "").strip()
+        spider.page_size = max(
+            1, min(MAX_PAGE_SIZE, settings.getint("MUSICBRAINZ_PAGE_SIZE", MAX_PAGE_SIZE))
+        )
+        spider.max_results = max(0, settings.getint("MUSICBRAINZ_SEARCH_MAX_RESULTS", 1000))
+        spider.min_score = max(0, settings.getint("MUSICBRAINZ_MIN_SCORE", 0))
+        # A query given twice would be one URL twice: Scrapy's duplicate filter drops it.
+        spider.queries = list(dict.fromkeys(split_list(settings.get("MUSICBRAINZ_QUERIES"))))
+        spider.progress_interval = settings.getfloat("PROGRESS_INTERVAL", 30.0)
+        spider.flow = (
+            ItemFlow(crawler, settings.getint("DUMP_MAX_PENDING_ITEMS", 16))
+            if spider.mode == "dump"
+            else None
+        )
+        return spider
+
+    # -- start --------------------------------------------------------------------------
+    def needs_contact(self) -> bool:
+        """Whether this run talks to a MusicBrainz host (anything but local dump files)."""
+        return self.mode == "api" or not self.dumps or any(is_url(dump) for dump in self.dumps)
+
+    def check_contact(self) -> None:
+        """Refuse to run against MusicBrainz without a contact for the User-Agent."""
+        if not self.needs_contact():
+            return
+        if not self.contact or any(char in self.contact for char in "\r\n"):
+            self.logger.error(
+                "MUSICBRAINZ_CONTACT is not set (or not one line): MusicBrainz blocks clients "
+                "without a User-Agent naming a contact. Set it to an e-mail address or URL, "
+                "e.g. MUSICBRAINZ_CONTACT=you@example.org in .env or -s MUSICBRAINZ_CONTACT=…"
+            )
+            raise CloseSpider("musicbrainz_contact_missing")
+
+    async def start(self) -> AsyncIterator[Request | ContentItem]:
+        self.check_contact()
+        if self.mode == "dump":
+            async for item in import_dumps(self, DUMP_MAPPERS):
+                yield item
+            return
+        queries = [self.query] if self.query else ([] if self.mbids else self.queries)
+        if not queries and not self.mbids:
+            self.logger.error(
+                "%s: nothing to crawl: give -a query=…, -a mbids=… or set MUSICBRAINZ_QUERIES",
+                self.name,
+            )
+            raise CloseSpider("nothing_to_crawl")
+        self.logger.info(
+            "MusicBrainz API %s: %d searches %s, %d MBIDs, page size %d, up to %s results a "
+            "search, limit %s, User-Agent %r",
+            redact_url(self.api_url),
+            len(queries),
+            queries,
+            len(self.mbids),
+            self.page_size,
+            self.max_results or "all",
+            self.limit or "none",
+            self.settings.get("USER_AGENT"),
+        )
+        for mbid in self.mbids:
+            if not is_mbid(mbid.lower()):
+                self.crawler.stats.inc_value("musicbrainz/mbids/invalid")
+                self.logger.warning("Skipping %r from -a mbids: not an MBID", mbid)
+                continue
+            request = self.claim(mbid.lower())
+            if request is not None:
+                yield request
+        for query in queries:
+            yield self.search_request(query, 0)
+
+    # -- requests -----------------------------------------------------------------------
+    def api_request(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        inc: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> Request:
+        """A GET of ``<MUSICBRAINZ_API_URL>/<path>`` for JSON, in the musicbrainz slot."""
+        query = urlencode({**params, "fmt": "json"})
+        if inc:
+            # ws/2 joins includes with a literal "+" (it would read %2B as well).
+            query += "&inc=" + "+".join(inc)
+        return self.request(
+            f"{self.api_url}/{path}?{query}",
+            headers={"Accept": "application/json"},
+            errback=self.request_failed,
+            **kwargs,
+        )
+
+    def search_request(self, query: str, offset: int) -> Request:
+        """One page of an artist search."""
+        return self.api_request(
+            "artist",
+            {"query": query, "limit": self.page_size, "offset": offset},
+            callback=self.parse_search,
+            cb_kwargs={"query": query, "offset": offset},
+            priority=SEARCH_PRIORITY,
+        )
+
+    def claim(self, mbid: str) -> Request | None:
+        """The lookup of an artist not claimed yet in this run (None: known, or over limit)."""
+        if mbid in self.claimed:
+            self.crawler.stats.inc_value("musicbrainz/artists/duplicate")
+            return None
+        if self.limit is not None and len(self.claimed) >= self.limit:
+            self.limit_reached = True
+            return None
+        self.claimed.add(mbid)
+        return self.api_request(
+            f"artist/{mbid}",
+            {},
+            ARTIST_INC,
+            callback=self.parse_artist,
+            cb_kwargs={"mbid": mbid},
+            priority=LOOKUP_PRIORITY,
+        )
+
+    def browse_request(self, mbid: str, offset: int) -> Request:
+        """One page of an artist's release groups."""
+        return self.api_request(
+            "release-group",
+            {"artist": mbid, "limit": self.page_size, "offset": offset},
+            RELEASE_GROUP_INC,
+            callback=self.parse_release_groups,
+            cb_kwargs={"mbid": mbid, "offset": offset},
+            priority=BROWSE_PRIORITY,
+            # A dead letter per page, not one per artist shared with its lookup.
+            meta={"record_id": f"{mbid}/release-groups/{offset}"},
+        )
+
+    # -- callbacks ----------------------------------------------------------------------
+    def parse_search(self, response: Response, query: str, offset: int) -> Iterator[Request]:
+        payload = _json_object(response)
+        hits = payload.get("artists") if payload else None
+        total = payload.get("count") if payload else None
+        if not isinstance(hits, list) or _count(total) is None:
+            self._lost(response.request, f"not a search answer: {body_start(response)!r}")
+            return
+        stats = self.crawler.stats
+        stats.inc_value("musicbrainz/search/pages")
+        low_score = False
+        for hit in hits:
+            mbid = hit.get("id") if isinstance(hit, dict) else None
+            if not is_mbid(mbid):
+                stats.inc_value("musicbrainz/search/invalid")
+                self.logger.warning("Search %r: skipping a hit without an MBID: %.200r", query, hit)
+                continue
+            score = hit.get("score")
+            # Hits come best first: once one is below the floor, the rest are too.
+            if isinstance(score, int | float) and score < self.min_score:
+                low_score = True
+                break
+            stats.inc_value("musicbrainz/search/results")
+            request = self.claim(mbid)
+            if request is not None:
+                yield request
+        following = offset + len(hits)
+        within_cap = not self.max_results or following < self.max_results
+        # ``count`` is the search's total; an empty page ends it too (QUIRKS.md).
+        if hits and following < total and within_cap and not low_score and not self.limit_reached:
+            yield self.search_request(query, following)
+        elif offset == 0 and not hits:
+            self.logger.info("Search %r found no artist", query)
+
+    def parse_artist(self, response: Response, mbid: str) -> Iterator[ContentItem | Request]:
+        payload = _json_object(response)
+        if payload is None or not is_mbid(payload.get("id")):
+            self._lost(response.request, f"not an artist: {body_start(response)!r}")
+            return
+        found = payload["id"]
+        # A merged artist answers with the MBID it was merged into.
+        if found != mbid:
+            if found in self.claimed:
+                self.crawler.stats.inc_value("musicbrainz/artists/duplicate")
+                return
+            self.claimed.add(found)
+        self.crawler.stats.inc_value("musicbrainz/artists/looked_up")
+        yield artist_item(payload)
+        yield self.browse_request(found, 0)
+
+    def parse_release_groups(
+        self, response: Response, mbid: str, offset: int
+    ) -> Iterator[ContentItem | Request]:
+        payload = _json_object(response)
+        groups = payload.get("release-groups") if payload else None
+        total = payload.get("release-group-count") if payload else None
+        if not isinstance(groups, list) or _count(total) is None:
+            self._lost(response.request, f"not a release-group browse: {body_start(response)!r}")
+            return
+        stats = self.crawler.stats
+        stats.inc_value("musicbrainz/browse/pages")
+        following = offset + len(groups)
+        if groups and following < total:
+            yield self.browse_request(mbid, following)
+        for group in groups:
+            album_mbid = group.get("id") if isinstance(group, dict) else None
+            if not is_mbid(album_mbid):
+                stats.inc_value("musicbrainz/browse/invalid")
+                self.logger.warning(
+                    "Artist %s: skipping a release group without an MBID: %.200r", mbid, group
+                )
+                continue
+            if album_mbid in self.albums_seen:
+                stats.inc_value("musicbrainz/albums/duplicate")
+                continue
+            self.albums_seen.add(album_mbid)
+            yield album_item(group, artist_mbid=mbid)
+
+    def request_failed(self, failure: Failure) -> None:
+        """Errback: a request that got no usable answer is logged and counted."""
+        request = failure.request  # type: ignore[attr-defined]
+        if isinstance(failure.value, HttpError):
+            response = failure.value.response
+            if response.status == 404 and request.callback == self.parse_artist:
+                self.crawler.stats.inc_value("musicbrainz/artists/not_found")
+                self.logger.warning(
+                    "Artist %s not found (404): deleted, or a wrong MBID",
+                    request.cb_kwargs.get("mbid"),
+                )
+                return
+            detail = f"HTTP {response.status}: {error_message(response)}"
+        elif isinstance(failure.value, IgnoreRequest):
+            detail = f"not sent ({failure.value})"
+        else:
+            detail = f"{type(failure.value).__name__}: {failure.value}"
+        self._lost(request, detail)
+
+    def _lost(self, request: Request, detail: str) -> None:
+        self.crawler.stats.inc_value("musicbrainz/requests/failed")
+        self.logger.error(
+            "MusicBrainz request lost: GET %s: %s", redact_url(request.url), redact_text(detail)
+        )
+
+    def closed(self, reason: str) -> None:
+        if self.mode != "api":
+            return
+        stats = self.crawler.stats
+        self.logger.info(
+            "%s %s: %d artists looked up (%d found again), %d album pages, %d requests lost",
+            self.name,
+            reason,
+            stats.get_value("musicbrainz/artists/looked_up", 0),
+            stats.get_value("musicbrainz/artists/duplicate", 0),
+            stats.get_value("musicbrainz/browse/pages", 0),
+            stats.get_value("musicbrainz/requests/failed", 0),
+        )

@@ -1,0 +1,605 @@
+"""Whole musicbrainz_artists crawls against the local MusicBrainz fake: API and dumps."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scrapy.utils.defer import deferred_f_from_coro_f
+from scrapy.utils.project import get_project_settings
+
+from contentcrawl import __version__
+from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
+from spiders_tests.conftest import open_store_for
+from spiders_tests.crawling import crawl
+from spiders_tests.fakes.musicbrainz import (
+    CONTACT,
+    DATA,
+    DUMP_TIMESTAMP,
+    ED_SHEERAN,
+    ERIC_ADAMS,
+    LATEST,
+    LOOKUP_FILES,
+    MANOWAR,
+    PERKELE,
+    TOMBS,
+    FakeMusicBrainz,
+    build_archive,
+    dump_docs,
+    dump_lines,
+    gaps,
+    recorded_searches,
+    sample_artists,
+    write_archive,
+)
+from spiders_tests.fakes.server import FakeResponse, FakeServer
+
+PROJECT_SLOTS = get_project_settings().getdict("DOWNLOAD_SLOTS")
+# Faster than MusicBrainz allows, for every test but the one of the real limit; the fake
+# still refuses two requests closer than FAST_INTERVAL (a slot that lost its delay), with
+# room for a busy machine's timer lateness.
+FAST_DELAY, FAST_INTERVAL = 0.05, 0.01
+FAST_SLOTS = {
+    **PROJECT_SLOTS,
+    "musicbrainz": {"concurrency": 1, "delay": FAST_DELAY, "jitter": 0},
+}
+USER_AGENT = f"contentcrawl/{__version__} ( {CONTACT} )"
+ARTISTS = sample_artists()
+
+
+def fast_fake(server: FakeServer, **kwargs: Any) -> FakeMusicBrainz:
+    return FakeMusicBrainz(server, min_interval=FAST_INTERVAL, **kwargs)
+
+
+def crawl_settings(
+    fake: FakeMusicBrainz, store_settings: dict[str, Any], **overrides: Any
+) -> dict[str, Any]:
+    return fake.settings(**{"DOWNLOAD_SLOTS": FAST_SLOTS, **store_settings, **overrides})
+
+
+def sqlite(tmp_path: Path) -> dict[str, Any]:
+    return {"MONGO_URI": "", "SQLITE_PATH": str(tmp_path / "store.sqlite3")}
+
+
+def stored(store_settings: dict[str, Any], collection: str) -> dict[str, dict[str, Any]]:
+    store = open_store_for(store_settings)
+    try:
+        return {doc["mbid"]: doc for doc in store.iter_documents(collection)}
+    finally:
+        store.close()
+
+
+def store_counts(stats: dict[str, Any], collection: str) -> dict[str, int]:
+    return {
+        outcome: stats.get(f"store/{collection}/{outcome}", 0)
+        for outcome in ("inserted", "updated", "unchanged", "failed")
+    }
+
+
+def lookups(fake: FakeMusicBrainz, mbid: str) -> int:
+    return len(fake.answered(rf"/ws/2/artist/{mbid}"))
+
+
+# --- API: search, lookup, browse --------------------------------------------------------------
+
+
+@deferred_f_from_coro_f
+async def test_search_lookup_and_browse_store_artist_and_all_albums(
+    fake_server: FakeServer, store_settings: dict[str, Any]
+) -> None:
+    fake = fast_fake(fake_server)
+    settings = crawl_settings(fake, store_settings, MUSICBRAINZ_PAGE_SIZE=5)
+
+    crawler = await crawl(MusicBrainzArtistsSpider, settings, query="Tombs")
+
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert store_counts(stats, "artists") == {
+        "inserted": 1,
+        "updated": 0,
+        "unchanged": 0,
+        "failed": 0,
+    }
+    assert store_counts(stats, "albums")["inserted"] == 12
+    assert stats["musicbrainz/browse/pages"] == 3  # 12 release groups, 5 a page
+    assert "musicbrainz/requests/failed" not in stats
+
+    (search,) = fake.answered(r"/ws/2/artist/?")
+    assert search.param("query") == "Tombs"
+    assert search.param("limit") == "5"  # never ws/2's default of 25
+    (lookup,) = fake.answered(rf"/ws/2/artist/{TOMBS}")
+    assert lookup.param("inc") == "aliases tags genres ratings url-rels"  # "+" decoded
+    browses = fake.answered(r"/ws/2/release-group/?")
+    assert [(hit.param("artist"), hit.param("offset"), hit.param("limit")) for hit in browses] == [
+        (TOMBS, "0", "5"),
+        (TOMBS, "5", "5"),
+        (TOMBS, "10", "5"),
+    ]
+    assert {hit.header("user-agent") for hit in fake.api_hits()} == {USER_AGENT}
+
+    artist = stored(store_settings, "artists")[TOMBS]
+    assert artist["name"] == "Tombs"
+    assert artist["begin_date"] == "2007"
+    assert artist["ended"] is False
+    assert artist["begin_area"]["name"] == "Brooklyn"
+    albums = stored(store_settings, "albums")
+    assert len(albums) == 12
+    assert all(album["artist_mbids"] == [TOMBS] for album in albums.values())
+    dates = {album["title"]: album["first_release_date"] for album in albums.values()}
+    assert dates["Tombs"] == "2007"
+    assert dates["Ashes"] == "2012-09"
+    assert dates["Winterhours"] == "2009-04-17"
+
+    # The fake sends every object with a new key order: nothing may look changed.
+    fake.next_run()
+    again = await crawl(MusicBrainzArtistsSpider, settings, query="Tombs")
+    stats = again.stats.get_stats()
+    assert store_counts(stats, "artists") == {
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 1,
+        "failed": 0,
+    }
+    assert store_counts(stats, "albums") == {
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 12,
+        "failed": 0,
+    }
+
+
+@deferred_f_from_coro_f
+async def test_search_pages_by_offset_until_its_count(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    fake = fast_fake(fake_server)
+    settings = crawl_settings(fake, sqlite(tmp_path), MUSICBRAINZ_PAGE_SIZE=4)
+
+    crawler = await crawl(MusicBrainzArtistsSpider, settings, query="Manowar")
+
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    searches = fake.answered(r"/ws/2/artist/?")
+    assert [hit.param("offset") for hit in searches] == ["0", "4"]  # count 6: two pages
+    recorded = {hit["id"] for hit in recorded_searches()["manowar"]}
+    assert set(stored(sqlite(tmp_path), "artists")) == recorded
+    assert stats["musicbrainz/search/results"] == 6
+    assert stats["musicbrainz/artists/looked_up"] == 6
+    # One browse each: the search artists have no release groups in the fake.
+    assert stats["musicbrainz/browse/pages"] == 6
+    assert "store/albums/inserted" not in stats
+
+
+@deferred_f_from_coro_f
+async def test_artist_found_by_several_queries_and_mbids_is_fetched_once(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    fake = fast_fake(fake_server)
+    settings = crawl_settings(
+        fake,
+        sqlite(tmp_path),
+        MUSICBRAINZ_QUERIES=["Manowar", "Eric Adams", "Womanowar", "Manowar"],
+    )
+
+    crawler = await crawl(MusicBrainzArtistsSpider, settings)
+
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert lookups(fake, ERIC_ADAMS) == 1
+    assert lookups(fake, MANOWAR) == 1
+    assert len(fake.answered(r"/ws/2/artist/[0-9a-f-]{36}")) == 6
+    # Eric Adams and Womanowar by their own searches too; the repeated search runs once.
+    assert len(fake.answered(r"/ws/2/artist/?")) == 3
+    assert stats["musicbrainz/artists/duplicate"] == 2
+    assert stats["store/artists/inserted"] == 6
+
+    fake.next_run()
+    given = await crawl(
+        MusicBrainzArtistsSpider,
+        settings,
+        query="Eric Adams",
+        mbids=f"{ERIC_ADAMS},{ERIC_ADAMS.upper()}",
+    )
+    assert given.stats.get_value("musicbrainz/artists/duplicate") == 2
+    assert lookups(fake, ERIC_ADAMS) == 2  # once in each run
+
+
+@deferred_f_from_coro_f
+async def test_unknown_and_malformed_mbids_are_counted_not_fatal(
+    fake_server: FakeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = fast_fake(fake_server)
+    unknown = "00000000-0000-4000-8000-000000000000"
+    with caplog.at_level(logging.WARNING):
+        crawler = await crawl(
+            MusicBrainzArtistsSpider,
+            crawl_settings(fake, sqlite(tmp_path)),
+            mbids=f"{unknown}, not-an-mbid ,{PERKELE}",
+        )
+
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert stats["musicbrainz/artists/not_found"] == 1
+    assert stats["musicbrainz/mbids/invalid"] == 1
+    assert f"Artist {unknown} not found (404)" in caplog.text
+    assert "'not-an-mbid' from -a mbids: not an MBID" in caplog.text
+    assert set(stored(sqlite(tmp_path), "artists")) == {PERKELE}
+    albums = stored(sqlite(tmp_path), "albums")
+    assert len(albums) == 15
+    demo = next(album for album in albums.values() if album["secondary_types"] == ["Demo"])
+    assert demo["primary_type"] is None
+
+
+@deferred_f_from_coro_f
+async def test_limit_caps_the_artists_looked_up(fake_server: FakeServer, tmp_path: Path) -> None:
+    fake = fast_fake(fake_server)
+    settings = crawl_settings(fake, sqlite(tmp_path), MUSICBRAINZ_PAGE_SIZE=10)
+
+    crawler = await crawl(MusicBrainzArtistsSpider, settings, query="Solstice", limit="3")
+
+    assert crawler.stats.get_value("store/artists/inserted") == 3
+    assert len(fake.answered(r"/ws/2/artist/?")) == 1  # no second search page
+
+
+# --- politeness: the rate limit, 503 + Retry-After, User-Agent ---------------------------
+
+
+@deferred_f_from_coro_f
+async def test_project_rate_never_puts_two_requests_in_one_second(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    fake = FakeMusicBrainz(fake_server)  # MusicBrainz's own 1 s
+    settings = fake.settings(**sqlite(tmp_path), MUSICBRAINZ_PAGE_SIZE=5)  # project slots
+
+    crawler = await crawl(MusicBrainzArtistsSpider, settings, query="Tombs")
+
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    hits = fake.api_hits()
+    assert len(hits) == 5  # search, lookup, 3 album pages
+    assert fake.rejected == []
+    assert fake_server.max_requests_in_window(1.0) == 1
+    assert min(gaps(hits)) >= 1.0
+    # Paced by the slot, not slowed further: close to MusicBrainz's 1 request/s.
+    assert max(gaps(hits)) < 1.3
+    assert stats["store/albums/inserted"] == 12
+
+
+def test_project_slot_keeps_a_margin_above_one_second() -> None:
+    """The slot's delay is measured where requests leave the queue; they reach the server a
+    few milliseconds apart from that, so a delay of exactly 1 s lets two land 0.999 s apart."""
+    settings = get_project_settings()
+    slot = settings.getdict("DOWNLOAD_SLOTS")["musicbrainz"]
+    rate = settings.getfloat("MUSICBRAINZ_REQUESTS_PER_SECOND")
+    assert slot["concurrency"] == 1
+    assert slot["jitter"] == 0
+    assert 1.0 / rate < slot["delay"] <= 1.05 / rate
+
+
+@deferred_f_from_coro_f
+async def test_503_with_retry_after_pauses_the_slot_then_retries(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    fake = fast_fake(fake_server, retry_after="1")
+    fake.reject_next = 2
+
+    crawler = await crawl(
+        MusicBrainzArtistsSpider, crawl_settings(fake, sqlite(tmp_path)), mbids=PERKELE
+    )
+
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert stats["retry/musicbrainz/503"] == 2
+    assert "retry/musicbrainz/gave_up" not in stats
+    hits = fake.api_hits()
+    assert [hit.path for hit in hits[:3]] == [f"/ws/2/artist/{PERKELE}"] * 3
+    # Each retry waits out the Retry-After instead of piling onto an over-limit server.
+    assert gaps(hits[:3])[0] >= 0.95
+    assert gaps(hits[:3])[1] >= 0.95
+    assert len(fake.rejected) == 2
+    assert set(stored(sqlite(tmp_path), "artists")) == {PERKELE}
+
+
+@deferred_f_from_coro_f
+async def test_too_fast_a_slot_is_refused_and_slowed_down(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    fake = FakeMusicBrainz(fake_server, min_interval=0.5, retry_after="1")
+
+    crawler = await crawl(
+        MusicBrainzArtistsSpider,
+        crawl_settings(fake, sqlite(tmp_path), MUSICBRAINZ_PAGE_SIZE=5),
+        mbids=TOMBS,
+    )
+
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert stats["store/albums/inserted"] == 12
+    assert stats["retry/musicbrainz/503"] >= 1
+    # After each refusal the slot waits the Retry-After: refusals never come back to back.
+    accepted = fake.answered()
+    assert len(accepted) == 4
+    assert len(fake.rejected) <= len(accepted)
+
+
+@deferred_f_from_coro_f
+async def test_missing_contact_refuses_to_start(
+    fake_server: FakeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = fast_fake(fake_server)
+    settings = crawl_settings(fake, sqlite(tmp_path), MUSICBRAINZ_CONTACT="  ")
+
+    with caplog.at_level(logging.ERROR):
+        crawler = await crawl(MusicBrainzArtistsSpider, settings, query="Tombs")
+
+    assert crawler.stats.get_value("finish_reason") == "musicbrainz_contact_missing"
+    assert crawler.stats.get_value("log_count/ERROR") == 1
+    assert "MUSICBRAINZ_CONTACT is not set" in caplog.text
+    assert fake_server.hits() == []
+
+
+@deferred_f_from_coro_f
+async def test_nothing_to_crawl_is_a_clear_error(
+    fake_server: FakeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = fast_fake(fake_server)
+    with caplog.at_level(logging.ERROR):
+        crawler = await crawl(MusicBrainzArtistsSpider, crawl_settings(fake, sqlite(tmp_path)))
+    assert crawler.stats.get_value("finish_reason") == "nothing_to_crawl"
+    assert "MUSICBRAINZ_QUERIES" in caplog.text
+    assert fake_server.hits() == []
+
+
+@deferred_f_from_coro_f
+async def test_request_out_of_retries_is_logged_and_counted(
+    fake_server: FakeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = fast_fake(fake_server, retry_after="0")
+    fake.reject_next = 2
+    settings = crawl_settings(fake, sqlite(tmp_path), RETRY_TIMES=1)
+
+    with caplog.at_level(logging.ERROR):
+        crawler = await crawl(MusicBrainzArtistsSpider, settings, mbids=PERKELE)
+
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert stats["retry/musicbrainz/gave_up"] == 1
+    assert stats["musicbrainz/requests/failed"] == 1
+    assert (
+        f"MusicBrainz request lost: GET {fake.server.url}/ws/2/artist/{PERKELE}?fmt=json"
+        "&inc=aliases+tags+genres+ratings+url-rels: HTTP 503: Your requests are exceeding "
+        "the allowable rate limit" in caplog.text
+    )
+
+
+@deferred_f_from_coro_f
+async def test_unreadable_answer_is_logged_and_counted(
+    fake_server: FakeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Registered before the fake's own routes, so it answers Perkele's lookup.
+    fake_server.route("GET", rf"/ws/2/artist/{PERKELE}")(
+        lambda request: FakeResponse(200, b"<html>Down for maintenance</html>", {})
+    )
+    fake = fast_fake(fake_server)
+
+    with caplog.at_level(logging.ERROR):
+        crawler = await crawl(
+            MusicBrainzArtistsSpider,
+            crawl_settings(fake, sqlite(tmp_path)),
+            mbids=f"{PERKELE},{TOMBS}",
+        )
+
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert stats["musicbrainz/requests/failed"] == 1
+    assert "not an artist: '<html>Down for maintenance</html>'" in caplog.text
+    assert set(stored(sqlite(tmp_path), "artists")) == {TOMBS}
+
+
+# --- dumps --------------------------------------------------------------------------------
+
+
+def dump_fake(server: FakeServer, tmp_path: Path) -> FakeMusicBrainz:
+    files = {
+        f"{entity}.tar.xz": build_archive(entity, dump_docs(entity), tmp_path / "built")
+        for entity in ("artist", "release-group")
+    }
+    return fast_fake(server, dumps=files)
+
+
+def dump_settings(store_settings: dict[str, Any], tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    return {**store_settings, "DUMPS_DIR": str(tmp_path / "dumps"), **extra}
+
+
+@deferred_f_from_coro_f
+async def test_latest_dumps_import_then_reimport_writes_nothing(
+    fake_server: FakeServer, store_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    fake = dump_fake(fake_server, tmp_path)
+    settings = fake.settings(**dump_settings(store_settings, tmp_path))
+    artists, groups = len(dump_docs("artist")), len(dump_docs("release-group"))
+
+    crawler = await crawl(MusicBrainzArtistsSpider, settings, mode="dump")
+
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert stats["dumps/download/downloaded"] == 2
+    assert store_counts(stats, "artists")["inserted"] == artists
+    assert store_counts(stats, "albums")["inserted"] == groups
+    assert stats["musicbrainz/dump/records/artist"] == artists
+    assert stats["musicbrainz/dump/records/release-group"] == groups
+    assert "musicbrainz/dump/bad_lines" not in stats
+    assert [hit.path for hit in fake_server.hits()] == [
+        "/pub/musicbrainz/data/json-dumps/LATEST",
+        f"/pub/musicbrainz/data/json-dumps/{LATEST}/artist.tar.xz",
+        f"/pub/musicbrainz/data/json-dumps/{LATEST}/release-group.tar.xz",
+    ]
+    assert {hit.header("user-agent") for hit in fake_server.hits()} == {USER_AGENT}
+    store = open_store_for(store_settings)
+    try:
+        state = store.get_state("musicbrainz_artists/dump/artist.tar.xz")
+        tombs = store.get("artists", TOMBS)
+        album = next(doc for doc in store.iter_documents("albums") if doc["title"] == "Savage Gold")
+    finally:
+        store.close()
+    assert state is not None
+    assert state["complete"] is True
+    assert state["timestamp"] == DUMP_TIMESTAMP
+    assert state["records"] == {"artist": artists}
+    assert tombs is not None
+    assert tombs["begin_area"]["name"] == "Brooklyn"
+    assert album["artist_mbids"] == [TOMBS]
+
+    again = await crawl(MusicBrainzArtistsSpider, settings, mode="dump")
+    stats = again.stats.get_stats()
+    assert stats["dumps/download/not_modified"] == 2
+    assert store_counts(stats, "artists") == {
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": artists,
+        "failed": 0,
+    }
+    assert store_counts(stats, "albums") == {
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": groups,
+        "failed": 0,
+    }
+
+
+@deferred_f_from_coro_f
+async def test_dump_and_api_give_the_same_records(fake_server: FakeServer, tmp_path: Path) -> None:
+    fake = dump_fake(fake_server, tmp_path)
+    settings = crawl_settings(fake, dump_settings(sqlite(tmp_path), tmp_path))
+    await crawl(MusicBrainzArtistsSpider, settings, mode="dump")
+
+    crawler = await crawl(
+        MusicBrainzArtistsSpider, settings, mbids=f"{TOMBS},{ED_SHEERAN},{PERKELE}"
+    )
+
+    stats = crawler.stats.get_stats()
+    assert store_counts(stats, "artists") == {
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 3,
+        "failed": 0,
+    }
+    assert store_counts(stats, "albums") == {
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 12 + 15 + 1,
+        "failed": 0,
+    }
+
+
+@deferred_f_from_coro_f
+async def test_plain_json_lines_dump_needs_no_contact(tmp_path: Path) -> None:
+    plain = tmp_path / "artist.jsonl"
+    plain.write_bytes(b"".join(dump_lines(dump_docs("artist"))))
+    settings = dump_settings(sqlite(tmp_path), tmp_path, MUSICBRAINZ_CONTACT="")
+
+    crawler = await crawl(MusicBrainzArtistsSpider, settings, mode="dump", dump=str(plain))
+
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert stats["store/artists/inserted"] == len(ARTISTS)
+    assert not (tmp_path / "dumps").exists()
+
+
+@deferred_f_from_coro_f
+async def test_bad_lines_are_counted_and_skipped_and_limit_holds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lines = list(dump_lines(dump_docs("release-group")[:5]))
+    lines[1:1] = [b"{not json\n", b'{"title": "no id"}\n', b"\n"]
+    archive = write_archive(tmp_path / "release-group.tar.xz", "release-group", lines)
+    settings = dump_settings(sqlite(tmp_path), tmp_path)
+
+    with caplog.at_level(logging.WARNING):
+        crawler = await crawl(MusicBrainzArtistsSpider, settings, mode="dump", dump=str(archive))
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert stats["store/albums/inserted"] == 5
+    assert stats["musicbrainz/dump/bad_lines"] == 2
+    assert stats["musicbrainz/dump/bad_lines/json"] == 1
+    assert stats["musicbrainz/dump/bad_lines/fields"] == 1
+    assert "release-group.tar.xz release-group line 2 skipped (json)" in caplog.text
+
+    limited = await crawl(
+        MusicBrainzArtistsSpider, settings, mode="dump", dump=str(archive), limit="3"
+    )
+    assert limited.stats.get_value("store/albums/unchanged") == 3
+
+
+@deferred_f_from_coro_f
+async def test_truncated_archive_keeps_what_it_read_and_is_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    docs = list(dump_docs("artist")) * 40  # enough lines to cut through the data member
+    whole = write_archive(tmp_path / "whole" / "artist.tar.xz", "artist", dump_lines(docs))
+    cut = tmp_path / "artist.tar.xz"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    settings = dump_settings(sqlite(tmp_path), tmp_path)
+
+    with caplog.at_level(logging.ERROR):
+        crawler = await crawl(MusicBrainzArtistsSpider, settings, mode="dump", dump=str(cut))
+
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert stats["musicbrainz/dump/bad_lines/truncated"] == 1
+    assert 0 < stats["musicbrainz/dump/lines"] < len(docs)
+    assert stats["store/artists/inserted"] > 0
+    assert "artist.tar.xz is truncated" in caplog.text
+    assert stats["sync_state/not_saved"] == 1
+
+
+@deferred_f_from_coro_f
+async def test_missing_latest_or_archive_closes_with_a_reason(
+    fake_server: FakeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    artists = build_archive("artist", dump_docs("artist")[:2], tmp_path / "built")
+    fake = fast_fake(fake_server, dumps={"artist.tar.xz": artists})
+    settings = fake.settings(**dump_settings(sqlite(tmp_path), tmp_path))
+
+    with caplog.at_level(logging.ERROR):
+        nowhere = await crawl(
+            MusicBrainzArtistsSpider,
+            {**settings, "MUSICBRAINZ_DUMPS_URL": f"{fake_server.url}/nowhere"},
+            mode="dump",
+        )
+        missing = await crawl(MusicBrainzArtistsSpider, settings, mode="dump")
+
+    assert nowhere.stats.get_value("finish_reason") == "dump_latest_unavailable"
+    assert "/nowhere/LATEST answered HTTP 404" in caplog.text
+    # The artists were imported; the release groups' archive is not there.
+    assert missing.stats.get_value("finish_reason") == "dump_download_failed"
+    assert missing.stats.get_value("store/artists/inserted") == 2
+    assert "release-group.tar.xz: HTTP 404" in caplog.text
+
+
+@deferred_f_from_coro_f
+async def test_unknown_plain_dump_name_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    plain = tmp_path / "sample.jsonl"
+    plain.write_bytes(b"".join(dump_lines(dump_docs("artist")[:2])))
+    with caplog.at_level(logging.ERROR):
+        crawler = await crawl(
+            MusicBrainzArtistsSpider,
+            dump_settings(sqlite(tmp_path), tmp_path),
+            mode="dump",
+            dump=str(plain),
+        )
+    assert crawler.stats.get_value("finish_reason") == "dump_unknown_entity"
+    assert "cannot tell which entity" in caplog.text
+
+
+def test_dump_lines_are_the_recorded_entity_json() -> None:
+    """The sample dump is made of recorded bodies, not invented records."""
+    tombs = next(doc for doc in dump_docs("artist") if doc["id"] == TOMBS)
+    recorded = json.loads((DATA / LOOKUP_FILES[TOMBS]).read_text(encoding="utf-8"))
+    recorded.pop("release-groups")
+    assert tombs == recorded
