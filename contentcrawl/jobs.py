@@ -62,6 +62,9 @@ JOBS: tuple[Job, ...] = (
     _tmdb("networks", "weekly", "export"),
     _tmdb("keywords", "weekly", "export", SPIDERMON_MIN_ITEMS="1"),
     Job("igdb_games-full", "igdb_games", "weekly", {"mode": "full"}, {"SPIDERMON_MIN_ITEMS": "1"}),
+    # MusicBrainz publishes its JSON dumps twice a week; at 1 request/s the API is for
+    # top-ups of chosen artists (MUSICBRAINZ_QUERIES), the dumps for coverage.
+    Job("musicbrainz_artists-dump", "musicbrainz_artists", "weekly", {"mode": "dump"}),
     # Monthly: Open Library's dumps. Authors first: editions look author names up.
     Job("openlibrary_authors-dump", "openlibrary_authors", "monthly"),
     Job("openlibrary_works-dump", "openlibrary_works", "monthly"),
