@@ -19,6 +19,7 @@ recorder (``contentcrawl.extensions.runs``) reads them and marks the run failed.
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any, ClassVar
 
 from spidermon import Monitor, MonitorSuite, monitors
@@ -30,6 +31,10 @@ from spidermon.contrib.scrapy.monitors import (
     UnwantedHTTPCodesMonitor,
 )
 from spidermon.core.actions import Action
+
+# spidermon 1.27 reports through Spider.log(), deprecated in Scrapy 2.19: one warning per
+# run in every crawl's log, about code that is not ours.
+warnings.filterwarnings("ignore", message=r"Spider\.log\(\) is deprecated", module="spidermon")
 
 
 def stat_name(monitor_name: str) -> str:

@@ -204,11 +204,14 @@ DOWNLOADER_MIDDLEWARES = {
     "contentcrawl.middlewares.tmdb_auth.TmdbAuthMiddleware": 950,
     # After the retry middleware: a retried request is signed with the current token.
     "contentcrawl.middlewares.igdb_oauth.IgdbOAuthMiddleware": 560,
+    # Last before the network: an account lease is held only while the request goes out.
+    "contentcrawl.middlewares.redis_limits.RedisAccountLimits": 990,
 }
 EXTENSIONS = {
     "scrapy.extensions.throttle.AutoThrottle": None,
     "contentcrawl.extensions.slot_throttle.SlotAutoThrottle": 0,
     "contentcrawl.extensions.log_redaction.LogRedaction": 0,
+    "contentcrawl.extensions.distributed.DistributedRun": 50,
     "contentcrawl.extensions.sync_state.SyncState": 100,
     "spidermon.contrib.scrapy.extensions.Spidermon": 500,
     "contentcrawl.extensions.progress.Progress": 800,
@@ -243,6 +246,23 @@ SPIDERMON_UNWANTED_HTTP_CODES = {
 }
 # Largest share of records validation may drop before the run counts as failed.
 MONITOR_MAX_DROPPED_SHARE = _env_float("MONITOR_MAX_DROPPED_SHARE", 0.01)
+
+# --- Many workers (README "Many workers on many machines") ---------------------------------
+# Set: requests go through one shared scrapy-redis queue and duplicate filter, one worker
+# seeds the ids, and IGDB's account limits hold across workers (DistributedAddon).
+REDIS_URL = _env("REDIS_URL")
+DISTRIBUTED_SEED_BATCH = _env_int("DISTRIBUTED_SEED_BATCH", 500)  # ids pushed per batch
+# The seeder waits while the shared queue holds more requests than this.
+DISTRIBUTED_QUEUE_HIGH_WATER = _env_int("DISTRIBUTED_QUEUE_HIGH_WATER", 2000)
+DISTRIBUTED_TICK = _env_float("DISTRIBUTED_TICK", 0.5)  # s between state reports
+DISTRIBUTED_LOCK_TTL = _env_float("DISTRIBUTED_LOCK_TTL", 30.0)  # a dead seeder's lock frees
+DISTRIBUTED_WORKER_TTL = _env_float("DISTRIBUTED_WORKER_TTL", 30.0)  # a dead worker stops counting
+DISTRIBUTED_RECONCILE_ROUNDS = _env_int("DISTRIBUTED_RECONCILE_ROUNDS", 2)
+# slot -> {"rate": requests/s, "concurrency": open requests} held in Redis for all workers;
+# empty: IGDB's, from IGDB_REQUESTS_PER_SECOND and IGDB_CONCURRENCY.
+REDIS_ACCOUNT_LIMITS: dict[str, dict[str, float]] = {}
+REDIS_LIMITS_POLL = 0.05  # seconds between tries for an open-request lease
+ADDONS = {"contentcrawl.extensions.distributed.DistributedAddon": 0}
 
 # --- Read API (`python -m contentcrawl.api`) ----------------------------------------------
 API_HOST = _env("API_HOST", "127.0.0.1")

@@ -39,6 +39,7 @@ from scrapy.exceptions import CloseSpider
 from scrapy.spidermiddlewares.httperror import HttpError
 
 from contentcrawl.dumps import DownloadError, DumpFile, DumpReadError, ItemFlow, fetch_dump
+from contentcrawl.extensions.distributed import DistributedRun
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import (
     CollectionItem,
@@ -577,6 +578,8 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         self._rejected = False
         # Ids TMDB answered 404 for (deleted or merged): flagged in the store at the end.
         self._not_found: set[int] = set()
+        # The shared Redis run when REDIS_URL is set (contentcrawl.extensions.distributed).
+        self.distributed: DistributedRun | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -632,6 +635,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
                 "contentcrawl.extensions.sync_state.SyncState: enable it in EXTENSIONS"
             )
         self.sync = sync
+        self.distributed = self.crawler.get_extension(DistributedRun)
         self.logger.info(
             "%s: mode=%s api=%s exports=%s language=%s auth=%s include_adult=%s limit=%s "
             "filters=%s",
@@ -645,6 +649,20 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             self.limit,
             self.filters if self.filters.active else "none",
         )
+        source = self.distributed_source()
+        if self.distributed is not None:
+            # One worker reads the id source; the others consume the shared queue.
+            source = self.distributed.start(source)
+        async for request_or_item in source:
+            yield request_or_item
+
+    # -- distributed runs (contentcrawl.extensions.distributed.DistributedSpider) -----------
+    @property
+    def distributed_collection(self) -> str:
+        return self.item_class.collection
+
+    def distributed_source(self) -> AsyncIterator[Any]:
+        """The requests (and items) this run's mode finds its ids with."""
         modes = {
             "export": self._start_export,
             "changes": self._start_changes,
@@ -654,8 +672,36 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             "missing": self._start_missing,
             "failed": self.replay_failures,
         }
-        async for request_or_item in modes[self.mode]():
-            yield request_or_item
+        return modes[self.mode]()
+
+    def distributed_key(self, request_or_item: Any) -> str | None:
+        """The TMDB id of a detail request or a record, None for listing pages."""
+        if isinstance(request_or_item, ContentItem):
+            return str(getattr(request_or_item, self.item_class.key_field))
+        if getattr(request_or_item, "callback", None) == self.parse_record:
+            return str(request_or_item.cb_kwargs["tmdb_id"])
+        return None
+
+    def distributed_request(self, key: str) -> Request:
+        """A detail request for ``key`` past the dupefilter (the reconcile's second try)."""
+        tmdb_id = int(key)
+        params: dict[str, Any] = {"language": self.language}
+        if self.append_to_response:
+            params["append_to_response"] = ",".join(self.append_to_response)
+        return self._api_request(
+            f"{self.api_kind}/{tmdb_id}",
+            params,
+            callback=self.parse_record,
+            errback=self.errback_record,
+            cb_kwargs={"tmdb_id": tmdb_id},
+            priority=1,
+            dont_filter=True,
+        )
+
+    def _settle(self, tmdb_id: int) -> None:
+        """An id that ends without a record (404, filtered): the reconcile leaves it."""
+        if self.distributed is not None:
+            self.distributed.settle(str(tmdb_id))
 
     async def _start_ids(self) -> AsyncIterator[Any]:
         async for request in self._detail_requests(self.ids):
@@ -899,6 +945,12 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         for tmdb_id in ids:
             if self._limit_reached():
                 return
+            if self.distributed is not None:
+                # Answers come back to other workers: the shared queue's length bounds it.
+                request = self._detail_request(tmdb_id)
+                if request is not None:
+                    yield request
+                continue
             while self._outstanding >= self.backlog:
                 self._room.clear()
                 await self._room.wait()
@@ -940,10 +992,10 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
 
     def _api_request(self, path: str, params: dict[str, Any], **kwargs: Any) -> Request:
         meta = {"handle_httpstatus_list": [401, 404]}
-        # Ids are de-duplicated here; the dupefilter would only hold a million fingerprints.
-        return self.request(
-            f"{self.api_url}/{path}?{urlencode(params)}", meta=meta, dont_filter=True, **kwargs
-        )
+        # Alone, a worker de-duplicates ids itself (the dupefilter would only hold a million
+        # fingerprints); distributed, the shared Redis dupefilter does it across workers.
+        kwargs.setdefault("dont_filter", self.distributed is None)
+        return self.request(f"{self.api_url}/{path}?{urlencode(params)}", meta=meta, **kwargs)
 
     def parse_record(self, response: Response, tmdb_id: int) -> Iterator[Any]:
         """A detail response: the record's item (or a 404 counted as not found)."""
@@ -999,6 +1051,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         reason = filter_reason(item, self.filters)
         if reason is not None:
             self.crawler.stats.inc_value(f"{self.stat_prefix}/filtered/{reason}")
+            self._settle(getattr(item, item.key_field))
             return
         self._progress()
         yield item
@@ -1025,6 +1078,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             self.crawler.stats.inc_value(f"{self.stat_prefix}/not_found")
             self.logger.debug("%s %s not found (deleted or merged)", self.api_kind, tmdb_id)
             self._not_found.add(tmdb_id)
+            self._settle(tmdb_id)
             return None
         try:
             payload = response.json()

@@ -1,0 +1,243 @@
+"""Distributed runs: worker processes on a real redis-server against the local fakes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+from scrapy.utils.project import get_project_settings
+
+from contentcrawl.extensions.distributed import distributed_settings
+from spiders_tests.conftest import open_store_for
+from spiders_tests.fakes.igdb import FakeIgdb, sample_games
+from spiders_tests.fakes.server import FakeServer
+from spiders_tests.fakes.tmdb import TmdbFake, movie_550
+from spiders_tests.redis_server import redis_server
+
+REPO = Path(__file__).resolve().parent.parent
+TODAY = datetime.now(UTC).date()
+EXTENSION = "contentcrawl.extensions.distributed.DistributedRun"
+LIMITS = "contentcrawl.middlewares.redis_limits.RedisAccountLimits"
+DETAIL = r"/3/movie/(\d+)"
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+def setting_args(redis_url: str, **extra: Any) -> list[str]:
+    """``-s`` options putting a worker in distributed mode (the project's settings + ours)."""
+    project = get_project_settings()
+    extensions = {**project.getdict("EXTENSIONS"), EXTENSION: 50}
+    middlewares = {**project.getdict("DOWNLOADER_MIDDLEWARES"), LIMITS: 990}
+    settings = {
+        **distributed_settings(redis_url, project.getdict("DOWNLOAD_SLOTS")),
+        "EXTENSIONS": extensions,
+        "DOWNLOADER_MIDDLEWARES": middlewares,
+        "DISTRIBUTED_TICK": 0.2,
+        "DISTRIBUTED_LOCK_TTL": 2,
+        "DISTRIBUTED_WORKER_TTL": 2,
+        **extra,
+    }
+    args = []
+    for name, value in settings.items():
+        text = json.dumps(value) if isinstance(value, dict | list | bool) else str(value)
+        args += ["-s", f"{name}={text}"]
+    return args
+
+
+def start_worker(
+    spider: str, env: dict[str, str], args: list[str], workdir: Path, number: int
+) -> subprocess.Popen[bytes]:
+    log = (workdir / f"worker{number}.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "scrapy", "crawl", spider, *args],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def worker_env(sqlite_path: Path, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "SCRAPY_SETTINGS_MODULE": "contentcrawl.settings",
+        "PYTHONPATH": str(REPO),
+        "CONTENTCRAWL_ENV_FILE": "/dev/null",
+        "SQLITE_PATH": str(sqlite_path),
+        "MONGO_URI": "",
+        "PROGRESS_LIVE": "0",
+        "SPIDERMON_ENABLED": "0",
+        **extra,
+    }
+    return env
+
+
+def wait_all(workers: list[subprocess.Popen[bytes]], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    codes = []
+    for worker in workers:
+        try:
+            codes.append(worker.wait(timeout=max(0.1, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            for other in workers:
+                other.kill()
+            raise
+    return codes
+
+
+@pytest.fixture
+def tmdb(fake_server: FakeServer) -> Iterator[TmdbFake]:
+    exports = FakeServer().start()
+    fake = TmdbFake(fake_server, exports, rate_limit=10_000)
+    yield fake
+    exports.stop()
+
+
+def movie_catalogue(fake: TmdbFake, count: int) -> list[int]:
+    """``count`` movies served by the fake and listed in today's export."""
+    template = movie_550()
+    ids = list(range(1000, 1000 + count))
+    for tmdb_id in ids:
+        fake.add_clone("movie", template, tmdb_id)
+    fake.add_export("movie_ids", TODAY, [{"id": i, "adult": False, "video": False} for i in ids])
+    return ids
+
+
+def tmdb_env(fake: TmdbFake, sqlite_path: Path, rate: int) -> dict[str, str]:
+    settings = fake.settings()
+    return worker_env(
+        sqlite_path,
+        TMDB_API_URL=settings["TMDB_API_URL"],
+        TMDB_EXPORTS_URL=settings["TMDB_EXPORTS_URL"],
+        TMDB_READ_ACCESS_TOKEN=settings["TMDB_READ_ACCESS_TOKEN"],
+        TMDB_REQUESTS_PER_SECOND=str(rate),
+        DUMPS_DIR="dumps",
+    )
+
+
+def stored_movie_ids(sqlite_path: Path) -> set[int]:
+    with open_store_for({"SQLITE_PATH": str(sqlite_path), "MONGO_URI": ""}) as store:
+        return {document["tmdb_id"] for document in store.iter_documents("movies")}
+
+
+def detail_hits(fake: TmdbFake) -> Counter[int]:
+    return Counter(
+        int(hit.path.rsplit("/", 1)[1]) for hit in fake.api.hits(DETAIL) if hit.method == "GET"
+    )
+
+
+def test_three_workers_fetch_every_id_once_and_store_every_record(
+    tmdb: TmdbFake, redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    ids = movie_catalogue(tmdb, 240)
+    sqlite_path = tmp_path / "shared.sqlite3"
+    env = tmdb_env(tmdb, sqlite_path, rate=25)
+    args = ["-a", "mode=export", *setting_args(redis_url, DISTRIBUTED_SEED_BATCH=40)]
+    workers = [start_worker("tmdb_movies", env, args, tmp_path, n) for n in range(3)]
+
+    codes = wait_all(workers, timeout=50)
+
+    assert codes == [0, 0, 0], [(tmp_path / f"worker{n}.log").read_text()[-3000:] for n in range(3)]
+    hits = detail_hits(tmdb)
+    assert set(hits) == set(ids)
+    assert set(hits.values()) == {1}, "an id was fetched more than once"
+    assert stored_movie_ids(sqlite_path) == set(ids)
+    # The export was read by one worker only, and the other two did part of the work.
+    assert len(tmdb.exports.hits(r"/p/exports/movie_ids_.*", method="GET")) == 1
+    logs = [(tmp_path / f"worker{n}.log").read_text() for n in range(3)]
+    assert sum("seeds the run" in log for log in logs) == 1
+    assert all("'item_scraped_count'" in log for log in logs), "a worker fetched nothing"
+    # The run's keys are gone: the next run starts afresh.
+    assert not [key for key in redis.keys("contentcrawl:tmdb_movies:*") if not key.endswith("done")]
+
+
+def test_a_killed_worker_loses_no_record(
+    tmdb: TmdbFake, redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    ids = movie_catalogue(tmdb, 300)
+    sqlite_path = tmp_path / "shared.sqlite3"
+    env = tmdb_env(tmdb, sqlite_path, rate=25)
+    args = [
+        "-a",
+        "mode=export",
+        *setting_args(redis_url, DISTRIBUTED_SEED_BATCH=20, DISTRIBUTED_QUEUE_HIGH_WATER=40),
+    ]
+    workers = [start_worker("tmdb_movies", env, args, tmp_path, n) for n in range(3)]
+    deadline = time.monotonic() + 30
+    while len(detail_hits(tmdb)) < len(ids) // 2:
+        assert time.monotonic() < deadline, "the workers did not get halfway"
+        time.sleep(0.05)
+    # Kill the seeder mid-seed: its lost requests and the rest of the source must come back.
+    holder = redis.get("contentcrawl:tmdb_movies:lock") or ""
+    victim = next((w for w in workers if f":{w.pid}:" in holder), workers[0])
+    victim.send_signal(signal.SIGKILL)
+    survivors = [w for w in workers if w is not victim]
+
+    codes = wait_all(survivors, timeout=50)
+
+    assert codes == [0, 0]
+    assert stored_movie_ids(sqlite_path) == set(ids)
+    logs = "".join((tmp_path / f"worker{n}.log").read_text() for n in range(3))
+    assert "distributed/seed/takeover" in logs or "Reconcile round" in logs
+
+
+def test_the_igdb_account_limit_holds_across_three_workers(
+    fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    igdb = FakeIgdb(fake_server, sample_games(120), requests_per_second=4, max_open=8, latency=0.3)
+    settings = igdb.settings()
+    envs = [
+        worker_env(
+            tmp_path / f"igdb{n}.sqlite3",
+            IGDB_API_URL=settings["IGDB_API_URL"],
+            TWITCH_TOKEN_URL=settings["TWITCH_TOKEN_URL"],
+            IGDB_CLIENT_ID=settings["IGDB_CLIENT_ID"],
+            IGDB_CLIENT_SECRET=settings["IGDB_CLIENT_SECRET"],
+            IGDB_PAGE_SIZE="10",
+        )
+        for n in range(3)
+    ]
+    # Three independent crawls (own scheduler, own store) on one account: alone, each
+    # would go at 3.7/s with 7 open; together, 11/s and 21 open without the shared limit.
+    args = [
+        "-a",
+        "mode=full",
+        "-a",
+        "limit=120",
+        *setting_args(redis_url, SCHEDULER="scrapy.core.scheduler.Scheduler"),
+    ]
+    workers = [start_worker("igdb_games", envs[n], args, tmp_path, n) for n in range(3)]
+
+    codes = wait_all(workers, timeout=55)
+
+    assert codes == [0, 0, 0], [(tmp_path / f"worker{n}.log").read_text()[-3000:] for n in range(3)]
+    report = igdb.report()
+    assert report["statuses"].get("429", 0) == 0
+    assert report["max_open"] <= 7
+    assert fake_server.max_requests_in_window(1.0, r"/v4/.*") <= 4
+    # Several workers took part, and had to wait for each other.
+    logs = [(tmp_path / f"worker{n}.log").read_text() for n in range(3)]
+    assert sum("redis_limits/igdb/waited" in log for log in logs) >= 2
