@@ -16,9 +16,7 @@ from typing import Any
 
 import pytest
 from redis import Redis
-from scrapy.utils.project import get_project_settings
 
-from contentcrawl.extensions.distributed import distributed_settings
 from spiders_tests.conftest import open_store_for
 from spiders_tests.fakes.igdb import FakeIgdb, sample_games
 from spiders_tests.fakes.server import FakeServer
@@ -47,14 +45,9 @@ def redis(redis_url: str) -> Iterator[Redis]:
 
 
 def setting_args(redis_url: str, **extra: Any) -> list[str]:
-    """``-s`` options putting a worker in distributed mode (the project's settings + ours)."""
-    project = get_project_settings()
-    extensions = {**project.getdict("EXTENSIONS"), EXTENSION: 50}
-    middlewares = {**project.getdict("DOWNLOADER_MIDDLEWARES"), LIMITS: 990}
+    """``-s`` options putting a worker in distributed mode: REDIS_URL does it (DistributedAddon)."""
     settings = {
-        **distributed_settings(redis_url, project.getdict("DOWNLOAD_SLOTS")),
-        "EXTENSIONS": extensions,
-        "DOWNLOADER_MIDDLEWARES": middlewares,
+        "REDIS_URL": redis_url,
         "DISTRIBUTED_TICK": 0.2,
         "DISTRIBUTED_LOCK_TTL": 2,
         "DISTRIBUTED_WORKER_TTL": 2,
@@ -227,7 +220,11 @@ def test_the_igdb_account_limit_holds_across_three_workers(
         "mode=full",
         "-a",
         "limit=120",
-        *setting_args(redis_url, SCHEDULER="scrapy.core.scheduler.Scheduler"),
+        *setting_args(
+            redis_url,
+            SCHEDULER="scrapy.core.scheduler.Scheduler",
+            DUPEFILTER_CLASS="scrapy.dupefilters.RFPDupeFilter",
+        ),
     ]
     workers = [start_worker("igdb_games", envs[n], args, tmp_path, n) for n in range(3)]
 
@@ -238,6 +235,7 @@ def test_the_igdb_account_limit_holds_across_three_workers(
     assert report["statuses"].get("429", 0) == 0
     assert report["max_open"] <= 7
     assert fake_server.max_requests_in_window(1.0, r"/v4/.*") <= 4
-    # Several workers took part, and had to wait for each other.
+    # Every worker fetched its pages, and they had to wait for each other.
     logs = [(tmp_path / f"worker{n}.log").read_text() for n in range(3)]
+    assert all("'store/games/inserted': 120" in log for log in logs)
     assert sum("redis_limits/igdb/waited" in log for log in logs) >= 2
