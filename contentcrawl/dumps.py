@@ -24,11 +24,12 @@ import time
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from http.client import HTTPException
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from scrapy import signals
@@ -447,6 +448,59 @@ class DumpFile:
 
 
 # --- in a crawl ---------------------------------------------------------------------------
+
+
+# Lines a worker thread reads and maps in one trip: big enough to amortise the hand-over,
+# small enough that two batches in memory stay a few MB.
+BATCH_LINES = 1000
+
+
+class DumpBatch(Protocol):
+    """What ``read_ahead`` needs of a batch: its items and whether the file ended."""
+
+    items: list[Any]
+    end: bool
+
+
+BatchT = TypeVar("BatchT", bound=DumpBatch)
+
+
+async def read_ahead(
+    read_batch: Callable[[int], BatchT], limit: int | None
+) -> AsyncIterator[BatchT]:
+    """Batches of ``read_batch(max_items)`` run in a worker thread, the next one read while
+    the caller yields this one's items; stops at the end of the file or at ``limit`` items.
+
+    Closing the iterator (a spider closed mid-dump) waits for the batch in flight, so the
+    caller may close the file right after.
+    """
+    produced = 0
+
+    def next_batch() -> asyncio.Future[BatchT]:
+        budget = BATCH_LINES if limit is None else min(BATCH_LINES, limit - produced)
+        return asyncio.ensure_future(asyncio.to_thread(read_batch, budget))
+
+    pending = next_batch()
+    try:
+        while True:
+            batch = await pending
+            produced += len(batch.items)
+            done = batch.end or (limit is not None and produced >= limit)
+            if not done:
+                pending = next_batch()
+            yield batch
+            if done:
+                return
+    finally:
+        if not pending.done():
+            await asyncio.wait([pending])
+
+
+def reading_ahead(
+    read_batch: Callable[[int], BatchT], limit: int | None
+) -> aclosing[AsyncIterator[BatchT]]:
+    """``read_ahead`` as an ``async with`` block that closes it, whoever stops first."""
+    return aclosing(read_ahead(read_batch, limit))
 
 
 async def fetch_dump(crawler: Crawler, location: str) -> DownloadResult:

@@ -17,7 +17,6 @@ named by its file name.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import lzma
 import re
@@ -31,6 +30,7 @@ from typing import IO, TYPE_CHECKING, Any
 from scrapy.exceptions import CloseSpider
 
 from contentcrawl.dumps import (
+    BATCH_LINES,
     DownloadError,
     DownloadResult,
     DumpFile,
@@ -38,6 +38,7 @@ from contentcrawl.dumps import (
     Progress,
     fetch_dump,
     is_url,
+    reading_ahead,
 )
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import ContentItem, Json
@@ -50,8 +51,6 @@ if TYPE_CHECKING:
 DATA_PREFIX = "mbdump/"
 # Members outside mbdump/ up to this size are kept as metadata (TIMESTAMP and friends).
 METADATA_MAX_BYTES = 4096
-# Lines read and mapped per trip to the worker thread (as in the Open Library reader).
-BATCH_LINES = 1000
 _LATEST = re.compile(r"\d{8}-\d{6}")
 _ARCHIVE_SUFFIXES = (".tar", ".tar.xz", ".tar.gz", ".tar.bz2")
 _COMPRESSION_SUFFIXES = (".xz", ".gz", ".bz2")
@@ -245,35 +244,18 @@ class DumpImport:
             spider.progress_interval,
             log=spider.logger,
         )
-        produced = 0
-        pending = asyncio.ensure_future(self._next_batch(dump, lines, produced))
-        try:
-            while True:
-                batch = await pending
-                produced += len(batch.items)
-                done = batch.end or (spider.limit is not None and produced >= spider.limit)
-                if not done:
-                    pending = asyncio.ensure_future(self._next_batch(dump, lines, produced))
-                self._count(batch)
-                for item in batch.items:
+        last: Batch | None = None
+        async with reading_ahead(
+            lambda budget: self._read_batch(dump, lines, budget), spider.limit
+        ) as batches:
+            async for last in batches:
+                self._count(last)
+                for item in last.items:
                     yield item
                     await spider.flow.sent()
-                progress.update(batch.position, sum(self.records.values()))
-                if done:
-                    self.complete = batch.end and batch.broken is None
-                    break
-        finally:
-            if not pending.done():
-                # Let the worker finish its batch before the file is closed under it.
-                await asyncio.wait([pending])
+                progress.update(last.position, sum(self.records.values()))
+        self.complete = last is not None and last.end and last.broken is None
         await spider.flow.drained()
-
-    def _next_batch(
-        self, dump: DumpFile, lines: Iterator[tuple[str, int, bytes]], produced: int
-    ) -> Any:
-        limit = self.spider.limit
-        budget = BATCH_LINES if limit is None else min(BATCH_LINES, limit - produced)
-        return asyncio.to_thread(self._read_batch, dump, lines, budget)
 
     def _read_batch(
         self, dump: DumpFile, lines: Iterator[tuple[str, int, bytes]], budget: int

@@ -27,6 +27,7 @@ from scrapy.exceptions import CloseSpider
 
 from contentcrawl.dates import normalise_date
 from contentcrawl.dumps import (
+    BATCH_LINES,
     DownloadError,
     DownloadResult,
     DumpFile,
@@ -35,6 +36,7 @@ from contentcrawl.dumps import (
     Progress,
     fetch_dump,
     is_url,
+    reading_ahead,
 )
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import AuthorItem, BookItem, ContentItem, Json, WorkItem
@@ -47,10 +49,6 @@ if TYPE_CHECKING:
     from typing import Self
 
     from scrapy.crawler import Crawler
-
-# Lines read and mapped per trip to the worker thread: big enough to amortise the hop,
-# small enough to keep the reactor's turn short.
-BATCH_LINES = 1000
 
 
 # --- pure helpers and mappers -------------------------------------------------------------
@@ -453,32 +451,18 @@ class OpenLibraryDumpSpider(ContentSpider):
         """Items of the dump, read batch by batch; the next batch is read while these flow."""
         progress = Progress(self.name, dump.size, self.progress_interval, log=self.logger)
         lines = dump.lines()
-        produced = 0
-        pending = asyncio.ensure_future(self._next_batch(dump, lines, produced))
-        try:
-            while True:
-                batch = await pending
-                produced += len(batch.items)
-                done = batch.end or (self.limit is not None and produced >= self.limit)
-                if not done:
-                    pending = asyncio.ensure_future(self._next_batch(dump, lines, produced))
-                self._count(batch)
-                for item in batch.items:
+        last: Batch | None = None
+        async with reading_ahead(
+            lambda budget: self._read_batch(dump, lines, budget), self.limit
+        ) as batches:
+            async for last in batches:
+                self._count(last)
+                for item in last.items:
                     self.records += 1
                     self.crawler.stats.inc_value("openlibrary/records")
                     yield item
-                progress.update(batch.position, self.records)
-                if done:
-                    self.complete = batch.end and batch.stream_error is None
-                    return
-        finally:
-            if not pending.done():
-                # Let the worker finish its batch before the file is closed under it.
-                await asyncio.wait([pending])
-
-    def _next_batch(self, dump: DumpFile, lines: Iterator[tuple[int, bytes]], produced: int) -> Any:
-        budget = BATCH_LINES if self.limit is None else min(BATCH_LINES, self.limit - produced)
-        return asyncio.to_thread(self._read_batch, dump, lines, budget)
+                progress.update(last.position, self.records)
+        self.complete = last is not None and last.end and last.stream_error is None
 
     def _read_batch(self, dump: DumpFile, lines: Iterator[tuple[int, bytes]], budget: int) -> Batch:
         batch = Batch()
