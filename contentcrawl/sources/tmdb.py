@@ -110,15 +110,22 @@ def _external_ids(payload: Json) -> Json:
     return {k: v for k, v in (payload.get("external_ids") or {}).items() if k != "id"}
 
 
-def _urls(*urls: str | None) -> list[str]:
-    return [url for url in urls if url]
+def artwork(payload: Json, image_base: str, *kinds: str) -> Json:
+    """``<kind>_path`` and ``<kind>_url`` of each image kind (poster, backdrop, logo,
+    profile) under ``TMDB_IMAGE_URL``, and their URLs as ``image_urls`` for the images
+    pipeline."""
+    fields: Json = {}
+    for kind in kinds:
+        path = payload.get(f"{kind}_path")
+        fields[f"{kind}_path"] = path
+        fields[f"{kind}_url"] = image_url(image_base, path)
+    fields["image_urls"] = [fields[f"{kind}_url"] for kind in kinds if fields[f"{kind}_url"]]
+    return fields
 
 
 def map_movie(payload: Json, image_base: str) -> MovieItem:
     """A movie detail response (with any of our appended parts) as a ``MovieItem``."""
     external_ids = _external_ids(payload)
-    poster_url = image_url(image_base, payload.get("poster_path"))
-    backdrop_url = image_url(image_base, payload.get("backdrop_path"))
     return MovieItem(
         tmdb_id=payload["id"],
         imdb_id=payload.get("imdb_id") or external_ids.get("imdb_id"),
@@ -151,18 +158,12 @@ def map_movie(payload: Json, image_base: str) -> MovieItem:
         alternative_titles=_appended(payload, "alternative_titles", "titles"),
         translations=_appended(payload, "translations", "translations"),
         videos=_appended(payload, "videos", "results"),
-        poster_path=payload.get("poster_path"),
-        backdrop_path=payload.get("backdrop_path"),
-        poster_url=poster_url,
-        backdrop_url=backdrop_url,
-        image_urls=_urls(poster_url, backdrop_url),
+        **artwork(payload, image_base, "poster", "backdrop"),
     )
 
 
 def map_series(payload: Json, image_base: str) -> SeriesItem:
     """A TV series detail response as a ``SeriesItem`` (aggregate credits preferred)."""
-    poster_url = image_url(image_base, payload.get("poster_path"))
-    backdrop_url = image_url(image_base, payload.get("backdrop_path"))
     return SeriesItem(
         tmdb_id=payload["id"],
         name=payload.get("name"),
@@ -194,18 +195,13 @@ def map_series(payload: Json, image_base: str) -> SeriesItem:
         vote_count=payload.get("vote_count"),
         adult=payload.get("adult"),
         homepage=payload.get("homepage"),
-        poster_path=payload.get("poster_path"),
-        backdrop_path=payload.get("backdrop_path"),
-        poster_url=poster_url,
-        backdrop_url=backdrop_url,
-        image_urls=_urls(poster_url, backdrop_url),
+        **artwork(payload, image_base, "poster", "backdrop"),
     )
 
 
 def map_person(payload: Json, image_base: str) -> PersonItem:
     """A person detail response as a ``PersonItem``."""
     external_ids = _external_ids(payload)
-    profile_url = image_url(image_base, payload.get("profile_path"))
     return PersonItem(
         tmdb_id=payload["id"],
         imdb_id=payload.get("imdb_id") or external_ids.get("imdb_id"),
@@ -223,32 +219,23 @@ def map_person(payload: Json, image_base: str) -> PersonItem:
         external_ids=external_ids,
         movie_credits=_credits(payload.get("movie_credits")),
         tv_credits=_credits(payload.get("tv_credits")),
-        profile_path=payload.get("profile_path"),
-        profile_url=profile_url,
-        image_urls=_urls(profile_url),
+        **artwork(payload, image_base, "profile"),
     )
 
 
 def map_collection(payload: Json, image_base: str) -> CollectionItem:
     """A collection detail response as a ``CollectionItem``."""
-    poster_url = image_url(image_base, payload.get("poster_path"))
-    backdrop_url = image_url(image_base, payload.get("backdrop_path"))
     return CollectionItem(
         tmdb_id=payload["id"],
         name=payload.get("name"),
         overview=payload.get("overview"),
         parts=list(payload.get("parts") or []),
-        poster_path=payload.get("poster_path"),
-        backdrop_path=payload.get("backdrop_path"),
-        poster_url=poster_url,
-        backdrop_url=backdrop_url,
-        image_urls=_urls(poster_url, backdrop_url),
+        **artwork(payload, image_base, "poster", "backdrop"),
     )
 
 
 def map_company(payload: Json, image_base: str) -> CompanyItem:
     """A company detail response as a ``CompanyItem``."""
-    logo_url = image_url(image_base, payload.get("logo_path"))
     return CompanyItem(
         tmdb_id=payload["id"],
         name=payload.get("name"),
@@ -257,24 +244,19 @@ def map_company(payload: Json, image_base: str) -> CompanyItem:
         homepage=payload.get("homepage"),
         origin_country=payload.get("origin_country"),
         parent_company=payload.get("parent_company"),
-        logo_path=payload.get("logo_path"),
-        logo_url=logo_url,
-        image_urls=_urls(logo_url),
+        **artwork(payload, image_base, "logo"),
     )
 
 
 def map_network(payload: Json, image_base: str) -> NetworkItem:
     """A TV network detail response as a ``NetworkItem``."""
-    logo_url = image_url(image_base, payload.get("logo_path"))
     return NetworkItem(
         tmdb_id=payload["id"],
         name=payload.get("name"),
         headquarters=payload.get("headquarters"),
         homepage=payload.get("homepage"),
         origin_country=payload.get("origin_country"),
-        logo_path=payload.get("logo_path"),
-        logo_url=logo_url,
-        image_urls=_urls(logo_url),
+        **artwork(payload, image_base, "logo"),
     )
 
 
