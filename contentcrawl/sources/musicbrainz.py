@@ -483,13 +483,23 @@ class MusicBrainzSpider(ContentSpider):
         )
 
     # -- callbacks ----------------------------------------------------------------------
-    def parse_search(self, response: Response, query: str, offset: int) -> Iterator[Request]:
+    def _page(
+        self, response: Response, list_key: str, count_key: str, what: str
+    ) -> tuple[list[Any], int] | None:
+        """A search or browse page's entries and total, or None (counted, logged) if it is not."""
         payload = _json_object(response)
-        hits = payload.get("artists") if payload else None
-        total = payload.get("count") if payload else None
-        if not isinstance(hits, list) or _count(total) is None:
-            self._lost(response.request, f"not a search answer: {body_start(response)!r}")
+        entries = payload.get(list_key) if payload else None
+        total = _count(payload.get(count_key)) if payload else None
+        if not isinstance(entries, list) or total is None:
+            self._lost(response.request, f"not {what}: {body_start(response)!r}")
+            return None
+        return entries, total
+
+    def parse_search(self, response: Response, query: str, offset: int) -> Iterator[Request]:
+        page = self._page(response, "artists", "count", "a search answer")
+        if page is None:
             return
+        hits, total = page
         stats = self.crawler.stats
         stats.inc_value("musicbrainz/search/pages")
         low_score = False
@@ -535,12 +545,12 @@ class MusicBrainzSpider(ContentSpider):
     def parse_release_groups(
         self, response: Response, mbid: str, offset: int
     ) -> Iterator[ContentItem | Request]:
-        payload = _json_object(response)
-        groups = payload.get("release-groups") if payload else None
-        total = payload.get("release-group-count") if payload else None
-        if not isinstance(groups, list) or _count(total) is None:
-            self._lost(response.request, f"not a release-group browse: {body_start(response)!r}")
+        page = self._page(
+            response, "release-groups", "release-group-count", "a release-group browse"
+        )
+        if page is None:
             return
+        groups, total = page
         stats = self.crawler.stats
         stats.inc_value("musicbrainz/browse/pages")
         following = offset + len(groups)
