@@ -29,15 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 # A developer's .env must not change the figures.
 os.environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
-
-from store_upsert import mongo_server
 
 from contentcrawl.dumps import DumpFile
 from contentcrawl.sources.openlibrary import book_from_edition, parse_line
 from spiders_tests.fakes.openlibrary import generated_lines, write_dump
+from spiders_tests.mongo_server import running_mongo
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEED_TARGET = 0.5
@@ -157,7 +155,7 @@ def main() -> None:
                 if args.mongo_lines == args.lines
                 else generate(workdir, args.mongo_lines)
             )
-            with mongo_server(workdir) as uri:
+            with running_mongo(workdir) as uri:
                 mongo = crawl(mongo_dump, crawl_env(MONGO_URI=uri, MONGO_DATABASE="bench"), workdir)
             print(f"import -> MongoDB     {describe(mongo)}")
             print(f"import/parse-only ratio (MongoDB): {mongo.rate / ceiling:.3f}")
