@@ -54,32 +54,78 @@ class UnknownCollectionError(StoreError, KeyError):
 
 def utc_now() -> str:
     """Current UTC time as an ISO-8601 string with a ``Z`` suffix (second precision)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    global _last_now
+    second = int(time.time())
+    if _last_now[0] != second:
+        # Formatted once a second: a dump import asks for it once per record.
+        _last_now = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _last_now[1]
+
+
+_last_now: tuple[int, str] = (0, "")
+
+
+# One encoder for every record: json.dumps() with options builds a new one per call.
+_CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def canonical_json(value: Any) -> str:
     """Deterministic JSON text: sorted keys, no spaces, unicode kept as is."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL_ENCODER.encode(value)
+
+
+def content_body(content: dict[str, Any]) -> str:
+    """Canonical JSON of a record's content, ``_meta`` excluded: what its hash is taken of."""
+    if META in content:
+        content = {name: value for name, value in content.items() if name != META}
+    return canonical_json(content)
+
+
+def body_hash(body: str) -> str:
+    """Hash of a ``content_body``."""
+    return hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
 
 
 def content_hash(content: dict[str, Any]) -> str:
     """Hash of a record's normalised content (``_meta`` excluded)."""
-    body = {name: value for name, value in content.items() if name != META}
-    return hashlib.blake2b(canonical_json(body).encode(), digest_size=16).hexdigest()
+    return body_hash(content_body(content))
 
 
 @dataclass(slots=True)
 class Record:
-    """One record to upsert: its content plus the provenance the store keeps in ``_meta``."""
+    """One record to upsert: its content plus the provenance the store keeps in ``_meta``.
+
+    ``body`` (the canonical JSON the hash is taken of) is kept: a backend that stores text
+    writes it as is instead of serialising the content a second time.
+    """
 
     content: dict[str, Any]
     source: str
     fetched_at: str | None = None
     revision: int | None = None
+    body: str = field(default="", init=False)
     hash: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
-        self.hash = content_hash(self.content)
+        self.body = content_body(self.content)
+        self.hash = body_hash(self.body)
+
+
+@dataclass(slots=True)
+class Write:
+    """A record ``upsert_many`` decided to write, with the ``_meta`` it is stored with."""
+
+    key: Any
+    record: Record
+    meta: dict[str, Any]
+    new: bool
+
+    def document(self) -> dict[str, Any]:
+        """The stored document: the record's content plus ``_meta``."""
+        content = self.record.content
+        document = {name: value for name, value in content.items() if name != META}
+        document[META] = self.meta
+        return document
 
 
 @dataclass(slots=True, frozen=True)
@@ -175,8 +221,7 @@ class Store(ABC):
             return result
         keys = [record.content[key_field] for record in records]
         known = self._read_existing(collection, keys)
-        to_write: dict[Any, dict[str, Any]] = {}
-        new_keys: set[Any] = set()
+        to_write: dict[Any, Write] = {}
         now = utc_now()
         for key, record in zip(keys, records, strict=True):
             previous = known.get(key)
@@ -191,8 +236,7 @@ class Store(ABC):
             first_seen = previous.first_seen if previous else now
             content_changed = previous is None or previous.hash != record.hash
             updated_at = now if content_changed else previous.updated_at
-            document = {name: value for name, value in record.content.items() if name != META}
-            document[META] = {
+            meta = {
                 "source": record.source,
                 "fetched_at": record.fetched_at or now,
                 "first_seen": first_seen,
@@ -200,15 +244,16 @@ class Store(ABC):
                 "hash": record.hash,
                 "revision": record.revision,
             }
+            # A key given twice in a batch: new if it was new before the batch.
+            new = previous is None or (key in to_write and to_write[key].new)
             if previous is None:
                 result.inserted += 1
-                new_keys.add(key)
             else:
                 result.updated += 1
-            to_write[key] = document
+            to_write[key] = Write(key, record, meta, new)
             known[key] = Existing(record.hash, record.revision, first_seen, updated_at)
         if to_write:
-            self._write(collection, key_field, list(to_write.values()), new_keys)
+            self._write(collection, key_field, list(to_write.values()))
         return result
 
     def _batch_transaction(self) -> AbstractContextManager[object]:
@@ -220,14 +265,8 @@ class Store(ABC):
         """Hash, revision and dates of the stored records among ``keys``."""
 
     @abstractmethod
-    def _write(
-        self,
-        collection: str,
-        key_field: str,
-        documents: list[dict[str, Any]],
-        new_keys: set[Any],
-    ) -> None:
-        """Insert (keys in ``new_keys``) or replace whole documents, in one round trip."""
+    def _write(self, collection: str, key_field: str, writes: list[Write]) -> None:
+        """Insert (``write.new``) or replace whole documents, in one round trip."""
 
     def mark_deleted(self, collection: str, keys: Sequence[Any]) -> int:
         """Flag stored records the source no longer has (``_meta.deleted_at``); returns how many.

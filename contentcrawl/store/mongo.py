@@ -16,6 +16,7 @@ from contentcrawl.store.base import (
     Existing,
     Store,
     StoreError,
+    Write,
     key_field_of,
     merge_failure,
     utc_now,
@@ -101,20 +102,15 @@ class MongoStore(Store):
             )
         return found
 
-    def _write(
-        self,
-        collection: str,
-        key_field: str,
-        documents: list[dict[str, Any]],
-        new_keys: set[Any],
-    ) -> None:
+    def _write(self, collection: str, key_field: str, writes: list[Write]) -> None:
         # New records are inserted, not upserted: an insert is one index probe, while an
         # upsert is a query first (a scan on wire servers without query planning).
+        documents = [write.document() for write in writes]
         operations: list[InsertOne[dict[str, Any]] | ReplaceOne[dict[str, Any]]] = [
             InsertOne(document)
-            if document[key_field] in new_keys
-            else ReplaceOne({key_field: document[key_field]}, document, upsert=True)
-            for document in documents
+            if write.new
+            else ReplaceOne({key_field: write.key}, document, upsert=True)
+            for write, document in zip(writes, documents, strict=True)
         ]
         try:
             self.db[collection].bulk_write(operations, ordered=False)
