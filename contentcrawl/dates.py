@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
+from functools import lru_cache
 
 _MONTHS = {
     name: number
@@ -55,6 +56,13 @@ def normalise_date(value: str | int | float | None) -> str | None:
         raise ValueError(f"not a date: {value!r}")
     if isinstance(value, int | float):
         return datetime.fromtimestamp(value, UTC).date().isoformat()
+    return _normalise_text(value)
+
+
+# Catalogue dates repeat endlessly ("1985", "March 2001"); a dump import asks about each
+# record twice (the mapper and validation).
+@lru_cache(maxsize=8192)
+def _normalise_text(value: str) -> str | None:
     text = value.strip().lower()
     if not text:
         return None

@@ -8,6 +8,11 @@ the store pipeline moves them into the stored record's ``_meta``.
 
 To add a kind: subclass ``ContentItem``, set the class variables, add the collection and
 its key field to ``contentcrawl.store.base.COLLECTION_KEYS``.
+
+Dump readers yield ``ItemBatch``es: one Scrapy item carrying many records, because Scrapy's
+own cost per item (signals, deferreds, a log record) is several times that of reading and
+storing a dump line. The pipelines validate, fetch images for and store each record of a
+batch as they would a lone item; ``item_scraped_count`` counts the records.
 """
 
 from dataclasses import dataclass, field
@@ -38,6 +43,36 @@ class ImagesMixin:
 
     image_urls: list[str] = field(default_factory=list)
     images: list[Json] = field(default_factory=list)
+
+
+@dataclass(repr=False)
+class ItemBatch:
+    """Records read together from a dump, carried through the pipelines as one item."""
+
+    items: list[ContentItem]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __repr__(self) -> str:
+        # Scrapy logs an item whole (scraped, dropped, failed): a summary, not 1,000 records.
+        if not self.items:
+            return "ItemBatch(no records)"
+        first, last = self.items[0], self.items[-1]
+        kinds = "/".join(sorted({record.collection for record in self.items}))
+        return (
+            f"ItemBatch({len(self.items)} {kinds} records, "
+            f"{getattr(first, first.key_field, None)!r} … {getattr(last, last.key_field, None)!r})"
+        )
+
+
+def records_of(item: object) -> list[ContentItem]:
+    """The records an item carries: a batch's, a lone record itself, else none."""
+    if isinstance(item, ItemBatch):
+        return item.items
+    if isinstance(item, ContentItem):
+        return [item]
+    return []
 
 
 # --- TMDB ----------------------------------------------------------------------

@@ -77,8 +77,8 @@ OPENLIBRARY_PHOTOS_URL = _env("OPENLIBRARY_PHOTOS_URL", "https://covers.openlibr
 DUMPS_DIR = _env("DUMPS_DIR", "data/dumps")
 # Resumes of a dump download within one run after a dropped connection.
 DUMP_DOWNLOAD_RETRIES = _env_int("DUMP_DOWNLOAD_RETRIES", 3)
-# Items a dump reader lets into the pipelines before it waits (bounded memory).
-DUMP_MAX_PENDING_ITEMS = _env_int("DUMP_MAX_PENDING_ITEMS", 16)
+# Record batches (items) a dump reader lets into the pipelines before it waits (bounded memory).
+DUMP_MAX_PENDING_ITEMS = _env_int("DUMP_MAX_PENDING_ITEMS", 4)
 # Seconds between progress lines of long runs (downloads, imports, exports).
 PROGRESS_INTERVAL = _env_int("PROGRESS_INTERVAL", 30)
 
@@ -216,6 +216,7 @@ EXTENSIONS = {
     "scrapy.extensions.throttle.AutoThrottle": None,
     "contentcrawl.extensions.slot_throttle.SlotAutoThrottle": 0,
     "contentcrawl.extensions.log_redaction.LogRedaction": 0,
+    "contentcrawl.extensions.record_counts.RecordCounts": 0,
     "contentcrawl.extensions.distributed.DistributedRun": 50,
     "contentcrawl.extensions.sync_state.SyncState": 100,
     "spidermon.contrib.scrapy.extensions.Spidermon": 500,

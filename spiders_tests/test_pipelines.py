@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from scrapy.utils.defer import deferred_f_from_coro_f
 
-from contentcrawl.items import BookItem, ContentItem, GameItem, MovieItem
+from contentcrawl.items import BookItem, ContentItem, GameItem, ItemBatch, MovieItem, WorkItem
 from contentcrawl.pipelines.validation import blank_to_none, checked_key
 from contentcrawl.sources.base import ContentSpider
 from contentcrawl.store import StoreError
@@ -122,6 +122,52 @@ async def test_validation_cleans_counts_and_drops(
         store.close()
 
 
+@deferred_f_from_coro_f
+async def test_a_batch_item_is_validated_and_stored_record_by_record(
+    store_settings: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    unserialisable = BookItem(ol_key="/books/OL3M", title="Sets are not JSON")
+    unserialisable.identifiers = {"isbn": {"not", "json"}}
+    batch = ItemBatch(
+        [
+            BookItem(ol_key="/books/OL1M", title="  Dune  ", publish_date="August 1965"),
+            BookItem(ol_key="OL2M", title="Key without its prefix"),
+            BookItem(ol_key="/books/OL4M", title=" "),
+            unserialisable,
+            WorkItem(ol_key="/works/OL5W", title="Dune"),
+        ]
+    )
+    settings = {**store_settings, "STORE_BATCH_SIZE": 1}
+    crawler = await crawl(ItemsSpider, settings, items=[batch, ItemBatch([])])
+    stats = crawler.stats
+    # Three bad records leave their batch, counted as Scrapy counts dropped items; the
+    # others are stored, and item_scraped_count counts records, not batch items.
+    assert stats.get_value("validation/dropped/invalid_key") == 1
+    assert stats.get_value("validation/dropped/missing_field") == 1
+    assert stats.get_value("item_dropped_reasons_count/UnstorableItem") == 1
+    assert stats.get_value("item_dropped_count") == 3
+    assert stats.get_value("store/books/received") == 1
+    assert stats.get_value("store/books/inserted") == 1
+    assert stats.get_value("store/works/inserted") == 1
+    assert stats.get_value("item_scraped_count") == 2
+    assert "/books/OL3M" in caplog.text
+    store = open_store_for(store_settings)
+    try:
+        dune = store.get("books", "/books/OL1M")
+        assert dune is not None
+        assert (dune["title"], dune["publish_date"]) == ("Dune", "1965-08")
+        assert store.get("works", "/works/OL5W") is not None
+        assert store.count("books") == 1
+    finally:
+        store.close()
+
+
+def test_a_batch_shows_as_a_summary_in_logs() -> None:
+    batch = ItemBatch([BookItem(ol_key=f"/books/OL{n}M") for n in range(1, 1001)])
+    assert repr(batch) == "ItemBatch(1000 books records, '/books/OL1M' … '/books/OL1000M')"
+    assert repr(ItemBatch([])) == "ItemBatch(no records)"
+
+
 def test_checked_key_canonicalises() -> None:
     assert checked_key("movies", "550") == 550
     assert checked_key("artists", "B8A7C51F-362C-4DCB-A259-BC6E0095F0A6") == (
@@ -200,6 +246,52 @@ async def test_images_are_saved_per_record_and_a_failure_keeps_the_record(
         "/t/p/original/poster.png",
         "/t/p/original/missing.png",
     }
+
+
+@deferred_f_from_coro_f
+async def test_images_of_a_batch_go_to_each_record(
+    fake_server: FakeServer, store_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    image = png_bytes()
+
+    @fake_server.route("GET", r"/b/id/(?P<cover>\d+)-L\.jpg")
+    def cover(request: Any, cover: str) -> FakeResponse:
+        if cover == "404":
+            return FakeResponse(404, b"", {})
+        return FakeResponse(200, image, {"Content-Type": "image/png"})
+
+    def url(cover_id: int) -> str:
+        return f"{fake_server.url}/b/id/{cover_id}-L.jpg"
+
+    batch = ItemBatch(
+        [
+            BookItem(ol_key="/books/OL1M", title="One", image_urls=[url(1), url(2)]),
+            BookItem(ol_key="/books/OL2M", title="None"),
+            BookItem(ol_key="/books/OL3M", title="Three", image_urls=[url(404), url(3)]),
+        ]
+    )
+    images = tmp_path / "img"
+    settings = {**store_settings, "IMAGES_ENABLED": True, "IMAGES_STORE": str(images)}
+    crawler = await crawl(ItemsSpider, settings, items=[batch])
+    assert crawler.stats.get_value("images/books/downloaded") == 3
+    assert crawler.stats.get_value("images/books/failed") == 1
+
+    def path(key: str, cover_id: int) -> str:
+        digest = hashlib.sha1(url(cover_id).encode()).hexdigest()  # noqa: S324
+        return f"books/{key}/{digest}.jpg"
+
+    store = open_store_for(store_settings)
+    try:
+        stored = {key: store.get("books", f"/books/{key}") for key in ("OL1M", "OL2M", "OL3M")}
+    finally:
+        store.close()
+    saved = {key: [entry["path"] for entry in doc["images"]] for key, doc in stored.items() if doc}
+    assert saved == {
+        "OL1M": [path("books_OL1M", 1), path("books_OL1M", 2)],
+        "OL2M": [],
+        "OL3M": [path("books_OL3M", 3)],
+    }
+    assert all((images / entry).is_file() for entries in saved.values() for entry in entries)
 
 
 @deferred_f_from_coro_f

@@ -6,13 +6,12 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from itemadapter import ItemAdapter
 from scrapy import Request
 from scrapy.exceptions import NotConfigured
 from scrapy.http.request import NO_CALLBACK
 from scrapy.pipelines.images import ImagesPipeline
 
-from contentcrawl.items import ContentItem
+from contentcrawl.items import ContentItem, records_of
 from contentcrawl.redaction import redact_text
 
 if TYPE_CHECKING:
@@ -23,6 +22,9 @@ if TYPE_CHECKING:
     from scrapy.pipelines.media import MediaPipeline
 
 logger = logging.getLogger(__name__)
+
+# Request meta key: the record folder a download belongs to (a batch item has many).
+IMAGE_FOLDER = "contentcrawl_image_folder"
 
 
 class ContentImagesPipeline(ImagesPipeline):
@@ -41,11 +43,14 @@ class ContentImagesPipeline(ImagesPipeline):
         return super().from_crawler(crawler)
 
     def get_media_requests(self, item: Any, info: MediaPipeline.SpiderInfo) -> list[Request]:
-        if not isinstance(item, ContentItem):
-            return []
-        urls = ItemAdapter(item).get(self.images_urls_field) or []
-        slot = image_slot(item.source)
-        return [Request(url, callback=NO_CALLBACK, meta={"download_slot": slot}) for url in urls]
+        return [request for record in records_of(item) for request in self._requests_of(record)]
+
+    def _requests_of(self, record: ContentItem) -> list[Request]:
+        meta = {"download_slot": image_slot(record.source), IMAGE_FOLDER: record_folder(record)}
+        return [Request(url, callback=NO_CALLBACK, meta=meta) for url in self._urls_of(record)]
+
+    def _urls_of(self, record: ContentItem) -> list[str]:
+        return getattr(record, self.images_urls_field, None) or []
 
     def file_path(
         self,
@@ -56,25 +61,41 @@ class ContentImagesPipeline(ImagesPipeline):
         item: Any = None,
     ) -> str:
         digest = hashlib.sha1(request.url.encode()).hexdigest()  # noqa: S324 - a file name
-        if isinstance(item, ContentItem):
-            key = str(ItemAdapter(item).get(item.key_field)).strip("/").replace("/", "_")
-            return f"{item.collection}/{key}/{digest}.jpg"
-        return f"other/{digest}.jpg"
+        folder = request.meta.get(IMAGE_FOLDER)
+        if folder is None and isinstance(item, ContentItem):
+            folder = record_folder(item)
+        return f"{folder or 'other'}/{digest}.jpg"
 
     def item_completed(self, results: list[Any], item: Any, info: MediaPipeline.SpiderInfo) -> Any:
-        collection = getattr(item, "collection", "other")
+        # Results come in the order of get_media_requests: each record's URLs in turn.
+        position = 0
+        for record in records_of(item):
+            count = len(self._urls_of(record))
+            self._record_completed(record, results[position : position + count])
+            position += count
+        return item
+
+    def _record_completed(self, record: ContentItem, results: list[Any]) -> None:
+        stats = self.crawler.stats
         for ok, result in results:
             if ok:
-                self.crawler.stats.inc_value(f"images/{collection}/downloaded")
+                stats.inc_value(f"images/{record.collection}/downloaded")
             else:
-                self.crawler.stats.inc_value(f"images/{collection}/failed")
+                stats.inc_value(f"images/{record.collection}/failed")
                 logger.warning(
                     "Image for %s %r failed: %s",
-                    collection,
-                    ItemAdapter(item).get(getattr(item, "key_field", "")),
+                    record.collection,
+                    getattr(record, record.key_field, None),
                     redact_text(str(result.value)),
                 )
-        return super().item_completed(results, item, info)
+        if hasattr(record, self.images_result_field):
+            setattr(record, self.images_result_field, [result for ok, result in results if ok])
+
+
+def record_folder(record: ContentItem) -> str:
+    """``<collection>/<source id>``: where a record's images go under IMAGES_STORE."""
+    key = str(getattr(record, record.key_field, None)).strip("/").replace("/", "_")
+    return f"{record.collection}/{key}"
 
 
 def image_slot(source: str) -> str:

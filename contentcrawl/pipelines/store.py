@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
 from scrapy.exceptions import DropItem
 
-from contentcrawl.items import ContentItem
+from contentcrawl.items import ContentItem, ItemBatch
 from contentcrawl.store import Record, Store, build_store
 from contentcrawl.store.base import utc_now
 
@@ -69,19 +68,36 @@ class StorePipeline:
         logger.info("Store: %s (batch size %d)", self.store.description, self.batch_size)
 
     async def process_item(self, item: Any) -> Any:
-        if not isinstance(item, ContentItem):
+        if isinstance(item, ItemBatch):
+            received: Counter[str] = Counter()
+            stored: list[ContentItem] = []
+            for record in item.items:
+                try:
+                    self._buffers[record.collection].append(to_record(record))
+                except UnstorableItem as error:
+                    # One bad record must not cost its batch: counted like a dropped item.
+                    self.stats.inc_value("item_dropped_count")
+                    self.stats.inc_value("item_dropped_reasons_count/UnstorableItem")
+                    logger.warning("Dropped from a batch: %s", error)
+                    continue
+                stored.append(record)
+                received[record.collection] += 1
+            item.items = stored
+            for collection, count in received.items():
+                self.stats.inc_value(f"store/{collection}/received", count)
+        elif isinstance(item, ContentItem):
+            self._buffers[item.collection].append(to_record(item))
+            self.stats.inc_value(f"store/{item.collection}/received")
+        else:
             raise UnstorableItem(f"not a ContentItem: {type(item).__name__}")
-        record = to_record(item)
-        collection = item.collection
-        buffer = self._buffers[collection]
-        buffer.append(record)
-        if len(buffer) >= self.batch_size:
-            # The next batch fills while one is written; an item that finds it full waits
-            # (and so holds back the spider), so memory stays at about two batches
-            # however much faster the source is than the store.
-            async with self._write_lock:
-                if len(self._buffers[collection]) >= self.batch_size:
-                    await self._flush(collection)
+        for collection, buffer in list(self._buffers.items()):
+            if len(buffer) >= self.batch_size:
+                # The next batch fills while one is written; an item that finds it full
+                # waits (and so holds back the spider), so memory stays at about two
+                # batches however much faster the source is than the store.
+                async with self._write_lock:
+                    if len(self._buffers[collection]) >= self.batch_size:
+                        await self._flush(collection)
         return item
 
     def _flush_on_idle(self) -> None:
@@ -143,9 +159,10 @@ class StorePipeline:
 
 def to_record(item: ContentItem) -> Record:
     """The store record for an item: content without provenance fields, hash computed."""
-    # A shallow copy: items hold plain JSON values and are not changed after this last
-    # pipeline, so ItemAdapter.asdict()'s deep copy (tens of ms on a large movie) is waste.
-    content = {field.name: getattr(item, field.name) for field in fields(item)}
+    # A shallow copy of the dataclass's fields: items hold plain JSON values and are not
+    # changed after this last pipeline, so ItemAdapter.asdict()'s deep copy (tens of ms on a
+    # large movie) is waste.
+    content = dict(vars(item))
     revision = content.pop("revision", None)
     fetched_at = content.pop("fetched_at", None) or utc_now()
     try:

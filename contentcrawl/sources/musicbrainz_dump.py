@@ -37,11 +37,12 @@ from contentcrawl.dumps import (
     DumpReadError,
     Progress,
     fetch_dump,
+    fewer_gc_passes,
     is_url,
     reading_ahead,
 )
 from contentcrawl.extensions.sync_state import SyncState
-from contentcrawl.items import ContentItem, Json
+from contentcrawl.items import ContentItem, ItemBatch, Json
 from contentcrawl.redaction import redact_url
 from contentcrawl.store.base import utc_now
 
@@ -192,8 +193,8 @@ class DumpImport:
         """The dump's file name (``artist.tar.xz``), which names its sync state."""
         return self.download.path.name if self.download is not None else self.shown
 
-    async def items(self) -> AsyncIterator[ContentItem]:
-        """The dump's records as items; stages ``<spider>/dump/<file name>`` when read."""
+    async def items(self) -> AsyncIterator[ItemBatch]:
+        """The dump's records in batches; stages ``<spider>/dump/<file name>`` when read."""
         spider = self.spider
         try:
             self.download = await fetch_dump(spider.crawler, self.location)
@@ -222,7 +223,7 @@ class DumpImport:
             f"{self.download.size:,}",
             spider.limit or "none",
         )
-        with DumpFile(path) as dump:
+        with fewer_gc_passes(), DumpFile(path) as dump:
             if entity is None:
                 archive = ArchiveLines(dump.stream)
                 self.metadata = archive.metadata
@@ -235,8 +236,8 @@ class DumpImport:
 
     async def _read(
         self, dump: DumpFile, lines: Iterator[tuple[str, int, bytes]]
-    ) -> AsyncIterator[ContentItem]:
-        """Items of the dump, batch by batch; the next batch is read while these flow."""
+    ) -> AsyncIterator[ItemBatch]:
+        """The dump's records, a batch at a time; the next batch is read while one flows."""
         spider = self.spider
         progress = Progress(
             f"{spider.name} {self.file_name}",
@@ -250,8 +251,8 @@ class DumpImport:
         ) as batches:
             async for last in batches:
                 self._count(last)
-                for item in last.items:
-                    yield item
+                if last.items:
+                    yield ItemBatch(last.items)
                     await spider.flow.sent()
                 progress.update(last.position, sum(self.records.values()))
         self.complete = last is not None and last.end and last.broken is None
@@ -396,8 +397,8 @@ async def latest_dump_urls(spider: MusicBrainzSpider) -> list[str]:
 
 async def import_dumps(
     spider: MusicBrainzSpider, mappers: Mapping[str, Mapper]
-) -> AsyncIterator[ContentItem]:
-    """Items of every dump the spider names (``-a dump=``) or of the latest dumps, in order."""
+) -> AsyncIterator[ItemBatch]:
+    """Record batches of the dumps named by ``-a dump=`` (else the latest ones), in order."""
     locations = spider.dumps or await latest_dump_urls(spider)
     for location in locations:
         async for item in DumpImport(spider, location, mappers).items():

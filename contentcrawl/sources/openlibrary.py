@@ -2,9 +2,10 @@
 
 A dump line is ``type \\t key \\t revision \\t last_modified \\t JSON``. The base spider
 downloads (or opens) the dump, reads it in batches on a worker thread, maps each line with
-a pure mapper below and yields the items from ``start()``; no request goes through Scrapy's
-downloader, whose buffered bodies cannot hold a 9 GB file. Keys stay in Open Library's own
-form (``/books/OL1M``, ``/works/OL1W``, ``/authors/OL1A``) so they join across kinds.
+a pure mapper below and yields each batch from ``start()`` as one ``ItemBatch``; no request
+goes through Scrapy's downloader, whose buffered bodies cannot hold a 9 GB file. Keys stay
+in Open Library's own form (``/books/OL1M``, ``/works/OL1W``, ``/authors/OL1A``) so they
+join across kinds.
 
 To add a dump kind: subclass ``OpenLibraryDumpSpider``, set ``dump_kind`` and
 ``record_type``, implement ``map_record``; override ``prepare``/``enrich`` to look things
@@ -35,11 +36,12 @@ from contentcrawl.dumps import (
     ItemFlow,
     Progress,
     fetch_dump,
+    fewer_gc_passes,
     is_url,
     reading_ahead,
 )
 from contentcrawl.extensions.sync_state import SyncState
-from contentcrawl.items import AuthorItem, BookItem, ContentItem, Json, WorkItem
+from contentcrawl.items import AuthorItem, BookItem, ContentItem, ItemBatch, Json, WorkItem
 from contentcrawl.redaction import redact_url
 from contentcrawl.sources.base import ContentSpider
 from contentcrawl.store import Store, build_store
@@ -384,7 +386,7 @@ class OpenLibraryDumpSpider(ContentSpider):
             settings.get("OPENLIBRARY_PHOTOS_URL") or "https://covers.openlibrary.org/a"
         )
         spider.progress_interval = settings.getfloat("PROGRESS_INTERVAL", 30.0)
-        spider.flow = ItemFlow(crawler, settings.getint("DUMP_MAX_PENDING_ITEMS", 16))
+        spider.flow = ItemFlow(crawler, settings.getint("DUMP_MAX_PENDING_ITEMS", 4))
         return spider
 
     def default_dump_url(self) -> str:
@@ -434,10 +436,9 @@ class OpenLibraryDumpSpider(ContentSpider):
             if store is not None:
                 await asyncio.to_thread(store.open)
                 await asyncio.to_thread(self.prepare, store)
-            with DumpFile(self.download.path) as dump:
-                async for item in self._read(dump):
-                    yield item
-                    await self.flow.sent()
+            with fewer_gc_passes(), DumpFile(self.download.path) as dump:
+                async for batch in self._read(dump):
+                    yield batch
             await self.flow.drained()
         finally:
             if store is not None:
@@ -457,10 +458,11 @@ class OpenLibraryDumpSpider(ContentSpider):
         ) as batches:
             async for last in batches:
                 self._count(last)
-                for item in last.items:
-                    self.records += 1
-                    self.crawler.stats.inc_value("openlibrary/records")
-                    yield item
+                if last.items:
+                    self.records += len(last.items)
+                    self.crawler.stats.inc_value("openlibrary/records", len(last.items))
+                    yield ItemBatch(last.items)
+                    await self.flow.sent()
                 progress.update(last.position, self.records)
         self.complete = last is not None and last.end and last.stream_error is None
 
