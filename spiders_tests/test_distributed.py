@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from redis import Redis
 
 from spiders_tests.conftest import open_store_for
 from spiders_tests.fakes.igdb import FakeIgdb, sample_games
+from spiders_tests.fakes.openlibrary import generated_lines, write_dump
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
 from spiders_tests.redis_server import redis_server
@@ -239,3 +242,88 @@ def test_the_igdb_account_limit_holds_across_three_workers(
     logs = [(tmp_path / f"worker{n}.log").read_text() for n in range(3)]
     assert all("'store/games/inserted': 120" in log for log in logs)
     assert sum("redis_limits/igdb/waited" in log for log in logs) >= 2
+
+
+# --- dumps: one worker imports, the others stand by ---------------------------------------
+
+
+def stored_book_keys(sqlite_path: Path) -> tuple[int, set[str]]:
+    """How many rows ``books`` holds, and their distinct keys."""
+    with closing(sqlite3.connect(sqlite_path, timeout=10)) as db:
+        keys = [key for (key,) in db.execute("SELECT key FROM books")]
+    return len(keys), set(keys)
+
+
+def book_count(sqlite_path: Path) -> int:
+    try:
+        with closing(sqlite3.connect(sqlite_path, timeout=10)) as db:
+            return db.execute("SELECT count(*) FROM books").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0  # not created yet
+
+
+def edition_dump(tmp_path: Path, lines: int) -> tuple[Path, set[str]]:
+    dump = write_dump(tmp_path / "ol_dump_editions.txt.gz", generated_lines("editions", lines))
+    keys = {line.split(b"\t", 2)[1].decode() for line in generated_lines("editions", lines)}
+    return dump, keys
+
+
+def test_one_worker_imports_a_dump_the_others_stand_by(
+    redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    dump, keys = edition_dump(tmp_path, 3_000)
+    sqlite_path = tmp_path / "shared.sqlite3"
+    args = ["-a", f"dump={dump}", *setting_args(redis_url)]
+    workers = [
+        start_worker("openlibrary_books", worker_env(sqlite_path), args, tmp_path, n)
+        for n in range(3)
+    ]
+
+    codes = wait_all(workers, timeout=50)
+
+    logs = [(tmp_path / f"worker{n}.log").read_text() for n in range(3)]
+    assert codes == [0, 0, 0], [log[-3000:] for log in logs]
+    assert stored_book_keys(sqlite_path) == (len(keys), keys)
+    # One worker read the dump (and wrote every record); the others read none of it.
+    readers = [log for log in logs if "'openlibrary/lines': 3000" in log]
+    assert len(readers) == 1
+    assert "'store/books/inserted': 3000" in readers[0]
+    assert sum("the dump was imported by another worker" in log for log in logs) == 2
+    assert not [
+        key for key in redis.keys("contentcrawl:openlibrary_books:*") if not key.endswith("done")
+    ]
+
+
+def test_a_killed_dump_importer_is_taken_over_and_nothing_is_lost(
+    redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    dump, keys = edition_dump(tmp_path, 40_000)
+    sqlite_path = tmp_path / "shared.sqlite3"
+    env = worker_env(sqlite_path, STORE_BATCH_SIZE="200")
+    args = ["-a", f"dump={dump}", *setting_args(redis_url)]
+    workers = [start_worker("openlibrary_books", env, args, tmp_path, n) for n in range(3)]
+    deadline = time.monotonic() + 30
+    while book_count(sqlite_path) < 2_000:
+        assert time.monotonic() < deadline, "the import did not start"
+        assert all(w.poll() is None for w in workers), "a worker ended before the kill"
+        time.sleep(0.05)
+    holder = redis.get("contentcrawl:openlibrary_books:lock") or ""
+    victim = next(w for w in workers if f":{w.pid}:" in holder)
+    victim.send_signal(signal.SIGKILL)
+    killed_at = book_count(sqlite_path)
+    survivors = [w for w in workers if w is not victim]
+
+    codes = wait_all(survivors, timeout=60)
+
+    assert codes == [0, 0]
+    assert killed_at < len(keys), "the importer finished before it was killed"
+    assert stored_book_keys(sqlite_path) == (len(keys), keys)
+    logs = [(tmp_path / f"worker{n}.log").read_text() for n in range(3)]
+    # One survivor took the lock over and read the whole dump again: what the victim had
+    # stored cost no write.
+    takeover = [
+        log for n, log in enumerate(logs) if workers[n] is not victim and "seeds the run" in log
+    ]
+    assert len(takeover) == 1
+    assert "'openlibrary/lines': 40000" in takeover[0]
+    assert "'store/books/unchanged'" in takeover[0]

@@ -20,10 +20,11 @@ import asyncio
 import json
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from scrapy import Request
 from scrapy.exceptions import CloseSpider
 
 from contentcrawl.dates import normalise_date
@@ -40,6 +41,7 @@ from contentcrawl.dumps import (
     is_url,
     reading_ahead,
 )
+from contentcrawl.extensions.distributed import DistributedRun
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import AuthorItem, BookItem, ContentItem, ItemBatch, Json, WorkItem
 from contentcrawl.redaction import redact_url
@@ -373,6 +375,8 @@ class OpenLibraryDumpSpider(ContentSpider):
         self.skipped: Counter[str] = Counter()
         self.download: DownloadResult | None = None
         self.complete = False
+        # The shared Redis run when REDIS_URL is set (contentcrawl.extensions.distributed).
+        self.distributed: DistributedRun | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -414,15 +418,44 @@ class OpenLibraryDumpSpider(ContentSpider):
         return redact_url(self.location) if is_url(self.location) else self.location
 
     async def start(self) -> Any:
-        shown = self.shown_location
         self.logger.info(
             "%s: importing %s dump %s (limit %s, store %s)",
             self.name,
             self.dump_kind,
-            shown,
+            self.shown_location,
             self.limit or "none",
             "MongoDB" if self.settings.get("MONGO_URI") else self.settings.get("SQLITE_PATH"),
         )
+        self.distributed = self.crawler.get_extension(DistributedRun)
+        source = self.distributed_source()
+        if self.distributed is not None:
+            # One worker imports; the others stand by and take the import over if it dies.
+            source = self.distributed.start(source)
+        async for batch in source:
+            yield batch
+
+    # -- distributed runs (contentcrawl.extensions.distributed.DistributedSpider) -----------
+    @property
+    def distributed_collection(self) -> str:
+        return self.item_class.collection
+
+    def distributed_source(self) -> AsyncIterator[ItemBatch]:
+        """The whole import: download (or open) the dump and read it."""
+        return self._import()
+
+    def distributed_key(self, request_or_item: Any) -> str | None:
+        """None: records come from the dump itself, there is no request to fetch again.
+
+        A worker that dies mid-import loses its lock; the worker taking over reads the dump
+        again from the start, and what was stored already costs no write.
+        """
+        return None
+
+    def distributed_request(self, key: str) -> Request:
+        raise ValueError(f"{self.name} imports a dump and has no request for {key!r}")
+
+    async def _import(self) -> AsyncIterator[ItemBatch]:
+        shown = self.shown_location
         try:
             self.download = await fetch_dump(self.crawler, self.location)
         except DownloadError as error:
@@ -533,6 +566,9 @@ class OpenLibraryDumpSpider(ContentSpider):
         }
 
     def closed(self, reason: str) -> None:
+        if self.download is None and self.distributed is not None:
+            self.logger.info("%s %s: the dump was imported by another worker", self.name, reason)
+            return
         stats = self.crawler.stats
         outcomes = ", ".join(
             f"{outcome} {stats.get_value(f'store/{self.item_class.collection}/{outcome}', 0)}"
