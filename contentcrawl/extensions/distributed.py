@@ -11,12 +11,19 @@ or scrapyd jobs of the same spider consume one queue. scrapy-redis's ``RedisSpid
   ``DISTRIBUTED_QUEUE_HIGH_WATER`` requests ahead of the consumers; the others consume at once.
   A seeder that dies loses its lock after ``DISTRIBUTED_LOCK_TTL``; another worker takes the
   source over and the shared dupefilter drops what was already pushed.
+* **Listing pages.** A source that finds its ids by paging (IGDB id ranges, MusicBrainz
+  searches and browses) gives each page a key of its own (``range:0-500``: a ``:`` marks a
+  key with no record behind it). Parsing a page, the spider records the keys it found
+  (``record_ids``) and only then settles the page's key (``settle``), so a worker killed at
+  any point leaves either the page or what it found unaccounted for.
 * **Staying alive and finishing.** ``spider_idle`` keeps a worker open while the run is not
-  done. When the queue is empty and every live worker has been idle, with its records
-  flushed to the store, for two looks in a row, the lock holder reconciles: ids pushed
-  (``<prefix>:ids``) minus ids stored minus ids settled without a record (404, filtered)
-  are pushed again (``DISTRIBUTED_RECONCILE_ROUNDS`` times at most). Then it marks the run
-  done, every worker closes, and the run's keys are deleted.
+  done, and every ``DISTRIBUTED_TICK`` an idle worker looks at the shared queue and the
+  run's end again (Scrapy's engine would look every 5 s). When the queue is empty and
+  every live worker has been idle, with its records flushed to the store, for two looks in
+  a row, the lock holder reconciles: keys recorded (``<prefix>:ids``) minus records stored
+  minus keys settled (pages done, 404s, filtered records) are pushed again
+  (``DISTRIBUTED_RECONCILE_ROUNDS`` times at most). Then it marks the run done, every
+  worker closes, and the run's keys are deleted.
 
 Keys live under ``contentcrawl:<spider>:``; one run of a spider at a time per Redis.
 """
@@ -28,6 +35,7 @@ import logging
 import os
 import socket
 import uuid
+from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -55,6 +63,8 @@ KEY_PREFIX = "contentcrawl:%(spider)s"
 ACCOUNT_SLOTS = ("igdb",)
 # Store lookups and Redis set reads per reconcile step.
 RECONCILE_CHUNK = 1000
+# Store outcomes of a record the store pipeline took (stats ``store/<collection>/<outcome>``).
+STORED_OUTCOMES = frozenset({"inserted", "updated", "unchanged", "failed"})
 # Renew the lock only if this worker still holds it (compare and expire, atomically).
 RENEW_LOCK = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -97,6 +107,22 @@ def distributed_settings(
     return settings
 
 
+def cap_worker_requests(settings: BaseSettings, *slots: str) -> None:
+    """With ``REDIS_URL`` set, let a worker hold no more requests than its ``slots`` send at
+    once, plus one waiting (``CONCURRENT_REQUESTS`` at spider priority: ``-s`` still wins).
+
+    A worker takes from the shared queue every request its downloader may hold (32): for a
+    slot that sends one request a second, or a listing whose next page its own callback
+    pushes, that one worker keeps the whole queue and the others stay idle. For a spider's
+    ``update_settings``; ``slots`` are those of its requests and of its image downloads.
+    """
+    if not settings.get("REDIS_URL"):
+        return
+    configured = settings.getdict("DOWNLOAD_SLOTS")
+    held = sum(int(configured.get(slot, {}).get("concurrency", 1)) for slot in slots)
+    settings.set("CONCURRENT_REQUESTS", held + 1, priority="spider")
+
+
 class DistributedAddon:
     """Scrapy add-on: with ``REDIS_URL`` set (``.env``, environment or ``-s``), the crawl
     gets the shared scheduler and duplicate filter and the account slots' shared spacing."""
@@ -117,7 +143,12 @@ def redis_client(url: str) -> Redis:
 
 @runtime_checkable
 class DistributedSpider(Protocol):
-    """What a spider gives a distributed run: its id source and how to rebuild a request."""
+    """What a spider gives a distributed run: its id source and how to rebuild a request.
+
+    Optional: ``distributed_record(key)`` (the ``(collection, store key)`` a key's record is
+    stored under, None for a key without a record), for spiders that store several
+    collections; by default a key without ``:`` is a record of ``distributed_collection``.
+    """
 
     distributed_collection: str
 
@@ -125,10 +156,23 @@ class DistributedSpider(Protocol):
         """The requests (and items) of the run's id source, as ``start()`` would yield them."""
 
     def distributed_key(self, request_or_item: Any) -> str | None:
-        """The record id a detail request or item stands for, None for anything else."""
+        """The key of the work a request or item stands for: a record id, or a listing
+        page's own key (with a ``:``); None for anything else."""
 
     def distributed_request(self, key: str) -> Request:
-        """A fresh detail request for ``key`` that bypasses the dupefilter (reconcile)."""
+        """A fresh request for ``key`` that bypasses the dupefilter (reconcile)."""
+
+
+def record_of(spider: Any, key: str) -> tuple[str, Any] | None:
+    """The collection and store key of the record ``key`` stands for; None: a key only
+    ``settle()`` accounts for (a listing page)."""
+    own = getattr(spider, "distributed_record", None)
+    if own is not None:
+        return own(key)
+    if ":" in key:
+        return None
+    # Numeric ids (TMDB, IGDB) are stored as integers.
+    return spider.distributed_collection, int(key) if key.isdigit() else key
 
 
 class DistributedRun:
@@ -283,6 +327,15 @@ class DistributedRun:
         if keys:
             self.redis.sadd(self.key("ids"), *keys)
 
+    def record_ids(self, keys: Iterable[str]) -> None:
+        """Record keys a listing page found (records, next pages): the reconcile checks them.
+
+        Call it before settling the page, so a worker killed in between loses nothing.
+        """
+        keys = list(keys)
+        self._record_ids(keys)
+        self.stats.inc_value("distributed/listing/ids", len(keys))
+
     async def _room(self) -> None:
         """Wait while the shared queue holds a high-water mark of requests (bounded memory)."""
         while self._queue_length() >= self.high_water:
@@ -304,7 +357,8 @@ class DistributedRun:
             self._seeding = False
 
     def settle(self, key: str) -> None:
-        """Record an id that ended without a record (404, filtered): not to be reconciled."""
+        """Record a key whose work is done without a record of its own: a listing page whose
+        finds are recorded, a 404, a filtered record. The reconcile leaves it."""
         self.redis.sadd(self.key("settled"), key)
 
     # -- lock and worker states ---------------------------------------------------------------
@@ -324,15 +378,18 @@ class DistributedRun:
         engine = self.crawler.engine
         if engine is None or engine.spider is None or not engine.spider_is_idle():
             return True
-        # Records scraped but still in a store batch are not in the store yet.
+        # Records the store pipeline took but still holds in a batch are not stored yet.
         stats = self.stats.get_stats()
-        stored = sum(
-            value
-            for name, value in stats.items()
-            if name.startswith("store/")
-            and name.rsplit("/", 1)[-1] in {"inserted", "updated", "unchanged", "failed"}
-        )
-        return stored < stats.get("item_scraped_count", 0)
+        stored = received = 0
+        for name, value in stats.items():
+            if not name.startswith("store/"):
+                continue
+            outcome = name.rsplit("/", 1)[-1]
+            if outcome in STORED_OUTCOMES:
+                stored += value
+            elif outcome == "received":
+                received += value
+        return stored < received
 
     def _report_state(self) -> None:
         state = "busy" if self._busy() else f"idle:{self._left_downloader}"
@@ -358,7 +415,11 @@ class DistributedRun:
         self._report_state()
         if self.redis.exists(self.key("done")):
             self._finished = True
+            # An idle engine closes the spider at its next look, not 5 s later.
+            self._wake_engine()
             return
+        if self._queue_length():
+            self._wake_engine()
         if not self._take_lock():
             return
         self._renew_lock()
@@ -383,6 +444,18 @@ class DistributedRun:
         else:
             self._finish()
 
+    def _wake_engine(self) -> None:
+        """Have the engine look at the scheduler (the shared queue) and its idleness now.
+
+        Scrapy looks again at an idle worker's scheduler only on its 5 s heartbeat; other
+        workers push requests at any time (a listing's next page) and end the run at any
+        time, and an idle worker would see either up to 5 s late.
+        """
+        slot = getattr(self.crawler.engine, "_slot", None)
+        if slot is not None and slot.closing is None:
+            # The engine's own "send what the scheduler has" call, as engine.crawl() makes it.
+            slot.nextcall.schedule()
+
     def _run_in_background(self, coroutine: Any) -> None:
         future = asyncio.ensure_future(coroutine)
         self._background.add(future)
@@ -396,7 +469,7 @@ class DistributedRun:
 
     # -- reconcile and the end ----------------------------------------------------------
     async def _reconcile(self) -> None:
-        """Push again what was pushed but neither stored nor settled; finish when none is."""
+        """Push again what was recorded but neither stored nor settled; finish when none is."""
         try:
             done_rounds = int(self.redis.get(self.key("rounds")) or 0)
             missing = await asyncio.to_thread(self._missing_ids)
@@ -407,9 +480,9 @@ class DistributedRun:
             if done_rounds >= self.rounds:
                 self.stats.inc_value("distributed/reconcile/unresolved", len(missing))
                 logger.error(
-                    "%d %s ids still missing after %d reconcile rounds (e.g. %s)",
+                    "%d %s keys still missing after %d reconcile rounds (e.g. %s)",
                     len(missing),
-                    self.spider.distributed_collection,
+                    self.spider.name,
                     done_rounds,
                     ", ".join(missing[:10]),
                 )
@@ -419,10 +492,12 @@ class DistributedRun:
             self.stats.inc_value("distributed/reconcile/rounds")
             self.stats.inc_value("distributed/reconcile/requeued", len(missing))
             logger.warning(
-                "Reconcile round %d: %d %s ids pushed but not stored, queued again",
+                "Reconcile round %d: %d %s keys recorded but neither stored nor settled, "
+                "queued again (e.g. %s)",
                 done_rounds + 1,
                 len(missing),
-                self.spider.distributed_collection,
+                self.spider.name,
+                ", ".join(missing[:5]),
             )
             for key in missing:
                 self.crawler.engine.crawl(self.spider.distributed_request(key))
@@ -430,31 +505,41 @@ class DistributedRun:
             self._reconciling = False
 
     def _missing_ids(self) -> list[str]:
-        """Ids in ``<prefix>:ids`` neither stored nor settled (blocking: a worker thread)."""
-        collection = self.spider.distributed_collection
+        """Keys in ``<prefix>:ids`` neither stored nor settled (blocking: a worker thread)."""
         missing: list[str] = []
         with build_store(self.crawler.settings) as store:
             chunk: list[str] = []
             for key in self.redis.sscan_iter(self.key("ids"), count=RECONCILE_CHUNK):
                 chunk.append(key)
                 if len(chunk) >= RECONCILE_CHUNK:
-                    missing.extend(self._unaccounted(store, collection, chunk))
+                    missing.extend(self._unaccounted(store, chunk))
                     chunk = []
-            missing.extend(self._unaccounted(store, collection, chunk))
+            missing.extend(self._unaccounted(store, chunk))
         return missing
 
-    def _unaccounted(self, store: Store, collection: str, keys: list[str]) -> list[str]:
+    def _unaccounted(self, store: Store, keys: list[str]) -> list[str]:
         if not keys:
             return []
-        stored = stored_keys(
-            store, collection, [int(key) if key.isdigit() else key for key in keys]
-        )
         settled = self.redis.smismember(self.key("settled"), keys)
-        return [
-            key
-            for key, is_settled in zip(keys, settled, strict=True)
-            if not is_settled and (int(key) if key.isdigit() else key) not in stored
-        ]
+        missing: list[str] = []
+        # collection -> store key -> run key, for one batched read per collection.
+        wanted: dict[str, dict[Any, str]] = defaultdict(dict)
+        for key, is_settled in zip(keys, settled, strict=True):
+            if is_settled:
+                continue
+            record = record_of(self.spider, key)
+            if record is None:
+                # A listing page: nothing in the store says it was done, only settle().
+                missing.append(key)
+            else:
+                collection, store_key = record
+                wanted[collection][store_key] = key
+        for collection, by_store_key in wanted.items():
+            stored = stored_keys(store, collection, list(by_store_key))
+            missing.extend(
+                key for store_key, key in by_store_key.items() if store_key not in stored
+            )
+        return missing
 
     def _finish(self) -> None:
         """Mark the run done (every worker closes) and delete its keys."""
@@ -471,6 +556,7 @@ class DistributedRun:
         self._finished = True
         self.stats.set_value("distributed/run/finished_by_me", 1)
         logger.info("Distributed run of %s is done", self.spider.name)
+        self._wake_engine()
 
 
 def stored_keys(store: Store, collection: str, keys: list[Any]) -> set[Any]:

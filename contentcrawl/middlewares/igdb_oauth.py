@@ -10,7 +10,9 @@ app until the token expires.
 The token request is a real Scrapy download (``engine.download_async``) in the ``twitch``
 slot, so it has the project's retries and timeouts; its body, not its URL, carries the
 client secret, as Scrapy logs URLs. Requests waiting for a token share one ``asyncio.Lock``:
-however many are in flight, one token request is made.
+however many are in flight, one token request is made. With ``REDIS_URL`` set, workers
+share a Redis lock as well: one worker fetches and stores the token, the others wait for it
+and read it from the store (workers starting together, or all refused at once on a 401).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import asyncio
 import json
 import logging
 import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlencode, urlsplit
@@ -34,6 +39,7 @@ from contentcrawl.store.base import utc_now
 if TYPE_CHECKING:
     from typing import Self
 
+    from redis.asyncio import Redis as AsyncRedis
     from scrapy.crawler import Crawler
     from scrapy.http import Response
 
@@ -41,6 +47,16 @@ logger = logging.getLogger(__name__)
 
 STATE_NAME = "igdb/token"
 TWITCH_SLOT = "twitch"
+# The Redis lock around reading or fetching the token, shared by every worker and spider.
+FETCH_LOCK_KEY = "contentcrawl:igdb:token_lock"
+FETCH_LOCK_POLL = 0.1
+# Release the lock only if this worker still holds it (compare and delete, atomically).
+RELEASE_LOCK = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
 # The token endpoint answers these for a wrong client id or secret (Twitch: 400 "invalid
 # client", 403 "invalid client secret"); retrying cannot help.
 BAD_CREDENTIAL_STATUSES = frozenset({400, 401, 403})
@@ -105,6 +121,15 @@ class IgdbOAuthMiddleware:
         self._failure: str | None = None
         self._store: Store | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._redis: AsyncRedis | None = None
+        redis_url = settings.get("REDIS_URL")
+        if redis_url:
+            from redis.asyncio import Redis
+
+            self._redis = Redis.from_url(redis_url, decode_responses=True)
+            self._release_lock = self._redis.register_script(RELEASE_LOCK)
+        # Outlives a token request with its retries; a dead worker's lock expires by itself.
+        self.lock_ms = int((settings.getfloat("DOWNLOAD_TIMEOUT", 60.0) + 10.0) * 1000)
         crawler.signals.connect(self._spider_closed, signal=signals.spider_closed)
 
     @classmethod
@@ -164,16 +189,32 @@ class IgdbOAuthMiddleware:
             token = self._token
             if token is not None and token.usable(time.time(), self.refresh_margin):
                 return token
-            stored = await asyncio.to_thread(self._load)
-            if stored is not None:
-                self.stats.inc_value("igdb/token/loaded")
-                logger.info("IGDB access token taken from the store (%s)", _until(stored))
-                return self._use(stored)
-            fetched = await self._fetch()
-            await asyncio.to_thread(self._save, fetched)
+            async with self._workers_lock():
+                stored = await asyncio.to_thread(self._load)
+                if stored is not None:
+                    self.stats.inc_value("igdb/token/loaded")
+                    logger.info("IGDB access token taken from the store (%s)", _until(stored))
+                    return self._use(stored)
+                fetched = await self._fetch()
+                await asyncio.to_thread(self._save, fetched)
             self.stats.inc_value("igdb/token/fetched")
             logger.info("IGDB access token obtained from Twitch (%s)", _until(fetched))
             return self._use(fetched)
+
+    @asynccontextmanager
+    async def _workers_lock(self) -> AsyncIterator[None]:
+        """Hold the workers' Redis lock (none without ``REDIS_URL``): the worker that waited
+        finds the token the holder stored instead of asking Twitch for one more."""
+        if self._redis is None:
+            yield
+            return
+        holder = uuid.uuid4().hex
+        while not await self._redis.set(FETCH_LOCK_KEY, holder, nx=True, px=self.lock_ms):
+            await asyncio.sleep(FETCH_LOCK_POLL)
+        try:
+            yield
+        finally:
+            await self._release_lock(keys=[FETCH_LOCK_KEY], args=[holder])
 
     def _use(self, token: AppToken) -> AppToken:
         register_secret(token.value)
@@ -286,6 +327,8 @@ class IgdbOAuthMiddleware:
 
     async def _spider_closed(self) -> None:
         await asyncio.to_thread(self._close_store)
+        if self._redis is not None:
+            await self._redis.aclose()
 
 
 def _json(response: Response) -> Any:

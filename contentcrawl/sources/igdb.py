@@ -14,8 +14,14 @@ Full mode reads every record; incremental mode reads those with ``updated_at`` n
 the start of the last clean run (minus ``IGDB_SYNC_OVERLAP`` seconds for clock skew), saved
 by the ``SyncState`` extension as ``<spider name>/sync``.
 
-To add an IGDB kind: subclass ``IgdbSpider`` with ``name``, ``endpoint``, ``fields`` and
-``to_item``.
+With ``REDIS_URL`` set (``contentcrawl.extensions.distributed``) one worker sends the probe
+and every worker pages ranges from the shared queue. The probe and each page are keys of the
+run (``probe:games``, ``range:<after>-<end>``, with the run's conditions after ``;``), each
+game its id: a page records the games and the next page it found, then settles its own key,
+and the reconcile asks again for what a killed worker left (a game by ``where id = N``).
+
+To add an IGDB kind: subclass ``IgdbSpider`` with ``name``, ``endpoint``, ``collection``,
+``fields`` and ``to_item``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
+from contentcrawl.extensions.distributed import DistributedRun, cap_worker_requests
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import ContentItem, GameItem
 from contentcrawl.redaction import redact_text, redact_url
@@ -43,6 +50,7 @@ if TYPE_CHECKING:
 
     from scrapy.crawler import Crawler
     from scrapy.http import Response
+    from scrapy.settings import BaseSettings
 
 Json = dict[str, Any]
 
@@ -91,6 +99,16 @@ def multiquery(queries: Iterable[tuple[str, str, str]]) -> str:
     if not 0 < len(blocks) <= 10:
         raise ValueError(f"a multiquery holds 1 to 10 queries, not {len(blocks)}")
     return "\n".join(blocks)
+
+
+def probe_key(endpoint: str, where: Iterable[str]) -> str:
+    """The probe's key in a distributed run: ``probe:<endpoint>[;<condition>…]``."""
+    return ";".join([f"probe:{endpoint}", *where])
+
+
+def page_key(after: int, end: int, where: Iterable[str]) -> str:
+    """A page's key in a distributed run: ``range:<after>-<end>[;<condition>…]``."""
+    return ";".join([f"range:{after}-{end}", *where])
 
 
 def plan_ranges(
@@ -344,6 +362,8 @@ class IgdbSpider(ContentSpider):
 
     slot = "igdb"
     endpoint: ClassVar[str]
+    # The store collection of to_item's records.
+    collection: ClassVar[str]
     fields: ClassVar[tuple[str, ...]]
     expanded_fields: ClassVar[tuple[str, ...]] = ()
 
@@ -355,6 +375,16 @@ class IgdbSpider(ContentSpider):
         self.emitted = 0
         # The next incremental run reads what changed after this moment.
         self.started_at = int(time.time())
+        self.where: list[str] = []
+        # The shared Redis run when REDIS_URL is set (contentcrawl.extensions.distributed).
+        self.distributed: DistributedRun | None = None
+
+    @classmethod
+    def update_settings(cls, settings: BaseSettings) -> None:
+        super().update_settings(settings)
+        # Cover downloads take downloader room too (contentcrawl.pipelines.images).
+        images = (f"{cls.slot}_images",) if settings.getbool("IMAGES_ENABLED") else ()
+        cap_worker_requests(settings, cls.slot, *images)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -381,6 +411,7 @@ class IgdbSpider(ContentSpider):
         sync = self.crawler.get_extension(SyncState)
         if sync is None:
             raise RuntimeError(f"{self.name} needs the SyncState extension (EXTENSIONS)")
+        self.sync = sync
         sync_point = await sync.load(self.state_name)
         synced_at = sync_point.get("synced_at") if sync_point else None
         mode = self.mode or ("incremental" if synced_at is not None else "full")
@@ -388,24 +419,73 @@ class IgdbSpider(ContentSpider):
             self.logger.warning(
                 "No clean %s run recorded yet: incremental mode reads everything", self.name
             )
-        where = []
         if mode == "incremental" and synced_at is not None:
-            where.append(f"updated_at > {int(synced_at) - self.sync_overlap}")
+            self.where = [f"updated_at > {int(synced_at) - self.sync_overlap}"]
         self.mode = mode
-        # Saved by SyncState only if the run ends cleanly; a limited run reads a sample only.
-        if self.limit is None:
-            sync.stage(self.state_name, {"synced_at": self.started_at, "mode": mode})
+        self.distributed = self.crawler.get_extension(DistributedRun)
         self.logger.info(
-            "IGDB %s: mode=%s api=%s %s page_size=%d parallel_ranges=%d limit=%s",
+            "IGDB %s: mode=%s api=%s %s page_size=%d parallel_ranges=%d limit=%s%s",
             self.endpoint,
             mode,
             redact_url(self.api_url),
-            where[0] if where else "all records",
+            self.where[0] if self.where else "all records",
             self.page_size,
             self.max_ranges,
             self.limit,
+            " distributed" if self.distributed is not None else "",
         )
-        yield self.probe_request(where)
+        source = self.distributed_source()
+        if self.distributed is not None:
+            # One worker probes and plans the ranges; the others page from the shared queue.
+            source = self.distributed.start(source)
+        async for request in source:
+            yield request
+
+    # -- distributed runs (contentcrawl.extensions.distributed.DistributedSpider) -----------
+    @property
+    def distributed_collection(self) -> str:
+        return self.collection
+
+    async def distributed_source(self) -> AsyncIterator[Request]:
+        """The probe, which plans the id ranges; the worker that sends it owns the sync point."""
+        # Saved by SyncState only if the run ends cleanly; a limited run reads a sample only.
+        if self.limit is None:
+            self.sync.stage(self.state_name, {"synced_at": self.started_at, "mode": self.mode})
+        yield self.probe_request(self.where)
+
+    def distributed_key(self, request_or_item: Any) -> str | None:
+        """A game's id, or the probe's or a page's key; None for anything else."""
+        if isinstance(request_or_item, ContentItem):
+            return str(getattr(request_or_item, request_or_item.key_field))
+        callback = getattr(request_or_item, "callback", None)
+        arguments = getattr(request_or_item, "cb_kwargs", {})
+        if callback == self.parse_probe:
+            return probe_key(self.endpoint, arguments["where"])
+        if callback == self.parse_page:
+            return page_key(arguments["after"], arguments["end"], arguments["where"])
+        if callback == self.parse_record:
+            return str(arguments["record_id"])
+        return None
+
+    def distributed_request(self, key: str) -> Request:
+        """The request ``key`` stands for, past the dupefilter (the reconcile's second try)."""
+        if key.isdigit():
+            return self.record_request(int(key))
+        head, *where = key.split(";")
+        kind, _, bounds = head.partition(":")
+        if kind == "probe" and bounds == self.endpoint:
+            return self.probe_request(where).replace(dont_filter=True)
+        if kind == "range":
+            after, _, end = bounds.partition("-")
+            return self.page_request(where, int(after), int(end)).replace(dont_filter=True)
+        raise ValueError(f"not a key of an {self.name} run: {key!r}")
+
+    def _account(self, done: str, found: Iterable[str]) -> None:
+        """A distributed run: record what a page found, then settle the page itself, so a
+        worker killed in between leaves the page or its finds to the reconcile."""
+        if self.distributed is not None:
+            self.distributed.record_ids(found)
+            self.distributed.settle(done)
 
     def api_request(self, path: str, query: str, **kwargs: Any) -> Request:
         """A POST of an Apicalypse ``query`` to ``<IGDB_API_URL>/<path>`` in the igdb slot."""
@@ -455,6 +535,10 @@ class IgdbSpider(ContentSpider):
             high,
             len(ranges),
         )
+        self._account(
+            probe_key(self.endpoint, where),
+            [page_key(start, end, where) for start, end in ranges],
+        )
         for start, end in ranges:
             yield self.page_request(where, start, end)
 
@@ -473,6 +557,18 @@ class IgdbSpider(ContentSpider):
             cb_kwargs={"where": where, "after": after, "end": end},
         )
 
+    def record_request(self, record_id: int) -> Request:
+        """One record by id, past the dupefilter: a distributed run's reconcile asks for a
+        record a killed worker had read but not stored."""
+        query = apicalypse(fields=self.fields, where=[f"id = {record_id}"], limit=1)
+        return self.api_request(
+            self.endpoint,
+            query,
+            callback=self.parse_record,
+            cb_kwargs={"record_id": record_id},
+            dont_filter=True,
+        )
+
     async def parse_page(
         self, response: Response, where: list[str], after: int, end: int
     ) -> AsyncIterator[ContentItem | Request]:
@@ -480,28 +576,60 @@ class IgdbSpider(ContentSpider):
         if not isinstance(records, list):
             self._page_error(response.request, f"expected a JSON array, got {records!r:.200}")
             return
-        stats = self.crawler.stats
-        stats.inc_value("igdb/pages/fetched")
-        valid = []
-        for payload in records:
-            if valid_id(payload):
-                valid.append(payload)
-            else:
-                stats.inc_value(f"igdb/{self.endpoint}/invalid")
-                self.logger.warning("Skipping an IGDB record without an id: %.200r", payload)
+        self.crawler.stats.inc_value("igdb/pages/fetched")
+        valid = self._valid(records)
         if self.limit is not None:
             valid = valid[: max(0, self.limit - self.emitted)]
         self.emitted += len(valid)
         last_id = max((payload["id"] for payload in valid), default=after)
         limit_reached = self.limit is not None and self.emitted >= self.limit
-        # A short page is the range's last one (IGDB sends no total with a page). The next
-        # page goes out before this page's items, so the range keeps a request waiting.
-        if len(records) >= self.page_size and last_id < end and not limit_reached:
+        # A short page is the range's last one (IGDB sends no total with a page).
+        more = len(records) >= self.page_size and last_id < end and not limit_reached
+        found = [str(payload["id"]) for payload in valid]
+        self._account(
+            page_key(after, end, where),
+            [*found, page_key(last_id, end, where)] if more else found,
+        )
+        # The next page goes out before this page's items, so the range keeps a request
+        # waiting.
+        if more:
             yield self.page_request(where, last_id, end)
-        for index, payload in enumerate(valid, 1):
+        async for item in self._items(valid):
+            yield item
+
+    async def parse_record(self, response: Response, record_id: int) -> AsyncIterator[ContentItem]:
+        records = _json(response)
+        if not isinstance(records, list):
+            self._page_error(response.request, f"expected a JSON array, got {records!r:.200}")
+            return
+        self.crawler.stats.inc_value("igdb/pages/fetched")
+        valid = [payload for payload in self._valid(records) if payload["id"] == record_id]
+        if not valid:
+            # Deleted since the page listed it: nothing to store, nothing to ask again.
+            self.crawler.stats.inc_value(f"igdb/{self.endpoint}/not_found")
+            self.logger.warning("IGDB %s %d is gone", self.endpoint, record_id)
+            if self.distributed is not None:
+                self.distributed.settle(str(record_id))
+            return
+        async for item in self._items(valid):
+            yield item
+
+    def _valid(self, records: list[Any]) -> list[Json]:
+        """The records with an id; the others are counted and logged."""
+        valid = []
+        for payload in records:
+            if valid_id(payload):
+                valid.append(payload)
+            else:
+                self.crawler.stats.inc_value(f"igdb/{self.endpoint}/invalid")
+                self.logger.warning("Skipping an IGDB record without an id: %.200r", payload)
+        return valid
+
+    async def _items(self, records: list[Json]) -> AsyncIterator[ContentItem]:
+        for index, payload in enumerate(records, 1):
             missing = unexpanded_fields(payload, self.expanded_fields)
             if missing:
-                stats.inc_value(f"igdb/{self.endpoint}/unexpanded")
+                self.crawler.stats.inc_value(f"igdb/{self.endpoint}/unexpanded")
                 self.logger.warning(
                     "IGDB %s %d: %s came back as bare ids, their names are lost",
                     self.endpoint,

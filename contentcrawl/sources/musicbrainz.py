@@ -14,6 +14,15 @@ lookup would cap them at 25. Dump mode (``contentcrawl.sources.musicbrainz_dump`
 the same entity JSON from the weekly dumps. Both go through the pure mappers below, so an
 artist or album has one record shape (and one content hash) whichever way it came.
 
+With ``REDIS_URL`` set (``contentcrawl.extensions.distributed``) one worker sends the
+lookups of ``-a mbids`` and the first page of each search, and every worker takes requests
+from the shared queue. Every request is a key of the run: an artist lookup its MBID, an
+album lookup ``album:<mbid>``, a search page ``search:<offset>:<query>``, a browse page
+``browse:<artist mbid>:<offset>``. A page records the keys it found (artists, albums, the
+next page), then settles its own; the reconcile asks again, by lookup, for what a killed
+worker left. In dump mode one worker imports the dumps and the others stand by: one that
+takes over from a dead importer reads them again, and what was stored costs no write.
+
 To add a MusicBrainz kind: write its mapper here, register it in ``DUMP_MAPPERS`` and
 give the API crawl a request and a ``parse_<thing>`` callback for it.
 """
@@ -32,7 +41,8 @@ from scrapy.spidermiddlewares.httperror import HttpError
 
 from contentcrawl import __version__
 from contentcrawl.dumps import ItemFlow, is_url
-from contentcrawl.items import AlbumItem, ArtistItem, ContentItem, Json
+from contentcrawl.extensions.distributed import DistributedRun, cap_worker_requests
+from contentcrawl.items import AlbumItem, ArtistItem, ContentItem, ItemBatch, Json
 from contentcrawl.redaction import redact_text, redact_url
 from contentcrawl.sources.base import ContentSpider
 from contentcrawl.sources.musicbrainz_dump import import_dumps
@@ -268,6 +278,21 @@ DUMP_MAPPERS: dict[str, Callable[[Mapping[str, Any]], ContentItem]] = {
 }
 
 
+def album_key(mbid: str) -> str:
+    """A release group's key in a distributed run (an artist's is its bare MBID)."""
+    return f"album:{mbid}"
+
+
+def search_key(query: str, offset: int) -> str:
+    """A search page's key in a distributed run (the query last: it may hold ``:``)."""
+    return f"search:{offset}:{query}"
+
+
+def browse_key(mbid: str, offset: int) -> str:
+    """A release-group browse page's key in a distributed run."""
+    return f"browse:{mbid}:{offset}"
+
+
 def body_start(response: Response) -> str:
     """The first 200 characters of a body, for a log line (any content type)."""
     return response.body[:200].decode("utf-8", "replace") if response.body else "(empty body)"
@@ -307,6 +332,7 @@ class MusicBrainzSpider(ContentSpider):
     dump_slot = "musicbrainz_dumps"
     # Dead letters find the record id of a lookup in cb_kwargs["mbid"] (sources/failures.py).
     item_class: ClassVar[type[ContentItem]] = ArtistItem
+    distributed_collection = ArtistItem.collection
 
     def __init__(
         self,
@@ -336,6 +362,9 @@ class MusicBrainzSpider(ContentSpider):
         self.claimed: set[str] = set()
         self.albums_seen: set[str] = set()
         self.limit_reached = False
+        self.searches: list[str] = []
+        # The shared Redis run when REDIS_URL is set (contentcrawl.extensions.distributed).
+        self.distributed: DistributedRun | None = None
 
     @classmethod
     def update_settings(cls, settings: BaseSettings) -> None:
@@ -345,6 +374,8 @@ class MusicBrainzSpider(ContentSpider):
             # Spider priority: every request of this crawl, the dump downloads included,
             # names the contact; an explicit -s USER_AGENT still wins, as for any setting.
             settings.set("USER_AGENT", user_agent(contact), priority="spider")
+        # Distributed, a worker whose slot sends one request a second holds two, not 32.
+        cap_worker_requests(settings, cls.slot)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -385,14 +416,23 @@ class MusicBrainzSpider(ContentSpider):
             )
             raise CloseSpider("musicbrainz_contact_missing")
 
-    async def start(self) -> AsyncIterator[Request | ContentItem]:
+    async def start(self) -> AsyncIterator[Request | ItemBatch]:
         self.check_contact()
-        if self.mode == "dump":
-            async for item in import_dumps(self, DUMP_MAPPERS):
-                yield item
-            return
-        queries = [self.query] if self.query else ([] if self.mbids else self.queries)
-        if not queries and not self.mbids:
+        self.distributed = self.crawler.get_extension(DistributedRun)
+        if self.mode == "api":
+            self._plan_searches()
+        source = self.distributed_source()
+        if self.distributed is not None:
+            # One worker sends the first requests (or imports the dumps); the others take
+            # their requests from the queue (or stand by to take the import over).
+            source = self.distributed.start(source)
+        async for request_or_batch in source:
+            yield request_or_batch
+
+    def _plan_searches(self) -> None:
+        """The searches of an API crawl, and its INFO line; nothing to crawl closes it."""
+        self.searches = [self.query] if self.query else ([] if self.mbids else self.queries)
+        if not self.searches and not self.mbids:
             self.logger.error(
                 "%s: nothing to crawl: give -a query=…, -a mbids=… or set MUSICBRAINZ_QUERIES",
                 self.name,
@@ -400,16 +440,26 @@ class MusicBrainzSpider(ContentSpider):
             raise CloseSpider("nothing_to_crawl")
         self.logger.info(
             "MusicBrainz API %s: %d searches %s, %d MBIDs, page size %d, up to %s results a "
-            "search, limit %s, User-Agent %r",
+            "search, limit %s, User-Agent %r%s",
             redact_url(self.api_url),
-            len(queries),
-            queries,
+            len(self.searches),
+            self.searches,
             len(self.mbids),
             self.page_size,
             self.max_results or "all",
             self.limit or "none",
             self.settings.get("USER_AGENT"),
+            ", distributed" if self.distributed is not None else "",
         )
+
+    # -- distributed runs (contentcrawl.extensions.distributed.DistributedSpider) -----------
+    def distributed_source(self) -> AsyncIterator[Request | ItemBatch]:
+        """The dump import, or the lookups of ``-a mbids`` and the first page of each search."""
+        if self.mode == "dump":
+            return import_dumps(self, DUMP_MAPPERS)
+        return self._first_requests()
+
+    async def _first_requests(self) -> AsyncIterator[Request]:
         for mbid in self.mbids:
             if not is_mbid(mbid.lower()):
                 self.crawler.stats.inc_value("musicbrainz/mbids/invalid")
@@ -418,8 +468,67 @@ class MusicBrainzSpider(ContentSpider):
             request = self.claim(mbid.lower())
             if request is not None:
                 yield request
-        for query in queries:
+        for query in self.searches:
             yield self.search_request(query, 0)
+
+    def distributed_key(self, request_or_item: Any) -> str | None:
+        """An artist's MBID, ``album:<mbid>``, or a search or browse page's key; None in
+        dump mode, whose records are not fetched again but read again by a takeover."""
+        if self.mode == "dump":
+            return None
+        if isinstance(request_or_item, ArtistItem):
+            return request_or_item.mbid
+        if isinstance(request_or_item, AlbumItem):
+            return album_key(request_or_item.mbid)
+        callback = getattr(request_or_item, "callback", None)
+        arguments = getattr(request_or_item, "cb_kwargs", {})
+        if callback == self.parse_artist:
+            return arguments["mbid"]
+        if callback == self.parse_release_group:
+            return album_key(arguments["mbid"])
+        if callback == self.parse_search:
+            return search_key(arguments["query"], arguments["offset"])
+        if callback == self.parse_release_groups:
+            return browse_key(arguments["mbid"], arguments["offset"])
+        return None
+
+    def distributed_record(self, key: str) -> tuple[str, str] | None:
+        """Where the record of ``key`` is stored; None for a search or browse page."""
+        kind, separator, rest = key.partition(":")
+        if not separator:
+            return ArtistItem.collection, key
+        if kind == "album":
+            return AlbumItem.collection, rest
+        return None
+
+    def distributed_request(self, key: str) -> Request:
+        """The request ``key`` stands for, past the dupefilter (the reconcile's second try)."""
+        kind, separator, rest = key.partition(":")
+        if not separator and is_mbid(key):
+            request = self.lookup_request(key)
+        elif kind == "album" and is_mbid(rest):
+            request = self.release_group_request(rest)
+        elif kind == "browse":
+            mbid, _, offset = rest.partition(":")
+            request = self.browse_request(mbid, int(offset))
+        elif kind == "search":
+            offset, _, query = rest.partition(":")
+            request = self.search_request(query, int(offset))
+        else:
+            raise ValueError(f"not a key of a {self.name} run: {key!r}")
+        return request.replace(dont_filter=True)
+
+    def _account(self, done: str, found: Iterable[str]) -> None:
+        """A distributed run: record what a page found, then settle the page itself, so a
+        worker killed in between leaves the page or its finds to the reconcile."""
+        if self.distributed is not None:
+            self.distributed.record_ids(found)
+            self.distributed.settle(done)
+
+    def _settle(self, key: str) -> None:
+        """A key that ends without a record (404, merged): the reconcile leaves it."""
+        if self.distributed is not None:
+            self.distributed.settle(key)
 
     # -- requests -----------------------------------------------------------------------
     def api_request(
@@ -460,6 +569,10 @@ class MusicBrainzSpider(ContentSpider):
             self.limit_reached = True
             return None
         self.claimed.add(mbid)
+        return self.lookup_request(mbid)
+
+    def lookup_request(self, mbid: str) -> Request:
+        """An artist lookup (``ARTIST_INC``)."""
         return self.api_request(
             f"artist/{mbid}",
             {},
@@ -467,6 +580,20 @@ class MusicBrainzSpider(ContentSpider):
             callback=self.parse_artist,
             cb_kwargs={"mbid": mbid},
             priority=LOOKUP_PRIORITY,
+        )
+
+    def release_group_request(self, mbid: str) -> Request:
+        """A release-group lookup: a distributed run's reconcile asks for an album a killed
+        worker had browsed but not stored."""
+        return self.api_request(
+            f"release-group/{mbid}",
+            {},
+            RELEASE_GROUP_INC,
+            callback=self.parse_release_group,
+            cb_kwargs={"mbid": mbid},
+            priority=BROWSE_PRIORITY,
+            # Its dead letter names the release group, not an artist of that MBID.
+            meta={"record_id": album_key(mbid)},
         )
 
     def browse_request(self, mbid: str, offset: int) -> Request:
@@ -503,6 +630,7 @@ class MusicBrainzSpider(ContentSpider):
         stats = self.crawler.stats
         stats.inc_value("musicbrainz/search/pages")
         low_score = False
+        requests = []
         for hit in hits:
             mbid = hit.get("id") if isinstance(hit, dict) else None
             if not is_mbid(mbid):
@@ -517,14 +645,17 @@ class MusicBrainzSpider(ContentSpider):
             stats.inc_value("musicbrainz/search/results")
             request = self.claim(mbid)
             if request is not None:
-                yield request
+                requests.append(request)
         following = offset + len(hits)
         within_cap = not self.max_results or following < self.max_results
         # ``count`` is the search's total; an empty page ends it too (QUIRKS.md).
-        if hits and following < total and within_cap and not low_score and not self.limit_reached:
-            yield self.search_request(query, following)
+        more = bool(hits) and following < total and within_cap and not low_score
+        if more and not self.limit_reached:
+            requests.append(self.search_request(query, following))
         elif offset == 0 and not hits:
             self.logger.info("Search %r found no artist", query)
+        self._account(search_key(query, offset), [self.distributed_key(r) for r in requests])
+        yield from requests
 
     def parse_artist(self, response: Response, mbid: str) -> Iterator[ContentItem | Request]:
         payload = _json_object(response)
@@ -536,8 +667,13 @@ class MusicBrainzSpider(ContentSpider):
         if found != mbid:
             if found in self.claimed:
                 self.crawler.stats.inc_value("musicbrainz/artists/duplicate")
+                self._settle(mbid)
                 return
             self.claimed.add(found)
+            # Stored under the MBID it was merged into: that one is the record to check.
+            self._account(mbid, [found, browse_key(found, 0)])
+        elif self.distributed is not None:
+            self.distributed.record_ids([browse_key(found, 0)])
         self.crawler.stats.inc_value("musicbrainz/artists/looked_up")
         yield artist_item(payload)
         yield self.browse_request(found, 0)
@@ -554,8 +690,8 @@ class MusicBrainzSpider(ContentSpider):
         stats = self.crawler.stats
         stats.inc_value("musicbrainz/browse/pages")
         following = offset + len(groups)
-        if groups and following < total:
-            yield self.browse_request(mbid, following)
+        more = bool(groups) and following < total
+        albums = []
         for group in groups:
             album_mbid = group.get("id") if isinstance(group, dict) else None
             if not is_mbid(album_mbid):
@@ -568,7 +704,26 @@ class MusicBrainzSpider(ContentSpider):
                 stats.inc_value("musicbrainz/albums/duplicate")
                 continue
             self.albums_seen.add(album_mbid)
-            yield album_item(group, artist_mbid=mbid)
+            albums.append(album_item(group, artist_mbid=mbid))
+        found = [album_key(album.mbid) for album in albums]
+        self._account(
+            browse_key(mbid, offset), [*found, browse_key(mbid, following)] if more else found
+        )
+        if more:
+            yield self.browse_request(mbid, following)
+        yield from albums
+
+    def parse_release_group(self, response: Response, mbid: str) -> Iterator[ContentItem]:
+        payload = _json_object(response)
+        if payload is None or not is_mbid(payload.get("id")):
+            self._lost(response.request, f"not a release group: {body_start(response)!r}")
+            return
+        found = payload["id"]
+        if found != mbid:
+            # Merged into another release group: that one is the record to check.
+            self._account(album_key(mbid), [album_key(found)])
+        self.crawler.stats.inc_value("musicbrainz/albums/looked_up")
+        yield album_item(payload)
 
     def request_failed(self, failure: Failure) -> None:
         """Errback: a request that got no usable answer is logged and counted."""
@@ -581,6 +736,12 @@ class MusicBrainzSpider(ContentSpider):
                     "Artist %s not found (404): deleted, or a wrong MBID",
                     request.cb_kwargs.get("mbid"),
                 )
+                self._settle(request.cb_kwargs["mbid"])
+                return
+            if response.status == 404 and request.callback == self.parse_release_group:
+                self.crawler.stats.inc_value("musicbrainz/albums/not_found")
+                self.logger.warning("Release group %s not found (404)", request.cb_kwargs["mbid"])
+                self._settle(album_key(request.cb_kwargs["mbid"]))
                 return
             detail = f"HTTP {response.status}: {error_message(response)}"
         elif isinstance(failure.value, IgnoreRequest):

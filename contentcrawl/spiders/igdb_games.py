@@ -16,6 +16,7 @@ from contentcrawl.sources.igdb import GAME_EXPANDED_FIELDS, GAME_FIELDS, IgdbSpi
 class IgdbGamesSpider(IgdbSpider):
     name = "igdb_games"
     endpoint = "games"
+    collection = GameItem.collection
     fields = GAME_FIELDS
     expanded_fields = GAME_EXPANDED_FIELDS
 

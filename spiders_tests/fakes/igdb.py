@@ -8,6 +8,9 @@ as IGDB does. Errors: 401 with IGDB's recorded object body (``data/igdb/
 error_401_auth_failure.json``), 400 as IGDB's array of ``{title, status, cause}``, 429 above
 ``requests_per_second`` accepted requests in any ``window`` or above ``max_open`` open
 requests per Client-ID. A token can be made to die after ``token_uses`` API requests.
+``games_served`` counts each game answered by ``/v4/games``; ``hold(n, pattern)`` leaves the
+n-th API request whose path matches unanswered until ``release()`` (a page in flight when a
+test kills the crawler that sent it).
 
 Records come from the recorded search answer ``data/igdb/games_search_sengoku3_expanded_
 2021.json``, cloned under new ids. References the recording holds as bare ids (themes,
@@ -274,6 +277,13 @@ class FakeIgdb:
         self.unauthorized_tokens: Counter[str] = Counter()  # 401s by token sent
         self.max_open_seen = 0
         self.records_served = 0
+        # Games answered by /v4/games queries, by id (the probe's multiquery not included).
+        self.games_served: Counter[int] = Counter()
+        self.held: FakeRequest | None = None
+        self._hold: tuple[int, re.Pattern[str]] | None = None
+        self._hold_seen = 0
+        self._holding = threading.Event()
+        self._released = threading.Event()
         server.route("POST", r"/oauth2/token")(self._token_endpoint)
         server.route("POST", r"/v4/multiquery")(self._multiquery)
         server.route("POST", r"/v4/(?P<endpoint>games(?:/count)?)")(self._endpoint)
@@ -317,6 +327,35 @@ class FakeIgdb:
             game = copy.copy(self.games[game_id])
             game.update(changes, updated_at=int(time.time()))
             self.games[game_id] = game
+
+    def hold(self, number: int, path_pattern: str = r"/v4/games") -> None:
+        """Leave the ``number``-th API request matching ``path_pattern`` unanswered until
+        ``release()``."""
+        self._hold = (number, re.compile(path_pattern))
+
+    def wait_held(self, timeout: float) -> FakeRequest:
+        """The held request once it has arrived (its headers say which crawler sent it)."""
+        if not self._holding.wait(timeout) or self.held is None:
+            raise TimeoutError(f"the request to hold did not arrive within {timeout} s")
+        return self.held
+
+    def release(self) -> None:
+        """Answer the held request (to a closed connection if its crawler was killed)."""
+        self._released.set()
+
+    def _held_back(self, request: FakeRequest) -> None:
+        if self._hold is None:
+            return
+        number, pattern = self._hold
+        if not pattern.fullmatch(request.path):
+            return
+        with self._lock:
+            self._hold_seen += 1
+            hold = self._hold_seen == number
+        if hold:
+            self.held = request
+            self._holding.set()
+            self._released.wait(timeout=120)
 
     def issue_token(self) -> str:
         """A valid token, as if obtained earlier (by another worker or run)."""
@@ -396,10 +435,15 @@ class FakeIgdb:
     def _endpoint(self, request: FakeRequest, endpoint: str) -> FakeResponse:
         def answer() -> FakeResponse:
             try:
-                return self._json(self._run(endpoint, request.body.decode()))
+                result = self._run(endpoint, request.body.decode())
             except (ApicalypseError, ValueError) as error:
                 return error_400(str(error))
+            if endpoint == "games":
+                with self._lock:
+                    self.games_served.update(game["id"] for game in result["result"])
+            return self._json(result)
 
+        self._held_back(request)
         return self._guarded(request, answer)
 
     def _multiquery(self, request: FakeRequest) -> FakeResponse:
@@ -420,6 +464,7 @@ class FakeIgdb:
                 return error_400(str(error))
             return self._json(results)
 
+        self._held_back(request)
         return self._guarded(request, answer)
 
     def _run(self, endpoint: str, text: str) -> Any:

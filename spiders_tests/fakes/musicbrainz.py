@@ -1,7 +1,9 @@
 """A local MusicBrainz ws/2 and JSON-dump host with MusicBrainz's limits and quirks.
 
 API routes on a ``FakeServer`` under ``/ws/2``: artist search (``/artist?query=``), artist
-lookup (``/artist/<mbid>?inc=``) and release-group browse (``/release-group?artist=``).
+lookup (``/artist/<mbid>?inc=``), release-group browse (``/release-group?artist=``) and
+lookup (``/release-group/<mbid>?inc=``). ``hold(n)`` leaves the n-th API request matching a
+pattern unanswered until ``release()`` (a request in flight when a test kills its crawler).
 What it does as MusicBrainz does (see ``data/musicbrainz`` and QUIRKS.md):
 
 - every JSON object comes back with its keys in a new random order;
@@ -288,9 +290,15 @@ class FakeMusicBrainz:
         self._last_arrival: float | None = None
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        self.held: FakeRequest | None = None
+        self._hold: tuple[int, re.Pattern[str]] | None = None
+        self._hold_seen = 0
+        self._holding = threading.Event()
+        self._released = threading.Event()
         server.route("GET", r"/ws/2/artist/?")(self._api(self._search))
         server.route("GET", r"/ws/2/artist/(?P<mbid>[^/]+)")(self._api(self._lookup))
         server.route("GET", r"/ws/2/release-group/?")(self._api(self._browse))
+        server.route("GET", r"/ws/2/release-group/(?P<mbid>[^/]+)")(self._api(self._release_group))
         server.route("GET", rf"{DUMPS_PATH}/LATEST")(self._latest)
         server.route("GET", rf"{DUMPS_PATH}/(?P<name>[^/]+)/(?P<file>[^/]+)")(self._dump)
 
@@ -318,6 +326,35 @@ class FakeMusicBrainz:
         refused = {id(request) for request in self.rejected}
         return [hit for hit in self.api_hits(path_pattern) if id(hit) not in refused]
 
+    def hold(self, number: int, path_pattern: str = r"/ws/2/.*") -> None:
+        """Leave the ``number``-th API request matching ``path_pattern`` (past the rate limit)
+        unanswered until ``release()``."""
+        self._hold = (number, re.compile(path_pattern))
+
+    def wait_held(self, timeout: float) -> FakeRequest:
+        """The held request once it has arrived (its User-Agent says which crawler sent it)."""
+        if not self._holding.wait(timeout) or self.held is None:
+            raise TimeoutError(f"the request to hold did not arrive within {timeout} s")
+        return self.held
+
+    def release(self) -> None:
+        """Answer the held request (to a closed connection if its crawler was killed)."""
+        self._released.set()
+
+    def _held_back(self, request: FakeRequest) -> None:
+        if self._hold is None:
+            return
+        number, pattern = self._hold
+        if not pattern.fullmatch(request.path):
+            return
+        with self._lock:
+            self._hold_seen += 1
+            hold = self._hold_seen == number
+        if hold:
+            self.held = request
+            self._holding.set()
+            self._released.wait(timeout=120)
+
     # -- the API's gate: rate limit, User-Agent ------------------------------------------
     def _api(self, handler: Any) -> Any:
         def gated(request: FakeRequest, **groups: str) -> FakeResponse:
@@ -331,6 +368,7 @@ class FakeMusicBrainz:
                     return FakeResponse.json(RATE_LIMIT_BODY, 503, **headers)
             if not _USER_AGENT.fullmatch(request.header("user-agent") or ""):
                 return _error(403, "Your User-Agent is missing a contact: App/version ( contact ).")
+            self._held_back(request)
             response = handler(request, **groups)
             if response.status == 200 and "json" in response.headers.get("Content-Type", ""):
                 with self._lock:
@@ -439,19 +477,10 @@ class FakeMusicBrainz:
         if artist is None:
             return _error(404, "Not Found")
         limit, offset = paging
-        groups = []
-        for stored in artist.release_groups[offset : offset + limit]:
-            group = {k: v for k, v in copy.deepcopy(stored).items() if k != "artist-credit"}
-            if "artist-credits" in incs:
-                group["artist-credit"] = copy.deepcopy(
-                    stored.get("artist-credit") or credit_of(artist.doc)
-                )
-            for inc, (key, empty) in INC_KEYS.items():
-                if inc in incs:
-                    group.setdefault(key, empty)
-                else:
-                    group.pop(key, None)
-            groups.append(group)
+        groups = [
+            _release_group_body(stored, artist, incs)
+            for stored in artist.release_groups[offset : offset + limit]
+        ]
         return FakeResponse.json(
             {
                 "release-group-count": len(artist.release_groups),
@@ -459,6 +488,18 @@ class FakeMusicBrainz:
                 "release-groups": groups,
             }
         )
+
+    def _release_group(self, request: FakeRequest, mbid: str) -> FakeResponse:
+        if not _MBID.fullmatch(mbid):
+            return _error(400, "Invalid mbid.")
+        incs = self._incs(request, BROWSE_INCS)
+        if isinstance(incs, FakeResponse):
+            return incs
+        for artist in self.artists.values():
+            for stored in artist.release_groups:
+                if stored["id"] == mbid:
+                    return FakeResponse.json(_release_group_body(stored, artist, incs))
+        return _error(404, "Not Found")
 
     # -- dump host -------------------------------------------------------------------------
     def _latest(self, request: FakeRequest) -> FakeResponse:
@@ -468,6 +509,21 @@ class FakeMusicBrainz:
         if name != LATEST or file not in self.dumps:
             return FakeResponse(404, b"Not Found", {"Content-Type": "text/plain"})
         return serve_bytes(request, self.dumps[file], content_type="application/x-xz")
+
+
+def _release_group_body(
+    stored: dict[str, Any], artist: FakeArtist, incs: set[str]
+) -> dict[str, Any]:
+    """A release group as a browse or lookup sends it: what ``incs`` ask for, no more."""
+    group = {k: v for k, v in copy.deepcopy(stored).items() if k != "artist-credit"}
+    if "artist-credits" in incs:
+        group["artist-credit"] = copy.deepcopy(stored.get("artist-credit") or credit_of(artist.doc))
+    for inc, (key, empty) in INC_KEYS.items():
+        if inc in incs:
+            group.setdefault(key, empty)
+        else:
+            group.pop(key, None)
+    return group
 
 
 def gaps(requests: list[FakeRequest]) -> list[float]:

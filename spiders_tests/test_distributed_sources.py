@@ -1,0 +1,474 @@
+"""Distributed IGDB and MusicBrainz API runs on a real redis-server, against the local fakes.
+
+Three ``scrapy crawl`` workers share one Redis run and one SQLite store. Each worker sends
+its own User-Agent, so the fake tells which worker sent a request: the kill tests hold one
+page in the fake, kill the worker that sent it (``kill -9``) and expect the survivors to
+store every record all the same. In-process runs find in Redis what a dead worker left
+(keys recorded, nothing stored) and must ask for each kind of key again.
+"""
+
+from __future__ import annotations
+
+import copy
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+from scrapy.utils.defer import deferred_f_from_coro_f
+from scrapy.utils.project import get_project_settings
+
+from contentcrawl import __version__
+from contentcrawl.spiders.igdb_games import IgdbGamesSpider
+from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
+from spiders_tests.conftest import open_store_for
+from spiders_tests.crawling import crawl
+from spiders_tests.fakes.igdb import FakeIgdb, sample_games
+from spiders_tests.fakes.musicbrainz import (
+    CONTACT,
+    TOMBS,
+    FakeArtist,
+    FakeMusicBrainz,
+    dump_lines,
+    generated_docs,
+    sample_artists,
+)
+from spiders_tests.fakes.server import FakeRequest, FakeServer
+from spiders_tests.redis_server import redis_server
+from spiders_tests.test_distributed import setting_args, start_worker, wait_all, worker_env
+
+WORKERS = 3
+# Account limits far above what the fake needs: this file tests the shared run, not them.
+FAST_ACCOUNT = {"igdb": {"rate": 50, "concurrency": 24}}
+IGDB_PAGES = r"/v4/games"
+MB_BROWSES = r"/ws/2/release-group/?"
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+def worker_agent(number: int) -> str:
+    """Worker ``number``'s User-Agent, in the shape MusicBrainz accepts."""
+    return f"contentcrawl/{__version__} ( {CONTACT} worker{number} )"
+
+
+def start_workers(
+    spider: str,
+    env: dict[str, str],
+    spider_args: list[str],
+    redis_url: str,
+    workdir: Path,
+    **settings: Any,
+) -> list[subprocess.Popen[bytes]]:
+    """``WORKERS`` worker processes, each with its own User-Agent and ``settings`` (``-s``)."""
+    return [
+        start_worker(
+            spider,
+            env,
+            [
+                *spider_args,
+                *setting_args(redis_url, USER_AGENT=worker_agent(number), **settings),
+            ],
+            workdir,
+            number,
+        )
+        for number in range(WORKERS)
+    ]
+
+
+def logs(workdir: Path) -> list[str]:
+    return [(workdir / f"worker{number}.log").read_text() for number in range(WORKERS)]
+
+
+def kill_sender(
+    held: FakeRequest, workers: list[subprocess.Popen[bytes]]
+) -> list[subprocess.Popen[bytes]]:
+    """Kill -9 the worker that sent ``held``; the survivors."""
+    agent = held.header("user-agent")
+    (victim,) = [w for n, w in enumerate(workers) if worker_agent(n) == agent]
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    return [worker for worker in workers if worker is not victim]
+
+
+def run_settings(redis_url: str, sqlite_path: Path) -> dict[str, Any]:
+    """Settings of an in-process worker of a distributed run."""
+    return {
+        "REDIS_URL": redis_url,
+        "DISTRIBUTED_TICK": 0.1,
+        "DISTRIBUTED_LOCK_TTL": 2,
+        "DISTRIBUTED_WORKER_TTL": 2,
+        "MONGO_URI": "",
+        "SQLITE_PATH": str(sqlite_path),
+    }
+
+
+def left_by_a_dead_worker(redis: Redis, spider: str, keys: list[str]) -> None:
+    """The state a run's only worker leaves when killed after seeding: ``keys`` recorded,
+    none stored or settled."""
+    redis.set(f"contentcrawl:{spider}:seeded", "a-dead-worker")
+    redis.sadd(f"contentcrawl:{spider}:ids", *keys)
+
+
+def release_once_all_joined(fake: FakeIgdb | FakeMusicBrainz, redis: Redis, spider: str) -> None:
+    """Answer the held first request once every worker has joined the run, so that each
+    one finds work in the queue (a worker takes seconds to start, the crawl about one)."""
+    try:
+        fake.wait_held(timeout=30)
+        deadline = time.monotonic() + 30
+        while len(list(redis.scan_iter(f"contentcrawl:{spider}:worker:*"))) < WORKERS:
+            assert time.monotonic() < deadline, "the workers did not all join the run"
+            time.sleep(0.05)
+    finally:
+        fake.release()
+
+
+def stored_keys(sqlite_path: Path, collection: str, key_field: str) -> list[Any]:
+    with open_store_for({"SQLITE_PATH": str(sqlite_path), "MONGO_URI": ""}) as store:
+        return [document[key_field] for document in store.iter_documents(collection)]
+
+
+# --- IGDB -------------------------------------------------------------------------------------
+
+
+def igdb_fake(server: FakeServer, games: int) -> FakeIgdb:
+    # Slow answers keep pages in flight on every worker, as a loaded IGDB would.
+    return FakeIgdb(
+        server, sample_games(games), requests_per_second=None, max_open=None, latency=0.25
+    )
+
+
+def igdb_env(fake: FakeIgdb, sqlite_path: Path) -> dict[str, str]:
+    settings = fake.settings()
+    return worker_env(
+        sqlite_path,
+        IGDB_API_URL=settings["IGDB_API_URL"],
+        TWITCH_TOKEN_URL=settings["TWITCH_TOKEN_URL"],
+        IGDB_CLIENT_ID=settings["IGDB_CLIENT_ID"],
+        IGDB_CLIENT_SECRET=settings["IGDB_CLIENT_SECRET"],
+        IGDB_PAGE_SIZE="10",
+        # More ranges than one worker holds (IGDB_CONCURRENCY + 1): the others take the rest.
+        IGDB_PARALLEL_RANGES="16",
+    )
+
+
+def start_igdb_workers(
+    fake: FakeIgdb, sqlite_path: Path, redis_url: str, workdir: Path
+) -> list[subprocess.Popen[bytes]]:
+    env = igdb_env(fake, sqlite_path)
+    args = ["-a", "mode=full"]
+    return start_workers(
+        "igdb_games", env, args, redis_url, workdir, REDIS_ACCOUNT_LIMITS=FAST_ACCOUNT
+    )
+
+
+def test_three_igdb_workers_fetch_every_game_once_and_store_it(
+    fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    fake = igdb_fake(fake_server, 240)
+    fake.hold(1, r"/v4/multiquery")
+    sqlite_path = tmp_path / "shared.sqlite3"
+    workers = start_igdb_workers(fake, sqlite_path, redis_url, tmp_path)
+    release_once_all_joined(fake, redis, "igdb_games")
+
+    codes = wait_all(workers, timeout=40)
+
+    assert codes == [0] * WORKERS, [log[-3000:] for log in logs(tmp_path)]
+    assert set(fake.games_served) == set(fake.games)
+    assert set(fake.games_served.values()) == {1}, "a game was fetched more than once"
+    assert sorted(stored_keys(sqlite_path, "games", "igdb_id")) == sorted(fake.games)
+    # Nothing was missing at the end: the reconcile asked for nothing again.
+    assert "Reconcile round" not in "".join(logs(tmp_path))
+    # One worker probed and planned the ranges; the pages were shared out (a worker holds
+    # 8 requests at most, and 16 ranges start at once).
+    assert len(fake_server.hits(r"/v4/multiquery")) == 1
+    assert sum("seeds the run" in log for log in logs(tmp_path)) == 1
+    senders = Counter(hit.header("user-agent") for hit in fake_server.hits(IGDB_PAGES))
+    assert len(senders) >= 2, senders
+    assert not [k for k in redis.keys("contentcrawl:igdb_games:*") if not k.endswith(":done")]
+
+
+def test_an_igdb_worker_killed_with_a_page_in_flight_loses_no_game(
+    fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    fake = igdb_fake(fake_server, 240)
+    # The 8th page: the worker that sent it dies with it (and up to 7 more) in flight.
+    fake.hold(8)
+    sqlite_path = tmp_path / "shared.sqlite3"
+    workers = start_igdb_workers(fake, sqlite_path, redis_url, tmp_path)
+    try:
+        held = fake.wait_held(timeout=30)
+        survivors = kill_sender(held, workers)
+    finally:
+        fake.release()
+
+    codes = wait_all(survivors, timeout=40)
+
+    assert codes == [0] * len(survivors), [log[-3000:] for log in logs(tmp_path)]
+    assert sorted(stored_keys(sqlite_path, "games", "igdb_id")) == sorted(fake.games)
+    # The page the dead worker had in flight was asked for again by the reconcile.
+    assert "Reconcile round 1" in "".join(logs(tmp_path))
+    assert [hit.body for hit in fake_server.hits(IGDB_PAGES)].count(held.body) == 2
+
+
+@deferred_f_from_coro_f
+async def test_the_igdb_reconcile_asks_again_for_every_kind_of_key(
+    fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    fake = FakeIgdb(fake_server, sample_games(60), requests_per_second=None, max_open=None)
+    ids = sorted(fake.games)
+    game, (after, end) = ids[0], (ids[20], ids[40])
+    left_by_a_dead_worker(
+        redis, "igdb_games", [str(game), f"range:{after}-{end}", "999999", "probe:games"]
+    )
+    settings = {
+        **fake.settings(),
+        **run_settings(redis_url, tmp_path / "store.sqlite3"),
+        "REDIS_ACCOUNT_LIMITS": FAST_ACCOUNT,
+        "IGDB_PAGE_SIZE": 10,
+    }
+
+    crawler = await crawl(IgdbGamesSpider, settings, mode="full")
+
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert stats["distributed/reconcile/requeued"] == 4
+    assert stats["distributed/reconcile/rounds"] == 1
+    # A game by id, a range page by page (and its next page), a probe that plans every range.
+    queries = [hit.body.decode() for hit in fake_server.hits(IGDB_PAGES)]
+    assert f"where id = {game}; limit 1;" in " ".join(queries)
+    assert any(f"where id > {after} & id <= {end};" in query for query in queries)
+    assert len(fake_server.hits(r"/v4/multiquery")) == 1
+    assert sorted(stored_keys(tmp_path / "store.sqlite3", "games", "igdb_id")) == ids
+    # A game IGDB no longer has is settled, not asked for again and again.
+    assert stats["igdb/games/not_found"] == 1
+    assert "distributed/reconcile/unresolved" not in stats
+
+
+def test_igdb_workers_starting_together_get_one_token(
+    fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    # A slow token endpoint: every worker asks for a token before any has stored one.
+    fake = FakeIgdb(
+        fake_server, sample_games(20), requests_per_second=None, max_open=None, token_latency=1.0
+    )
+    sqlite_path = tmp_path / "shared.sqlite3"
+    # Three crawls of their own (own queue) on one account and one store: each one's first
+    # request needs a token at once, as after a deploy or when IGDB refuses the token.
+    workers = start_workers(
+        "igdb_games",
+        igdb_env(fake, sqlite_path),
+        ["-a", "mode=full"],
+        redis_url,
+        tmp_path,
+        SCHEDULER="scrapy.core.scheduler.Scheduler",
+        DUPEFILTER_CLASS="scrapy.dupefilters.RFPDupeFilter",
+    )
+
+    codes = wait_all(workers, timeout=40)
+
+    assert codes == [0] * WORKERS, [log[-3000:] for log in logs(tmp_path)]
+    assert fake.token_requests == 1
+    worker_logs = logs(tmp_path)
+    assert sum("obtained from Twitch" in log for log in worker_logs) == 1
+    assert sum("taken from the store" in log for log in worker_logs) == WORKERS - 1
+    assert all("'store/games/" in log for log in worker_logs)
+
+
+# --- MusicBrainz ------------------------------------------------------------------------------
+
+
+def clone_artists(count: int, albums_each: int) -> dict[str, FakeArtist]:
+    """``count`` artists named ``Clone NNN`` (one search finds them all), each with
+    ``albums_each`` release groups, cloned from the recorded Tombs."""
+    tombs = sample_artists()[TOMBS]
+    artists: dict[str, FakeArtist] = {}
+    for number in range(count):
+        mbid = f"{number:08x}-0000-4000-8000-{number:012x}"
+        name = f"Clone {number:03d}"
+        doc = {**copy.deepcopy(tombs.doc), "id": mbid, "name": name, "sort-name": name}
+        doc["aliases"] = []
+        groups = [
+            {
+                **copy.deepcopy(tombs.release_groups[index % len(tombs.release_groups)]),
+                "id": f"{number:08x}-1111-4000-8000-{index:012x}",
+            }
+            for index in range(albums_each)
+        ]
+        artists[mbid] = FakeArtist(doc, groups)
+    return artists
+
+
+def musicbrainz_fake(server: FakeServer) -> FakeMusicBrainz:
+    # Slow answers, so every worker gets a share before the first one is done.
+    server.latency = 0.1
+    # No per-IP gap: three workers on one machine share the fake, each in its own slot.
+    return FakeMusicBrainz(server, clone_artists(18, 7), min_interval=0.0)
+
+
+def start_musicbrainz_workers(
+    fake: FakeMusicBrainz, sqlite_path: Path, redis_url: str, workdir: Path
+) -> list[subprocess.Popen[bytes]]:
+    settings = fake.settings()
+    env = worker_env(
+        sqlite_path,
+        MUSICBRAINZ_API_URL=settings["MUSICBRAINZ_API_URL"],
+        MUSICBRAINZ_CONTACT=CONTACT,
+        MUSICBRAINZ_PAGE_SIZE="5",
+        # 20 requests/s a worker instead of 1: the fake has no rate limit here.
+        MUSICBRAINZ_REQUESTS_PER_SECOND="20",
+    )
+    args = ["-a", "query=clone"]
+    return start_workers("musicbrainz_artists", env, args, redis_url, workdir)
+
+
+def test_three_musicbrainz_workers_look_up_every_artist_once_and_store_everything(
+    fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    fake = musicbrainz_fake(fake_server)
+    fake.hold(1, r"/ws/2/artist/?")
+    sqlite_path = tmp_path / "shared.sqlite3"
+    workers = start_musicbrainz_workers(fake, sqlite_path, redis_url, tmp_path)
+    release_once_all_joined(fake, redis, "musicbrainz_artists")
+
+    codes = wait_all(workers, timeout=40)
+
+    assert codes == [0] * WORKERS, [log[-3000:] for log in logs(tmp_path)]
+    lookups = Counter(hit.path.rsplit("/", 1)[1] for hit in fake.answered(r"/ws/2/artist/.+"))
+    assert set(lookups) == set(fake.artists)
+    assert set(lookups.values()) == {1}, "an artist was looked up more than once"
+    browses = Counter(
+        (hit.param("artist"), hit.param("offset")) for hit in fake.answered(MB_BROWSES)
+    )
+    assert len(browses) == 2 * len(fake.artists)  # 7 release groups, 5 a page
+    assert set(browses.values()) == {1}, "a browse page was fetched more than once"
+    searches = [hit.param("offset") for hit in fake.answered(r"/ws/2/artist/?")]
+    assert sorted(searches, key=int) == ["0", "5", "10", "15"]
+    assert sorted(stored_keys(sqlite_path, "artists", "mbid")) == sorted(fake.artists)
+    albums = [group["id"] for artist in fake.artists.values() for group in artist.release_groups]
+    assert sorted(stored_keys(sqlite_path, "albums", "mbid")) == sorted(albums)
+    # Nothing was missing at the end: no album looked up, the reconcile asked for nothing.
+    assert not fake.answered(r"/ws/2/release-group/.+")
+    assert "Reconcile round" not in "".join(logs(tmp_path))
+    assert sum("seeds the run" in log for log in logs(tmp_path)) == 1
+    senders = Counter(hit.header("user-agent") for hit in fake.answered())
+    assert len(senders) >= 2, senders
+    assert not [
+        k for k in redis.keys("contentcrawl:musicbrainz_artists:*") if not k.endswith(":done")
+    ]
+
+
+def test_a_musicbrainz_worker_killed_with_a_browse_in_flight_loses_nothing(
+    fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    fake = musicbrainz_fake(fake_server)
+    # The 8th browse page: the worker that sent it dies with it in flight.
+    fake.hold(8, MB_BROWSES)
+    sqlite_path = tmp_path / "shared.sqlite3"
+    workers = start_musicbrainz_workers(fake, sqlite_path, redis_url, tmp_path)
+    try:
+        held = fake.wait_held(timeout=30)
+        survivors = kill_sender(held, workers)
+    finally:
+        fake.release()
+
+    codes = wait_all(survivors, timeout=40)
+
+    assert codes == [0] * len(survivors), [log[-3000:] for log in logs(tmp_path)]
+    assert sorted(stored_keys(sqlite_path, "artists", "mbid")) == sorted(fake.artists)
+    albums = [group["id"] for artist in fake.artists.values() for group in artist.release_groups]
+    assert sorted(stored_keys(sqlite_path, "albums", "mbid")) == sorted(albums)
+    # The browse page the dead worker had in flight was asked for again by the reconcile.
+    assert "Reconcile round 1" in "".join(logs(tmp_path))
+    page = (held.param("artist"), held.param("offset"))
+    assert [(h.param("artist"), h.param("offset")) for h in fake.api_hits(MB_BROWSES)].count(
+        page
+    ) == 2
+
+
+@deferred_f_from_coro_f
+async def test_the_musicbrainz_reconcile_asks_again_for_every_kind_of_key(
+    fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    fake = FakeMusicBrainz(fake_server, clone_artists(4, 7), min_interval=0.0)
+    first, second, third, fourth = fake.artists.values()
+    album = second.release_groups[3]["id"]
+    gone = "ffffffff-0000-4000-8000-ffffffffffff"
+    keys = [
+        first.doc["id"],
+        f"album:{album}",
+        f"browse:{third.doc['id']}:5",
+        f"search:0:{fourth.doc['name']}",
+        gone,
+    ]
+    left_by_a_dead_worker(redis, "musicbrainz_artists", keys)
+    slots = get_project_settings().getdict("DOWNLOAD_SLOTS")
+    settings = {
+        **fake.settings(),
+        **run_settings(redis_url, tmp_path / "store.sqlite3"),
+        "DOWNLOAD_SLOTS": {**slots, "musicbrainz": {"concurrency": 1, "delay": 0.02, "jitter": 0}},
+        "MUSICBRAINZ_PAGE_SIZE": 5,
+    }
+
+    crawler = await crawl(MusicBrainzArtistsSpider, settings, query="clone")
+
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert stats["distributed/reconcile/requeued"] == len(keys)
+    assert stats["distributed/reconcile/rounds"] == 1
+    # No search ran but the one of the key: this worker did not seed the run.
+    assert [hit.param("query") for hit in fake.answered(r"/ws/2/artist/?")] == ["Clone 003"]
+    stored_artists = stored_keys(tmp_path / "store.sqlite3", "artists", "mbid")
+    assert sorted(stored_artists) == sorted([first.doc["id"], fourth.doc["id"]])
+    expected_albums = [
+        *(group["id"] for group in first.release_groups),
+        album,
+        *(group["id"] for group in third.release_groups[5:]),
+        *(group["id"] for group in fourth.release_groups),
+    ]
+    stored_albums = stored_keys(tmp_path / "store.sqlite3", "albums", "mbid")
+    assert sorted(stored_albums) == sorted(expected_albums)
+    # An artist MusicBrainz no longer has is settled, not asked for again and again.
+    assert stats["musicbrainz/artists/not_found"] == 1
+    assert "distributed/reconcile/unresolved" not in stats
+
+
+def test_one_worker_imports_the_musicbrainz_dumps_the_others_stand_by(
+    redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    dump = tmp_path / "artist.jsonl"
+    dump.write_bytes(b"".join(dump_lines(generated_docs("artist", 10_000))))
+    sqlite_path = tmp_path / "shared.sqlite3"
+    env = worker_env(sqlite_path, MUSICBRAINZ_CONTACT=CONTACT)
+    args = ["-a", "mode=dump", "-a", f"dump={dump}"]
+    # The run's end stays visible 10 s: a worker that starts late (a busy machine) must
+    # find the import done, not start one of its own.
+    workers = start_workers(
+        "musicbrainz_artists", env, args, redis_url, tmp_path, DISTRIBUTED_WORKER_TTL=10
+    )
+
+    codes = wait_all(workers, timeout=40)
+
+    assert codes == [0] * WORKERS, [log[-3000:] for log in logs(tmp_path)]
+    assert len(stored_keys(sqlite_path, "artists", "mbid")) == 10_000
+    # One worker read the dump and stored every record; the others read none of it.
+    readers = [log for log in logs(tmp_path) if "'musicbrainz/dump/lines': 10000" in log]
+    assert len(readers) == 1
+    assert "'store/artists/inserted': 10000" in readers[0]
+    assert sum("'musicbrainz/dump/lines'" in log for log in logs(tmp_path)) == 1
