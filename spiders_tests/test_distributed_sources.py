@@ -1,4 +1,4 @@
-"""Distributed IGDB and MusicBrainz API runs on a real redis-server, against the local fakes.
+"""Distributed IGDB, MusicBrainz and TMDB runs on a real redis-server, against the local fakes.
 
 Three ``scrapy crawl`` workers share one Redis run and one SQLite store. Each worker sends
 its own User-Agent, so the fake tells which worker sent a request: the kill tests hold one
@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from scrapy.utils.project import get_project_settings
 from contentcrawl import __version__
 from contentcrawl.spiders.igdb_games import IgdbGamesSpider
 from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
+from contentcrawl.spiders.tmdb_movies import TmdbMoviesSpider
 from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.igdb import FakeIgdb, sample_games
@@ -39,6 +41,7 @@ from spiders_tests.fakes.musicbrainz import (
     sample_artists,
 )
 from spiders_tests.fakes.server import FakeRequest, FakeServer
+from spiders_tests.fakes.tmdb import TmdbFake, movie_550
 from spiders_tests.redis_server import redis_server
 from spiders_tests.test_distributed import setting_args, start_worker, wait_all, worker_env
 
@@ -472,3 +475,50 @@ def test_one_worker_imports_the_musicbrainz_dumps_the_others_stand_by(
     assert len(readers) == 1
     assert "'store/artists/inserted': 10000" in readers[0]
     assert sum("'musicbrainz/dump/lines'" in log for log in logs(tmp_path)) == 1
+
+
+# --- TMDB listing pages ---------------------------------------------------------------------
+
+
+@deferred_f_from_coro_f
+async def test_the_tmdb_reconcile_asks_again_for_changes_and_list_pages(
+    fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    exports = FakeServer().start()
+    try:
+        fake = TmdbFake(fake_server, exports, rate_limit=10_000)
+        template = movie_550()
+        for tmdb_id in range(2000, 2241):
+            fake.add_clone("movie", template, tmdb_id)
+        today = datetime.now(UTC).date()
+        # Two pages of changes (100 a page) and two of a list (20 a page).
+        for tmdb_id in range(2000, 2150):
+            fake.add_change("movie", today, tmdb_id)
+        fake.lists["movie/popular"] = list(range(2200, 2240))
+        window = f"{today - timedelta(days=1)}:{today}"
+        # A dead worker had the first page of each listing and one detail request in flight.
+        keys = [f"changes:{window}:1", "list:1:movie/popular", "2240"]
+        left_by_a_dead_worker(redis, "tmdb_movies", keys)
+        settings = {**fake.settings(), **run_settings(redis_url, tmp_path / "store.sqlite3")}
+
+        crawler = await crawl(TmdbMoviesSpider, settings, mode="ids", ids="2240")
+    finally:
+        exports.stop()
+
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert stats["distributed/reconcile/requeued"] == len(keys)
+    assert stats["distributed/reconcile/rounds"] == 1
+    assert "distributed/reconcile/unresolved" not in stats
+    # Each page was asked for again, and led to its next page and to its records.
+    pages = Counter(
+        (hit.path, hit.param("page")) for hit in fake_server.hits(r"/3/movie/(changes|popular)")
+    )
+    assert pages == {
+        ("/3/movie/changes", "1"): 1,
+        ("/3/movie/changes", "2"): 1,
+        ("/3/movie/popular", "1"): 1,
+        ("/3/movie/popular", "2"): 1,
+    }
+    expected = [*range(2000, 2150), *range(2200, 2241)]
+    assert sorted(stored_keys(tmp_path / "store.sqlite3", "movies", "tmdb_id")) == expected

@@ -465,6 +465,16 @@ def _credit_ids(part: Json | None) -> Iterator[int]:
 Extractor = Callable[[Json], Iterable[int]]
 
 
+def changes_key(start: date, end: date, page: int) -> str:
+    """A changes page's key in a distributed run (a ``:`` marks a key with no record)."""
+    return f"changes:{start.isoformat()}:{end.isoformat()}:{page}"
+
+
+def list_key(path: str, page: int) -> str:
+    """A list page's key in a distributed run (the path last: it may hold anything)."""
+    return f"list:{page}:{path}"
+
+
 def parse_ids(text: str) -> list[int]:
     """``-a ids=550,551``: comma or whitespace separated positive integers."""
     ids = []
@@ -657,15 +667,31 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         return modes[self.mode]()
 
     def distributed_key(self, request_or_item: Any) -> str | None:
-        """The TMDB id of a detail request or a record, None for listing pages."""
+        """The TMDB id of a detail request or a record, a changes or list page's own key."""
         if isinstance(request_or_item, ContentItem):
             return str(getattr(request_or_item, self.item_class.key_field))
-        if getattr(request_or_item, "callback", None) == self.parse_record:
-            return str(request_or_item.cb_kwargs["tmdb_id"])
+        callback = getattr(request_or_item, "callback", None)
+        arguments = getattr(request_or_item, "cb_kwargs", {})
+        if callback == self.parse_record:
+            return str(arguments["tmdb_id"])
+        if callback == self.parse_changes:
+            return changes_key(arguments["start"], arguments["end"], arguments["page"])
+        if callback == self.parse_list:
+            return list_key(arguments["path"], arguments["page"])
         return None
 
     def distributed_request(self, key: str) -> Request:
-        """A detail request for ``key`` past the dupefilter (the reconcile's second try)."""
+        """The request ``key`` stands for, past the dupefilter (the reconcile's second try)."""
+        kind, _, rest = key.partition(":")
+        if kind == "changes":
+            start, end, page = rest.split(":")
+            request = self._changes_request(
+                date.fromisoformat(start), date.fromisoformat(end), int(page)
+            )
+            return request.replace(dont_filter=True)
+        if kind == "list":
+            page, _, path = rest.partition(":")
+            return self._list_request(path, int(page)).replace(dont_filter=True)
         tmdb_id = int(key)
         params: dict[str, Any] = {"language": self.language}
         if self.append_to_response:
@@ -684,6 +710,15 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         """An id that ends without a record (404, filtered): the reconcile leaves it."""
         if self.distributed is not None:
             self.distributed.settle(str(tmdb_id))
+
+    def _account(self, page: str, found: list[Request]) -> None:
+        """A distributed run: record what a listing page found (detail requests, the next
+        page), then settle the page, so a worker killed in between leaves the page or its
+        finds to the reconcile."""
+        if self.distributed is not None:
+            keys = (self.distributed_key(request) for request in found)
+            self.distributed.record_ids(key for key in keys if key is not None)
+            self.distributed.settle(page)
 
     async def _start_ids(self) -> AsyncIterator[Any]:
         async for request in self._detail_requests(self.ids):
@@ -844,10 +879,12 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
                 self.crawler.stats.inc_value(f"{self.stat_prefix}/changes/skipped_adult")
                 continue
             ids.append(entry["id"])
-        yield from self._detail_requests_now(ids)
+        found = list(self._detail_requests_now(ids))
         following = next_page(payload, page)
         if following is not None and not self._limit_reached():
-            yield self._changes_request(start, end, following)
+            found.append(self._changes_request(start, end, following))
+        self._account(changes_key(start, end, page), found)
+        yield from found
 
     async def _start_lists(self) -> AsyncIterator[Any]:
         for path in self.list_paths:
@@ -869,13 +906,15 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             return
         self.crawler.stats.inc_value(f"{self.stat_prefix}/lists/pages")
         ids = [entry["id"] for entry in payload.get("results") or [] if "id" in entry]
-        yield from self._detail_requests_now(ids)
+        found = list(self._detail_requests_now(ids))
         # Lists have truthful totals and 20 results per page.
         if (
             page < min(payload.get("total_pages") or 0, self.list_pages)
             and not self._limit_reached()
         ):
-            yield self._list_request(path, page + 1)
+            found.append(self._list_request(path, page + 1))
+        self._account(list_key(path, page), found)
+        yield from found
 
     async def _start_refresh(self) -> AsyncIterator[Any]:
         cutoff = datetime.now(UTC) - timedelta(days=self.older_than_days)
