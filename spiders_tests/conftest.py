@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis import Redis
 from scrapy.core.engine import ExecutionEngine
 
 from contentcrawl.store import Store
@@ -20,6 +21,7 @@ from contentcrawl.store.mongo import MongoStore
 from contentcrawl.store.sqlite import SqliteStore
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.mongo_server import running_mongo
+from spiders_tests.redis_server import redis_server
 
 DATA = Path(__file__).parent / "data"
 
@@ -69,3 +71,19 @@ def fake_server() -> Iterator[FakeServer]:
     server = FakeServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free port, one per test session."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    """A client of the session's Redis, emptied for each test."""
+    client = Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()

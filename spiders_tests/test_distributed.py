@@ -24,27 +24,12 @@ from spiders_tests.fakes.igdb import FakeIgdb, sample_games
 from spiders_tests.fakes.openlibrary import generated_lines, write_dump
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
-from spiders_tests.redis_server import redis_server
 
 REPO = Path(__file__).resolve().parent.parent
 TODAY = datetime.now(UTC).date()
 EXTENSION = "contentcrawl.extensions.distributed.DistributedRun"
 LIMITS = "contentcrawl.middlewares.redis_limits.RedisAccountLimits"
 DETAIL = r"/3/movie/(\d+)"
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
-
-
-@pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
-    client.flushdb()
-    yield client
-    client.close()
 
 
 def setting_args(redis_url: str, **extra: Any) -> list[str]:

@@ -14,12 +14,10 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from redis import Redis
 from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.project import get_project_settings
@@ -42,7 +40,6 @@ from spiders_tests.fakes.musicbrainz import (
 )
 from spiders_tests.fakes.server import FakeRequest, FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
-from spiders_tests.redis_server import redis_server
 from spiders_tests.test_distributed import setting_args, start_worker, wait_all, worker_env
 
 WORKERS = 3
@@ -50,20 +47,6 @@ WORKERS = 3
 FAST_ACCOUNT = {"igdb": {"rate": 50, "concurrency": 24}}
 IGDB_PAGES = r"/v4/games"
 MB_BROWSES = r"/ws/2/release-group/?"
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
-
-
-@pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
-    client.flushdb()
-    yield client
-    client.close()
 
 
 def worker_agent(number: int) -> str:
@@ -133,13 +116,13 @@ def release_once_all_joined(fake: FakeIgdb | FakeMusicBrainz, redis: Redis, spid
     """Answer the held first request once every worker has joined the run, so that each
     one finds work in the queue (a worker takes seconds to start, the crawl about one)."""
     try:
-        fake.wait_held(timeout=30)
+        fake.holds.wait_held(timeout=30)
         deadline = time.monotonic() + 30
         while len(list(redis.scan_iter(f"contentcrawl:{spider}:worker:*"))) < WORKERS:
             assert time.monotonic() < deadline, "the workers did not all join the run"
             time.sleep(0.05)
     finally:
-        fake.release()
+        fake.holds.release()
 
 
 def stored_keys(sqlite_path: Path, collection: str, key_field: str) -> list[Any]:
@@ -185,7 +168,7 @@ def test_three_igdb_workers_fetch_every_game_once_and_store_it(
     fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
     fake = igdb_fake(fake_server, 240)
-    fake.hold(1, r"/v4/multiquery")
+    fake.holds.hold(1, r"/v4/multiquery")
     sqlite_path = tmp_path / "shared.sqlite3"
     workers = start_igdb_workers(fake, sqlite_path, redis_url, tmp_path)
     release_once_all_joined(fake, redis, "igdb_games")
@@ -212,14 +195,14 @@ def test_an_igdb_worker_killed_with_a_page_in_flight_loses_no_game(
 ) -> None:
     fake = igdb_fake(fake_server, 240)
     # The 8th page: the worker that sent it dies with it (and up to 7 more) in flight.
-    fake.hold(8)
+    fake.holds.hold(8)
     sqlite_path = tmp_path / "shared.sqlite3"
     workers = start_igdb_workers(fake, sqlite_path, redis_url, tmp_path)
     try:
-        held = fake.wait_held(timeout=30)
+        held = fake.holds.wait_held(timeout=30)
         survivors = kill_sender(held, workers)
     finally:
-        fake.release()
+        fake.holds.release()
 
     codes = wait_all(survivors, timeout=40)
 
@@ -345,7 +328,7 @@ def test_three_musicbrainz_workers_look_up_every_artist_once_and_store_everythin
     fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
     fake = musicbrainz_fake(fake_server)
-    fake.hold(1, r"/ws/2/artist/?")
+    fake.holds.hold(1, r"/ws/2/artist/?")
     sqlite_path = tmp_path / "shared.sqlite3"
     workers = start_musicbrainz_workers(fake, sqlite_path, redis_url, tmp_path)
     release_once_all_joined(fake, redis, "musicbrainz_artists")
@@ -382,14 +365,14 @@ def test_a_musicbrainz_worker_killed_with_a_browse_in_flight_loses_nothing(
 ) -> None:
     fake = musicbrainz_fake(fake_server)
     # The 8th browse page: the worker that sent it dies with it in flight.
-    fake.hold(8, MB_BROWSES)
+    fake.holds.hold(8, MB_BROWSES)
     sqlite_path = tmp_path / "shared.sqlite3"
     workers = start_musicbrainz_workers(fake, sqlite_path, redis_url, tmp_path)
     try:
-        held = fake.wait_held(timeout=30)
+        held = fake.holds.wait_held(timeout=30)
         survivors = kill_sender(held, workers)
     finally:
-        fake.release()
+        fake.holds.release()
 
     codes = wait_all(survivors, timeout=40)
 

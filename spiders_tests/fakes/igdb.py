@@ -39,7 +39,7 @@ from urllib.parse import parse_qs
 
 from scrapy.utils.project import get_project_settings
 
-from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer
+from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer, RequestHold
 
 DATA = Path(__file__).parent.parent / "data" / "igdb"
 ERROR_401_BODY = (DATA / "error_401_auth_failure.json").read_bytes()
@@ -279,11 +279,8 @@ class FakeIgdb:
         self.records_served = 0
         # Games answered by /v4/games queries, by id (the probe's multiquery not included).
         self.games_served: Counter[int] = Counter()
-        self.held: FakeRequest | None = None
-        self._hold: tuple[int, re.Pattern[str]] | None = None
-        self._hold_seen = 0
-        self._holding = threading.Event()
-        self._released = threading.Event()
+        # Kill tests hold one request back (``holds.hold(n)``) and kill its sender.
+        self.holds = RequestHold(r"/v4/games")
         server.route("POST", r"/oauth2/token")(self._token_endpoint)
         server.route("POST", r"/v4/multiquery")(self._multiquery)
         server.route("POST", r"/v4/(?P<endpoint>games(?:/count)?)")(self._endpoint)
@@ -327,35 +324,6 @@ class FakeIgdb:
             game = copy.copy(self.games[game_id])
             game.update(changes, updated_at=int(time.time()))
             self.games[game_id] = game
-
-    def hold(self, number: int, path_pattern: str = r"/v4/games") -> None:
-        """Leave the ``number``-th API request matching ``path_pattern`` unanswered until
-        ``release()``."""
-        self._hold = (number, re.compile(path_pattern))
-
-    def wait_held(self, timeout: float) -> FakeRequest:
-        """The held request once it has arrived (its headers say which crawler sent it)."""
-        if not self._holding.wait(timeout) or self.held is None:
-            raise TimeoutError(f"the request to hold did not arrive within {timeout} s")
-        return self.held
-
-    def release(self) -> None:
-        """Answer the held request (to a closed connection if its crawler was killed)."""
-        self._released.set()
-
-    def _held_back(self, request: FakeRequest) -> None:
-        if self._hold is None:
-            return
-        number, pattern = self._hold
-        if not pattern.fullmatch(request.path):
-            return
-        with self._lock:
-            self._hold_seen += 1
-            hold = self._hold_seen == number
-        if hold:
-            self.held = request
-            self._holding.set()
-            self._released.wait(timeout=120)
 
     def issue_token(self) -> str:
         """A valid token, as if obtained earlier (by another worker or run)."""
@@ -443,7 +411,7 @@ class FakeIgdb:
                     self.games_served.update(game["id"] for game in result["result"])
             return self._json(result)
 
-        self._held_back(request)
+        self.holds.held_back(request)
         return self._guarded(request, answer)
 
     def _multiquery(self, request: FakeRequest) -> FakeResponse:
@@ -464,7 +432,7 @@ class FakeIgdb:
                 return error_400(str(error))
             return self._json(results)
 
-        self._held_back(request)
+        self.holds.held_back(request)
         return self._guarded(request, answer)
 
     def _run(self, endpoint: str, text: str) -> Any:

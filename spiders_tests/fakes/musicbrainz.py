@@ -45,7 +45,13 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer, serve_bytes
+from spiders_tests.fakes.server import (
+    FakeRequest,
+    FakeResponse,
+    FakeServer,
+    RequestHold,
+    serve_bytes,
+)
 
 DATA = Path(__file__).parent.parent / "data" / "musicbrainz"
 CONTACT = "tests@contentcrawl.example"
@@ -290,11 +296,8 @@ class FakeMusicBrainz:
         self._last_arrival: float | None = None
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self.held: FakeRequest | None = None
-        self._hold: tuple[int, re.Pattern[str]] | None = None
-        self._hold_seen = 0
-        self._holding = threading.Event()
-        self._released = threading.Event()
+        # Kill tests hold one request back (``holds.hold(n)``) and kill its sender.
+        self.holds = RequestHold(r"/ws/2/.*")
         server.route("GET", r"/ws/2/artist/?")(self._api(self._search))
         server.route("GET", r"/ws/2/artist/(?P<mbid>[^/]+)")(self._api(self._lookup))
         server.route("GET", r"/ws/2/release-group/?")(self._api(self._browse))
@@ -326,35 +329,6 @@ class FakeMusicBrainz:
         refused = {id(request) for request in self.rejected}
         return [hit for hit in self.api_hits(path_pattern) if id(hit) not in refused]
 
-    def hold(self, number: int, path_pattern: str = r"/ws/2/.*") -> None:
-        """Leave the ``number``-th API request matching ``path_pattern`` (past the rate limit)
-        unanswered until ``release()``."""
-        self._hold = (number, re.compile(path_pattern))
-
-    def wait_held(self, timeout: float) -> FakeRequest:
-        """The held request once it has arrived (its User-Agent says which crawler sent it)."""
-        if not self._holding.wait(timeout) or self.held is None:
-            raise TimeoutError(f"the request to hold did not arrive within {timeout} s")
-        return self.held
-
-    def release(self) -> None:
-        """Answer the held request (to a closed connection if its crawler was killed)."""
-        self._released.set()
-
-    def _held_back(self, request: FakeRequest) -> None:
-        if self._hold is None:
-            return
-        number, pattern = self._hold
-        if not pattern.fullmatch(request.path):
-            return
-        with self._lock:
-            self._hold_seen += 1
-            hold = self._hold_seen == number
-        if hold:
-            self.held = request
-            self._holding.set()
-            self._released.wait(timeout=120)
-
     # -- the API's gate: rate limit, User-Agent ------------------------------------------
     def _api(self, handler: Any) -> Any:
         def gated(request: FakeRequest, **groups: str) -> FakeResponse:
@@ -368,7 +342,7 @@ class FakeMusicBrainz:
                     return FakeResponse.json(RATE_LIMIT_BODY, 503, **headers)
             if not _USER_AGENT.fullmatch(request.header("user-agent") or ""):
                 return _error(403, "Your User-Agent is missing a contact: App/version ( contact ).")
-            self._held_back(request)
+            self.holds.held_back(request)
             response = handler(request, **groups)
             if response.status == 200 and "json" in response.headers.get("Content-Type", ""):
                 with self._lock:

@@ -91,6 +91,53 @@ def serve_bytes(
     return FakeResponse(200, data, headers, cut_after=cut_after)
 
 
+class RequestHold:
+    """Leaves the ``number``-th request matching a path unanswered until ``release()``.
+
+    A fake calls ``held_back(request)`` where its handler starts (after its own gate, so a
+    refused request does not count); a test kills the crawler that sent the held request
+    (``wait_held()``'s headers tell which) and sees what becomes of the work it held.
+    """
+
+    def __init__(self, default_pattern: str) -> None:
+        self.default_pattern = default_pattern
+        self.held: FakeRequest | None = None
+        self._rule: tuple[int, re.Pattern[str]] | None = None
+        self._seen = 0
+        self._lock = threading.Lock()
+        self._holding = threading.Event()
+        self._released = threading.Event()
+
+    def hold(self, number: int, path_pattern: str | None = None) -> None:
+        """Hold the ``number``-th request whose path matches (the fake's API by default)."""
+        self._rule = (number, re.compile(path_pattern or self.default_pattern))
+
+    def wait_held(self, timeout: float) -> FakeRequest:
+        """The held request once it has arrived."""
+        if not self._holding.wait(timeout) or self.held is None:
+            raise TimeoutError(f"the request to hold did not arrive within {timeout} s")
+        return self.held
+
+    def release(self) -> None:
+        """Answer the held request (to a closed connection if its crawler was killed)."""
+        self._released.set()
+
+    def held_back(self, request: FakeRequest) -> None:
+        """Block the handler's thread if ``request`` is the one to hold."""
+        if self._rule is None:
+            return
+        number, pattern = self._rule
+        if not pattern.fullmatch(request.path):
+            return
+        with self._lock:
+            self._seen += 1
+            hold = self._seen == number
+        if hold:
+            self.held = request
+            self._holding.set()
+            self._released.wait(timeout=120)
+
+
 class _Server(ThreadingHTTPServer):
     # The default listen backlog of 5 makes a burst of new connections wait a second for
     # the kernel's SYN retry: latency the real APIs do not have.
