@@ -392,12 +392,12 @@ async def import_generated(tmp_path: Path, lines: int, *, traced: bool, **extra:
 async def test_memory_stays_flat_as_the_dump_grows(tmp_path: Path) -> None:
     # A first crawl imports and caches what every crawl needs; it is not measured.
     await import_generated(tmp_path, 100, traced=False)
-    # Both sizes span more of the reader's 1,000-line batches than the pipelines, the store
-    # buffer and the read-ahead hold at once. The peak still varies by a batch or two
-    # (~3 MiB each) with timing; holding on to every record would add ~3 KiB per line
-    # (15,000 more lines: > 45 MiB).
-    small = await import_generated(tmp_path, 5_000, traced=True)
-    large = await import_generated(tmp_path, 20_000, traced=True)
+    # One batch in the pipelines at a time: with the batch being read and the store's
+    # buffer, both sizes reach the most the import ever holds within their first few
+    # 1,000-line batches (~3 MiB each), and what differs is only what a leak would hold:
+    # ~3 KiB per line kept (15,000 more lines: > 45 MiB).
+    small = await import_generated(tmp_path, 5_000, traced=True, DUMP_MAX_PENDING_ITEMS=1)
+    large = await import_generated(tmp_path, 20_000, traced=True, DUMP_MAX_PENDING_ITEMS=1)
     assert large - small < 10 * 1024 * 1024, (small, large)
 
 
