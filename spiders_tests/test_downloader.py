@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ class PacedSpider(ContentSpider):
         return None
 
 
-async def crawl_span(server: FakeServer, tmp_path: Path, *, pace: bool) -> float:
+async def crawl_arrivals(server: FakeServer, tmp_path: Path, *, pace: bool) -> list[float]:
     @server.route("GET", r"/n/\d+")
     def answer(request: Any) -> FakeResponse:
         return FakeResponse.json({})
@@ -47,15 +48,19 @@ async def crawl_span(server: FakeServer, tmp_path: Path, *, pace: bool) -> float
     await crawl(PacedSpider, settings, base_url=server.url)
     times = sorted(r.arrived for r in server.hits(r"/n/\d+"))
     assert len(times) == REQUESTS
-    return times[-1] - times[0]
+    return times
 
 
 @deferred_f_from_coro_f
 async def test_paced_slot_keeps_its_rate(fake_server: FakeServer, tmp_path: Path) -> None:
-    span = await crawl_span(fake_server, tmp_path, pace=True)
+    times = await crawl_arrivals(fake_server, tmp_path, pace=True)
     ideal = (REQUESTS - 1) * DELAY
-    # Never faster than the pace, and lateness does not add up over 100 starts.
-    assert ideal * 0.98 <= span <= ideal * 1.02, span
+    # Never faster than the pace, and lateness does not add up over 100 starts: the last
+    # starts are as close to their due times as the first ones. (The median, so one stall
+    # of a loaded machine, which the pace then catches up on, does not decide.)
+    assert times[-1] - times[0] >= ideal * 0.98
+    lateness = [arrived - (times[0] + n * DELAY) for n, arrived in enumerate(times)]
+    assert statistics.median(lateness[-25:]) <= 0.01, lateness[-25:]
     # Starts are due DELAY apart: a second holds 1/DELAY + 1 due times at most, and the
     # arrival jitter of a late start followed by a punctual one can add one more.
     assert fake_server.max_requests_in_window(1.0) <= 1 / DELAY + 2
@@ -63,9 +68,9 @@ async def test_paced_slot_keeps_its_rate(fake_server: FakeServer, tmp_path: Path
 
 @deferred_f_from_coro_f
 async def test_unpaced_slot_keeps_a_minimum_gap(fake_server: FakeServer, tmp_path: Path) -> None:
-    span = await crawl_span(fake_server, tmp_path, pace=False)
+    times = await crawl_arrivals(fake_server, tmp_path, pace=False)
     # Every start waits DELAY after the previous one actually started: lateness adds up.
-    assert span > (REQUESTS - 1) * DELAY, span
+    assert times[-1] - times[0] > (REQUESTS - 1) * DELAY
     assert fake_server.max_requests_in_window(1.0) <= 1 / DELAY + 1
 
 
