@@ -288,7 +288,7 @@ class DistributedRun:
                 if self._take_lock():
                     if self._seeding or self.redis.exists(self.key("seeded")):
                         return
-                    async for request_or_item in self._seed(source, takeover=False):
+                    async for request_or_item in self._seed(source):
                         yield request_or_item
                     return
                 if self._queue_length() or self.redis.exists(self.key("seeded")):
@@ -298,9 +298,12 @@ class DistributedRun:
         finally:
             self._in_start = False
 
-    async def _seed(self, source: AsyncIterator[Any], *, takeover: bool) -> AsyncIterator[Any]:
+    async def _seed(self, source: AsyncIterator[Any]) -> AsyncIterator[Any]:
         self._seeding = True
         self.stats.set_value("distributed/seed/worker", 1)
+        # Another worker's name here: it began seeding and died (its lock ran out).
+        previous = self.redis.set(self.key("seeder"), self.worker, get=True)
+        takeover = previous is not None and previous != self.worker
         if takeover:
             self.stats.inc_value("distributed/seed/takeover")
         logger.info("Worker %s seeds the run%s", self.worker, " (takeover)" if takeover else "")
@@ -347,7 +350,7 @@ class DistributedRun:
         engine = self.crawler.engine
         try:
             source = self.spider.distributed_source()
-            async for request_or_item in self._seed(source, takeover=True):
+            async for request_or_item in self._seed(source):
                 if isinstance(request_or_item, Request):
                     engine.crawl(request_or_item)
                 else:
@@ -550,6 +553,7 @@ class DistributedRun:
             self.key("ids"),
             self.key("settled"),
             self.key("seeded"),
+            self.key("seeder"),
             self.key("rounds"),
             self.key("lock"),
         )
