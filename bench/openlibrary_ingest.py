@@ -5,7 +5,9 @@ imported with ``scrapy crawl openlibrary_books`` in a subprocess, so the figures
 a real run: records/s from the crawl's own ``elapsed_time_seconds``, peak RSS from the
 child's rusage. The ceiling is a parse-only loop over the same file in this process
 (decompress, split, ``json.loads``); the issue's targets are an import at >= 50 % of it into
-SQLite and < 50 MB of RSS growth between the two sizes.
+SQLite and < 50 MB of RSS growth between the two sizes. Two more loops show where the rest
+goes: the spider's parse + map, and the whole import's work (parse, map, validate, store
+record, SQLite upsert) in one thread with no Scrapy around it.
 
     python bench/openlibrary_ingest.py [--lines 200000] [--small 20000] [--mongo-lines 50000]
     python bench/openlibrary_ingest.py --small 200000 --lines 1000000   # the issue's sizes
@@ -32,12 +34,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # A developer's .env must not change the figures.
 os.environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
 
+from scrapy.utils.test import get_crawler
+
 from contentcrawl.dumps import DumpFile
+from contentcrawl.pipelines.store import to_record
+from contentcrawl.pipelines.validation import ValidationPipeline
 from contentcrawl.sources.openlibrary import book_from_edition, parse_line
+from contentcrawl.store import Record
+from contentcrawl.store.sqlite import SqliteStore
 from spiders_tests.fakes.openlibrary import generated_lines, write_dump
 from spiders_tests.mongo_server import running_mongo
 
 ROOT = Path(__file__).resolve().parent.parent
+STORE_BATCH = 500  # STORE_BATCH_SIZE's default
 SPEED_TARGET = 0.5
 RSS_GROWTH_LIMIT_MB = 50.0
 
@@ -75,6 +84,34 @@ def parse_and_map(dump: Path) -> float:
             book_from_edition(parsed.doc, covers_url="https://covers.example/b")
             count += 1
     return count / (time.perf_counter() - started)
+
+
+def without_scrapy(dump: Path, database: Path) -> float:
+    """Records/s of the import's own work with no Scrapy around it: parse, map, validate,
+    build the store record (canonical JSON, hash) and upsert in batches into SQLite, in one
+    thread. What the pipelines cost before Scrapy's share and the threads' hand-offs."""
+    validation = ValidationPipeline(get_crawler())
+    store = SqliteStore(database)
+    store.open()
+    batch: list[Record] = []
+    count = 0
+    started = time.perf_counter()
+    with DumpFile(dump) as reader:
+        for _, line in reader.lines():
+            parsed = parse_line(line, "/type/edition")
+            assert not isinstance(parsed, str)
+            book = book_from_edition(
+                parsed.doc, covers_url="https://covers.example/b", revision=parsed.revision
+            )
+            batch.append(to_record(validation.process_item(book)))
+            count += 1
+            if len(batch) == STORE_BATCH:
+                store.upsert_many("books", batch)
+                batch = []
+        store.upsert_many("books", batch)
+    seconds = time.perf_counter() - started
+    store.close()
+    return count / seconds
 
 
 def crawl(dump: Path, env: dict[str, str], workdir: Path) -> Run:
@@ -139,6 +176,11 @@ def main() -> None:
         print(f"parse-only loop       {ceiling:>9,.0f} records/s  (ceiling)")
         print(
             f"parse + map (spider)  {mapped:>9,.0f} records/s  ({mapped / ceiling:.2f} of ceiling)"
+        )
+        bare = without_scrapy(large_dump, workdir / "bare.sqlite3")
+        print(
+            f"import without Scrapy {bare:>9,.0f} records/s  ({bare / ceiling:.2f} of ceiling: "
+            "parse, map, validate, record, SQLite upsert in one thread)"
         )
 
         small = crawl(small_dump, crawl_env(SQLITE_PATH=str(workdir / "small.sqlite3")), workdir)
