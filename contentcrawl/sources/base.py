@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import scrapy
+
+from contentcrawl.extensions.distributed import DistributedRun
 
 
 class ContentSpider(scrapy.Spider):
@@ -22,6 +25,24 @@ class ContentSpider(scrapy.Spider):
         self.limit = parse_limit(kwargs.get("limit"))
         # As given, for the run record (contentcrawl.extensions.runs masks secret names).
         self.arguments: dict[str, Any] = dict(kwargs)
+        # The shared Redis run when REDIS_URL is set: see join_distributed_run().
+        self.distributed: DistributedRun | None = None
+
+    def join_distributed_run(self) -> DistributedRun | None:
+        """Find the shared Redis run (``contentcrawl.extensions.distributed``; None without
+        ``REDIS_URL``). From ``start()`` on: extensions do not exist before the crawl."""
+        self.distributed = self.crawler.get_extension(DistributedRun)
+        return self.distributed
+
+    async def read_source(self, source: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """What ``start()`` yields of the run's source: all of it when alone; in a distributed
+        run, all of it on the one worker that holds the run's lock (a dump import, or the
+        requests that seed the shared queue), nothing on the others, which take requests
+        from the queue or stand by to take the source over if that worker dies."""
+        if self.distributed is not None:
+            source = self.distributed.start(source)
+        async for request_or_item in source:
+            yield request_or_item
 
     def request(self, url: str, **kwargs: Any) -> scrapy.Request:
         """A request in this source's download slot (its rate limit), whatever the host."""

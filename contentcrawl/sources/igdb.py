@@ -39,7 +39,7 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
-from contentcrawl.extensions.distributed import DistributedRun, cap_worker_requests
+from contentcrawl.extensions.distributed import cap_worker_requests
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import ContentItem, GameItem
 from contentcrawl.redaction import redact_text, redact_url
@@ -376,8 +376,6 @@ class IgdbSpider(ContentSpider):
         # The next incremental run reads what changed after this moment.
         self.started_at = int(time.time())
         self.where: list[str] = []
-        # The shared Redis run when REDIS_URL is set (contentcrawl.extensions.distributed).
-        self.distributed: DistributedRun | None = None
 
     @classmethod
     def update_settings(cls, settings: BaseSettings) -> None:
@@ -422,7 +420,7 @@ class IgdbSpider(ContentSpider):
         if mode == "incremental" and synced_at is not None:
             self.where = [f"updated_at > {int(synced_at) - self.sync_overlap}"]
         self.mode = mode
-        self.distributed = self.crawler.get_extension(DistributedRun)
+        self.join_distributed_run()
         self.logger.info(
             "IGDB %s: mode=%s api=%s %s page_size=%d parallel_ranges=%d limit=%s%s",
             self.endpoint,
@@ -434,11 +432,8 @@ class IgdbSpider(ContentSpider):
             self.limit,
             " distributed" if self.distributed is not None else "",
         )
-        source = self.distributed_source()
-        if self.distributed is not None:
-            # One worker probes and plans the ranges; the others page from the shared queue.
-            source = self.distributed.start(source)
-        async for request in source:
+        # Distributed, one worker probes and plans the ranges; all page from the shared queue.
+        async for request in self.read_source(self.distributed_source()):
             yield request
 
     # -- distributed runs (contentcrawl.extensions.distributed.DistributedSpider) -----------

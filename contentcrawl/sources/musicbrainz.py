@@ -41,7 +41,7 @@ from scrapy.spidermiddlewares.httperror import HttpError
 
 from contentcrawl import __version__
 from contentcrawl.dumps import ItemFlow, is_url
-from contentcrawl.extensions.distributed import DistributedRun, cap_worker_requests
+from contentcrawl.extensions.distributed import cap_worker_requests
 from contentcrawl.items import AlbumItem, ArtistItem, ContentItem, ItemBatch, Json
 from contentcrawl.redaction import redact_text, redact_url
 from contentcrawl.sources.base import ContentSpider
@@ -363,8 +363,6 @@ class MusicBrainzSpider(ContentSpider):
         self.albums_seen: set[str] = set()
         self.limit_reached = False
         self.searches: list[str] = []
-        # The shared Redis run when REDIS_URL is set (contentcrawl.extensions.distributed).
-        self.distributed: DistributedRun | None = None
 
     @classmethod
     def update_settings(cls, settings: BaseSettings) -> None:
@@ -418,15 +416,10 @@ class MusicBrainzSpider(ContentSpider):
 
     async def start(self) -> AsyncIterator[Request | ItemBatch]:
         self.check_contact()
-        self.distributed = self.crawler.get_extension(DistributedRun)
+        self.join_distributed_run()
         if self.mode == "api":
             self._plan_searches()
-        source = self.distributed_source()
-        if self.distributed is not None:
-            # One worker sends the first requests (or imports the dumps); the others take
-            # their requests from the queue (or stand by to take the import over).
-            source = self.distributed.start(source)
-        async for request_or_batch in source:
+        async for request_or_batch in self.read_source(self.distributed_source()):
             yield request_or_batch
 
     def _plan_searches(self) -> None:

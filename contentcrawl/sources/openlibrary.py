@@ -41,7 +41,6 @@ from contentcrawl.dumps import (
     is_url,
     reading_ahead,
 )
-from contentcrawl.extensions.distributed import DistributedRun
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import AuthorItem, BookItem, ContentItem, ItemBatch, Json, WorkItem
 from contentcrawl.redaction import redact_url
@@ -375,8 +374,6 @@ class OpenLibraryDumpSpider(ContentSpider):
         self.skipped: Counter[str] = Counter()
         self.download: DownloadResult | None = None
         self.complete = False
-        # The shared Redis run when REDIS_URL is set (contentcrawl.extensions.distributed).
-        self.distributed: DistributedRun | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -426,12 +423,8 @@ class OpenLibraryDumpSpider(ContentSpider):
             self.limit or "none",
             "MongoDB" if self.settings.get("MONGO_URI") else self.settings.get("SQLITE_PATH"),
         )
-        self.distributed = self.crawler.get_extension(DistributedRun)
-        source = self.distributed_source()
-        if self.distributed is not None:
-            # One worker imports; the others stand by and take the import over if it dies.
-            source = self.distributed.start(source)
-        async for batch in source:
+        self.join_distributed_run()
+        async for batch in self.read_source(self.distributed_source()):
             yield batch
 
     # -- distributed runs (contentcrawl.extensions.distributed.DistributedSpider) -----------

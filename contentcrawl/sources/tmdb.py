@@ -39,7 +39,6 @@ from scrapy.exceptions import CloseSpider
 from scrapy.spidermiddlewares.httperror import HttpError
 
 from contentcrawl.dumps import DownloadError, DumpFile, DumpReadError, ItemFlow, fetch_dump
-from contentcrawl.extensions.distributed import DistributedRun
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import (
     CollectionItem,
@@ -570,8 +569,6 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         self._rejected = False
         # Ids TMDB answered 404 for (deleted or merged): flagged in the store at the end.
         self._not_found: set[int] = set()
-        # The shared Redis run when REDIS_URL is set (contentcrawl.extensions.distributed).
-        self.distributed: DistributedRun | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -627,7 +624,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
                 "contentcrawl.extensions.sync_state.SyncState: enable it in EXTENSIONS"
             )
         self.sync = sync
-        self.distributed = self.crawler.get_extension(DistributedRun)
+        self.join_distributed_run()
         self.logger.info(
             "%s: mode=%s api=%s exports=%s language=%s auth=%s include_adult=%s limit=%s "
             "filters=%s",
@@ -641,11 +638,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             self.limit,
             self.filters if self.filters.active else "none",
         )
-        source = self.distributed_source()
-        if self.distributed is not None:
-            # One worker reads the id source; the others consume the shared queue.
-            source = self.distributed.start(source)
-        async for request_or_item in source:
+        async for request_or_item in self.read_source(self.distributed_source()):
             yield request_or_item
 
     # -- distributed runs (contentcrawl.extensions.distributed.DistributedSpider) -----------
