@@ -38,7 +38,7 @@ from spiders_tests.fakes.musicbrainz import (
     generated_docs,
     sample_artists,
 )
-from spiders_tests.fakes.server import FakeRequest, FakeServer
+from spiders_tests.fakes.server import FakeRequest, FakeServer, RequestHold
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
 from spiders_tests.test_distributed import setting_args, start_worker, wait_all, worker_env
 
@@ -91,6 +91,21 @@ def kill_sender(
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=10)
     return [worker for worker in workers if worker is not victim]
+
+
+def kill_the_sender_and_finish(
+    holds: RequestHold, workers: list[subprocess.Popen[bytes]], workdir: Path
+) -> FakeRequest:
+    """Kill -9 the worker that sent the held request, let the others finish the run (each
+    with success); the held request."""
+    try:
+        held = holds.wait_held(timeout=30)
+        survivors = kill_sender(held, workers)
+    finally:
+        holds.release()
+    codes = wait_all(survivors, timeout=40)
+    assert codes == [0] * len(survivors), [log[-3000:] for log in logs(workdir)]
+    return held
 
 
 def run_settings(redis_url: str, sqlite_path: Path) -> dict[str, Any]:
@@ -198,15 +213,9 @@ def test_an_igdb_worker_killed_with_a_page_in_flight_loses_no_game(
     fake.holds.hold(8)
     sqlite_path = tmp_path / "shared.sqlite3"
     workers = start_igdb_workers(fake, sqlite_path, redis_url, tmp_path)
-    try:
-        held = fake.holds.wait_held(timeout=30)
-        survivors = kill_sender(held, workers)
-    finally:
-        fake.holds.release()
 
-    codes = wait_all(survivors, timeout=40)
+    held = kill_the_sender_and_finish(fake.holds, workers, tmp_path)
 
-    assert codes == [0] * len(survivors), [log[-3000:] for log in logs(tmp_path)]
     assert sorted(stored_keys(sqlite_path, "games", "igdb_id")) == sorted(fake.games)
     # The page the dead worker had in flight was asked for again by the reconcile.
     assert "Reconcile round 1" in "".join(logs(tmp_path))
@@ -368,15 +377,9 @@ def test_a_musicbrainz_worker_killed_with_a_browse_in_flight_loses_nothing(
     fake.holds.hold(8, MB_BROWSES)
     sqlite_path = tmp_path / "shared.sqlite3"
     workers = start_musicbrainz_workers(fake, sqlite_path, redis_url, tmp_path)
-    try:
-        held = fake.holds.wait_held(timeout=30)
-        survivors = kill_sender(held, workers)
-    finally:
-        fake.holds.release()
 
-    codes = wait_all(survivors, timeout=40)
+    held = kill_the_sender_and_finish(fake.holds, workers, tmp_path)
 
-    assert codes == [0] * len(survivors), [log[-3000:] for log in logs(tmp_path)]
     assert sorted(stored_keys(sqlite_path, "artists", "mbid")) == sorted(fake.artists)
     albums = [group["id"] for artist in fake.artists.values() for group in artist.release_groups]
     assert sorted(stored_keys(sqlite_path, "albums", "mbid")) == sorted(albums)
