@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, ClassVar
 
 import scrapy
@@ -43,6 +43,20 @@ class ContentSpider(scrapy.Spider):
             source = self.distributed.start(source)
         async for request_or_item in source:
             yield request_or_item
+
+    def account_for_page(self, page: str, found: Iterable[str | None]) -> None:
+        """A distributed run: record the keys a listing page found (records, next pages; None
+        is nothing to check), then settle the page itself, so a worker killed in between
+        leaves the page or its finds to the reconcile."""
+        if self.distributed is not None:
+            self.distributed.record_ids(key for key in found if key is not None)
+            self.distributed.settle(page)
+
+    def settle_key(self, key: str) -> None:
+        """A distributed run: a key that ends without a record of its own (a 404, a merged
+        or filtered record), which the reconcile must not ask for again."""
+        if self.distributed is not None:
+            self.distributed.settle(key)
 
     def request(self, url: str, **kwargs: Any) -> scrapy.Request:
         """A request in this source's download slot (its rate limit), whatever the host."""

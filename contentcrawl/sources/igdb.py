@@ -475,13 +475,6 @@ class IgdbSpider(ContentSpider):
             return self.page_request(where, int(after), int(end)).replace(dont_filter=True)
         raise ValueError(f"not a key of an {self.name} run: {key!r}")
 
-    def _account(self, done: str, found: Iterable[str]) -> None:
-        """A distributed run: record what a page found, then settle the page itself, so a
-        worker killed in between leaves the page or its finds to the reconcile."""
-        if self.distributed is not None:
-            self.distributed.record_ids(found)
-            self.distributed.settle(done)
-
     def api_request(self, path: str, query: str, **kwargs: Any) -> Request:
         """A POST of an Apicalypse ``query`` to ``<IGDB_API_URL>/<path>`` in the igdb slot."""
         return self.request(
@@ -530,7 +523,7 @@ class IgdbSpider(ContentSpider):
             high,
             len(ranges),
         )
-        self._account(
+        self.account_for_page(
             probe_key(self.endpoint, where),
             [page_key(start, end, where) for start, end in ranges],
         )
@@ -581,7 +574,7 @@ class IgdbSpider(ContentSpider):
         # A short page is the range's last one (IGDB sends no total with a page).
         more = len(records) >= self.page_size and last_id < end and not limit_reached
         found = [str(payload["id"]) for payload in valid]
-        self._account(
+        self.account_for_page(
             page_key(after, end, where),
             [*found, page_key(last_id, end, where)] if more else found,
         )
@@ -603,8 +596,7 @@ class IgdbSpider(ContentSpider):
             # Deleted since the page listed it: nothing to store, nothing to ask again.
             self.crawler.stats.inc_value(f"igdb/{self.endpoint}/not_found")
             self.logger.warning("IGDB %s %d is gone", self.endpoint, record_id)
-            if self.distributed is not None:
-                self.distributed.settle(str(record_id))
+            self.settle_key(str(record_id))
             return
         async for item in self._items(valid):
             yield item

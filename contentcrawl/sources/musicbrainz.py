@@ -511,18 +511,6 @@ class MusicBrainzSpider(ContentSpider):
             raise ValueError(f"not a key of a {self.name} run: {key!r}")
         return request.replace(dont_filter=True)
 
-    def _account(self, done: str, found: Iterable[str]) -> None:
-        """A distributed run: record what a page found, then settle the page itself, so a
-        worker killed in between leaves the page or its finds to the reconcile."""
-        if self.distributed is not None:
-            self.distributed.record_ids(found)
-            self.distributed.settle(done)
-
-    def _settle(self, key: str) -> None:
-        """A key that ends without a record (404, merged): the reconcile leaves it."""
-        if self.distributed is not None:
-            self.distributed.settle(key)
-
     # -- requests -----------------------------------------------------------------------
     def api_request(
         self,
@@ -647,7 +635,9 @@ class MusicBrainzSpider(ContentSpider):
             requests.append(self.search_request(query, following))
         elif offset == 0 and not hits:
             self.logger.info("Search %r found no artist", query)
-        self._account(search_key(query, offset), [self.distributed_key(r) for r in requests])
+        self.account_for_page(
+            search_key(query, offset), [self.distributed_key(r) for r in requests]
+        )
         yield from requests
 
     def parse_artist(self, response: Response, mbid: str) -> Iterator[ContentItem | Request]:
@@ -660,11 +650,11 @@ class MusicBrainzSpider(ContentSpider):
         if found != mbid:
             if found in self.claimed:
                 self.crawler.stats.inc_value("musicbrainz/artists/duplicate")
-                self._settle(mbid)
+                self.settle_key(mbid)
                 return
             self.claimed.add(found)
             # Stored under the MBID it was merged into: that one is the record to check.
-            self._account(mbid, [found, browse_key(found, 0)])
+            self.account_for_page(mbid, [found, browse_key(found, 0)])
         elif self.distributed is not None:
             self.distributed.record_ids([browse_key(found, 0)])
         self.crawler.stats.inc_value("musicbrainz/artists/looked_up")
@@ -699,7 +689,7 @@ class MusicBrainzSpider(ContentSpider):
             self.albums_seen.add(album_mbid)
             albums.append(album_item(group, artist_mbid=mbid))
         found = [album_key(album.mbid) for album in albums]
-        self._account(
+        self.account_for_page(
             browse_key(mbid, offset), [*found, browse_key(mbid, following)] if more else found
         )
         if more:
@@ -714,7 +704,7 @@ class MusicBrainzSpider(ContentSpider):
         found = payload["id"]
         if found != mbid:
             # Merged into another release group: that one is the record to check.
-            self._account(album_key(mbid), [album_key(found)])
+            self.account_for_page(album_key(mbid), [album_key(found)])
         self.crawler.stats.inc_value("musicbrainz/albums/looked_up")
         yield album_item(payload)
 
@@ -729,12 +719,12 @@ class MusicBrainzSpider(ContentSpider):
                     "Artist %s not found (404): deleted, or a wrong MBID",
                     request.cb_kwargs.get("mbid"),
                 )
-                self._settle(request.cb_kwargs["mbid"])
+                self.settle_key(request.cb_kwargs["mbid"])
                 return
             if response.status == 404 and request.callback == self.parse_release_group:
                 self.crawler.stats.inc_value("musicbrainz/albums/not_found")
                 self.logger.warning("Release group %s not found (404)", request.cb_kwargs["mbid"])
-                self._settle(album_key(request.cb_kwargs["mbid"]))
+                self.settle_key(album_key(request.cb_kwargs["mbid"]))
                 return
             detail = f"HTTP {response.status}: {error_message(response)}"
         elif isinstance(failure.value, IgnoreRequest):

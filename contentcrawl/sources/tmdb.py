@@ -699,20 +699,6 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             dont_filter=True,
         )
 
-    def _settle(self, tmdb_id: int) -> None:
-        """An id that ends without a record (404, filtered): the reconcile leaves it."""
-        if self.distributed is not None:
-            self.distributed.settle(str(tmdb_id))
-
-    def _account(self, page: str, found: list[Request]) -> None:
-        """A distributed run: record what a listing page found (detail requests, the next
-        page), then settle the page, so a worker killed in between leaves the page or its
-        finds to the reconcile."""
-        if self.distributed is not None:
-            keys = (self.distributed_key(request) for request in found)
-            self.distributed.record_ids(key for key in keys if key is not None)
-            self.distributed.settle(page)
-
     async def _start_ids(self) -> AsyncIterator[Any]:
         async for request in self._detail_requests(self.ids):
             yield request
@@ -876,7 +862,9 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         following = next_page(payload, page)
         if following is not None and not self._limit_reached():
             found.append(self._changes_request(start, end, following))
-        self._account(changes_key(start, end, page), found)
+        self.account_for_page(
+            changes_key(start, end, page), [self.distributed_key(request) for request in found]
+        )
         yield from found
 
     async def _start_lists(self) -> AsyncIterator[Any]:
@@ -906,7 +894,9 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             and not self._limit_reached()
         ):
             found.append(self._list_request(path, page + 1))
-        self._account(list_key(path, page), found)
+        self.account_for_page(
+            list_key(path, page), [self.distributed_key(request) for request in found]
+        )
         yield from found
 
     async def _start_refresh(self) -> AsyncIterator[Any]:
@@ -1065,7 +1055,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         reason = filter_reason(item, self.filters)
         if reason is not None:
             self.crawler.stats.inc_value(f"{self.stat_prefix}/filtered/{reason}")
-            self._settle(getattr(item, item.key_field))
+            self.settle_key(str(getattr(item, item.key_field)))
             return
         self._progress()
         yield item
@@ -1092,7 +1082,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             self.crawler.stats.inc_value(f"{self.stat_prefix}/not_found")
             self.logger.debug("%s %s not found (deleted or merged)", self.api_kind, tmdb_id)
             self._not_found.add(tmdb_id)
-            self._settle(tmdb_id)
+            self.settle_key(str(tmdb_id))
             return None
         try:
             payload = response.json()
