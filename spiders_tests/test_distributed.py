@@ -24,6 +24,7 @@ from spiders_tests.fakes.igdb import FakeIgdb, sample_games
 from spiders_tests.fakes.openlibrary import generated_lines, write_dump
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
+from spiders_tests.test_openlibrary_crawl import count_books
 
 REPO = Path(__file__).resolve().parent.parent
 TODAY = datetime.now(UTC).date()
@@ -239,14 +240,6 @@ def stored_book_keys(sqlite_path: Path) -> tuple[int, set[str]]:
     return len(keys), set(keys)
 
 
-def book_count(sqlite_path: Path) -> int:
-    try:
-        with closing(sqlite3.connect(sqlite_path, timeout=10)) as db:
-            return db.execute("SELECT count(*) FROM books").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0  # not created yet
-
-
 def edition_dump(tmp_path: Path, lines: int) -> tuple[Path, set[str]]:
     dump = write_dump(tmp_path / "ol_dump_editions.txt.gz", generated_lines("editions", lines))
     keys = {line.split(b"\t", 2)[1].decode() for line in generated_lines("editions", lines)}
@@ -288,14 +281,14 @@ def test_a_killed_dump_importer_is_taken_over_and_nothing_is_lost(
     args = ["-a", f"dump={dump}", *setting_args(redis_url)]
     workers = [start_worker("openlibrary_books", env, args, tmp_path, n) for n in range(3)]
     deadline = time.monotonic() + 30
-    while book_count(sqlite_path) < 2_000:
+    while count_books(sqlite_path)[0] < 2_000:
         assert time.monotonic() < deadline, "the import did not start"
         assert all(w.poll() is None for w in workers), "a worker ended before the kill"
         time.sleep(0.05)
     holder = redis.get("contentcrawl:openlibrary_books:lock") or ""
     victim = next(w for w in workers if f":{w.pid}:" in holder)
     victim.send_signal(signal.SIGKILL)
-    killed_at = book_count(sqlite_path)
+    killed_at = count_books(sqlite_path)[0]
     survivors = [w for w in workers if w is not victim]
 
     codes = wait_all(survivors, timeout=60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import logging
 import lzma
@@ -27,6 +28,7 @@ from contentcrawl.dumps import (
     Validators,
     download_dump,
     dump_file_name,
+    fewer_gc_passes,
 )
 from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer, serve_bytes
 
@@ -298,3 +300,22 @@ async def test_item_flow_drained_waits_for_the_last_item() -> None:
     await asyncio.wait_for(drained, timeout=5)
     assert flow.pending == 0
     await asyncio.wait_for(flow.drained(), timeout=5)
+
+
+def test_fewer_gc_passes_while_importing_then_as_before() -> None:
+    threshold = gc.get_threshold()
+    frozen = gc.get_freeze_count()
+    seen: list[tuple[int, int]] = []
+
+    def failing_import() -> None:
+        with fewer_gc_passes():
+            seen.append((gc.get_freeze_count(), gc.get_threshold()[0]))
+            raise RuntimeError("an import that fails midway")
+
+    with pytest.raises(RuntimeError):
+        failing_import()
+    # Start-up objects were out of the collector's way and passes rarer, then as before.
+    assert seen[0][0] > frozen
+    assert seen[0][1] > threshold[0]
+    assert gc.get_threshold() == threshold
+    assert gc.get_freeze_count() == frozen

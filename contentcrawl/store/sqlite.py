@@ -305,9 +305,7 @@ def _enable_wal(connection: sqlite3.Connection, attempts: int = 50) -> None:
 def stored_text(body: str, meta: dict[str, Any]) -> str:
     """The document's JSON text: the record's canonical body with ``_meta`` added last.
 
-    Splicing text costs a fraction of serialising the content again.
+    Splicing text costs a fraction of serialising the content again. A body is never
+    ``{}``: every record holds at least its key field.
     """
-    meta_text = canonical_json(meta)
-    if body == "{}":
-        return f'{{"{META}":{meta_text}}}'
-    return f'{body[:-1]},"{META}":{meta_text}}}'
+    return f'{body[:-1]},"{META}":{canonical_json(meta)}}}'
