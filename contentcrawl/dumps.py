@@ -569,7 +569,7 @@ async def fetch_dump(crawler: Crawler, location: str) -> DownloadResult:
 
 
 class ItemFlow:
-    """Backpressure for items yielded from ``start()``: wait while too many are unfinished.
+    """Backpressure and closing for items yielded from ``start()``.
 
     Scrapy hands each start item to the pipelines and asks for the next one at once, so a
     fast reader would pile items (and store batches) up in memory. ``await flow.sent()``
@@ -577,13 +577,24 @@ class ItemFlow:
     waits until half of them have been scraped, dropped or failed. ``await flow.drained()``
     before ``start()`` ends lets the engine see the crawl idle, and close, at once (it
     otherwise notices only at its next 5 s heartbeat).
+
+    A spider closed before its ``start()`` ends (``CLOSESPIDER_*``, a monitor, Ctrl-C) needs
+    two things Scrapy 2.19 does not do for start items: ``sent()`` answers False, so the
+    reader stops instead of reading the rest of its file into a closing crawl; and once the
+    last item in the pipelines is done, the closing scraper is told it is idle (Scrapy
+    checks that after a response's items only, so the close would wait for ever).
     """
 
+    # Seconds between two looks at a closing scraper whose last start items are finishing.
+    CLOSE_CHECK_INTERVAL = 0.05
+
     def __init__(self, crawler: Crawler, max_pending: int) -> None:
+        self.crawler = crawler
         self.max_pending = max(1, max_pending)
         self.pending = 0
         self._level = 0
         self._reached: asyncio.Event | None = None
+        self._close_check: asyncio.TimerHandle | None = None
         for signal in (signals.item_scraped, signals.item_dropped, signals.item_error):
             crawler.signals.connect(self._finished, signal=signal)
 
@@ -591,12 +602,16 @@ class ItemFlow:
         self.pending -= 1
         if self._reached is not None and self.pending <= self._level:
             self._reached.set()
+        if self._close_check is None and spider_closing(self.crawler):
+            self._close_when_idle()
 
-    async def sent(self) -> None:
-        """Count one item handed to the engine; wait while the pipelines are full."""
+    async def sent(self) -> bool:
+        """Count one item handed to the engine and wait while the pipelines are full; False
+        once the spider is closing: the caller reads no further."""
         self.pending += 1
         if self.pending >= self.max_pending:
             await self._wait_for(self.max_pending // 2)
+        return not spider_closing(self.crawler)
 
     async def drained(self) -> None:
         """Wait until every item sent has left the pipelines."""
@@ -611,3 +626,38 @@ class ItemFlow:
             await self._reached.wait()
         finally:
             self._reached = None
+
+    def _close_when_idle(self) -> None:
+        """Let a closing scraper finish once its start items are done.
+
+        Looked at again until then: an item's signal handlers run before the scraper
+        counts the item done.
+        """
+        self._close_check = None
+        engine = self.crawler.engine
+        if engine.spider is None or engine.scraper.slot is None:
+            return
+        closing = engine.scraper.slot.closing
+        if closing is not None and closing.called:
+            return
+        if closing is not None and engine.scraper.slot.is_idle():
+            engine.scraper._check_if_closing()
+            return
+        # Not closing yet (the engine closes the downloader first), or items still finishing.
+        self._close_check = asyncio.get_running_loop().call_later(
+            self.CLOSE_CHECK_INTERVAL, self._close_when_idle
+        )
+
+
+def spider_closing(crawler: Crawler) -> bool:
+    """Whether the crawl's spider is closing or closed (or the engine stopping)."""
+    try:
+        engine = crawler.engine
+    except RuntimeError:  # the crawl has not started
+        return False
+    if not engine.running:
+        return True
+    # Scrapy has no public flag for it: close_spider_async() starts by giving the engine's
+    # slot a ``closing`` Deferred, and drops the slot when done.
+    slot = engine._slot
+    return slot is None or slot.closing is not None

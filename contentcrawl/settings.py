@@ -216,7 +216,13 @@ EXTENSIONS = {
     "scrapy.extensions.throttle.AutoThrottle": None,
     "contentcrawl.extensions.slot_throttle.SlotAutoThrottle": 0,
     "contentcrawl.extensions.log_redaction.LogRedaction": 0,
-    "contentcrawl.extensions.record_counts.RecordCounts": 0,
+    # Dump imports carry records in batches: counts, feed exports and CLOSESPIDER_ITEMCOUNT
+    # per record.
+    "contentcrawl.extensions.record_batches.RecordCounts": 0,
+    "scrapy.extensions.feedexport.FeedExporter": None,
+    "contentcrawl.extensions.record_batches.RecordFeedExporter": 0,
+    "scrapy.extensions.closespider.CloseSpider": None,
+    "contentcrawl.extensions.record_batches.RecordCloseSpider": 0,
     "contentcrawl.extensions.distributed.DistributedRun": 50,
     "contentcrawl.extensions.sync_state.SyncState": 100,
     "spidermon.contrib.scrapy.extensions.Spidermon": 500,

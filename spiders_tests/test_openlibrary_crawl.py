@@ -437,8 +437,8 @@ def count_books(path: Path) -> tuple[int, int]:
         return 0, 0
 
 
-def test_import_killed_midway_reruns_to_every_record_once(tmp_path: Path) -> None:
-    total = 6_000
+def import_command(tmp_path: Path, total: int) -> tuple[list[str], dict[str, str], Path]:
+    """The command line and environment of a subprocess import of ``total`` generated lines."""
     dump = write_dump(tmp_path / "editions.txt.gz", generated_lines("editions", total))
     database = tmp_path / "store.sqlite3"
     env = {
@@ -449,15 +449,25 @@ def test_import_killed_midway_reruns_to_every_record_once(tmp_path: Path) -> Non
         "STORE_BATCH_SIZE": "100",
     }
     command = [sys.executable, "-m", "scrapy", "crawl", "openlibrary_books", "-a", f"dump={dump}"]
+    return command, env, database
+
+
+def wait_for_books(process: subprocess.Popen[Any], database: Path, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while count_books(database)[0] < count:
+        assert process.poll() is None, "the import ended before it could be stopped"
+        assert time.monotonic() < deadline, "no records written in time"
+        time.sleep(0.05)
+
+
+def test_import_killed_midway_reruns_to_every_record_once(tmp_path: Path) -> None:
+    total = 6_000
+    command, env, database = import_command(tmp_path, total)
     process = subprocess.Popen(
         command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 60
-        while count_books(database)[0] < 500:
-            assert process.poll() is None, "the import ended before it could be killed"
-            assert time.monotonic() < deadline, "no records written in time"
-            time.sleep(0.05)
+        wait_for_books(process, database, 500)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
     finally:
@@ -473,3 +483,31 @@ def test_import_killed_midway_reruns_to_every_record_once(tmp_path: Path) -> Non
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert count_books(database) == (total, total)
     assert f"'store/books/inserted': {total - killed_at}" in rerun.stderr
+
+
+def test_ctrl_c_stops_the_import_at_once_with_what_was_read_stored(tmp_path: Path) -> None:
+    total = 100_000
+    command, env, database = import_command(tmp_path, total)
+    log = tmp_path / "first.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=out, stderr=out)
+        try:
+            wait_for_books(process, database, 2_000)
+            process.send_signal(signal.SIGINT)
+            # One Ctrl-C: the reader stops and the batches in the pipelines are stored.
+            process.wait(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    text = log.read_text()
+    assert "'finish_reason': 'shutdown'" in text
+    stored, distinct = count_books(database)
+    assert 0 < stored == distinct < total
+    assert f"'store/books/inserted': {stored}," in text
+    assert saved_state(database, "openlibrary_books/dump").get("complete") is not True
+
+    rerun = subprocess.run(
+        command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert count_books(database) == (total, total)

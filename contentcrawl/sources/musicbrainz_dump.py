@@ -40,6 +40,7 @@ from contentcrawl.dumps import (
     fewer_gc_passes,
     is_url,
     reading_ahead,
+    spider_closing,
 )
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import ContentItem, ItemBatch, Json
@@ -253,7 +254,8 @@ class DumpImport:
                 self._count(last)
                 if last.items:
                     yield ItemBatch(last.items)
-                    await spider.flow.sent()
+                    if not await spider.flow.sent():
+                        break
                 progress.update(last.position, sum(self.records.values()))
         self.complete = last is not None and last.end and last.broken is None
         await spider.flow.drained()
@@ -403,3 +405,5 @@ async def import_dumps(
     for location in locations:
         async for item in DumpImport(spider, location, mappers).items():
             yield item
+        if spider_closing(spider.crawler):
+            return

@@ -488,7 +488,8 @@ class OpenLibraryDumpSpider(ContentSpider):
                     self.records += len(last.items)
                     self.crawler.stats.inc_value("openlibrary/records", len(last.items))
                     yield ItemBatch(last.items)
-                    await self.flow.sent()
+                    if not await self.flow.sent():
+                        break
                 progress.update(last.position, self.records)
         self.complete = last is not None and last.end and last.stream_error is None
 
