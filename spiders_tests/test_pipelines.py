@@ -287,9 +287,9 @@ async def test_images_of_a_batch_go_to_each_record(
         store.close()
     saved = {key: [entry["path"] for entry in doc["images"]] for key, doc in stored.items() if doc}
     assert saved == {
-        "OL1M": [path("books_OL1M", 1), path("books_OL1M", 2)],
+        "OL1M": [path("OL1M", 1), path("OL1M", 2)],
         "OL2M": [],
-        "OL3M": [path("books_OL3M", 3)],
+        "OL3M": [path("OL3M", 3)],
     }
     assert all((images / entry).is_file() for entries in saved.values() for entry in entries)
 

@@ -93,8 +93,12 @@ class ContentImagesPipeline(ImagesPipeline):
 
 
 def record_folder(record: ContentItem) -> str:
-    """``<collection>/<source id>``: where a record's images go under IMAGES_STORE."""
-    key = str(getattr(record, record.key_field, None)).strip("/").replace("/", "_")
+    """``<collection>/<source id>``: where a record's images go under IMAGES_STORE.
+
+    An Open Library key gives its last part (``/books/OL1M`` → ``books/OL1M``): the
+    collection already says the rest.
+    """
+    key = str(getattr(record, record.key_field, None)).strip("/").rsplit("/", 1)[-1]
     return f"{record.collection}/{key}"
 
 
