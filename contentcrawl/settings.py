@@ -48,7 +48,8 @@ SQLITE_PATH = _env("SQLITE_PATH", "data/contentcrawl.sqlite3")
 STORE_BATCH_SIZE = _env_int("STORE_BATCH_SIZE", 500)
 # A failed batch is retried this many times on transient errors before it fails.
 STORE_WRITE_RETRIES = _env_int("STORE_WRITE_RETRIES", 3)
-# Where a batch that still fails after those retries is saved (JSON lines), never lost.
+# Where a batch that still fails after those retries is saved (JSON lines), never lost; the
+# next crawl stores it before its own records.
 STORE_FAILED_DIR = _env("STORE_FAILED_DIR", "data/store_failed")
 
 # --- Images (off by default: metadata first) ----------------------------------

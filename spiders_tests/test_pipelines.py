@@ -15,9 +15,10 @@ from PIL import Image
 from scrapy.utils.defer import deferred_f_from_coro_f
 
 from contentcrawl.items import BookItem, ContentItem, GameItem, ItemBatch, MovieItem, WorkItem
+from contentcrawl.pipelines.store import SavedBatches
 from contentcrawl.pipelines.validation import blank_to_none, checked_key
 from contentcrawl.sources.base import ContentSpider
-from contentcrawl.store import StoreError
+from contentcrawl.store import Record, Store, StoreError
 from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.server import FakeResponse, FakeServer
@@ -202,6 +203,72 @@ async def test_failed_batch_is_counted_and_saved_not_lost(
     saved = [json.loads(line) for line in (failed_dir / "movies.jsonl").read_text().splitlines()]
     assert [entry["content"]["tmdb_id"] for entry in saved] == [1, 2, 3]
     assert "disk says no" in caplog.text
+
+
+def saved_record(tmdb_id: int, title: str, fetched_at: str) -> Record:
+    return Record({"tmdb_id": tmdb_id, "title": title}, "tmdb", fetched_at=fetched_at)
+
+
+@deferred_f_from_coro_f
+async def test_saved_batches_are_stored_by_the_next_crawl(
+    store_settings: dict[str, Any], store: Store, tmp_path: Path
+) -> None:
+    failed_dir = tmp_path / "failed"
+    saved = SavedBatches(failed_dir)
+    saved.save("movies", [saved_record(1, "One", "2026-01-01T00:00:00Z")])
+    saved.save("movies", [saved_record(2, "Two, saved", "2026-01-01T00:00:00Z")])
+    with (failed_dir / "movies.jsonl").open("a") as out:
+        out.write('{"content": {"tmdb_id": 9, "ti')  # a crash mid-write
+    # Claimed by a crawl that died during its replay (no process has this pid).
+    SavedBatches(tmp_path / "other").save("movies", [saved_record(3, "Three", "2026-01-01")])
+    (tmp_path / "other" / "movies.jsonl").rename(failed_dir / "movies.jsonl.replaying-999999999")
+    # A later run stored movie 2 after the failure: the saved copy is older.
+    store.upsert_many("movies", [saved_record(2, "Two, newer", "2026-02-01T00:00:00Z")])
+
+    settings = {**store_settings, "STORE_FAILED_DIR": str(failed_dir)}
+    crawler = await crawl(ItemsSpider, settings, items=[MovieItem(tmdb_id=1, title="Other")])
+
+    stats = crawler.stats.get_stats()
+    assert stats["store/movies/replayed"] == 2
+    assert stats["store/movies/replay_stale"] == 1
+    assert stats["store/movies/replay_bad_lines"] == 1
+    titles = {key: (store.get("movies", key) or {}).get("title") for key in (1, 2, 3)}
+    # Movie 1 as the crawl itself brought it after the replay.
+    assert titles == {1: "Other", 2: "Two, newer", 3: "Three"}
+    assert sorted(path.name for path in failed_dir.iterdir()) == ["movies.bad"]
+    assert (failed_dir / "movies.bad").read_text().startswith('{"content": {"tmdb_id": 9')
+
+
+@deferred_f_from_coro_f
+async def test_saved_batches_wait_while_the_store_still_fails(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = tmp_path / "store.sqlite3"
+    open_store_for({"SQLITE_PATH": str(database)}).close()
+    with sqlite3.connect(database) as connection:
+        connection.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON movies "
+            "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+    failed_dir = tmp_path / "failed"
+    settings = {"SQLITE_PATH": str(database), "MONGO_URI": "", "STORE_FAILED_DIR": str(failed_dir)}
+    await crawl(ItemsSpider, settings, items=movies(3))
+    saved = (failed_dir / "movies.jsonl").read_text()
+
+    await crawl(ItemsSpider, settings, items=[])
+    assert (failed_dir / "movies.jsonl").read_text() == saved
+    assert "not stored yet" in caplog.text
+
+    with sqlite3.connect(database) as connection:
+        connection.execute("DROP TRIGGER refuse")
+    crawler = await crawl(ItemsSpider, settings, items=[])
+    assert crawler.stats.get_value("store/movies/replayed") == 3
+    assert list(failed_dir.iterdir()) == []
+    store = open_store_for({"SQLITE_PATH": str(database)})
+    try:
+        assert store.count("movies") == 3
+    finally:
+        store.close()
 
 
 def png_bytes() -> bytes:

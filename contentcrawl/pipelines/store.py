@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +16,7 @@ from scrapy.exceptions import DropItem
 
 from contentcrawl.items import ContentItem, ItemBatch
 from contentcrawl.store import Record, Store, build_store
-from contentcrawl.store.base import utc_now
+from contentcrawl.store.base import COLLECTION_KEYS, META, utc_now
 
 if TYPE_CHECKING:
     from typing import Self
@@ -39,14 +40,15 @@ class StorePipeline:
     reactor never waits on the database and writes stay in order. A batch is written when
     full, when the spider goes idle and when it closes. A batch that fails (after the
     store's own retries of transient errors) is counted as ``store/<collection>/failed``
-    and saved as JSON lines under ``STORE_FAILED_DIR`` so nothing is lost.
+    and saved as JSON lines under ``STORE_FAILED_DIR`` so nothing is lost; the next crawl
+    stores them first (``SavedBatches.replay``).
     """
 
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
         settings = crawler.settings
         self.batch_size = max(1, settings.getint("STORE_BATCH_SIZE", 500))
-        self.failed_dir = Path(settings.get("STORE_FAILED_DIR") or "data/store_failed")
+        self.saved = SavedBatches(Path(settings.get("STORE_FAILED_DIR") or "data/store_failed"))
         self.store: Store = build_store(settings)
         self.stats = crawler.stats
         self._buffers: dict[str, list[Record]] = defaultdict(list)
@@ -66,6 +68,7 @@ class StorePipeline:
     async def open_spider(self) -> None:
         await self._in_store_thread(self.store.open)
         logger.info("Store: %s (batch size %d)", self.store.description, self.batch_size)
+        await self._in_store_thread(self.saved.replay, self.store, self.batch_size, self.stats)
 
     async def process_item(self, item: Any) -> Any:
         if isinstance(item, ItemBatch):
@@ -119,7 +122,7 @@ class StorePipeline:
             result = await self._in_store_thread(self.store.upsert_many, collection, records)
         except Exception as error:
             self.stats.inc_value(f"store/{collection}/failed", len(records))
-            path = await self._in_store_thread(self._save_failed, collection, records)
+            path = await self._in_store_thread(self.saved.save, collection, records)
             logger.error(
                 "Could not store %d %s records (%s: %s); saved them to %s",
                 len(records),
@@ -134,9 +137,34 @@ class StorePipeline:
             if count:
                 self.stats.inc_value(f"store/{collection}/{outcome}", count)
 
-    def _save_failed(self, collection: str, records: list[Record]) -> Path:
-        self.failed_dir.mkdir(parents=True, exist_ok=True)
-        path = self.failed_dir / f"{collection}.jsonl"
+    async def close_spider(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending)
+        for collection in list(self._buffers):
+            await self._flush_locked(collection)
+        await self._in_store_thread(self.store.close)
+        self._executor.shutdown(wait=True)
+
+
+class SavedBatches:
+    """The batches the store refused, as JSON lines per collection in one folder.
+
+    ``save`` appends a refused batch to ``<collection>.jsonl``. ``replay``, at the start of
+    the next crawl, stores what an earlier run saved: a file is claimed by renaming it
+    (``.replaying-<pid>``), so two crawls starting together never replay the same file, and
+    one left claimed by a crawl that died is claimed again. A saved record older than the
+    store's copy (``_meta.fetched_at``) is skipped: a later run already stored newer data.
+    While the store still fails the file goes back, whole, for the next crawl.
+    """
+
+    CLAIM = ".replaying-"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def save(self, collection: str, records: list[Record]) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{collection}.jsonl"
         with path.open("a", encoding="utf-8") as out:
             for record in records:
                 line = {
@@ -148,13 +176,111 @@ class StorePipeline:
                 out.write(json.dumps(line, ensure_ascii=False) + "\n")
         return path
 
-    async def close_spider(self) -> None:
-        if self._pending:
-            await asyncio.gather(*self._pending)
-        for collection in list(self._buffers):
-            await self._flush_locked(collection)
-        await self._in_store_thread(self.store.close)
-        self._executor.shutdown(wait=True)
+    def replay(self, store: Store, batch_size: int, stats: Any) -> None:
+        """Store every saved batch there is (blocking: run it on the store's thread)."""
+        if not self.folder.is_dir():
+            return
+        for path in sorted(self.folder.iterdir()):
+            collection = path.name.split(".", 1)[0]
+            if collection not in COLLECTION_KEYS or not self._replayable(path):
+                continue
+            claimed = self.folder / f"{collection}.jsonl{self.CLAIM}{os.getpid()}"
+            try:
+                path.rename(claimed)
+            except FileNotFoundError:  # another crawl claimed it first
+                continue
+            try:
+                self._replay_file(store, collection, claimed, batch_size, stats)
+            except Exception as error:
+                self._put_back(claimed, self.folder / f"{collection}.jsonl")
+                logger.error(
+                    "Saved %s records not stored yet (%s: %s); kept in %s for the next crawl",
+                    collection,
+                    type(error).__name__,
+                    error,
+                    self.folder / f"{collection}.jsonl",
+                )
+                return
+            claimed.unlink()
+
+    def _replayable(self, path: Path) -> bool:
+        """A saved batch file, or one claimed by a crawl that is no longer running."""
+        if path.name.endswith(".jsonl"):
+            return True
+        _, claim, pid = path.name.partition(self.CLAIM)
+        if not claim or not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return False
+
+    def _replay_file(
+        self, store: Store, collection: str, path: Path, batch_size: int, stats: Any
+    ) -> None:
+        key_field = COLLECTION_KEYS[collection]
+        records: list[Record] = []
+        replayed = stale = 0
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                record = self._parse(collection, path, number, line, stats)
+                if record is None:
+                    continue
+                stored = store.get(collection, record.content[key_field])
+                stored_at = stored[META].get("fetched_at") if stored else None
+                if stored_at and record.fetched_at and stored_at > record.fetched_at:
+                    stale += 1
+                    continue
+                records.append(record)
+                if len(records) >= batch_size:
+                    store.upsert_many(collection, records)
+                    replayed += len(records)
+                    records = []
+        if records:
+            store.upsert_many(collection, records)
+            replayed += len(records)
+        for name, count in (("replayed", replayed), ("replay_stale", stale)):
+            if count:
+                stats.inc_value(f"store/{collection}/{name}", count)
+        logger.info(
+            "Stored %d %s records an earlier crawl could not (%d skipped: the store has newer)",
+            replayed,
+            collection,
+            stale,
+        )
+
+    def _parse(
+        self, collection: str, path: Path, number: int, line: str, stats: Any
+    ) -> Record | None:
+        """One saved line as a record; a damaged one (a crash mid-write) is set aside."""
+        try:
+            saved = json.loads(line)
+            return Record(
+                saved["content"],
+                saved["source"],
+                fetched_at=saved["fetched_at"],
+                revision=saved["revision"],
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            stats.inc_value(f"store/{collection}/replay_bad_lines")
+            kept = self.folder / f"{collection}.bad"
+            with kept.open("a", encoding="utf-8") as out:
+                out.write(line if line.endswith("\n") else line + "\n")
+            logger.warning(
+                "%s line %d is damaged (%s); kept in %s", path.name, number, error, kept.name
+            )
+            return None
+
+    @staticmethod
+    def _put_back(claimed: Path, path: Path) -> None:
+        # Appended, not renamed: a crawl failing meanwhile may have saved a new file.
+        with claimed.open("rb") as source, path.open("ab") as target:
+            while chunk := source.read(1 << 20):
+                target.write(chunk)
+        claimed.unlink()
 
 
 def to_record(item: ContentItem) -> Record:
