@@ -48,15 +48,20 @@ def normalise_date(value: str | int | float | None) -> str | None:
     """ISO form of a date at the precision given; None for empty; ValueError if unreadable.
 
     Integers and floats are Unix timestamps (IGDB). Partial dates stay partial: "2007" →
-    "2007", "March 2012" → "2012-03".
+    "2007", "March 2012" → "2012-03". Any other value (a boolean, a list, an object from a
+    malformed payload) and a timestamp out of range are unreadable too.
     """
+    if isinstance(value, str):
+        return _normalise_text(value)
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise ValueError(f"not a date: {value!r}")
-    if isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"not a date: {value!r:.80}")
+    try:
         return datetime.fromtimestamp(value, UTC).date().isoformat()
-    return _normalise_text(value)
+    except (OverflowError, OSError, ValueError):
+        # Past datetime's range, or NaN / infinity (which Python's json accepts).
+        raise ValueError(f"timestamp out of range: {value!r:.80}") from None
 
 
 # Catalogue dates repeat endlessly ("1985", "March 2001"); a dump import asks about each

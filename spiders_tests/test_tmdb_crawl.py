@@ -241,10 +241,10 @@ async def test_429_honours_retry_after(tmdb: TmdbFake, tmp_path: Path) -> None:
     assert stats["store/movies/inserted"] == len(ids)
     assert tmdb.rate_limited >= 1
     # Once the first 429 is back, the slot waits out its Retry-After (1 s): nothing arrives
-    # in between but what was already on the wire.
+    # in between but what was already on the wire (up to 0.3 s late on a loaded machine).
     first_429 = tmdb.rate_limited_at[0]
     arrivals = [r.arrived for r in tmdb.api.requests]
-    assert not [t for t in arrivals if first_429 + 0.1 < t < first_429 + 0.9]
+    assert not [t for t in arrivals if first_429 + 0.3 < t < first_429 + 0.9]
     assert stats["retry/count"] >= tmdb.rate_limited
 
 

@@ -121,8 +121,9 @@ def plan_ranges(
     """
     if count <= 0 or high <= low:
         return []
-    ranges = max(1, min(max_ranges, math.ceil(count / page_size), high - low))
-    width = math.ceil((high - low) / ranges)
+    # Integer ceilings: a float division overflows on an absurd count or id.
+    ranges = max(1, min(max_ranges, -(-count // page_size), high - low))
+    width = -(-(high - low) // ranges)
     return [(start, min(high, start + width)) for start in range(low, high, width) if start < high]
 
 
@@ -146,7 +147,7 @@ def _from_timestamp(timestamp: Any) -> datetime | None:
         return None
     try:
         moment = _EPOCH + timedelta(seconds=timestamp)
-    except OverflowError:
+    except (OverflowError, ValueError):  # out of range, or NaN (Python's json accepts it)
         return None
     # IGDB writes -62135683200 (31 Dec of year 0) for "no date" (see QUIRKS.md).
     if moment.year <= 1:
@@ -285,7 +286,13 @@ GAME_EXPANDED_FIELDS: tuple[str, ...] = (
 def _number(value: Any, kind: type[int] | type[float]) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return kind(value)
+    # NaN and Infinity parse too (Python's json accepts them); neither is a number here.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    try:
+        return kind(value)
+    except OverflowError:  # an integer beyond any float
+        return None
 
 
 def _text(value: Any) -> str | None:
@@ -504,7 +511,11 @@ class IgdbSpider(ContentSpider):
 
     def parse_probe(self, response: Response, where: list[str]) -> Iterator[Request]:
         results = _json(response)
-        by_name = {entry.get("name"): entry for entry in results or [] if isinstance(entry, dict)}
+        by_name = {
+            entry["name"]: entry
+            for entry in (results if isinstance(results, list) else [])
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str)
+        }
         count = by_name.get("count", {}).get("count")
         last = by_name.get("last", {}).get("result")
         if not isinstance(count, int) or not isinstance(last, list):

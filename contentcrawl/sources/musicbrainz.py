@@ -30,6 +30,7 @@ give the API crawl a request and a ``parse_<thing>`` callback for it.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -178,7 +179,12 @@ def rating(value: Any) -> Json | None:
     votes = _count(value.get("votes-count")) or 0
     if not isinstance(score, int | float) or isinstance(score, bool) or not votes:
         return None
-    return {"value": float(score), "votes_count": votes}
+    try:
+        score = float(score)
+    except OverflowError:  # an integer beyond any float: not a score
+        return None
+    # NaN and Infinity parse too (Python's json accepts them); neither is a score.
+    return {"value": score, "votes_count": votes} if math.isfinite(score) else None
 
 
 def url_relations(value: Any) -> list[Json]:

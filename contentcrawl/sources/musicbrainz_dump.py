@@ -90,7 +90,8 @@ def parse_entity_line(line: bytes) -> Json:
     """The JSON object of one dump line; ``BadLineError`` when it is not one with an ``id``."""
     try:
         doc = json.loads(line)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
+        # RecursionError: nesting deeper than the json module can follow.
         raise BadLineError("json", str(error)) from None
     if not isinstance(doc, dict):
         raise BadLineError("json", f"a JSON {type(doc).__name__}, not an object")

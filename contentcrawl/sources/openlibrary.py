@@ -125,7 +125,8 @@ def as_int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    # isdecimal, not isdigit: int() rejects digits such as "²" that isdigit accepts.
+    if isinstance(value, str) and value.strip().isdecimal():
         return int(value)
     return None
 
@@ -153,10 +154,16 @@ def edition_identifiers(doc: Json) -> Json:
     """``identifiers`` plus the ids editions keep at top level (OCLC, LCCN, Internet Archive)."""
     identifiers = doc.get("identifiers")
     merged: Json = dict(identifiers) if isinstance(identifiers, dict) else {}
-    for name, field_name in (("oclc", "oclc_numbers"), ("lccn", "lccn")):
-        values = str_list(doc.get(field_name))
-        if values:
-            merged.setdefault(name, values)
+    oclc = str_list(doc.get("oclc_numbers"))
+    # Older editions spell it "oclc_number" (seen in the editions dump); both are kept.
+    legacy_oclc = doc.get("oclc_number")
+    if legacy_oclc:
+        oclc = unique([*oclc, *str_list(legacy_oclc)])
+    if oclc:
+        merged.setdefault("oclc", oclc)
+    lccn = str_list(doc.get("lccn"))
+    if lccn:
+        merged.setdefault("lccn", lccn)
     ocaid = doc.get("ocaid")
     if isinstance(ocaid, str) and ocaid:
         merged.setdefault("ocaid", [ocaid])
@@ -291,7 +298,8 @@ def parse_line(line: bytes, wanted_type: str | None = None) -> DumpLine | str:
         raise BadLineError("revision", f"revision {columns[2][:40]!r} is not a number") from None
     try:
         doc = json.loads(columns[4])
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
+        # RecursionError: nesting deeper than the json module can follow.
         raise BadLineError("json", str(error)) from None
     if not isinstance(doc, dict):
         raise BadLineError("json", f"JSON column is a {type(doc).__name__}, not an object")

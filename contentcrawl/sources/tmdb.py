@@ -81,11 +81,20 @@ MODES = ("export", "changes", "lists", "ids", "refresh", "missing", "failed")
 
 
 # --- mappers: TMDB payload -> item (pure) -------------------------------------------------
+# A mapper keeps the record when a field has the wrong type (a string where a list belongs,
+# a number where an object belongs): the field is left empty and its name appended to
+# ``misshapen``, for the spider to count and log.
 
 
-def date_or_none(value: str | None) -> str | None:
-    """TMDB's date: ``""`` (unknown) becomes None, anything else is left to validation."""
-    return value or None
+def _date(payload: Json, name: str, misshapen: list[str] | None) -> str | None:
+    """A TMDB date: ``""`` (unknown) becomes None, other text is left to validation."""
+    value = payload.get(name)
+    if value is None or isinstance(value, str):
+        return value or None
+    # Not text: a number would pass validation as a Unix timestamp.
+    if misshapen is not None:
+        misshapen.append(name)
+    return None
 
 
 def image_url(base: str, path: str | None) -> str | None:
@@ -95,36 +104,64 @@ def image_url(base: str, path: str | None) -> str | None:
     return f"{base.rstrip('/')}/{path.lstrip('/')}"
 
 
-def _appended(payload: Json, part: str, key: str) -> list[Json]:
+def _list(value: Any, name: str, misshapen: list[str] | None) -> list[Any]:
+    """A copy of a list field; [] when it is absent, empty or not a list."""
+    if isinstance(value, list):
+        return list(value)
+    if value and misshapen is not None:
+        misshapen.append(name)
+    return []
+
+
+def _object(value: Any, name: str, misshapen: list[str] | None) -> Json:
+    """An object field; {} when it is absent, empty or not an object."""
+    if isinstance(value, dict):
+        return value
+    if value and misshapen is not None:
+        misshapen.append(name)
+    return {}
+
+
+def _appended(payload: Json, part: str, key: str, misshapen: list[str] | None) -> list[Json]:
     """A list inside an appended part (``keywords.keywords``), [] when not appended."""
-    return list((payload.get(part) or {}).get(key) or [])
+    return _list(_object(payload.get(part), part, misshapen).get(key), f"{part}.{key}", misshapen)
 
 
-def _credits(part: Json | None) -> Json:
-    part = part or {}
-    return {"cast": list(part.get("cast") or []), "crew": list(part.get("crew") or [])}
+def _credits(payload: Json, part: str, misshapen: list[str] | None) -> Json:
+    people = _object(payload.get(part), part, misshapen)
+    return {
+        "cast": _list(people.get("cast"), f"{part}.cast", misshapen),
+        "crew": _list(people.get("crew"), f"{part}.crew", misshapen),
+    }
 
 
-def _external_ids(payload: Json) -> Json:
-    return {k: v for k, v in (payload.get("external_ids") or {}).items() if k != "id"}
+def _external_ids(payload: Json, misshapen: list[str] | None) -> Json:
+    external_ids = _object(payload.get("external_ids"), "external_ids", misshapen)
+    return {k: v for k, v in external_ids.items() if k != "id"}
 
 
-def artwork(payload: Json, image_base: str, *kinds: str) -> Json:
+def artwork(
+    payload: Json, image_base: str, *kinds: str, misshapen: list[str] | None = None
+) -> Json:
     """``<kind>_path`` and ``<kind>_url`` of each image kind (poster, backdrop, logo,
     profile) under ``TMDB_IMAGE_URL``, and their URLs as ``image_urls`` for the images
     pipeline."""
     fields: Json = {}
     for kind in kinds:
         path = payload.get(f"{kind}_path")
+        if path is not None and not isinstance(path, str):
+            if misshapen is not None:
+                misshapen.append(f"{kind}_path")
+            path = None
         fields[f"{kind}_path"] = path
         fields[f"{kind}_url"] = image_url(image_base, path)
     fields["image_urls"] = [fields[f"{kind}_url"] for kind in kinds if fields[f"{kind}_url"]]
     return fields
 
 
-def map_movie(payload: Json, image_base: str) -> MovieItem:
+def map_movie(payload: Json, image_base: str, misshapen: list[str] | None = None) -> MovieItem:
     """A movie detail response (with any of our appended parts) as a ``MovieItem``."""
-    external_ids = _external_ids(payload)
+    external_ids = _external_ids(payload, misshapen)
     return MovieItem(
         tmdb_id=payload["id"],
         imdb_id=payload.get("imdb_id") or external_ids.get("imdb_id"),
@@ -134,7 +171,7 @@ def map_movie(payload: Json, image_base: str) -> MovieItem:
         overview=payload.get("overview"),
         tagline=payload.get("tagline"),
         status=payload.get("status"),
-        release_date=date_or_none(payload.get("release_date")),
+        release_date=_date(payload, "release_date", misshapen),
         runtime=payload.get("runtime"),
         budget=payload.get("budget"),
         revenue=payload.get("revenue"),
@@ -144,24 +181,28 @@ def map_movie(payload: Json, image_base: str) -> MovieItem:
         adult=payload.get("adult"),
         video=payload.get("video"),
         homepage=payload.get("homepage"),
-        genres=list(payload.get("genres") or []),
-        spoken_languages=list(payload.get("spoken_languages") or []),
-        production_countries=list(payload.get("production_countries") or []),
-        production_companies=list(payload.get("production_companies") or []),
+        genres=_list(payload.get("genres"), "genres", misshapen),
+        spoken_languages=_list(payload.get("spoken_languages"), "spoken_languages", misshapen),
+        production_countries=_list(
+            payload.get("production_countries"), "production_countries", misshapen
+        ),
+        production_companies=_list(
+            payload.get("production_companies"), "production_companies", misshapen
+        ),
         belongs_to_collection=payload.get("belongs_to_collection"),
         # Movies keep keywords under "keywords", TV under "results" (QUIRKS.md).
-        keywords=_appended(payload, "keywords", "keywords"),
-        credits=_credits(payload.get("credits")),
+        keywords=_appended(payload, "keywords", "keywords", misshapen),
+        credits=_credits(payload, "credits", misshapen),
         external_ids=external_ids,
-        release_dates=_appended(payload, "release_dates", "results"),
-        alternative_titles=_appended(payload, "alternative_titles", "titles"),
-        translations=_appended(payload, "translations", "translations"),
-        videos=_appended(payload, "videos", "results"),
-        **artwork(payload, image_base, "poster", "backdrop"),
+        release_dates=_appended(payload, "release_dates", "results", misshapen),
+        alternative_titles=_appended(payload, "alternative_titles", "titles", misshapen),
+        translations=_appended(payload, "translations", "translations", misshapen),
+        videos=_appended(payload, "videos", "results", misshapen),
+        **artwork(payload, image_base, "poster", "backdrop", misshapen=misshapen),
     )
 
 
-def map_series(payload: Json, image_base: str) -> SeriesItem:
+def map_series(payload: Json, image_base: str, misshapen: list[str] | None = None) -> SeriesItem:
     """A TV series detail response as a ``SeriesItem`` (aggregate credits preferred)."""
     return SeriesItem(
         tmdb_id=payload["id"],
@@ -172,43 +213,49 @@ def map_series(payload: Json, image_base: str) -> SeriesItem:
         tagline=payload.get("tagline"),
         status=payload.get("status"),
         type=payload.get("type"),
-        first_air_date=date_or_none(payload.get("first_air_date")),
-        last_air_date=date_or_none(payload.get("last_air_date")),
+        first_air_date=_date(payload, "first_air_date", misshapen),
+        last_air_date=_date(payload, "last_air_date", misshapen),
         in_production=payload.get("in_production"),
         number_of_seasons=payload.get("number_of_seasons"),
         number_of_episodes=payload.get("number_of_episodes"),
-        episode_run_time=list(payload.get("episode_run_time") or []),
-        genres=list(payload.get("genres") or []),
-        networks=list(payload.get("networks") or []),
-        production_companies=list(payload.get("production_companies") or []),
-        origin_country=list(payload.get("origin_country") or []),
-        spoken_languages=list(payload.get("spoken_languages") or []),
-        created_by=list(payload.get("created_by") or []),
-        seasons=list(payload.get("seasons") or []),
-        credits=_credits(payload.get("aggregate_credits") or payload.get("credits")),
-        keywords=_appended(payload, "keywords", "results"),
-        external_ids=_external_ids(payload),
-        content_ratings=_appended(payload, "content_ratings", "results"),
+        episode_run_time=_list(payload.get("episode_run_time"), "episode_run_time", misshapen),
+        genres=_list(payload.get("genres"), "genres", misshapen),
+        networks=_list(payload.get("networks"), "networks", misshapen),
+        production_companies=_list(
+            payload.get("production_companies"), "production_companies", misshapen
+        ),
+        origin_country=_list(payload.get("origin_country"), "origin_country", misshapen),
+        spoken_languages=_list(payload.get("spoken_languages"), "spoken_languages", misshapen),
+        created_by=_list(payload.get("created_by"), "created_by", misshapen),
+        seasons=_list(payload.get("seasons"), "seasons", misshapen),
+        credits=_credits(
+            payload,
+            "aggregate_credits" if payload.get("aggregate_credits") else "credits",
+            misshapen,
+        ),
+        keywords=_appended(payload, "keywords", "results", misshapen),
+        external_ids=_external_ids(payload, misshapen),
+        content_ratings=_appended(payload, "content_ratings", "results", misshapen),
         popularity=payload.get("popularity"),
         vote_average=payload.get("vote_average"),
         vote_count=payload.get("vote_count"),
         adult=payload.get("adult"),
         homepage=payload.get("homepage"),
-        **artwork(payload, image_base, "poster", "backdrop"),
+        **artwork(payload, image_base, "poster", "backdrop", misshapen=misshapen),
     )
 
 
-def map_person(payload: Json, image_base: str) -> PersonItem:
+def map_person(payload: Json, image_base: str, misshapen: list[str] | None = None) -> PersonItem:
     """A person detail response as a ``PersonItem``."""
-    external_ids = _external_ids(payload)
+    external_ids = _external_ids(payload, misshapen)
     return PersonItem(
         tmdb_id=payload["id"],
         imdb_id=payload.get("imdb_id") or external_ids.get("imdb_id"),
         name=payload.get("name"),
-        also_known_as=list(payload.get("also_known_as") or []),
+        also_known_as=_list(payload.get("also_known_as"), "also_known_as", misshapen),
         biography=payload.get("biography"),
-        birthday=date_or_none(payload.get("birthday")),
-        deathday=date_or_none(payload.get("deathday")),
+        birthday=_date(payload, "birthday", misshapen),
+        deathday=_date(payload, "deathday", misshapen),
         place_of_birth=payload.get("place_of_birth"),
         gender=payload.get("gender"),
         known_for_department=payload.get("known_for_department"),
@@ -216,24 +263,26 @@ def map_person(payload: Json, image_base: str) -> PersonItem:
         popularity=payload.get("popularity"),
         adult=payload.get("adult"),
         external_ids=external_ids,
-        movie_credits=_credits(payload.get("movie_credits")),
-        tv_credits=_credits(payload.get("tv_credits")),
-        **artwork(payload, image_base, "profile"),
+        movie_credits=_credits(payload, "movie_credits", misshapen),
+        tv_credits=_credits(payload, "tv_credits", misshapen),
+        **artwork(payload, image_base, "profile", misshapen=misshapen),
     )
 
 
-def map_collection(payload: Json, image_base: str) -> CollectionItem:
+def map_collection(
+    payload: Json, image_base: str, misshapen: list[str] | None = None
+) -> CollectionItem:
     """A collection detail response as a ``CollectionItem``."""
     return CollectionItem(
         tmdb_id=payload["id"],
         name=payload.get("name"),
         overview=payload.get("overview"),
-        parts=list(payload.get("parts") or []),
-        **artwork(payload, image_base, "poster", "backdrop"),
+        parts=_list(payload.get("parts"), "parts", misshapen),
+        **artwork(payload, image_base, "poster", "backdrop", misshapen=misshapen),
     )
 
 
-def map_company(payload: Json, image_base: str) -> CompanyItem:
+def map_company(payload: Json, image_base: str, misshapen: list[str] | None = None) -> CompanyItem:
     """A company detail response as a ``CompanyItem``."""
     return CompanyItem(
         tmdb_id=payload["id"],
@@ -243,11 +292,11 @@ def map_company(payload: Json, image_base: str) -> CompanyItem:
         homepage=payload.get("homepage"),
         origin_country=payload.get("origin_country"),
         parent_company=payload.get("parent_company"),
-        **artwork(payload, image_base, "logo"),
+        **artwork(payload, image_base, "logo", misshapen=misshapen),
     )
 
 
-def map_network(payload: Json, image_base: str) -> NetworkItem:
+def map_network(payload: Json, image_base: str, misshapen: list[str] | None = None) -> NetworkItem:
     """A TV network detail response as a ``NetworkItem``."""
     return NetworkItem(
         tmdb_id=payload["id"],
@@ -255,12 +304,15 @@ def map_network(payload: Json, image_base: str) -> NetworkItem:
         headquarters=payload.get("headquarters"),
         homepage=payload.get("homepage"),
         origin_country=payload.get("origin_country"),
-        **artwork(payload, image_base, "logo"),
+        **artwork(payload, image_base, "logo", misshapen=misshapen),
     )
 
 
-def map_keyword(payload: Json, image_base: str) -> KeywordItem:
-    """A keyword (detail response or export line: both are ``{id, name}``) as a ``KeywordItem``."""
+def map_keyword(payload: Json, image_base: str, misshapen: list[str] | None = None) -> KeywordItem:
+    """A keyword (detail response or export line: both are ``{id, name}``) as a ``KeywordItem``.
+
+    Takes the arguments every mapper takes; a keyword has no field to misshape.
+    """
     return KeywordItem(tmdb_id=payload["id"], name=payload.get("name"))
 
 
@@ -284,13 +336,18 @@ class RecordFilters:
 FILTERABLE = frozenset({"genres", "cast", "crew"})
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def filter_reason(item: ContentItem, filters: RecordFilters) -> str | None:
     """Why ``filters`` reject ``item`` (a stat name such as ``min_budget``), or None."""
+    # A budget or revenue that is not a number is unknown, as a missing one is.
     budget = getattr(item, "budget", None)
-    if filters.min_budget and budget is not None and budget < filters.min_budget:
+    if filters.min_budget and _is_number(budget) and budget < filters.min_budget:
         return "min_budget"
     revenue = getattr(item, "revenue", None)
-    if filters.min_revenue and revenue is not None and revenue < filters.min_revenue:
+    if filters.min_revenue and _is_number(revenue) and revenue < filters.min_revenue:
         return "min_revenue"
     for name in sorted(filters.require):
         if name == "genres":
@@ -308,6 +365,14 @@ def filter_reason(item: ContentItem, filters: RecordFilters) -> str | None:
 def export_file_name(prefix: str, day: date) -> str:
     """The daily export's file name: ``movie_ids_05_15_2024.json.gz``."""
     return f"{prefix}_{day:%m_%d_%Y}.json.gz"
+
+
+# Ids are kept in an array("l"): anything it cannot hold is no TMDB id.
+_MAX_TMDB_ID = 2 ** (8 * array("l").itemsize - 1) - 1
+
+
+def _is_tmdb_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _MAX_TMDB_ID
 
 
 @dataclass
@@ -334,8 +399,10 @@ def select_export_ids(
             continue
         try:
             entry = json.loads(line)
-            tmdb_id = int(entry["id"])
-        except (ValueError, KeyError, TypeError):
+            tmdb_id = entry["id"]
+        except (ValueError, KeyError, TypeError, RecursionError):
+            tmdb_id = None
+        if not _is_tmdb_id(tmdb_id):
             selection.bad_lines += 1
             continue
         if entry.get("adult") and not include_adult:
@@ -345,7 +412,8 @@ def select_export_ids(
             selection.skipped["video"] += 1
             continue
         popularity = entry.get("popularity")
-        if min_popularity is not None and popularity is not None and popularity < min_popularity:
+        # A popularity that is not a number is unknown, as a missing one is: the id is kept.
+        if min_popularity is not None and _is_number(popularity) and popularity < min_popularity:
             selection.skipped["popularity"] += 1
             continue
         selection.ids.append(tmdb_id)
@@ -388,6 +456,27 @@ def change_windows(since: date, until: date) -> list[tuple[date, date]]:
         start = end
 
 
+def _total(value: Any) -> int:
+    """A listing's total (pages, results); 0 when it is missing or not a number."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def listed_ids(payload: Json) -> tuple[list[tuple[Json, int]], list[Any]]:
+    """The ``(entry, id)`` of a listing page's results with an id, and the entries without."""
+    results = payload.get("results")
+    entries = results if isinstance(results, list) else []
+    listed, unusable = [], []
+    for entry in entries:
+        tmdb_id = entry.get("id") if isinstance(entry, dict) else None
+        if _is_tmdb_id(tmdb_id):
+            listed.append((entry, tmdb_id))
+        else:
+            unusable.append(entry)
+    if results and not isinstance(results, list):
+        unusable.append(results)
+    return listed, unusable
+
+
 def next_page(payload: Json, page: int, page_size: int = CHANGES_PAGE_SIZE) -> int | None:
     """The page to ask for after ``page``, or None when the listing is done.
 
@@ -395,10 +484,10 @@ def next_page(payload: Json, page: int, page_size: int = CHANGES_PAGE_SIZE) -> i
     with 1,637 results on that page (QUIRKS.md). A full page means there may be more; an
     empty or short page beyond the stated total ends the listing.
     """
-    results = payload.get("results") or []
-    if not results:
+    results = payload.get("results")
+    if not isinstance(results, list) or not results:
         return None
-    total_pages = payload.get("total_pages") or 0
+    total_pages = _total(payload.get("total_pages"))
     if page < total_pages or len(results) >= page_size:
         return page + 1
     return None
@@ -522,7 +611,8 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
     item_class: ClassVar[type[ContentItem]]
     api_kind: ClassVar[str]
     export_prefix: ClassVar[str]
-    mapper: ClassVar[Callable[[Json, str], ContentItem]]
+    # (payload, image base, misshapen) → item; see map_movie.
+    mapper: ClassVar[Callable[[Json, str, list[str]], ContentItem]]
     append_to_response: ClassVar[tuple[str, ...]] = ()
     has_adult_export: ClassVar[bool] = False
     has_changes: ClassVar[bool] = False
@@ -764,10 +854,13 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             self.crawler.stats.inc_value(f"{self.stat_prefix}/export/bad_line", selection.bad_lines)
             self.logger.warning("%s: %d unreadable lines skipped", path.name, selection.bad_lines)
         if damage:
-            # The ids read before the damage are still fetched; the error keeps the sync
-            # state where it was, so the next run starts from a good file again.
-            self.crawler.stats.inc_value(f"{self.stat_prefix}/export/damaged")
-            self.logger.error("Export %s is damaged at %s", path.name, damage)
+            self._export_damaged(path, damage)
+
+    def _export_damaged(self, path: Path, damage: str) -> None:
+        # What was read before the damage is still used; the error keeps the sync state
+        # where it was, so the next run starts from a good file again.
+        self.crawler.stats.inc_value(f"{self.stat_prefix}/export/damaged")
+        self.logger.error("Export %s is damaged at %s", path.name, damage)
 
     async def _export_records(self, paths: list[Path]) -> AsyncIterator[Any]:
         """Items straight from export lines, for kinds whose line is the whole record."""
@@ -775,17 +868,33 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         count = 0
         for path in paths:
             with DumpFile(path) as dump:
-                for _, line in dump.lines():
-                    try:
-                        item = type(self).mapper(json.loads(line), self.image_base)
-                    except (ValueError, KeyError, TypeError):
-                        self.crawler.stats.inc_value(f"{self.stat_prefix}/export/bad_line")
-                        continue
-                    yield item
-                    await flow.sent()
-                    count += 1
-                    if self.limit is not None and count >= self.limit:
-                        return
+                try:
+                    for number, line in dump.lines():
+                        item = self._export_record(path, number, line)
+                        if item is None:
+                            continue
+                        yield item
+                        if not await flow.sent():
+                            return
+                        count += 1
+                        if self.limit is not None and count >= self.limit:
+                            return
+                except DumpReadError as error:
+                    self._export_damaged(path, str(error))
+
+    def _export_record(self, path: Path, number: int, line: bytes) -> ContentItem | None:
+        """The item of one export line; None for a blank line or a bad one (counted, logged)."""
+        if not line.strip():
+            return None
+        misshapen: list[str] = []
+        try:
+            item = type(self).mapper(json.loads(line), self.image_base, misshapen)
+        except (ValueError, KeyError, TypeError, RecursionError) as error:
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/export/bad_line")
+            self.logger.warning("%s line %d skipped: %s", path.name, number, repr(error)[:200])
+            return None
+        self._count_misshapen(getattr(item, item.key_field), misshapen)
+        return item
 
     async def _fetch_export(self, prefix: str, day: date | None = None) -> tuple[Path, date] | None:
         """Today's export file (UTC), else the previous day's; None when neither exists."""
@@ -852,12 +961,12 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             return
         self.crawler.stats.inc_value(f"{self.stat_prefix}/changes/pages")
         ids = []
-        for entry in payload.get("results") or []:
+        for entry, tmdb_id in self._listed(payload, "changes"):
             # Entries may carry "adult": null (QUIRKS.md): only true means adult.
             if entry.get("adult") and not self.include_adult:
                 self.crawler.stats.inc_value(f"{self.stat_prefix}/changes/skipped_adult")
                 continue
-            ids.append(entry["id"])
+            ids.append(tmdb_id)
         found = list(self._detail_requests_now(ids))
         following = next_page(payload, page)
         if following is not None and not self._limit_reached():
@@ -886,11 +995,11 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         if payload is None:
             return
         self.crawler.stats.inc_value(f"{self.stat_prefix}/lists/pages")
-        ids = [entry["id"] for entry in payload.get("results") or [] if "id" in entry]
+        ids = [tmdb_id for _, tmdb_id in self._listed(payload, "lists")]
         found = list(self._detail_requests_now(ids))
         # Lists have truthful totals and 20 results per page.
         if (
-            page < min(payload.get("total_pages") or 0, self.list_pages)
+            page < min(_total(payload.get("total_pages")), self.list_pages)
             and not self._limit_reached()
         ):
             found.append(self._list_request(path, page + 1))
@@ -1007,12 +1116,14 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             payload = self._payload(response, tmdb_id)
             if payload is None:
                 return
+            misshapen: list[str] = []
             try:
-                item = type(self).mapper(payload, self.image_base)
+                item = type(self).mapper(payload, self.image_base, misshapen)
             except (KeyError, TypeError, ValueError) as error:
                 self.crawler.stats.inc_value(f"{self.stat_prefix}/bad_payload")
                 self.logger.warning("Unusable %s %s payload (%s)", self.api_kind, tmdb_id, error)
                 return
+            self._count_misshapen(tmdb_id, misshapen)
             if self.episodes and isinstance(item, SeriesItem) and item.seasons:
                 yield from self._season_requests(item, 0)
                 return
@@ -1021,9 +1132,10 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             self._answered(response.request)
 
     def _season_requests(self, item: SeriesItem, first: int) -> Iterator[Any]:
-        numbers = [season.get("season_number") for season in item.seasons]
+        numbers = [_season_number(season) for season in item.seasons]
         chunk = [n for n in numbers if n is not None][first : first + MAX_APPEND_PARTS]
-        if not chunk:
+        # A record without a usable id gets no request built on it (validation drops it).
+        if not chunk or not _is_tmdb_id(item.tmdb_id):
             yield from self._emit(item)
             return
         yield self._api_request(
@@ -1044,12 +1156,38 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         payload = self._payload(response, tmdb_id)
         if payload is None:
             return
+        misshapen: list[str] = []
         for season in item.seasons:
-            appended = payload.get(f"season/{season.get('season_number')}")
+            number = _season_number(season)
+            appended = payload.get(f"season/{number}") if number is not None else None
             if appended is not None:
-                season["episodes"] = list(appended.get("episodes") or [])
+                part = _object(appended, f"season/{number}", misshapen)
+                season["episodes"] = _list(
+                    part.get("episodes"), f"season/{number}.episodes", misshapen
+                )
+        self._count_misshapen(tmdb_id, misshapen)
         self.crawler.stats.inc_value(f"{self.stat_prefix}/season_pages")
         yield from self._season_requests(item, first + MAX_APPEND_PARTS)
+
+    def _count_misshapen(self, tmdb_id: int, misshapen: list[str]) -> None:
+        """A record kept with fields left empty for having the wrong type: counted, logged."""
+        if not misshapen:
+            return
+        self.crawler.stats.inc_value(f"{self.stat_prefix}/misshapen")
+        self.logger.warning(
+            "TMDB %s %s: %s of the wrong type, left empty",
+            self.api_kind,
+            tmdb_id,
+            ", ".join(misshapen),
+        )
+
+    def _listed(self, payload: Json, listing: str) -> list[tuple[Json, int]]:
+        """The entries of a changes or list page with an id; the others counted and logged."""
+        listed, unusable = listed_ids(payload)
+        for entry in unusable:
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/{listing}/invalid")
+            self.logger.warning("Skipping a TMDB %s entry without an id: %.200r", listing, entry)
+        return listed
 
     def _emit(self, item: ContentItem) -> Iterator[ContentItem]:
         reason = filter_reason(item, self.filters)
@@ -1167,6 +1305,12 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
                 return function(store, *args)
 
         return await asyncio.to_thread(run)
+
+
+def _season_number(season: Any) -> int | None:
+    """A listed season's number (None for an entry that is not a season with one)."""
+    number = season.get("season_number") if isinstance(season, dict) else None
+    return number if isinstance(number, int) and not isinstance(number, bool) else None
 
 
 def _status_message(response: Response) -> str:
