@@ -45,6 +45,8 @@ COMMANDS_MODULE = "contentcrawl.commands"
 MONGO_URI = _env("MONGO_URI")
 MONGO_DATABASE = _env("MONGO_DATABASE", "contentcrawl")
 SQLITE_PATH = _env("SQLITE_PATH", "data/contentcrawl.sqlite3")
+# Seconds a SQLite write waits for another writer (a second crawl, the read API) to finish.
+SQLITE_BUSY_TIMEOUT = _env_float("SQLITE_BUSY_TIMEOUT", 30.0)
 STORE_BATCH_SIZE = _env_int("STORE_BATCH_SIZE", 500)
 # A failed batch is retried this many times on transient errors before it fails.
 STORE_WRITE_RETRIES = _env_int("STORE_WRITE_RETRIES", 3)

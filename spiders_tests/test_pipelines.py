@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,17 @@ async def test_failed_batch_is_counted_and_saved_not_lost(
     assert "disk says no" in caplog.text
 
 
+@deferred_f_from_coro_f
+async def test_a_lone_surrogate_is_replaced_and_the_record_kept(
+    store_settings: dict[str, Any], store: Store
+) -> None:
+    # JSON may escape half a surrogate pair; no store can encode the text it decodes to.
+    title = json.loads('"Half \\ud800 a pair"')
+    crawler = await crawl(ItemsSpider, store_settings, items=[MovieItem(tmdb_id=7, title=title)])
+    assert crawler.stats.get_value("store/movies/inserted") == 1
+    assert (store.get("movies", 7) or {}).get("title") == "Half \ufffd a pair"
+
+
 def saved_record(tmdb_id: int, title: str, fetched_at: str) -> Record:
     return Record({"tmdb_id": tmdb_id, "title": title}, "tmdb", fetched_at=fetched_at)
 
@@ -240,35 +252,71 @@ async def test_saved_batches_are_stored_by_the_next_crawl(
 
 
 @deferred_f_from_coro_f
-async def test_saved_batches_wait_while_the_store_still_fails(
+async def test_saved_batches_wait_while_the_store_does_not_answer(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     database = tmp_path / "store.sqlite3"
     open_store_for({"SQLITE_PATH": str(database)}).close()
-    with sqlite3.connect(database) as connection:
-        connection.execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON movies "
-            "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
-        )
     failed_dir = tmp_path / "failed"
-    settings = {"SQLITE_PATH": str(database), "MONGO_URI": "", "STORE_FAILED_DIR": str(failed_dir)}
-    await crawl(ItemsSpider, settings, items=movies(3))
+    records = [saved_record(i, f"Movie {i}", "2026-01-01T00:00:00Z") for i in (1, 2, 3)]
+    SavedBatches(failed_dir).save("movies", records)
     saved = (failed_dir / "movies.jsonl").read_text()
-
-    await crawl(ItemsSpider, settings, items=[])
+    settings = {
+        "SQLITE_PATH": str(database),
+        "MONGO_URI": "",
+        "STORE_FAILED_DIR": str(failed_dir),
+        "SQLITE_BUSY_TIMEOUT": 0.05,
+        "STORE_WRITE_RETRIES": 1,
+        "RUNS_ENABLED": False,
+    }
+    # Another writer holds the database for the whole crawl: the store does not answer.
+    with closing(sqlite3.connect(database, isolation_level=None)) as writer:
+        writer.execute("BEGIN IMMEDIATE")
+        await crawl(ItemsSpider, settings, items=[])
+        writer.execute("ROLLBACK")
     assert (failed_dir / "movies.jsonl").read_text() == saved
     assert "not stored yet" in caplog.text
 
-    with sqlite3.connect(database) as connection:
-        connection.execute("DROP TRIGGER refuse")
     crawler = await crawl(ItemsSpider, settings, items=[])
     assert crawler.stats.get_value("store/movies/replayed") == 3
     assert list(failed_dir.iterdir()) == []
-    store = open_store_for({"SQLITE_PATH": str(database)})
-    try:
-        assert store.count("movies") == 3
-    finally:
-        store.close()
+    assert count_movies(database) == 3
+
+
+@deferred_f_from_coro_f
+async def test_a_record_the_store_refuses_fails_alone_then_is_set_aside(tmp_path: Path) -> None:
+    database = tmp_path / "store.sqlite3"
+    open_store_for({"SQLITE_PATH": str(database)}).close()
+    with sqlite3.connect(database) as connection:
+        connection.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON movies WHEN NEW.key = '2' "
+            "BEGIN SELECT RAISE(ABORT, 'not this one'); END"
+        )
+    failed_dir = tmp_path / "failed"
+    settings = {
+        "SQLITE_PATH": str(database),
+        "MONGO_URI": "",
+        "STORE_FAILED_DIR": str(failed_dir),
+        "STORE_BATCH_SIZE": 5,
+    }
+    crawler = await crawl(ItemsSpider, settings, items=movies(5))
+    assert crawler.stats.get_value("store/movies/inserted") == 4
+    assert crawler.stats.get_value("store/movies/failed") == 1
+    saved = [json.loads(line) for line in (failed_dir / "movies.jsonl").read_text().splitlines()]
+    assert [entry["content"]["tmdb_id"] for entry in saved] == [2]
+
+    # Refused again: set aside for a person to look at, not replayed at every crawl.
+    again = await crawl(ItemsSpider, settings, items=[])
+    assert again.stats.get_value("store/movies/replay_refused") == 1
+    assert sorted(path.name for path in failed_dir.iterdir()) == ["movies.bad"]
+    (kept,) = (failed_dir / "movies.bad").read_text().splitlines()
+    assert json.loads(kept)["content"]["tmdb_id"] == 2
+    assert count_movies(database) == 4
+
+
+def count_movies(database: Path) -> int:
+    with closing(sqlite3.connect(database)) as connection:
+        return connection.execute("SELECT COUNT(*) FROM movies").fetchone()[0]
 
 
 def png_bytes() -> bytes:

@@ -109,6 +109,25 @@ def test_odd_unicode_and_nesting_round_trip_exactly(store: Store) -> None:
     assert store.upsert_many("movies", [Record(dict(ODD), "tmdb")]).unchanged == 1
 
 
+def test_integer_beyond_64_bits_is_stored_and_rereads_unchanged(store: Store) -> None:
+    huge = 10**30
+    result = store.upsert_many("books", [book_with_pages(huge), book_with_pages(7, "OL2M")])
+    assert result.inserted == 2
+    stored = store.get("books", "/books/OL1M")
+    assert stored is not None
+    # SQLite keeps JSON's number; BSON has no such integer, so MongoDB keeps its text.
+    expected = str(huge) if isinstance(store, MongoStore) else huge
+    assert stored["number_of_pages"] == expected
+    assert (store.get("books", "/books/OL2M") or {})["number_of_pages"] == 7
+    again = store.upsert_many("books", [book_with_pages(huge)])
+    assert again.unchanged == 1
+
+
+def book_with_pages(pages: int, key: str = "OL1M") -> Record:
+    content = {"ol_key": f"/books/{key}", "title": "Long", "number_of_pages": pages}
+    return Record(content, "openlibrary")
+
+
 def test_hash_ignores_key_order() -> None:
     assert content_hash({"a": 1, "b": {"x": 1, "y": 2}}) == content_hash(
         {"b": {"y": 2, "x": 1}, "a": 1}

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +16,7 @@ from scrapy import signals
 from scrapy.exceptions import DropItem
 
 from contentcrawl.items import ContentItem, ItemBatch
-from contentcrawl.store import Record, Store, build_store
+from contentcrawl.store import Record, Store, StoreUnavailableError, UpsertResult, build_store
 from contentcrawl.store.base import COLLECTION_KEYS, META, utc_now
 
 if TYPE_CHECKING:
@@ -41,7 +42,8 @@ class StorePipeline:
     full, when the spider goes idle and when it closes. A batch that fails (after the
     store's own retries of transient errors) is counted as ``store/<collection>/failed``
     and saved as JSON lines under ``STORE_FAILED_DIR`` so nothing is lost; the next crawl
-    stores them first (``SavedBatches.replay``).
+    stores them first (``SavedBatches.replay``). A batch the store refuses for what it
+    holds is written again a record at a time, so only the records it cannot take fail.
     """
 
     def __init__(self, crawler: Crawler) -> None:
@@ -119,19 +121,22 @@ class StorePipeline:
         if not records:
             return
         try:
-            result = await self._in_store_thread(self.store.upsert_many, collection, records)
-        except Exception as error:
-            self.stats.inc_value(f"store/{collection}/failed", len(records))
-            path = await self._in_store_thread(self.saved.save, collection, records)
+            result, refused, error = await self._in_store_thread(
+                upsert_isolating, self.store, collection, records
+            )
+        except StoreUnavailableError as unavailable:
+            result, refused, error = UpsertResult(), records, unavailable
+        if refused:
+            self.stats.inc_value(f"store/{collection}/failed", len(refused))
+            path = await self._in_store_thread(self.saved.save, collection, refused)
             logger.error(
                 "Could not store %d %s records (%s: %s); saved them to %s",
-                len(records),
+                len(refused),
                 collection,
                 type(error).__name__,
                 error,
                 path,
             )
-            return
         for outcome in ("inserted", "updated", "unchanged"):
             count = getattr(result, outcome)
             if count:
@@ -154,7 +159,8 @@ class SavedBatches:
     (``.replaying-<pid>``), so two crawls starting together never replay the same file, and
     one left claimed by a crawl that died is claimed again. A saved record older than the
     store's copy (``_meta.fetched_at``) is skipped: a later run already stored newer data.
-    While the store still fails the file goes back, whole, for the next crawl.
+    While the store does not answer the file goes back, whole, for the next crawl; a record
+    it refuses a second time is set aside in ``<collection>.bad`` with damaged lines.
     """
 
     CLAIM = ".replaying-"
@@ -167,13 +173,7 @@ class SavedBatches:
         path = self.folder / f"{collection}.jsonl"
         with path.open("a", encoding="utf-8") as out:
             for record in records:
-                line = {
-                    "content": record.content,
-                    "source": record.source,
-                    "fetched_at": record.fetched_at,
-                    "revision": record.revision,
-                }
-                out.write(json.dumps(line, ensure_ascii=False) + "\n")
+                out.write(json.dumps(saved_line(record), ensure_ascii=False) + "\n")
         return path
 
     def replay(self, store: Store, batch_size: int, stats: Any) -> None:
@@ -223,7 +223,23 @@ class SavedBatches:
     ) -> None:
         key_field = COLLECTION_KEYS[collection]
         records: list[Record] = []
-        replayed = stale = 0
+        counts: Counter[str] = Counter()
+
+        def store_records() -> None:
+            _, refused, error = upsert_isolating(store, collection, records)
+            counts["replayed"] += len(records) - len(refused)
+            for record in refused:
+                counts["replay_refused"] += 1
+                self._set_aside(collection, json.dumps(saved_line(record), ensure_ascii=False))
+                logger.error(
+                    "The store refused a saved %s record again (%s: %s); set aside in %s.bad",
+                    collection,
+                    type(error).__name__,
+                    error,
+                    collection,
+                )
+            records.clear()
+
         with path.open(encoding="utf-8") as lines:
             for number, line in enumerate(lines, 1):
                 record = self._parse(collection, path, number, line, stats)
@@ -232,24 +248,20 @@ class SavedBatches:
                 stored = store.get(collection, record.content[key_field])
                 stored_at = stored[META].get("fetched_at") if stored else None
                 if stored_at and record.fetched_at and stored_at > record.fetched_at:
-                    stale += 1
+                    counts["replay_stale"] += 1
                     continue
                 records.append(record)
                 if len(records) >= batch_size:
-                    store.upsert_many(collection, records)
-                    replayed += len(records)
-                    records = []
+                    store_records()
         if records:
-            store.upsert_many(collection, records)
-            replayed += len(records)
-        for name, count in (("replayed", replayed), ("replay_stale", stale)):
-            if count:
-                stats.inc_value(f"store/{collection}/{name}", count)
+            store_records()
+        for name, count in counts.items():
+            stats.inc_value(f"store/{collection}/{name}", count)
         logger.info(
             "Stored %d %s records an earlier crawl could not (%d skipped: the store has newer)",
-            replayed,
+            counts["replayed"],
             collection,
-            stale,
+            counts["replay_stale"],
         )
 
     def _parse(
@@ -266,13 +278,19 @@ class SavedBatches:
             )
         except (ValueError, KeyError, TypeError) as error:
             stats.inc_value(f"store/{collection}/replay_bad_lines")
-            kept = self.folder / f"{collection}.bad"
-            with kept.open("a", encoding="utf-8") as out:
-                out.write(line if line.endswith("\n") else line + "\n")
+            self._set_aside(collection, line)
             logger.warning(
-                "%s line %d is damaged (%s); kept in %s", path.name, number, error, kept.name
+                "%s line %d is damaged (%s); set aside in %s.bad",
+                path.name,
+                number,
+                error,
+                collection,
             )
             return None
+
+    def _set_aside(self, collection: str, line: str) -> None:
+        with (self.folder / f"{collection}.bad").open("a", encoding="utf-8") as out:
+            out.write(line if line.endswith("\n") else line + "\n")
 
     @staticmethod
     def _put_back(claimed: Path, path: Path) -> None:
@@ -281,6 +299,51 @@ class SavedBatches:
             while chunk := source.read(1 << 20):
                 target.write(chunk)
         claimed.unlink()
+
+
+def saved_line(record: Record) -> dict[str, Any]:
+    """What ``SavedBatches`` keeps of a record: enough to make it again."""
+    return {
+        "content": record.content,
+        "source": record.source,
+        "fetched_at": record.fetched_at,
+        "revision": record.revision,
+    }
+
+
+def upsert_isolating(
+    store: Store, collection: str, records: list[Record]
+) -> tuple[UpsertResult, list[Record], Exception | None]:
+    """Upsert a batch; the outcome, the records the store refused and its last error.
+
+    When the store refuses the batch for what it holds (a document too large, a value it
+    cannot encode), the records are written one at a time so that only the refused ones
+    fail. ``StoreUnavailableError`` (the store does not answer) is raised: nothing can be
+    told apart then. Blocking: run it on the store's thread.
+    """
+    try:
+        return store.upsert_many(collection, records), [], None
+    except StoreUnavailableError:
+        raise
+    except Exception as error:
+        if len(records) == 1:
+            return UpsertResult(), list(records), error
+    result = UpsertResult()
+    refused: list[Record] = []
+    last_error: Exception | None = None
+    for record in records:
+        try:
+            outcome = store.upsert_many(collection, [record])
+        except StoreUnavailableError:
+            raise
+        except Exception as error:
+            refused.append(record)
+            last_error = error
+            continue
+        result.inserted += outcome.inserted
+        result.updated += outcome.updated
+        result.unchanged += outcome.unchanged
+    return result, refused, last_error
 
 
 def to_record(item: ContentItem) -> Record:
@@ -292,7 +355,21 @@ def to_record(item: ContentItem) -> Record:
     revision = content.pop("revision", None)
     fetched_at = content.pop("fetched_at", None) or utc_now()
     try:
-        return Record(content, item.source, fetched_at=fetched_at, revision=revision)
+        try:
+            return Record(content, item.source, fetched_at=fetched_at, revision=revision)
+        except UnicodeEncodeError:
+            # A lone surrogate (JSON's "\ud800" escapes decode to one) has no UTF-8 form,
+            # so no store can take the text: replaced by U+FFFD, the record is kept.
+            content = without_lone_surrogates(content)
+            return Record(content, item.source, fetched_at=fetched_at, revision=revision)
     except (TypeError, ValueError) as error:
         key = content.get(item.key_field)
         raise UnstorableItem(f"{item.collection} {key!r} is not JSON: {error}") from None
+
+
+def without_lone_surrogates(content: dict[str, Any]) -> dict[str, Any]:
+    """``content`` with every lone surrogate in its text replaced by U+FFFD."""
+    return json.loads(_LONE_SURROGATE.sub("\ufffd", json.dumps(content, ensure_ascii=False)))
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")

@@ -7,6 +7,7 @@ from contentcrawl.store.base import (
     Record,
     Store,
     StoreError,
+    StoreUnavailableError,
     UpsertResult,
     key_field_of,
 )
@@ -25,7 +26,9 @@ def build_store(settings: BaseSettings) -> Store:
     from contentcrawl.store.sqlite import SqliteStore
 
     return SqliteStore(
-        settings.get("SQLITE_PATH") or "data/contentcrawl.sqlite3", write_retries=retries
+        settings.get("SQLITE_PATH") or "data/contentcrawl.sqlite3",
+        busy_timeout=settings.getfloat("SQLITE_BUSY_TIMEOUT", 30.0),
+        write_retries=retries,
     )
 
 
@@ -34,6 +37,7 @@ __all__ = [
     "Record",
     "Store",
     "StoreError",
+    "StoreUnavailableError",
     "UpsertResult",
     "build_store",
     "key_field_of",

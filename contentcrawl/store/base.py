@@ -48,6 +48,10 @@ class StoreError(Exception):
     """A store operation failed for good (after retries where they apply)."""
 
 
+class StoreUnavailableError(StoreError):
+    """The store did not answer: its transient errors outlasted the write retries."""
+
+
 class UnknownCollectionError(StoreError, KeyError):
     """The collection is not one of ``COLLECTION_KEYS``."""
 
@@ -189,7 +193,8 @@ class Store(ABC):
 
         Within one batch a key given twice is compared with its earlier occurrence, and the
         last one wins. Transient errors are retried; a batch that still fails raises
-        ``StoreError`` and writes nothing the caller is not told of.
+        ``StoreUnavailableError``, one the store refuses for its content ``StoreError`` (or
+        the backend's own error), and writes nothing the caller is not told of.
         """
         key_field = key_field_of(collection)
         attempt = 0
@@ -200,7 +205,7 @@ class Store(ABC):
             except self.transient_errors as error:
                 attempt += 1
                 if attempt > self.write_retries:
-                    raise StoreError(
+                    raise StoreUnavailableError(
                         f"writing {len(records)} {collection} records failed "
                         f"after {attempt} attempts: {error}"
                     ) from error

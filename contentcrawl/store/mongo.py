@@ -23,6 +23,18 @@ from contentcrawl.store.base import (
 )
 
 DUPLICATE_KEY = 11000
+BSON_INT_RANGE = range(-(2**63), 2**63)
+
+
+def bson_safe(value: Any) -> Any:
+    """``value`` with every integer BSON cannot hold (beyond 64 bits) as its decimal text."""
+    if isinstance(value, dict):
+        return {name: bson_safe(entry) for name, entry in value.items()}
+    if isinstance(value, list):
+        return [bson_safe(entry) for entry in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value not in BSON_INT_RANGE:
+        return str(value)
+    return value
 
 
 class MongoStore(Store):
@@ -103,9 +115,24 @@ class MongoStore(Store):
         return found
 
     def _write(self, collection: str, key_field: str, writes: list[Write]) -> None:
+        documents = [write.document() for write in writes]
+        try:
+            self._bulk_write(collection, key_field, writes, documents)
+        except OverflowError:
+            # BSON has no integer beyond 64 bits (JSON and the SQLite store do): such a
+            # number is kept as its decimal text. Only a batch holding one pays for it.
+            documents = [bson_safe(document) for document in documents]
+            self._bulk_write(collection, key_field, writes, documents)
+
+    def _bulk_write(
+        self,
+        collection: str,
+        key_field: str,
+        writes: list[Write],
+        documents: list[dict[str, Any]],
+    ) -> None:
         # New records are inserted, not upserted: an insert is one index probe, while an
         # upsert is a query first (a scan on wire servers without query planning).
-        documents = [write.document() for write in writes]
         operations: list[InsertOne[dict[str, Any]] | ReplaceOne[dict[str, Any]]] = [
             InsertOne(document)
             if write.new

@@ -37,9 +37,10 @@ class SqliteStore(Store):
 
     transient_errors = (sqlite3.OperationalError,)
 
-    def __init__(self, path: str | Path, **kwargs: Any) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.path = Path(path)
+        self.busy_timeout = busy_timeout
         self._connection: sqlite3.Connection | None = None
         # One connection shared by the pipeline's writer thread and any reader thread.
         self._lock = threading.RLock()
@@ -61,7 +62,7 @@ class SqliteStore(Store):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
         connection = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout
         )
         _enable_wal(connection)
         connection.execute("PRAGMA synchronous=NORMAL")
