@@ -14,7 +14,7 @@ from scrapy.utils.project import get_project_settings
 from contentcrawl import __version__
 from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
 from spiders_tests.conftest import open_store_for
-from spiders_tests.crawling import crawl
+from spiders_tests.crawling import crawl, make_crawler
 from spiders_tests.fakes.musicbrainz import (
     CONTACT,
     DATA,
@@ -532,6 +532,35 @@ async def test_bad_lines_are_counted_and_skipped_and_limit_holds(
         MusicBrainzArtistsSpider, settings, mode="dump", dump=str(archive), limit="3"
     )
     assert limited.stats.get_value("store/albums/unchanged") == 3
+
+
+@deferred_f_from_coro_f
+async def test_dump_argument_alone_imports_and_limit_spans_the_files(tmp_path: Path) -> None:
+    artists = tmp_path / "artist.jsonl"
+    artists.write_bytes(b"".join(dump_lines(dump_docs("artist"))))
+    albums = tmp_path / "release-group.jsonl"
+    albums.write_bytes(b"".join(dump_lines(dump_docs("release-group"))))
+    settings = dump_settings(sqlite(tmp_path), tmp_path)
+    limit = len(ARTISTS) + 2
+
+    crawler = await crawl(
+        MusicBrainzArtistsSpider, settings, dump=f"{artists},{albums}", limit=str(limit)
+    )
+
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert stats["store/artists/inserted"] == len(ARTISTS)
+    assert stats["store/albums/inserted"] == 2
+    with pytest.raises(ValueError, match="mode=dump"):
+        await crawl(MusicBrainzArtistsSpider, settings, mode="api", dump=str(artists))
+
+
+def test_queries_setting_splits_on_semicolons_however_given() -> None:
+    from_env_file = ['artist:"Tombs, The"', "tag:doom"]
+    for value in ('artist:"Tombs, The"; tag:doom', from_env_file):
+        crawler = make_crawler(MusicBrainzArtistsSpider, {"MUSICBRAINZ_QUERIES": value})
+        spider = MusicBrainzArtistsSpider.from_crawler(crawler)
+        assert spider.queries == from_env_file
 
 
 @deferred_f_from_coro_f

@@ -565,6 +565,16 @@ async def test_refresh_fetches_only_stale_records(tmdb: TmdbFake, tmp_path: Path
     assert stats_of(stale)["tmdb/movies/requested"] == 2
     assert stats_of(stale)["store/movies/unchanged"] == 2
 
+    # A record TMDB no longer has is kept, flagged, and not asked for again.
+    store = open_store_for(settings)
+    try:
+        assert store.mark_deleted("movies", [47964]) == 1
+    finally:
+        store.close()
+    after = await crawl(TmdbMoviesSpider, settings, mode="refresh", older_than_days="0")
+    assert stats_of(after)["tmdb/movies/requested"] == 1
+    assert [r.path for r in tmdb.api.hits(r"/3/movie/47964")] == ["/3/movie/47964"] * 2
+
 
 @deferred_f_from_coro_f
 async def test_missing_fetches_referenced_records_not_stored(

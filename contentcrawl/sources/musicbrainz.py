@@ -84,11 +84,12 @@ def is_mbid(value: Any) -> bool:
     return isinstance(value, str) and _MBID.fullmatch(value) is not None
 
 
-def split_list(value: str | Iterable[str] | None) -> list[str]:
-    """A spider argument or setting as a list: comma-separated text, or a list already."""
+def split_list(value: str | Iterable[str] | None, separator: str = ",") -> list[str]:
+    """A spider argument or setting as a list: ``separator``-separated text, or a list
+    already."""
     if value is None:
         return []
-    parts = value.split(",") if isinstance(value, str) else value
+    parts = value.split(separator) if isinstance(value, str) else value
     return [part.strip() for part in parts if part and part.strip()]
 
 
@@ -353,10 +354,13 @@ class MusicBrainzSpider(ContentSpider):
         super().__init__(*args, **kwargs)
         if mode not in (None, "", *MODES):
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        self.mode = mode or "api"
+        self.dumps = split_list(dump)
+        # -a dump= alone means a dump import; with mode=api it would be silently ignored.
+        if mode == "api" and self.dumps:
+            raise ValueError("-a dump= is read in mode=dump (the default when dump is given)")
+        self.mode = mode or ("dump" if self.dumps else "api")
         self.query = (query or "").strip() or None
         self.mbids = split_list(mbids)
-        self.dumps = split_list(dump)
         self.entities = split_list(entities) or list(DUMP_ENTITIES)
         unknown = [entity for entity in self.entities if entity not in DUMP_MAPPERS]
         if unknown:
@@ -393,8 +397,10 @@ class MusicBrainzSpider(ContentSpider):
         )
         spider.max_results = max(0, settings.getint("MUSICBRAINZ_SEARCH_MAX_RESULTS", 1000))
         spider.min_score = max(0, settings.getint("MUSICBRAINZ_MIN_SCORE", 0))
+        # ";"-separated as -s gives it (a Lucene query may hold commas); a list from settings.py.
+        queries = split_list(settings.get("MUSICBRAINZ_QUERIES"), separator=";")
         # A query given twice would be one URL twice: Scrapy's duplicate filter drops it.
-        spider.queries = list(dict.fromkeys(split_list(settings.get("MUSICBRAINZ_QUERIES"))))
+        spider.queries = list(dict.fromkeys(queries))
         spider.progress_interval = settings.getfloat("PROGRESS_INTERVAL", 30.0)
         spider.flow = (
             ItemFlow(crawler, settings.getint("DUMP_MAX_PENDING_ITEMS", 16))

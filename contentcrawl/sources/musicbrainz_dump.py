@@ -173,12 +173,20 @@ class Batch:
 
 
 class DumpImport:
-    """One dump file (a path or URL) imported in a spider's ``start()``; see ``items()``."""
+    """One dump file (a path or URL) imported in a spider's ``start()``; see ``items()``.
+
+    ``limit``: records to read from it at most (None: all).
+    """
 
     def __init__(
-        self, spider: MusicBrainzSpider, location: str, mappers: Mapping[str, Mapper]
+        self,
+        spider: MusicBrainzSpider,
+        location: str,
+        mappers: Mapping[str, Mapper],
+        limit: int | None = None,
     ) -> None:
         self.spider = spider
+        self.limit = limit
         self.location = location
         self.mappers = mappers
         self.shown = redact_url(location) if is_url(location) else location
@@ -223,7 +231,7 @@ class DumpImport:
             self.shown,
             self.download.outcome,
             f"{self.download.size:,}",
-            spider.limit or "none",
+            self.limit or "none",
         )
         with fewer_gc_passes(), DumpFile(path) as dump:
             if entity is None:
@@ -249,7 +257,7 @@ class DumpImport:
         )
         last: Batch | None = None
         async with reading_ahead(
-            lambda budget: self._read_batch(dump, lines, budget), spider.limit
+            lambda budget: self._read_batch(dump, lines, budget), self.limit
         ) as batches:
             async for last in batches:
                 self._count(last)
@@ -401,10 +409,17 @@ async def latest_dump_urls(spider: MusicBrainzSpider) -> list[str]:
 async def import_dumps(
     spider: MusicBrainzSpider, mappers: Mapping[str, Mapper]
 ) -> AsyncIterator[ItemBatch]:
-    """Record batches of the dumps named by ``-a dump=`` (else the latest ones), in order."""
+    """Record batches of the dumps named by ``-a dump=`` (else the latest ones), in order;
+    ``-a limit=N`` counts the records of all of them."""
     locations = spider.dumps or await latest_dump_urls(spider)
+    imported = 0
     for location in locations:
-        async for item in DumpImport(spider, location, mappers).items():
+        remaining = None if spider.limit is None else spider.limit - imported
+        if remaining is not None and remaining <= 0:
+            return
+        dump_import = DumpImport(spider, location, mappers, limit=remaining)
+        async for item in dump_import.items():
             yield item
+        imported += sum(dump_import.records.values())
         if spider_closing(spider.crawler):
             return

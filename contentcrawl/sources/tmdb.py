@@ -1026,7 +1026,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             document[self.item_class.key_field]
             for document in store.iter_documents(self.item_class.collection)
             if (document.get("_meta") or {}).get("fetched_at", "") <= cutoff
-            and not (document.get("_meta") or {}).get("deleted")
+            and not (document.get("_meta") or {}).get("deleted_at")
         ]
 
     async def _start_missing(self) -> AsyncIterator[Any]:
