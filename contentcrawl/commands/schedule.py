@@ -6,12 +6,14 @@ the next tick. Jobs get their arguments and non-secret settings from
 ``contentcrawl/jobs.py``; credentials come from the scrapyd host's environment or ``.env``.
 
 The scrapyd is ``--url``, else the ``SCRAPYD_URL`` setting, else the ``[deploy]`` url of
-``scrapy.cfg``; HTTP basic auth from ``SCRAPYD_USERNAME`` / ``SCRAPYD_PASSWORD``.
+``scrapy.cfg``; HTTP basic auth from ``SCRAPYD_USERNAME`` / ``SCRAPYD_PASSWORD``, else from
+the URL's ``user:password@``.
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import sys
 import urllib.error
@@ -19,14 +21,14 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from scrapy.utils.conf import get_config
 
 from contentcrawl.jobs import SCHEDULES, Job, jobs_for, jobs_named
-from contentcrawl.redaction import redact_text, redact_url
+from contentcrawl.redaction import redact_text, redact_url, split_userinfo
 
 if TYPE_CHECKING:
     import argparse
@@ -39,7 +41,12 @@ class ScrapydError(Exception):
 
 
 class Scrapyd:
-    """The few scrapyd endpoints scheduling needs (``listjobs.json``, ``schedule.json``)."""
+    """The few scrapyd endpoints scheduling needs (``listjobs.json``, ``schedule.json``).
+
+    Credentials in ``url`` are taken out of it and sent as basic auth unless ``username`` or
+    ``password`` is given: urllib would take ``user:password@host`` for the host name (and
+    quote a piece of a password holding a ``/`` in its "nonnumeric port" error).
+    """
 
     def __init__(
         self,
@@ -50,7 +57,12 @@ class Scrapyd:
         password: str = "",
         timeout: float = 30.0,
     ) -> None:
-        self.url = url.rstrip("/") + "/"
+        bare_url, url_user, url_password = split_userinfo(url)
+        if not (username or password):
+            username, password = unquote(url_user), unquote(url_password or "")
+        self.url = bare_url.rstrip("/") + "/"
+        # Errors name the URL as given, password masked: which user was refused shows.
+        self.shown_url = redact_url(url.rstrip("/") + "/")
         self.project = project
         self.timeout = timeout
         self._headers: dict[str, str] = {}
@@ -59,19 +71,21 @@ class Scrapyd:
             self._headers["Authorization"] = f"Basic {token}"
 
     def _call(self, endpoint: str, form: list[tuple[str, str]] | None = None) -> dict[str, Any]:
-        url = f"{self.url}{endpoint}"
+        path = endpoint
         data = None
         if form is None:
-            url = f"{url}?{urlencode({'project': self.project})}"
+            path = f"{path}?{urlencode({'project': self.project})}"
         else:
             data = urlencode(form).encode()
-        request = urllib.request.Request(url, data=data, headers=self._headers)  # noqa: S310
+        request = urllib.request.Request(  # noqa: S310
+            f"{self.url}{path}", data=data, headers=self._headers
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                 answer = json.loads(response.read())
-        except (urllib.error.URLError, OSError, ValueError) as error:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
             reason = getattr(error, "reason", error)
-            raise ScrapydError(f"{redact_url(url)}: {redact_text(str(reason))}") from None
+            raise ScrapydError(f"{self.shown_url}{path}: {redact_text(str(reason))}") from None
         if answer.get("status") != "ok":
             raise ScrapydError(f"{endpoint}: {answer.get('message', answer)}")
         return answer

@@ -17,8 +17,10 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from twisted.internet.defer import Deferred
 
+from contentcrawl.extensions.log_redaction import register_configured_secrets
 from contentcrawl.extensions.runs import run_counts, run_problems
 from contentcrawl.jobs import SCHEDULES, Job, by_source, jobs_for, jobs_named
+from contentcrawl.redaction import install_log_redaction, redact_known
 
 if TYPE_CHECKING:
     import argparse
@@ -83,7 +85,9 @@ class SyncAll:
 
     def _finished(self, job: Job, crawler: Crawler | None, error: BaseException | None) -> None:
         if error is not None or crawler is None or crawler.stats is None:
-            outcome = Outcome(job, [f"crashed: {type(error).__name__}: {error}"])
+            # Printed as well as logged: a driver's error can quote a password it could not
+            # parse (redis-py takes the first piece of one holding a "/" for the port).
+            outcome = Outcome(job, [f"crashed: {type(error).__name__}: {redact_known(str(error))}"])
         else:
             stats = crawler.stats.get_stats()
             counts = run_counts(stats)
@@ -147,6 +151,10 @@ class Command(ScrapyCommand):
         except KeyError as error:
             raise UsageError(str(error.args[0])) from None
         assert self.crawler_process is not None
+        assert self.settings is not None
+        # Before any crawler exists: a job can crash before its LogRedaction extension does.
+        register_configured_secrets(self.settings)
+        install_log_redaction()
         sync = SyncAll(self.crawler_process, jobs)
         sync.start()
         self.crawler_process.start()

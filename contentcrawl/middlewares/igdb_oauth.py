@@ -9,10 +9,16 @@ app until the token expires.
 
 The token request is a real Scrapy download (``engine.download_async``) in the ``twitch``
 slot, so it has the project's retries and timeouts; its body, not its URL, carries the
-client secret, as Scrapy logs URLs. Requests waiting for a token share one ``asyncio.Lock``:
-however many are in flight, one token request is made. With ``REDIS_URL`` set, workers
-share a Redis lock as well: one worker fetches and stores the token, the others wait for it
-and read it from the store (workers starting together, or all refused at once on a 401).
+client secret, as Scrapy logs URLs. It has no callback, so out of retries it is not kept as
+a dead letter: a replay would post the masked secret, and the next run asks for a token
+anyway. Requests waiting for a token share one ``asyncio.Lock``: however many are in
+flight, one token request is made. With ``REDIS_URL`` set, workers share a Redis lock as
+well: one worker fetches and stores the token, the others wait for it and read it from the
+store (workers starting together, or all refused at once on a 401).
+
+An API request carries ``Client-ID`` and the token only while it is downloaded: a retried
+or replayed request goes back to the scheduler, which with ``REDIS_URL`` set is a shared
+Redis queue storing whole pickled requests, headers included.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from urllib.parse import urlencode, urlsplit
 
 from scrapy import Request, signals
 from scrapy.exceptions import IgnoreRequest, NotConfigured
+from scrapy.http.request import NO_CALLBACK
 from scrapy.utils.httpobj import urlparse_cached
 
 from contentcrawl.redaction import redact_text, register_secret
@@ -154,7 +161,10 @@ class IgdbOAuthMiddleware:
         request.meta[_SIGNED] = self._generation
 
     def process_response(self, request: Request, response: Response) -> Request | Response:
-        if response.status != 401 or _SIGNED not in request.meta:
+        if _SIGNED not in request.meta:
+            return response
+        _unsign(request)
+        if response.status != 401:
             return response
         if request.meta[_SIGNED] == self._generation and self._token is not None:
             self._rejected.add(self._token.value)
@@ -175,6 +185,10 @@ class IgdbOAuthMiddleware:
         replay = request.replace(dont_filter=True)
         replay.meta[_REPLAYED] = True
         return replay
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        if _SIGNED in request.meta:
+            _unsign(request)
 
     # -- the token ------------------------------------------------------------------
     async def _usable_token(self) -> AppToken:
@@ -244,6 +258,7 @@ class IgdbOAuthMiddleware:
             },
             meta={"download_slot": TWITCH_SLOT, "dont_redirect": True},
             dont_filter=True,
+            callback=NO_CALLBACK,
         )
         try:
             response = await self.crawler.engine.download_async(request)
@@ -329,6 +344,12 @@ class IgdbOAuthMiddleware:
         await asyncio.to_thread(self._close_store)
         if self._redis is not None:
             await self._redis.aclose()
+
+
+def _unsign(request: Request) -> None:
+    """Take the credentials off a downloaded request; ``meta`` still says to sign it again."""
+    request.headers.pop("Client-ID", None)
+    request.headers.pop("Authorization", None)
 
 
 def _json(response: Response) -> Any:

@@ -3,12 +3,14 @@
 The token (``TMDB_READ_ACCESS_TOKEN``) is preferred: it travels in a header Scrapy never
 logs. The API key (``TMDB_API_KEY``) has to ride in the URL, and Scrapy writes request URLs
 into its logs ("Crawled (200) <GET …>", "Retrying <GET …>"), into ``response.url`` and into
-exception messages. So the key is added to the request only for the time it spends in the
-download handler: the middleware sits closest to the downloader (priority above the retry,
-redirect and cache middlewares), puts the key in the URL as the last ``process_request``
-and takes it out again as the first ``process_response`` / ``process_exception``. The
-download handler's own rare warnings that quote a URL (data loss, size limits) are masked
-by the ``LogRedaction`` extension, which knows the key's value.
+exception messages. So either credential is on the request only for the time it spends in
+the download handler: the middleware sits closest to the downloader (priority above the
+retry, redirect and cache middlewares), adds it as the last ``process_request`` and takes
+it off again as the first ``process_response`` / ``process_exception``. A retried request
+thus goes back to the scheduler without it, which matters with ``REDIS_URL`` set: the
+shared Redis queue stores whole pickled requests, headers included. The download handler's
+own rare warnings that quote a URL (data loss, size limits) are masked by the
+``LogRedaction`` extension, which knows the key's value.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
 API_KEY_PARAM = "api_key"
 # Request meta key holding the URL without the key while the request is being downloaded.
 _CLEAN_URL = "_tmdb_auth_clean_url"
+# Request meta key set while the request carries the Authorization header added here.
+_BEARER_ADDED = "_tmdb_auth_bearer_added"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -78,7 +82,9 @@ class TmdbAuthMiddleware:
         if not self.is_api_request(request):
             return
         if self.token:
-            request.headers.setdefault("Authorization", f"Bearer {self.token}")
+            if b"Authorization" not in request.headers:
+                request.headers["Authorization"] = f"Bearer {self.token}"
+                request.meta[_BEARER_ADDED] = True
             return
         parts = urlsplit(request.url)
         query = parse_qsl(parts.query, keep_blank_values=True)
@@ -91,6 +97,9 @@ class TmdbAuthMiddleware:
         request._set_url(urlunsplit(parts._replace(query=urlencode(query))))
 
     def _restore(self, request: Request) -> str | None:
+        """Take the credential off ``request``; the URL without the key if it had one."""
+        if request.meta.pop(_BEARER_ADDED, False):
+            del request.headers["Authorization"]
         clean_url = request.meta.pop(_CLEAN_URL, None)
         if clean_url is not None:
             request._set_url(clean_url)
@@ -100,7 +109,23 @@ class TmdbAuthMiddleware:
         clean_url = self._restore(request)
         if clean_url is None:
             return response
-        return response.replace(url=clean_url)
+        response = response.replace(url=clean_url)
+        location = response.headers.get("Location")
+        if location is not None:
+            # A redirect that echoes the query (http to https, a mirror moving) would carry
+            # the key into the next request: to another host, the scheduler's queue, logs.
+            response.headers["Location"] = self._without_key(location.decode("latin-1"))
+        return response
+
+    def _without_key(self, url: str) -> str:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        kept = [
+            (name, value) for name, value in query if (name, value) != (API_KEY_PARAM, self.api_key)
+        ]
+        if len(kept) == len(query):
+            return url
+        return urlunsplit(parts._replace(query=urlencode(kept)))
 
     def process_exception(self, request: Request, exception: Exception) -> None:
         if self._restore(request) is None:
