@@ -67,6 +67,39 @@ def page_queries(server: FakeServer) -> list[str]:
 
 
 @deferred_f_from_coro_f
+async def test_a_page_out_of_retries_is_replayed_by_mode_failed(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    fake = unlimited_fake(fake_server, 60)
+    settings = crawl_settings(
+        fake,
+        sqlite(tmp_path),
+        IGDB_PARALLEL_RANGES=1,
+        RETRY_TIMES=1,
+        BACKOFF_BASE=0.01,
+        BACKOFF_MAX=0.05,
+    )
+    # The first page and its retry: the range stops there.
+    fake_server.fail(r"/v4/games", 500, 500)
+
+    first = await crawl(IgdbGamesSpider, settings, mode="full")
+    assert first.stats.get_value("failures/recorded") == 1
+    assert stored(sqlite(tmp_path))[0] == {}
+
+    replay = await crawl(IgdbGamesSpider, settings, mode="failed")
+    stats = replay.stats.get_stats()
+    assert stats["failures/replay/requested"] == 1
+    assert stats["failures/cleared"] == 1
+    # The replayed page goes on through its range as the first one would have.
+    assert len(stored(sqlite(tmp_path))[0]) == 60
+    store = open_store_for(sqlite(tmp_path))
+    try:
+        assert store.pending_failures() == []
+    finally:
+        store.close()
+
+
+@deferred_f_from_coro_f
 async def test_full_crawl_stores_every_game_once(
     fake_server: FakeServer, store_settings: dict[str, Any]
 ) -> None:

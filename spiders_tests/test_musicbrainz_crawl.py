@@ -244,6 +244,34 @@ async def test_limit_caps_the_artists_looked_up(fake_server: FakeServer, tmp_pat
     assert len(fake.answered(r"/ws/2/artist/?")) == 1  # no second search page
 
 
+@deferred_f_from_coro_f
+async def test_a_lookup_out_of_retries_is_replayed_by_mode_failed(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    fake = fast_fake(fake_server)
+    settings = crawl_settings(
+        fake, sqlite(tmp_path), RETRY_TIMES=1, BACKOFF_BASE=0.01, BACKOFF_MAX=0.05
+    )
+    fake_server.fail(rf"/ws/2/artist/{PERKELE}", 503, 503)
+
+    first = await crawl(MusicBrainzArtistsSpider, settings, mbids=PERKELE)
+    assert first.stats.get_value("failures/recorded") == 1
+    assert stored(sqlite(tmp_path), "artists") == {}
+
+    replay = await crawl(MusicBrainzArtistsSpider, settings, mode="failed")
+    stats = replay.stats.get_stats()
+    assert stats["failures/replay/requested"] == 1
+    assert stats["failures/cleared"] == 1
+    assert list(stored(sqlite(tmp_path), "artists")) == [PERKELE]
+    # The replayed lookup goes on as the first one would have: the artist's albums too.
+    assert stats["store/albums/inserted"] == len(fake.artists[PERKELE].release_groups)
+    store = open_store_for(sqlite(tmp_path))
+    try:
+        assert store.pending_failures() == []
+    finally:
+        store.close()
+
+
 # --- politeness: the rate limit, 503 + Retry-After, User-Agent ---------------------------
 
 

@@ -38,6 +38,9 @@ REPLAY_META = "dead_letter"
 # Meta keys worth keeping for a replay; the rest is per-download state (retry counts,
 # latency, proxies) or a source's bookkeeping that a fresh request must not inherit.
 REPLAYED_META = (
+    # The record a request is for when its callback arguments don't say (a browse page):
+    # a replay that fails again is the same dead letter, not a second one.
+    "record_id",
     "download_slot",
     "handle_httpstatus_list",
     "handle_httpstatus_all",

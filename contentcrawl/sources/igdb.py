@@ -12,7 +12,8 @@ crawl runs at the slot's rate (the account's limit) instead of one page per roun
 
 Full mode reads every record; incremental mode reads those with ``updated_at`` newer than
 the start of the last clean run (minus ``IGDB_SYNC_OVERLAP`` seconds for clock skew), saved
-by the ``SyncState`` extension as ``<spider name>/sync``.
+by the ``SyncState`` extension as ``<spider name>/sync``. ``mode=failed`` replays the pages
+and records earlier runs gave up on (``contentcrawl.sources.failures``).
 
 With ``REDIS_URL`` set (``contentcrawl.extensions.distributed``) one worker sends the probe
 and every worker pages ranges from the shared queue. The probe and each page are keys of the
@@ -44,6 +45,7 @@ from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import ContentItem, GameItem
 from contentcrawl.redaction import redact_text, redact_url
 from contentcrawl.sources.base import ContentSpider
+from contentcrawl.sources.failures import ReplaysFailures
 
 if TYPE_CHECKING:
     from typing import Self
@@ -58,7 +60,7 @@ DEFAULT_API_URL = "https://api.igdb.com/v4"
 DEFAULT_IMAGE_URL = "https://images.igdb.com/igdb/image/upload/t_cover_big"
 # IGDB caps ``limit`` at 500 and a multiquery at 10 queries.
 MAX_PAGE_SIZE = 500
-MODES = ("full", "incremental")
+MODES = ("full", "incremental", "failed")
 # Items handed to the pipelines between two returns to the event loop (see parse_page).
 ITEMS_PER_TURN = 5
 
@@ -359,7 +361,7 @@ def valid_id(payload: Any) -> bool:
 # --- The base spider --------------------------------------------------------------------
 
 
-class IgdbSpider(ContentSpider):
+class IgdbSpider(ReplaysFailures, ContentSpider):
     """Pages one IGDB endpoint by parallel id ranges, in full or incremental mode.
 
     Spider arguments: ``mode`` (``full`` or ``incremental``; by default incremental once a
@@ -449,7 +451,12 @@ class IgdbSpider(ContentSpider):
         return self.collection
 
     async def distributed_source(self) -> AsyncIterator[Request]:
-        """The probe, which plans the id ranges; the worker that sends it owns the sync point."""
+        """The probe, which plans the id ranges; the worker that sends it owns the sync point.
+        In ``failed`` mode the requests kept as dead letters instead (no sync point)."""
+        if self.mode == "failed":
+            async for request in self.replay_failures():
+                yield request
+            return
         # Saved by SyncState only if the run ends cleanly; a limited run reads a sample only.
         if self.limit is None:
             self.sync.stage(self.state_name, {"synced_at": self.started_at, "mode": self.mode})

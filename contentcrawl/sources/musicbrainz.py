@@ -46,6 +46,7 @@ from contentcrawl.extensions.distributed import cap_worker_requests
 from contentcrawl.items import AlbumItem, ArtistItem, ContentItem, ItemBatch, Json
 from contentcrawl.redaction import redact_text, redact_url
 from contentcrawl.sources.base import ContentSpider
+from contentcrawl.sources.failures import ReplaysFailures
 from contentcrawl.sources.musicbrainz_dump import import_dumps
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ MAX_PAGE_SIZE = 100
 ARTIST_INC: tuple[str, ...] = ("aliases", "tags", "genres", "ratings", "url-rels")
 # What a release-group browse asks for: who is credited, and the folksonomy.
 RELEASE_GROUP_INC: tuple[str, ...] = ("artist-credits", "tags", "genres", "ratings")
-MODES = ("api", "dump")
+MODES = ("api", "dump", "failed")
 # Dumps read when ``-a entities=`` is not given: the two kinds this spider stores.
 DUMP_ENTITIES: tuple[str, ...] = ("artist", "release-group")
 # Request priorities: an artist's lookup and album pages go before the next search page,
@@ -324,15 +325,16 @@ def _json_object(response: Response) -> Json | None:
 # --- The base spider ----------------------------------------------------------------------
 
 
-class MusicBrainzSpider(ContentSpider):
+class MusicBrainzSpider(ReplaysFailures, ContentSpider):
     """Artists with their release groups, from ws/2 (``mode=api``) or the dumps (``mode=dump``).
 
-    Spider arguments: ``mode`` (``api``, the default, or ``dump``); in API mode ``query``
-    (a search, Lucene syntax), ``mbids`` (comma-separated) and ``limit`` (artists looked up
-    at most); without ``query`` or ``mbids`` the searches in ``MUSICBRAINZ_QUERIES`` run.
-    In dump mode ``dump`` (comma-separated paths or URLs of ``<entity>.tar.xz`` archives or
+    Spider arguments: ``mode`` (``api``, the default, ``dump`` when ``dump`` is given, or
+    ``failed``: replay the requests earlier runs gave up on); in API mode ``query`` (a
+    search, Lucene syntax), ``mbids`` (comma-separated) and ``limit`` (artists looked up at
+    most); without ``query`` or ``mbids`` the searches in ``MUSICBRAINZ_QUERIES`` run. In
+    dump mode ``dump`` (comma-separated paths or URLs of ``<entity>.tar.xz`` archives or
     JSON-lines files), ``entities`` (which of ``DUMP_ENTITIES`` to read from the latest
-    dump when ``dump`` is not given) and ``limit`` (records per dump).
+    dump when ``dump`` is not given) and ``limit`` (records of all the dumps).
     """
 
     slot = "musicbrainz"
@@ -412,7 +414,7 @@ class MusicBrainzSpider(ContentSpider):
     # -- start --------------------------------------------------------------------------
     def needs_contact(self) -> bool:
         """Whether this run talks to a MusicBrainz host (anything but local dump files)."""
-        return self.mode == "api" or not self.dumps or any(is_url(dump) for dump in self.dumps)
+        return self.mode != "dump" or not self.dumps or any(is_url(dump) for dump in self.dumps)
 
     def check_contact(self) -> None:
         """Refuse to run against MusicBrainz without a contact for the User-Agent."""
@@ -462,6 +464,8 @@ class MusicBrainzSpider(ContentSpider):
         """The dump import, or the lookups of ``-a mbids`` and the first page of each search."""
         if self.mode == "dump":
             return import_dumps(self, DUMP_MAPPERS)
+        if self.mode == "failed":
+            return self.replay_failures()
         return self._first_requests()
 
     async def _first_requests(self) -> AsyncIterator[Request]:

@@ -14,6 +14,7 @@ import json
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -153,6 +154,7 @@ class FakeServer:
         self.open_requests = 0
         self.max_open_requests = 0
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._failures: list[tuple[re.Pattern[str], deque[int]]] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -167,7 +169,17 @@ class FakeServer:
 
         return register
 
+    def fail(self, path_pattern: str, *statuses: int) -> None:
+        """Answer the next requests to paths fully matching ``path_pattern`` with
+        ``statuses`` (one each), before any route sees them: a server having a bad moment."""
+        self._failures.append((re.compile(path_pattern), deque(statuses)))
+
     def _dispatch(self, request: FakeRequest) -> FakeResponse:
+        with self._lock:
+            for pattern, statuses in self._failures:
+                if statuses and pattern.fullmatch(request.path):
+                    status = statuses.popleft()
+                    return FakeResponse.json({"error": f"injected {status}"}, status)
         for method, pattern, handler in self._routes:
             match = pattern.fullmatch(request.path)
             if match and method == request.method:
