@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 SCHEDULES = ("daily", "weekly", "monthly")
+TMDB_KINDS = ("movies", "series", "people", "collections", "companies", "networks", "keywords")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,11 @@ JOBS: tuple[Job, ...] = (
     _tmdb("companies", "daily", "missing"),
     _tmdb("networks", "daily", "missing"),
     Job("igdb_games-incremental", "igdb_games", "daily", {"mode": "incremental"}),
+    # Daily too: the requests any run gave up on (dead letters), asked for again. A spider
+    # with none pending makes no request.
+    *(_tmdb(kind, "daily", "failed") for kind in TMDB_KINDS),
+    Job("igdb_games-failed", "igdb_games", "daily", {"mode": "failed"}),
+    Job("musicbrainz_artists-failed", "musicbrainz_artists", "daily", {"mode": "failed"}),
     # Weekly: every id of TMDB's daily exports (records changes missed, marks nothing
     # deleted), and a full IGDB pass. An export job must bring records.
     _tmdb("movies", "weekly", "export", SPIDERMON_MIN_ITEMS="1"),

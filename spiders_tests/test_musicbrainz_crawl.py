@@ -272,6 +272,14 @@ async def test_a_lookup_out_of_retries_is_replayed_by_mode_failed(
         store.close()
 
 
+@deferred_f_from_coro_f
+async def test_a_replay_with_nothing_pending_needs_no_contact(tmp_path: Path) -> None:
+    settings = {**sqlite(tmp_path), "MUSICBRAINZ_CONTACT": ""}
+    crawler = await crawl(MusicBrainzArtistsSpider, settings, mode="failed")
+    assert crawler.stats.get_value("finish_reason") == "finished"
+    assert crawler.stats.get_value("failures/replay/pending") == 0
+
+
 # --- politeness: the rate limit, 503 + Retry-After, User-Agent ---------------------------
 
 

@@ -163,4 +163,4 @@ def test_jobs_of_one_source_stay_in_order() -> None:
         "openlibrary_works",
         "openlibrary_books",
     ]
-    assert set(by_source(jobs_for("daily"))) == {"tmdb", "igdb"}
+    assert set(by_source(jobs_for("daily"))) == {"tmdb", "igdb", "musicbrainz"}

@@ -429,7 +429,10 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
             raise CloseSpider("musicbrainz_contact_missing")
 
     async def start(self) -> AsyncIterator[Request | ItemBatch]:
-        self.check_contact()
+        # A replay with nothing pending talks to no one: its contact is checked on its first
+        # request (a daily replay job must not fail where the API is not crawled).
+        if self.mode != "failed":
+            self.check_contact()
         self.join_distributed_run()
         if self.mode == "api":
             self._plan_searches()
@@ -465,8 +468,16 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
         if self.mode == "dump":
             return import_dumps(self, DUMP_MAPPERS)
         if self.mode == "failed":
-            return self.replay_failures()
+            return self._replays()
         return self._first_requests()
+
+    async def _replays(self) -> AsyncIterator[Request]:
+        contact_checked = False
+        async for request in self.replay_failures():
+            if not contact_checked:
+                self.check_contact()
+                contact_checked = True
+            yield request
 
     async def _first_requests(self) -> AsyncIterator[Request]:
         for mbid in self.mbids:
