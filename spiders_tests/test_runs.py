@@ -18,10 +18,12 @@ from scrapy.utils.project import get_project_settings
 
 from contentcrawl.extensions.runs import run_counts, run_problems, spider_arguments
 from contentcrawl.sources.failures import strip_secrets
+from contentcrawl.spiders.openlibrary_books import OpenLibraryBooksSpider
 from contentcrawl.spiders.tmdb_movies import TmdbMoviesSpider
 from contentcrawl.store import Store
 from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import crawl
+from spiders_tests.fakes.openlibrary import sample_dump
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, load, movie_550
 
@@ -136,6 +138,15 @@ def test_run_counts_sum_every_collection_and_drop_reason() -> None:
     counts = run_counts(stats)
     assert (counts["inserted"], counts["unchanged"], counts["store_failed"]) == (5, 4, 1)
     assert (counts["dropped"], counts["429s"], counts["retries"]) == (3, 6, 7)
+
+
+@deferred_f_from_coro_f
+async def test_a_run_records_the_arguments_its_spider_consumed(tmp_path: Path) -> None:
+    store_settings = sqlite_settings(tmp_path)
+    dump = str(sample_dump("editions"))
+    await crawl(OpenLibraryBooksSpider, store_settings, dump=dump, limit="5")
+    [run] = stored(store_settings, lambda store: store.recent_runs())
+    assert run["arguments"] == {"dump": dump, "limit": "5"}
 
 
 def test_arguments_lose_their_secrets_and_scrapyd_bookkeeping() -> None:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import scrapy
 
 from contentcrawl.extensions.distributed import DistributedRun
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from scrapy.crawler import Crawler
 
 
 class ContentSpider(scrapy.Spider):
@@ -27,6 +32,13 @@ class ContentSpider(scrapy.Spider):
         self.arguments: dict[str, Any] = dict(kwargs)
         # The shared Redis run when REDIS_URL is set: see join_distributed_run().
         self.distributed: DistributedRun | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        # Every argument given: a subclass's own (mode, dump, ...) never reach __init__ here.
+        spider.arguments = dict(kwargs)
+        return spider
 
     def join_distributed_run(self) -> DistributedRun | None:
         """Find the shared Redis run (``contentcrawl.extensions.distributed``; None without
