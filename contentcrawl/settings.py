@@ -219,6 +219,9 @@ EXTENSIONS = {
     "scrapy.extensions.throttle.AutoThrottle": None,
     "contentcrawl.extensions.slot_throttle.SlotAutoThrottle": 0,
     "contentcrawl.extensions.log_redaction.LogRedaction": 0,
+    # log_count/<LEVEL> of this crawl only, when `scrapy syncall` runs several in one process.
+    "scrapy.extensions.logcount.LogCount": None,
+    "contentcrawl.extensions.log_counts.LogCounts": 0,
     # Dump imports carry records in batches: counts, feed exports and CLOSESPIDER_ITEMCOUNT
     # per record.
     "contentcrawl.extensions.record_batches.RecordCounts": 0,

@@ -6,6 +6,8 @@ from this test process; configuration reaches it through the environment, as on 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -16,10 +18,14 @@ from typing import Any
 
 import pytest
 from scrapy.spiderloader import get_spider_loader
+from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.project import get_project_settings
 
+from contentcrawl.extensions.log_counts import counted_for
 from contentcrawl.jobs import JOBS, SCHEDULES, Job, by_source, jobs_for, jobs_named
+from contentcrawl.sources.base import ContentSpider
 from contentcrawl.store.sqlite import SqliteStore
+from spiders_tests.crawling import make_crawler
 from spiders_tests.fakes.openlibrary import FakeOpenLibraryDumps, sample_dump
 from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer
 
@@ -164,3 +170,58 @@ def test_jobs_of_one_source_stay_in_order() -> None:
         "openlibrary_books",
     ]
     assert set(by_source(jobs_for("daily"))) == {"tmdb", "igdb", "musicbrainz"}
+
+
+# --- log counts of crawls sharing the process --------------------------------------------------
+
+module_logger = logging.getLogger("spiders_tests.syncall_module")
+
+
+class NoisySpider(ContentSpider):
+    """Logs two errors: one for itself (spider.logger), one through a module's logger."""
+
+    name = "test_noisy"
+    slot = "test"
+
+    async def start(self):  # type: ignore[override]
+        await asyncio.sleep(0.2)
+        self.logger.error("noisy: through the spider's logger")
+        await asyncio.sleep(0)
+        module_logger.error("noisy: through a module's logger")
+        return
+        yield
+
+
+class QuietSpider(ContentSpider):
+    """Outlives the noisy one and logs one warning of its own, through a module's logger."""
+
+    name = "test_quiet"
+    slot = "test"
+
+    async def start(self):  # type: ignore[override]
+        await asyncio.sleep(0.4)
+        module_logger.warning("quiet: a warning")
+        await asyncio.sleep(0.1)
+        return
+        yield
+
+
+@deferred_f_from_coro_f
+async def test_each_crawl_counts_only_its_own_log_records(tmp_path: Path) -> None:
+    settings = {
+        "MONGO_URI": "",
+        "SQLITE_PATH": str(tmp_path / "s.sqlite3"),
+        "RUNS_ENABLED": False,
+        "SPIDERMON_ENABLED": False,
+    }
+    noisy = make_crawler(NoisySpider, settings)
+    quiet = make_crawler(QuietSpider, settings)
+    with counted_for(noisy):
+        noisy_crawl = asyncio.ensure_future(noisy.crawl_async())
+    with counted_for(quiet):
+        quiet_crawl = asyncio.ensure_future(quiet.crawl_async())
+    await asyncio.gather(noisy_crawl, quiet_crawl)
+
+    assert noisy.stats.get_value("log_count/ERROR") == 2
+    assert quiet.stats.get_value("log_count/ERROR") is None
+    assert quiet.stats.get_value("log_count/WARNING") == 1

@@ -17,6 +17,7 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from twisted.internet.defer import Deferred
 
+from contentcrawl.extensions.log_counts import counted_for
 from contentcrawl.extensions.log_redaction import register_configured_secrets
 from contentcrawl.extensions.runs import run_counts, run_problems
 from contentcrawl.jobs import SCHEDULES, Job, by_source, jobs_for, jobs_named
@@ -63,7 +64,8 @@ class SyncAll:
         try:
             crawler = self.process.create_crawler(job.spider)
             crawler.settings.setdict(job.settings, priority="spider")
-            handle = self.process.crawl(crawler, **job.args)
+            with counted_for(crawler):
+                handle = self.process.crawl(crawler, **job.args)
         except Exception as error:
             self._finished(job, None, error)
             self._run(chain, index + 1)
