@@ -140,6 +140,9 @@ def test_an_unknown_job_or_schedule_is_a_usage_error(tmp_path: Path) -> None:
     env = scrapy_env(tmp_path)
     assert scrapy(tmp_path, "syncall", "--job", "nope", env=env).returncode == 2
     assert scrapy(tmp_path, "syncall", "hourly", env=env).returncode == 2
+    both = scrapy(tmp_path, "syncall", "daily", "--job", "tmdb_movies-changes", env=env)
+    assert both.returncode == 2
+    assert "not both" in both.stderr
 
 
 # --- the job list --------------------------------------------------------------------------

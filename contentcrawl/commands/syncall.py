@@ -144,6 +144,8 @@ class Command(ScrapyCommand):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) > 1 or (args and args[0] not in SCHEDULES):
             raise UsageError(f"give one schedule among {', '.join(SCHEDULES)}")
+        if args and opts.job_names:
+            raise UsageError("give a schedule or --job, not both")
         try:
             jobs = (
                 jobs_named(opts.job_names)
