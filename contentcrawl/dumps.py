@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlsplit
 
 from scrapy import signals
 
-from contentcrawl.redaction import redact_url
+from contentcrawl.redaction import basic_auth, redact_url, split_userinfo
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -210,10 +210,14 @@ def download_dump(
     A complete earlier download is revalidated with ``If-None-Match`` / ``If-Modified-Since``
     and kept on 304. A partial one is resumed with ``Range`` + ``If-Range``: the server sends
     the rest (206) or, when its copy changed, the whole new file (200). A connection that
-    drops mid-body is resumed up to ``retries`` times; HTTP errors fail at once.
+    drops mid-body is resumed up to ``retries`` times; HTTP errors fail at once. A
+    ``user:password@`` in the URL is sent as basic auth, to that host only.
     """
     if not is_url(url):
         raise DownloadError(f"not an http(s) URL: {redact_url(url)}")
+    # urllib would take the userinfo for part of the host name.
+    url, user, password = split_userinfo(url)
+    authorization = basic_auth(unquote(user), unquote(password)) if password is not None else None
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     name = dump_file_name(url)
@@ -236,6 +240,9 @@ def download_dump(
             headers["If-Range"] = validators.etag or validators.last_modified or ""
         try:
             request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) only
+            if authorization is not None:
+                # Unredirected: a redirect to another host must not carry the password.
+                request.add_unredirected_header("Authorization", authorization)
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
                 status = response.status
                 if status == 206:

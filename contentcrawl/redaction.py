@@ -1,5 +1,6 @@
 """Removing secrets from URLs and text before they reach a log, a stat, an item or an error."""
 
+import base64
 import logging
 import re
 from typing import Any
@@ -71,6 +72,12 @@ def split_userinfo(url: str) -> tuple[str, str, str | None]:
     start, at = span
     user, colon, password = url[start:at].partition(":")
     return url[:start] + url[at + 1 :], user, password if colon else None
+
+
+def basic_auth(user: str, password: str) -> str:
+    """The ``Authorization`` value of HTTP basic auth: how a URL's userinfo is sent once
+    ``split_userinfo`` took it out of the URL."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 def url_password_forms(url: str) -> list[str]:

@@ -30,6 +30,7 @@ from contentcrawl.dumps import (
     dump_file_name,
     fewer_gc_passes,
 )
+from contentcrawl.redaction import basic_auth
 from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer, serve_bytes
 
 LINES = [b"line %d\t{}\n" % number for number in range(1, 2001)]
@@ -71,6 +72,43 @@ def test_download_writes_file_and_validators(fake_server: FakeServer, tmp_path: 
     assert saved.etag.startswith('"')
     assert saved.size == len(PAYLOAD)
     assert fake_server.requests[0].header("user-agent") == "contentcrawl-test"
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_kept_out_of_sight(
+    fake_server: FakeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A "/" as generated passwords have, escaped in the URL as RFC 3986 asks.
+    expected = basic_auth("mirror", "s3cr/et")
+
+    @fake_server.route("GET", r"/private/file\.txt\.gz")
+    def private(request: FakeRequest) -> FakeResponse:
+        if request.header("authorization") != expected:
+            return FakeResponse.json({"error": "who are you"}, 401)
+        return serve_bytes(request, PAYLOAD)
+
+    url = fake_server.url.replace("://", "://mirror:s3cr%2Fet@") + "/private/file.txt.gz"
+    with caplog.at_level(logging.DEBUG):
+        result = fetch(url, tmp_path)
+
+    assert result.path.read_bytes() == PAYLOAD
+    sidecar = (tmp_path / "file.txt.gz.download.json").read_text()
+    assert "s3cr" not in sidecar
+    assert "s3cr" not in caplog.text
+
+
+def test_basic_auth_is_not_forwarded_on_a_redirect(fake_server: FakeServer, tmp_path: Path) -> None:
+    host = FileHost(fake_server, PAYLOAD)
+
+    @fake_server.route("GET", r"/moved/file\.txt\.gz")
+    def moved(request: FakeRequest) -> FakeResponse:
+        return FakeResponse(302, b"", {"Location": host.url})
+
+    url = fake_server.url.replace("://", "://mirror:pw@") + "/moved/file.txt.gz"
+    fetch(url, tmp_path)
+
+    first, followed = fake_server.requests
+    assert first.header("authorization") == basic_auth("mirror", "pw")
+    assert followed.header("authorization") is None
 
 
 def test_cut_download_resumes_next_run_with_range(fake_server: FakeServer, tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ the URL's ``user:password@``.
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import sys
@@ -28,7 +27,7 @@ from scrapy.exceptions import UsageError
 from scrapy.utils.conf import get_config
 
 from contentcrawl.jobs import SCHEDULES, Job, jobs_for, jobs_named
-from contentcrawl.redaction import redact_text, redact_url, split_userinfo
+from contentcrawl.redaction import basic_auth, redact_text, redact_url, split_userinfo
 
 if TYPE_CHECKING:
     import argparse
@@ -67,8 +66,7 @@ class Scrapyd:
         self.timeout = timeout
         self._headers: dict[str, str] = {}
         if username or password:
-            token = base64.b64encode(f"{username}:{password}".encode()).decode()
-            self._headers["Authorization"] = f"Basic {token}"
+            self._headers["Authorization"] = basic_auth(username, password)
 
     def _call(self, endpoint: str, form: list[tuple[str, str]] | None = None) -> dict[str, Any]:
         path = endpoint
