@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import uuid
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -156,8 +157,9 @@ class SavedBatches:
 
     ``save`` appends a refused batch to ``<collection>.jsonl``. ``replay``, at the start of
     the next crawl, stores what an earlier run saved: a file is claimed by renaming it
-    (``.replaying-<pid>``), so two crawls starting together never replay the same file, and
-    one left claimed by a crawl that died is claimed again. A saved record older than the
+    (``.replaying-<pid>-<nonce>``: crawls of one ``syncall`` process share a pid), so two
+    crawls starting together never replay the same file, and one left claimed by a crawl
+    that died is claimed again. A saved record older than the
     store's copy (``_meta.fetched_at``) is skipped: a later run already stored newer data.
     While the store does not answer the file goes back, whole, for the next crawl; a record
     it refuses a second time is set aside in ``<collection>.bad`` with damaged lines.
@@ -184,7 +186,9 @@ class SavedBatches:
             collection = path.name.split(".", 1)[0]
             if collection not in COLLECTION_KEYS or not self._replayable(path):
                 continue
-            claimed = self.folder / f"{collection}.jsonl{self.CLAIM}{os.getpid()}"
+            claimed = self.folder / (
+                f"{collection}.jsonl{self.CLAIM}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+            )
             try:
                 path.rename(claimed)
             except FileNotFoundError:  # another crawl claimed it first
@@ -207,7 +211,8 @@ class SavedBatches:
         """A saved batch file, or one claimed by a crawl that is no longer running."""
         if path.name.endswith(".jsonl"):
             return True
-        _, claim, pid = path.name.partition(self.CLAIM)
+        _, claim, owner = path.name.partition(self.CLAIM)
+        pid = owner.split("-", 1)[0]
         if not claim or not pid.isdigit():
             return False
         try:
