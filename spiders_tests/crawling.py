@@ -1,7 +1,12 @@
-"""Running a real crawl in the test process (pytest-twisted supplies the asyncio reactor)."""
+"""Running a real crawl: in the test process (pytest-twisted supplies the asyncio reactor), or
+a ``scrapy`` command in a child process."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from scrapy import Spider
@@ -30,3 +35,18 @@ async def crawl(
     crawler = make_crawler(spidercls, settings)
     await crawler.crawl_async(**spider_kwargs)
     return crawler
+
+
+def run_scrapy(
+    *args: str, cwd: Path, env: Mapping[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``scrapy <args>`` in a child process, as an operator runs it; its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "scrapy", *args],
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from spiders_tests.crawling import run_scrapy
 from spiders_tests.fakes.server import FakeResponse, FakeServer
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -35,15 +35,7 @@ def scrapy(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProces
         "MONGO_URI": "",
         **env,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "scrapy", *args],
-        cwd=PROJECT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_scrapy(*args, cwd=PROJECT, env=environment)
 
 
 def test_scrapy_list_shows_every_spider(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 import threading
 import uuid
 from pathlib import Path
@@ -30,7 +29,7 @@ from contentcrawl.spiders.igdb_games import IgdbGamesSpider
 from contentcrawl.spiders.openlibrary_authors import OpenLibraryAuthorsSpider
 from contentcrawl.spiders.tmdb_movies import TmdbMoviesSpider
 from spiders_tests.conftest import open_store_for
-from spiders_tests.crawling import crawl
+from spiders_tests.crawling import crawl, run_scrapy
 from spiders_tests.fakes.igdb import FakeIgdb, sample_games
 from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
@@ -88,15 +87,7 @@ def scrapy_run(
         "DUMPS_DIR": str(tmp_path / "dumps"),
         **env,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "scrapy", *args],
-        cwd=PROJECT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_scrapy(*args, cwd=PROJECT, env=environment, timeout=timeout)
 
 
 class RedisMonitor:
@@ -301,7 +292,7 @@ async def test_a_dump_url_password_with_a_slash_stays_out_of_the_log(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    # http.client takes the password's first piece for the port, and says so.
+    # Parsers take the password's first piece for the port; nothing listens on the real one.
     dump = f"http://reader:{SLASHED_PASSWORD}@127.0.0.1:{free_port()}/ol_dump_authors.txt.gz"
     settings = {
         "MONGO_URI": "",
@@ -312,7 +303,7 @@ async def test_a_dump_url_password_with_a_slash_stays_out_of_the_log(
     crawler = await crawl(OpenLibraryAuthorsSpider, settings, dump=dump)
 
     assert crawler.stats.get_value("finish_reason") == "dump_download_failed"
-    assert "nonnumeric port: '***'" in caplog.text
+    assert "Connection refused" in caplog.text
     for piece in SLASHED_PASSWORD.split("/"):
         assert piece not in caplog.text
 

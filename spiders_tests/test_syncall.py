@@ -10,7 +10,6 @@ import asyncio
 import logging
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +24,7 @@ from contentcrawl.extensions.log_counts import counted_for
 from contentcrawl.jobs import JOBS, SCHEDULES, Job, by_source, jobs_for, jobs_named
 from contentcrawl.sources.base import ContentSpider
 from contentcrawl.store.sqlite import SqliteStore
-from spiders_tests.crawling import make_crawler
+from spiders_tests.crawling import make_crawler, run_scrapy
 from spiders_tests.fakes.openlibrary import FakeOpenLibraryDumps, sample_dump
 from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer
 
@@ -55,15 +54,7 @@ def scrapy(
     tmp_path: Path, *args: str, env: dict[str, str], timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     # cwd outside the checkout: relative data paths (dumps, failed batches) land in tmp_path.
-    return subprocess.run(
-        [sys.executable, "-m", "scrapy", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_scrapy(*args, cwd=tmp_path, env=env, timeout=timeout)
 
 
 @pytest.fixture
