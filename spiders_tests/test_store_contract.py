@@ -128,6 +128,21 @@ def book_with_pages(pages: int, key: str = "OL1M") -> Record:
     return Record(content, "openlibrary")
 
 
+def test_fetched_times_of_stored_records_in_one_call(store: Store) -> None:
+    store.upsert_many(
+        "movies",
+        [
+            Record({"tmdb_id": 1, "title": "One"}, "tmdb", fetched_at="2026-01-01T00:00:00Z"),
+            Record({"tmdb_id": 2, "title": "Two"}, "tmdb", fetched_at="2026-02-01T00:00:00Z"),
+        ],
+    )
+    assert store.fetched_times("movies", [1, 2, 3]) == {
+        1: "2026-01-01T00:00:00Z",
+        2: "2026-02-01T00:00:00Z",
+    }
+    assert store.fetched_times("movies", []) == {}
+
+
 def test_hash_ignores_key_order() -> None:
     assert content_hash({"a": 1, "b": {"x": 1, "y": 2}}) == content_hash(
         {"b": {"y": 2, "x": 1}, "a": 1}

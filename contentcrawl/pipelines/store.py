@@ -18,7 +18,7 @@ from scrapy.exceptions import DropItem
 
 from contentcrawl.items import ContentItem, ItemBatch
 from contentcrawl.store import Record, Store, StoreUnavailableError, UpsertResult, build_store
-from contentcrawl.store.base import COLLECTION_KEYS, META, utc_now
+from contentcrawl.store.base import COLLECTION_KEYS, utc_now
 
 if TYPE_CHECKING:
     from typing import Self
@@ -231,8 +231,16 @@ class SavedBatches:
         counts: Counter[str] = Counter()
 
         def store_records() -> None:
-            _, refused, error = upsert_isolating(store, collection, records)
-            counts["replayed"] += len(records) - len(refused)
+            keys = [record.content[key_field] for record in records]
+            stored_at = store.fetched_times(collection, keys)
+            current = [
+                record
+                for key, record in zip(keys, records, strict=True)
+                if not (record.fetched_at and stored_at.get(key, "") > record.fetched_at)
+            ]
+            counts["replay_stale"] += len(records) - len(current)
+            _, refused, error = upsert_isolating(store, collection, current)
+            counts["replayed"] += len(current) - len(refused)
             for record in refused:
                 counts["replay_refused"] += 1
                 self._set_aside(collection, json.dumps(saved_line(record), ensure_ascii=False))
@@ -249,11 +257,6 @@ class SavedBatches:
             for number, line in enumerate(lines, 1):
                 record = self._parse(collection, path, number, line, stats)
                 if record is None:
-                    continue
-                stored = store.get(collection, record.content[key_field])
-                stored_at = stored[META].get("fetched_at") if stored else None
-                if stored_at and record.fetched_at and stored_at > record.fetched_at:
-                    counts["replay_stale"] += 1
                     continue
                 records.append(record)
                 if len(records) >= batch_size:

@@ -294,6 +294,10 @@ class Store(ABC):
         """The stored document (with ``_meta``) for a source id, or None."""
 
     @abstractmethod
+    def fetched_times(self, collection: str, keys: Sequence[Any]) -> dict[Any, str]:
+        """``_meta.fetched_at`` of the stored records among ``keys``, in one round trip."""
+
+    @abstractmethod
     def count(self, collection: str) -> int:
         """Number of records in a collection."""
 

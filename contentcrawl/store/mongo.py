@@ -114,6 +114,17 @@ class MongoStore(Store):
             )
         return found
 
+    def fetched_times(self, collection: str, keys: Sequence[Any]) -> dict[Any, str]:
+        key_field = key_field_of(collection)
+        cursor = self.db[collection].find(
+            {key_field: {"$in": list(keys)}}, {"_id": 0, key_field: 1, META: 1}
+        )
+        return {
+            document[key_field]: document[META]["fetched_at"]
+            for document in cursor
+            if document.get(META, {}).get("fetched_at")
+        }
+
     def _write(self, collection: str, key_field: str, writes: list[Write]) -> None:
         documents = [write.document() for write in writes]
         try:

@@ -117,21 +117,29 @@ class SqliteStore(Store):
             self.connection.execute("COMMIT")
 
     def _read_existing(self, collection: str, keys: Sequence[Any]) -> dict[Any, Existing]:
+        columns = "hash, revision, first_seen, updated_at, deleted_at"
+        return {key: Existing(*row) for key, *row in self._rows_of(collection, columns, keys)}
+
+    def fetched_times(self, collection: str, keys: Sequence[Any]) -> dict[Any, str]:
+        with self._lock:
+            rows = self._rows_of(collection, "json_extract(doc, '$._meta.fetched_at')", keys)
+            return {key: fetched for key, fetched in rows if fetched}
+
+    def _rows_of(
+        self, collection: str, columns: str, keys: Sequence[Any]
+    ) -> Iterator[tuple[Any, ...]]:
+        """``(key, *columns)`` of the stored records among ``keys``, keys as given."""
         key_field_of(collection)
         by_text = {str(key): key for key in keys}
-        found: dict[Any, Existing] = {}
         texts = list(by_text)
         for start in range(0, len(texts), _MAX_PARAMS):
             chunk = texts[start : start + _MAX_PARAMS]
             placeholders = ",".join("?" * len(chunk))
             rows = self.connection.execute(
-                f"SELECT key, hash, revision, first_seen, updated_at, deleted_at "
-                f'FROM "{collection}" WHERE key IN ({placeholders})',
-                chunk,
+                f'SELECT key, {columns} FROM "{collection}" WHERE key IN ({placeholders})', chunk
             )
-            for key_text, *existing in rows:
-                found[by_text[key_text]] = Existing(*existing)
-        return found
+            for key_text, *row in rows:
+                yield (by_text[key_text], *row)
 
     def _write(self, collection: str, key_field: str, writes: list[Write]) -> None:
         rows = [
