@@ -40,6 +40,22 @@ class ContentSpider(scrapy.Spider):
         spider.arguments = dict(kwargs)
         return spider
 
+    @property
+    def job_state(self) -> dict[str, Any] | None:
+        """What Scrapy keeps for this spider in ``JOBDIR`` (``spider.state``, saved when the
+        spider closes), for the run that resumes a stopped one; None without ``JOBDIR``.
+
+        Scrapy restores the stopped run's queue and duplicate filter, and calls ``start()``
+        again: a spider whose ``start()`` plans its work from something that changes between
+        runs (the clock, the store, a daily file) keeps its plan here to pick it up again.
+        """
+        return getattr(self, "state", None)
+
+    def resumed(self, name: str, value: Any) -> Any:
+        """``value``, or what the stopped run this one resumes kept under ``name`` (JOBDIR)."""
+        state = self.job_state
+        return value if state is None else state.setdefault(name, value)
+
     def join_distributed_run(self) -> DistributedRun | None:
         """Find the shared Redis run (``contentcrawl.extensions.distributed``; None without
         ``REDIS_URL``). From ``start()`` on: extensions do not exist before the crawl."""

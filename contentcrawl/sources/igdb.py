@@ -457,6 +457,9 @@ class IgdbSpider(ReplaysFailures, ContentSpider):
             async for request in self.replay_failures():
                 yield request
             return
+        # Resuming a stopped run (JOBDIR), pages that run read are not read again: the sync
+        # point stays its start, or the next incremental run would miss what changed since.
+        self.started_at = self.resumed("igdb_started_at", self.started_at)
         # Saved by SyncState only if the run ends cleanly; a limited run reads a sample only.
         if self.limit is None:
             self.sync.stage(self.state_name, {"synced_at": self.started_at, "mode": self.mode})

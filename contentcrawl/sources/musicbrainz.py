@@ -42,7 +42,6 @@ from scrapy.spidermiddlewares.httperror import HttpError
 
 from contentcrawl import __version__
 from contentcrawl.dumps import ItemFlow, is_url
-from contentcrawl.extensions.distributed import cap_worker_requests
 from contentcrawl.items import AlbumItem, ArtistItem, ContentItem, ItemBatch, Json
 from contentcrawl.redaction import redact_text, redact_url
 from contentcrawl.sources.base import ContentSpider
@@ -384,8 +383,13 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
             # Spider priority: every request of this crawl, the dump downloads included,
             # names the contact; an explicit -s USER_AGENT still wins, as for any setting.
             settings.set("USER_AGENT", user_agent(contact), priority="spider")
-        # Distributed, a worker whose slot sends one request a second holds two, not 32.
-        cap_worker_requests(settings, cls.slot)
+        # The slot sends one request a second: what the downloader takes beyond that waits in
+        # the slot's queue, out of the scheduler's priority order, and a stopping crawl (one
+        # Ctrl-C, a scrapyd cancel) waits for each of them, 32 by default: half a minute. So
+        # the crawl holds the slot's concurrency plus one waiting (distributed, that also
+        # leaves the shared queue to the other workers); ``-s CONCURRENT_REQUESTS`` still wins.
+        slot = settings.getdict("DOWNLOAD_SLOTS").get(cls.slot, {})
+        settings.set("CONCURRENT_REQUESTS", int(slot.get("concurrency", 1)) + 1, priority="spider")
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:

@@ -20,8 +20,10 @@ Every mode ends in one detail request per record with ``append_to_response``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
+import secrets
 import time
 import urllib.error
 import urllib.request
@@ -78,6 +80,8 @@ MAX_APPEND_PARTS = 20
 # A missing export file answers 403 (S3 without list permission) or 404.
 EXPORT_MISSING_STATUSES = (403, 404)
 MODES = ("export", "changes", "lists", "ids", "refresh", "missing", "failed")
+# The key of the start's plan in a JOBDIR's spider state (TmdbSpider._plan).
+PLAN_STATE = "tmdb_plan"
 
 
 # --- mappers: TMDB payload -> item (pure) -------------------------------------------------
@@ -651,6 +655,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         }
         self._queued: set[int] = set()
         self._outstanding = 0
+        self._backlog_token = secrets.token_hex(8)
         self._room = asyncio.Event()
         self._done = 0
         self._total: int | None = None
@@ -714,6 +719,9 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
                 "contentcrawl.extensions.sync_state.SyncState: enable it in EXTENSIONS"
             )
         self.sync = sync
+        # Ids asked for by the stopped run this one resumes (JOBDIR) too: a changes window
+        # lists again ids an earlier window had.
+        self._queued = self.resumed("tmdb_queued", self._queued)
         self.join_distributed_run()
         self.logger.info(
             "%s: mode=%s api=%s exports=%s language=%s auth=%s include_adult=%s limit=%s "
@@ -790,10 +798,34 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         )
 
     async def _start_ids(self) -> AsyncIterator[Any]:
-        async for request in self._detail_requests(self.ids):
+        # Other ids with the same JOBDIR are another job: they do not resume this one.
+        given = ",".join(map(str, self.ids)).encode()
+        kind = f"ids:{hashlib.sha1(given).hexdigest()[:16]}"  # noqa: S324 - no secret
+        plan = self._resumed_plan(kind) or self._new_plan(kind, ids=self.ids)
+        async for request in self._detail_requests(plan):
             yield request
 
     async def _start_export(self) -> AsyncIterator[Any]:
+        if self.export_has_records:
+            # Read again from its start when resumed, as a dump is: a record already stored
+            # costs a read, not a write.
+            paths, day = await self._fetch_exports()
+            async for item in self._export_records(paths):
+                yield item
+        else:
+            plan = self._resumed_plan("export") or self._new_plan(
+                "export", **await self._export_plan()
+            )
+            day = date.fromisoformat(plan["day"])
+            async for request in self._detail_requests(plan):
+                yield request
+        if self.limit is None:
+            self.sync.stage(f"{self.name}/export", {"date": day.isoformat()})
+            if self.has_changes:
+                self.sync.stage(f"{self.name}/changes", {"synced_through": day.isoformat()})
+
+    async def _fetch_exports(self) -> tuple[list[Path], date]:
+        """The export files to read (the adult one too when asked for) and their day."""
         found = await self._fetch_export(self.export_prefix)
         if found is None:
             raise CloseSpider("tmdb_export_unavailable")
@@ -805,26 +837,21 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
                 self.logger.warning("No adult export for %s: adult ids not included", day)
             else:
                 paths.append(adult[0])
-        if self.export_has_records:
-            async for item in self._export_records(paths):
-                yield item
-        else:
-            ids = array("l")
-            for export_path in paths:
-                limit = None if self.limit is None else self.limit - len(ids)
-                if limit == 0:
-                    break
-                selection, damage = await asyncio.to_thread(self._select, export_path, limit)
-                self._count_selection(export_path, selection, damage)
-                ids.extend(selection.ids)
-            self._expect(len(ids))
-            self.logger.info("Export of %s: %d ids to fetch", day, len(ids))
-            async for request in self._detail_requests(ids):
-                yield request
-        if self.limit is None:
-            self.sync.stage(f"{self.name}/export", {"date": day.isoformat()})
-            if self.has_changes:
-                self.sync.stage(f"{self.name}/changes", {"synced_through": day.isoformat()})
+        return paths, day
+
+    async def _export_plan(self) -> dict[str, Any]:
+        """The ids of the latest export (``ids``) and its day (``day``)."""
+        paths, day = await self._fetch_exports()
+        ids = array("l")
+        for export_path in paths:
+            limit = None if self.limit is None else self.limit - len(ids)
+            if limit == 0:
+                break
+            selection, damage = await asyncio.to_thread(self._select, export_path, limit)
+            self._count_selection(export_path, selection, damage)
+            ids.extend(selection.ids)
+        self.logger.info("Export of %s: %d ids to fetch", day, len(ids))
+        return {"ids": ids, "day": day.isoformat()}
 
     def _select(self, path: Path, limit: int | None) -> tuple[ExportSelection, str | None]:
         """The ids of one export file, and where it is damaged if it is (worker thread)."""
@@ -937,12 +964,20 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             async for request_or_item in self._start_export():
                 yield request_or_item
             return
-        windows = change_windows(since, today)
+        # Resumed (JOBDIR) on a later day, the windows stay those of the stopped run: their
+        # later pages and ids wait in its queue.
+        kind = f"changes:{since.isoformat()}"
+        plan = self._resumed_plan(kind) or self._new_plan(kind, until=today.isoformat())
+        until = date.fromisoformat(plan["until"])
+        windows = change_windows(since, until)
         self.logger.info("Changes since %s: %d window(s)", since, len(windows))
-        for start, end in windows:
+        for index, (start, end) in enumerate(windows):
+            if index < plan["handed_over"]:
+                continue
+            plan["handed_over"] = index + 1
             yield self._changes_request(start, end, 1)
         if self.limit is None:
-            self.sync.stage(store_name, {"synced_through": today.isoformat()})
+            self.sync.stage(store_name, {"synced_through": until.isoformat()})
 
     def _changes_request(self, start: date, end: date, page: int) -> Request:
         params = {"start_date": start.isoformat(), "end_date": end.isoformat(), "page": page}
@@ -977,7 +1012,11 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         yield from found
 
     async def _start_lists(self) -> AsyncIterator[Any]:
-        for path in self.list_paths:
+        plan = self._resumed_plan("lists") or self._new_plan("lists")
+        for index, path in enumerate(self.list_paths):
+            if index < plan["handed_over"]:
+                continue
+            plan["handed_over"] = index + 1
             yield self._list_request(path, 1)
 
     def _list_request(self, path: str, page: int) -> Request:
@@ -1009,17 +1048,23 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         yield from found
 
     async def _start_refresh(self) -> AsyncIterator[Any]:
+        plan = self._resumed_plan("refresh") or self._new_plan(
+            "refresh", ids=await self._stale_ids_now()
+        )
+        async for request in self._detail_requests(plan):
+            yield request
+
+    async def _stale_ids_now(self) -> list[int]:
+        """The stored records not fetched for ``older_than_days``."""
         cutoff = datetime.now(UTC) - timedelta(days=self.older_than_days)
         ids = await self._in_store(self._stale_ids, cutoff.strftime("%Y-%m-%dT%H:%M:%SZ"))
-        self._expect(len(ids))
         self.logger.info(
             "%d %s not fetched for %d days",
             len(ids),
             self.item_class.collection,
             self.older_than_days,
         )
-        async for request in self._detail_requests(ids):
-            yield request
+        return ids
 
     def _stale_ids(self, store: Any, cutoff: str) -> list[int]:
         return [
@@ -1032,11 +1077,17 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
     async def _start_missing(self) -> AsyncIterator[Any]:
         if not self.references:
             raise ValueError(f"{self.name} is referenced by no other kind: no missing mode")
-        ids = await self._in_store(self._missing_ids)
-        self._expect(len(ids))
-        self.logger.info("%d %s referenced but not stored", len(ids), self.item_class.collection)
-        async for request in self._detail_requests(ids):
+        plan = self._resumed_plan("missing") or self._new_plan(
+            "missing", ids=await self._missing_ids_now()
+        )
+        async for request in self._detail_requests(plan):
             yield request
+
+    async def _missing_ids_now(self) -> list[int]:
+        """The ids stored records reference that the store lacks."""
+        ids = await self._in_store(self._missing_ids)
+        self.logger.info("%d %s referenced but not stored", len(ids), self.item_class.collection)
+        return ids
 
     def _missing_ids(self, store: Any) -> list[int]:
         referenced: set[int] = set()
@@ -1049,29 +1100,62 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         return sorted(referenced)
 
     # -- detail requests ------------------------------------------------------------------
-    async def _detail_requests(self, ids: Iterable[int]) -> AsyncIterator[Request]:
-        """Detail requests from ``start()``, never more than ``TMDB_START_BACKLOG`` unanswered.
+    # A plan is what a ``start()`` goes through (``ids`` for detail requests, whatever else
+    # its mode needs) and ``handed_over``, how much of it went to the engine. With JOBDIR it
+    # is kept in the job's state: a run resuming a stopped one goes on with that run's plan
+    # past what it handed over (waiting in the job's queue, or done), rather than make a new
+    # one from a store, a clock or a daily export that have moved on since, and fetch again
+    # what was fetched.
+    def _new_plan(self, kind: str, **parts: Any) -> dict[str, Any]:
+        """A plan of ``kind`` (the mode, and what makes two plans of it the same)."""
+        plan = {"kind": kind, "handed_over": 0, **parts}
+        if self.job_state is not None:
+            self.job_state[PLAN_STATE] = plan
+        return plan
+
+    def _resumed_plan(self, kind: str) -> dict[str, Any] | None:
+        """The plan of ``kind`` of the stopped run this one resumes (JOBDIR), if any."""
+        state = self.job_state
+        plan = state.get(PLAN_STATE) if state is not None else None
+        if plan is None or plan["kind"] != kind:
+            return None
+        self.logger.info(
+            "Resuming the stopped run's %s (JOBDIR): %d handed over already",
+            kind,
+            plan["handed_over"],
+        )
+        return plan
+
+    async def _detail_requests(self, plan: dict[str, Any]) -> AsyncIterator[Request]:
+        """Detail requests for ``plan["ids"]`` past those handed over, from ``start()``, never
+        more than ``TMDB_START_BACKLOG`` unanswered.
 
         An export holds about a million ids: queueing them all at once would put a million
         requests in the scheduler's memory.
         """
-        for tmdb_id in ids:
+        ids = plan["ids"]
+        self._expect(len(ids) - plan["handed_over"])
+        for index in range(plan["handed_over"], len(ids)):
             if self._limit_reached():
                 return
-            if self.distributed is not None:
-                # Answers come back to other workers: the shared queue's length bounds it.
-                request = self._detail_request(tmdb_id)
-                if request is not None:
-                    yield request
+            if self.distributed is None:
+                # Distributed, answers come back to other workers: the shared queue's length
+                # bounds it.
+                while self._outstanding >= self.backlog:
+                    self._room.clear()
+                    await self._room.wait()
+            request = self._detail_request(ids[index])
+            # Counted as the engine takes it: a run stopped while waiting for room resumes
+            # with this id.
+            plan["handed_over"] = index + 1
+            if request is None:
                 continue
-            while self._outstanding >= self.backlog:
-                self._room.clear()
-                await self._room.wait()
-            request = self._detail_request(tmdb_id)
-            if request is not None:
-                request.meta["tmdb_backlog"] = True
+            if self.distributed is None:
+                # This run's own requests: a resumed run's answers to the stopped run's
+                # requests (JOBDIR) take no room they did not take.
+                request.meta["tmdb_backlog"] = self._backlog_token
                 self._outstanding += 1
-                yield request
+            yield request
 
     def _detail_requests_now(self, ids: Iterable[int]) -> Iterator[Request]:
         for tmdb_id in ids:
@@ -1267,7 +1351,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         )
 
     def _answered(self, request: Request | None) -> None:
-        if request is not None and request.meta.pop("tmdb_backlog", False):
+        if request is not None and request.meta.pop("tmdb_backlog", None) == self._backlog_token:
             self._outstanding -= 1
             self._room.set()
 

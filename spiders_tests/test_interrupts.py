@@ -1,0 +1,438 @@
+"""Crawls stopped midway: one Ctrl-C (SIGINT) or a scrapyd cancel (SIGTERM), then run again.
+
+Each test runs ``scrapy crawl`` in a subprocess against a fake started here, stops it with
+one signal once it has stored some records, and checks that it ends on its own, soon, with
+finish reason ``shutdown``, no error, what it fetched stored and its sync state where it
+was; then that the next run stores everything once. With ``-s JOBDIR=…`` the next run
+resumes: what the stopped one fetched is not fetched again.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spiders_tests.conftest import open_store_for
+from spiders_tests.fakes.igdb import FakeIgdb, sample_games
+from spiders_tests.fakes.musicbrainz import (
+    TOMBS,
+    FakeArtist,
+    FakeMusicBrainz,
+    dump_lines,
+    generated_docs,
+    sample_artists,
+    write_archive,
+)
+from spiders_tests.fakes.server import FakeServer
+from spiders_tests.fakes.tmdb import TmdbFake
+
+PROJECT = Path(__file__).resolve().parent.parent
+TODAY = datetime.now(UTC).date()
+TMDB_DETAIL = r"/3/movie/\d+"
+MOVIES = 600
+GAMES = 1500
+# A stopped crawl must end on its own within this (a second Ctrl-C would be needed after).
+EXIT_SECONDS = 15
+
+
+# --- running and stopping crawls ---------------------------------------------------------
+
+
+def scrapy_env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    """The environment of a ``scrapy`` process on the SQLite store in ``tmp_path``."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT),
+        "SCRAPY_SETTINGS_MODULE": "contentcrawl.settings",
+        "CONTENTCRAWL_ENV_FILE": os.devnull,
+        "MONGO_URI": "",
+        "SQLITE_PATH": str(tmp_path / "store.sqlite3"),
+        "DUMPS_DIR": str(tmp_path / "dumps"),
+        "PROGRESS_LIVE": "0",
+        "STORE_BATCH_SIZE": "20",
+        **settings,
+    }
+    env.pop("SCRAPY_PROJECT", None)
+    return env
+
+
+def crawl_command(spider: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "scrapy", "crawl", spider, *args]
+
+
+def stop_midway(
+    command: list[str],
+    env: dict[str, str],
+    tmp_path: Path,
+    ready: Callable[[], bool],
+    stop: signal.Signals = signal.SIGINT,
+) -> tuple[str, float]:
+    """Run ``command`` until ``ready()``, send ``stop`` once; its log and the seconds it
+    took to end after the signal."""
+    log = tmp_path / "stopped.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=out)
+        try:
+            deadline = time.monotonic() + 60
+            while not ready():
+                assert process.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "the crawl stored nothing in time"
+                time.sleep(0.05)
+            process.send_signal(stop)
+            stopped_at = time.monotonic()
+            process.wait(timeout=EXIT_SECONDS)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    return log.read_text(), time.monotonic() - stopped_at
+
+
+def crawl_to_end(command: list[str], env: dict[str, str], tmp_path: Path) -> str:
+    """Run ``command`` to its end; its log."""
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr
+
+
+def stat(log: str, name: str) -> Any:
+    """A number or text from the stats Scrapy dumps at the end of a log (None if absent)."""
+    match = re.search(rf"'{re.escape(name)}': ('[^']*'|\d+)", log)
+    if match is None:
+        return None
+    value = match[1]
+    return value.strip("'") if value.startswith("'") else int(value)
+
+
+def unexpected_problems(log: str) -> list[str]:
+    """ERROR and CRITICAL lines and tracebacks of a stopped crawl's log, but the report of
+    the finish-reason monitor (a stopped run does fail it, as it should)."""
+    monitor_report = re.compile(
+        r"ERROR: \[Spidermon\] \n=+\nFAIL: Finish Reason Monitor.*?"
+        r'AssertionError: Finished with "shutdown"[^\n]*\n',
+        re.S,
+    )
+    return [
+        line
+        for line in monitor_report.sub("", log).splitlines()
+        if " ERROR: " in line or " CRITICAL: " in line or line.startswith("Traceback")
+    ]
+
+
+def assert_stopped_cleanly(log: str, seconds: float) -> None:
+    assert seconds < EXIT_SECONDS
+    assert stat(log, "finish_reason") == "shutdown"
+    assert unexpected_problems(log) == []
+
+
+def stored_count(database: Path, collection: str) -> tuple[int, int]:
+    """Rows and distinct keys of a collection, read while a crawl may be writing."""
+    query = f"SELECT COUNT(*), COUNT(DISTINCT key) FROM {collection}"  # noqa: S608 - ours
+    try:
+        with closing(sqlite3.connect(database, timeout=5)) as db:
+            return db.execute(query).fetchone()
+    except sqlite3.OperationalError:  # no table before the first batch
+        return 0, 0
+
+
+def stored_keys(database: Path, collection: str) -> list[str]:
+    with closing(sqlite3.connect(database)) as db:
+        return [key for (key,) in db.execute(f"SELECT key FROM {collection}")]  # noqa: S608
+
+
+def sync_state(database: Path, name: str) -> dict[str, Any] | None:
+    with open_store_for({"MONGO_URI": "", "SQLITE_PATH": str(database)}) as store:
+        return store.get_state(name)
+
+
+def at_least(database: Path, collection: str, count: int) -> Callable[[], bool]:
+    return lambda: stored_count(database, collection)[0] >= count
+
+
+# --- fakes -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tmdb() -> Iterator[TmdbFake]:
+    """A TMDB of ``MOVIES`` small movies, all in today's export; 10 ms an answer."""
+    api, exports = FakeServer(latency=0.01).start(), FakeServer().start()
+    fake = TmdbFake(api, exports, rate_limit=100_000)
+    ids = range(1, MOVIES + 1)
+    for tmdb_id in ids:
+        fake.add("movie", {"id": tmdb_id, "title": f"Movie {tmdb_id}"})
+    fake.add_export("movie_ids", TODAY, [{"id": i, "adult": False, "video": False} for i in ids])
+    yield fake
+    api.stop()
+    exports.stop()
+
+
+def tmdb_env(fake: TmdbFake, tmp_path: Path) -> dict[str, str]:
+    settings = fake.settings()
+    return scrapy_env(
+        tmp_path,
+        TMDB_API_URL=settings["TMDB_API_URL"],
+        TMDB_EXPORTS_URL=settings["TMDB_EXPORTS_URL"],
+        TMDB_READ_ACCESS_TOKEN=settings["TMDB_READ_ACCESS_TOKEN"],
+        TMDB_REQUESTS_PER_SECOND="300",
+    )
+
+
+def detail_hits(fake: TmdbFake) -> Counter[str]:
+    return Counter(hit.path for hit in fake.api.hits(TMDB_DETAIL))
+
+
+@pytest.fixture
+def igdb() -> Iterator[FakeIgdb]:
+    """An IGDB of ``GAMES`` games without limits; 30 ms an answer."""
+    server = FakeServer().start()
+    yield FakeIgdb(
+        server, sample_games(GAMES), requests_per_second=None, max_open=None, latency=0.03
+    )
+    server.stop()
+
+
+def igdb_env(fake: FakeIgdb, tmp_path: Path) -> dict[str, str]:
+    settings = fake.settings()
+    return scrapy_env(
+        tmp_path,
+        IGDB_API_URL=settings["IGDB_API_URL"],
+        TWITCH_TOKEN_URL=settings["TWITCH_TOKEN_URL"],
+        IGDB_CLIENT_ID=settings["IGDB_CLIENT_ID"],
+        IGDB_CLIENT_SECRET=settings["IGDB_CLIENT_SECRET"],
+        IGDB_PAGE_SIZE="20",
+        IGDB_PARALLEL_RANGES="4",
+        IGDB_REQUESTS_PER_SECOND="60",
+    )
+
+
+# --- stop, then run again ----------------------------------------------------------------
+
+
+def test_ctrl_c_stops_a_tmdb_export_with_what_was_fetched_stored(
+    tmdb: TmdbFake, tmp_path: Path
+) -> None:
+    env = tmdb_env(tmdb, tmp_path)
+    database = tmp_path / "store.sqlite3"
+    command = crawl_command("tmdb_movies", "-a", "mode=export")
+
+    log, seconds = stop_midway(command, env, tmp_path, at_least(database, "movies", 100))
+
+    assert_stopped_cleanly(log, seconds)
+    stored, distinct = stored_count(database, "movies")
+    # Every answer that came back is stored, however the stop fell.
+    assert stored == distinct == stat(log, "store/movies/inserted") == len(detail_hits(tmdb))
+    assert stored < MOVIES
+    assert sync_state(database, "tmdb_movies/export") is None
+
+    rerun = crawl_to_end(command, env, tmp_path)
+    assert stat(rerun, "finish_reason") == "finished"
+    assert stored_count(database, "movies") == (MOVIES, MOVIES)
+    assert stat(rerun, "store/movies/inserted") == MOVIES - stored
+    assert sync_state(database, "tmdb_movies/export") == {"date": TODAY.isoformat()}
+
+
+def test_a_scrapyd_cancel_stops_a_full_igdb_crawl_without_moving_its_sync_point(
+    igdb: FakeIgdb, tmp_path: Path
+) -> None:
+    env = igdb_env(igdb, tmp_path)
+    database = tmp_path / "store.sqlite3"
+    command = crawl_command("igdb_games", "-a", "mode=full")
+
+    log, seconds = stop_midway(
+        command, env, tmp_path, at_least(database, "games", 100), signal.SIGTERM
+    )
+
+    assert_stopped_cleanly(log, seconds)
+    stored, distinct = stored_count(database, "games")
+    assert stored == distinct == stat(log, "store/games/inserted") == igdb.games_served.total()
+    assert stored < GAMES
+    assert sync_state(database, "igdb_games/sync") is None
+
+    rerun = crawl_to_end(command, env, tmp_path)
+    assert stored_count(database, "games") == (GAMES, GAMES)
+    assert stat(rerun, "store/games/inserted") == GAMES - stored
+    assert sync_state(database, "igdb_games/sync")["mode"] == "full"
+
+
+def band(number: int, template: FakeArtist) -> FakeArtist:
+    """A made-up artist found by the search ``zyx band``, with three albums of its own."""
+    doc = copy.deepcopy(template.doc)
+    doc.update(id=f"{number:08x}-0000-4000-8000-000000000000", name=f"Zyx Band {number}")
+    doc.update({"sort-name": f"Band {number}, Zyx", "aliases": []})
+    albums = [
+        {**copy.deepcopy(album), "id": f"{number:08x}-1111-4000-8000-{index:012x}"}
+        for index, album in enumerate(template.release_groups[:3])
+    ]
+    return FakeArtist(doc, albums)
+
+
+def test_ctrl_c_stops_a_musicbrainz_crawl_at_its_one_request_a_second_at_once(
+    tmp_path: Path,
+) -> None:
+    server = FakeServer().start()
+    tombs = sample_artists()[TOMBS]
+    bands = [band(number, tombs) for number in range(10)]
+    fake = FakeMusicBrainz(server, {artist.doc["id"]: artist for artist in bands})
+    settings = fake.settings()
+    env = scrapy_env(
+        tmp_path,
+        MUSICBRAINZ_API_URL=settings["MUSICBRAINZ_API_URL"],
+        MUSICBRAINZ_CONTACT=settings["MUSICBRAINZ_CONTACT"],
+        STORE_BATCH_SIZE="1",
+    )
+    database = tmp_path / "store.sqlite3"
+    command = crawl_command("musicbrainz_artists", "-a", "query=zyx band")
+    try:
+        log, seconds = stop_midway(command, env, tmp_path, at_least(database, "artists", 1))
+
+        # The search found 10 artists: requests the crawl holds past the one it sends would
+        # each keep the stop waiting a second.
+        assert seconds < 6
+        assert_stopped_cleanly(log, seconds)
+        looked_up = len(fake.answered(r"/ws/2/artist/[0-9a-f-]+"))
+        assert stored_count(database, "artists")[0] == stat(log, "store/artists/inserted")
+        assert stat(log, "store/artists/inserted") == looked_up
+
+        # The rest at a test's pace: 20 more requests at 1 a second would be a long test.
+        fake.min_interval = 0.01
+        fast = {**env, "MUSICBRAINZ_REQUESTS_PER_SECOND": "25"}
+        crawl_to_end(command, fast, tmp_path)
+    finally:
+        server.stop()
+    assert stored_count(database, "artists") == (10, 10)
+    assert stored_count(database, "albums") == (30, 30)
+
+
+def test_ctrl_c_stops_a_musicbrainz_dump_import_and_the_next_run_reads_it_again(
+    tmp_path: Path,
+) -> None:
+    archive = write_archive(
+        tmp_path / "artist.tar.xz",
+        "artist",
+        dump_lines(generated_docs("artist", 15_000)),
+        preset=0,
+    )
+    env = scrapy_env(tmp_path, STORE_BATCH_SIZE="100")
+    database = tmp_path / "store.sqlite3"
+    command = crawl_command("musicbrainz_artists", "-a", f"dump={archive}")
+
+    log, seconds = stop_midway(command, env, tmp_path, at_least(database, "artists", 1000))
+
+    assert_stopped_cleanly(log, seconds)
+    stored, distinct = stored_count(database, "artists")
+    assert stored == distinct == stat(log, "store/artists/inserted") < 15_000
+    assert sync_state(database, "musicbrainz_artists/dump/artist.tar.xz") is None
+
+    rerun = crawl_to_end(command, env, tmp_path)
+    assert stored_count(database, "artists") == (15_000, 15_000)
+    assert stat(rerun, "store/artists/unchanged") == stored
+    assert sync_state(database, "musicbrainz_artists/dump/artist.tar.xz")["complete"] is True
+
+
+# --- JOBDIR: stop, then resume -----------------------------------------------------------
+
+
+def resumed_cleanly(log: str) -> None:
+    """The resuming run finished and kept every request in JOBDIR (none held in memory)."""
+    assert stat(log, "finish_reason") == "finished"
+    assert stat(log, "scheduler/unserializable") is None
+    assert "Unable to serialize request" not in log
+
+
+def test_a_tmdb_export_stopped_with_a_jobdir_resumes_where_it_stopped(
+    tmdb: TmdbFake, tmp_path: Path
+) -> None:
+    env = tmdb_env(tmdb, tmp_path)
+    database = tmp_path / "store.sqlite3"
+    command = crawl_command(
+        "tmdb_movies",
+        "-a",
+        "mode=export",
+        "-s",
+        f"JOBDIR={tmp_path / 'job'}",
+        # Scrapy logs an unserializable request only then.
+        "-s",
+        "SCHEDULER_DEBUG=True",
+    )
+
+    log, seconds = stop_midway(command, env, tmp_path, at_least(database, "movies", 100))
+    assert_stopped_cleanly(log, seconds)
+    stopped_at = stored_count(database, "movies")[0]
+
+    rerun = crawl_to_end(command, env, tmp_path)
+    resumed_cleanly(rerun)
+    assert stored_count(database, "movies") == (MOVIES, MOVIES)
+    assert stat(rerun, "store/movies/inserted") == MOVIES - stopped_at
+    assert stat(rerun, "store/movies/unchanged") is None
+    # Each movie asked for once over both runs.
+    assert set(detail_hits(tmdb).values()) == {1}
+    assert len(detail_hits(tmdb)) == MOVIES
+    assert sync_state(database, "tmdb_movies/export") == {"date": TODAY.isoformat()}
+
+
+def test_tmdb_changes_stopped_with_a_jobdir_resume_without_asking_again(
+    tmdb: TmdbFake, tmp_path: Path
+) -> None:
+    # Movies changed over 40 days: three 14-day windows, each listing the ids of its first
+    # and last day again (the windows share those days).
+    for tmdb_id in range(1, MOVIES + 1):
+        tmdb.add_change("movie", TODAY - timedelta(days=tmdb_id % 40), tmdb_id)
+    database = tmp_path / "store.sqlite3"
+    since = (TODAY - timedelta(days=42)).isoformat()
+    with open_store_for({"MONGO_URI": "", "SQLITE_PATH": str(database)}) as store:
+        store.set_state("tmdb_movies/changes", {"synced_through": since})
+    env = tmdb_env(tmdb, tmp_path)
+    command = crawl_command("tmdb_movies", "-a", "mode=changes", "-s", f"JOBDIR={tmp_path / 'job'}")
+
+    log, seconds = stop_midway(command, env, tmp_path, at_least(database, "movies", 100))
+    assert_stopped_cleanly(log, seconds)
+    assert sync_state(database, "tmdb_movies/changes") == {"synced_through": since}
+
+    rerun = crawl_to_end(command, env, tmp_path)
+    resumed_cleanly(rerun)
+    assert stored_count(database, "movies") == (MOVIES, MOVIES)
+    assert set(detail_hits(tmdb).values()) == {1}
+    pages = Counter(
+        (hit.param("start_date"), hit.param("page")) for hit in tmdb.api.hits(r"/3/movie/changes")
+    )
+    assert set(pages.values()) == {1}
+    assert sync_state(database, "tmdb_movies/changes") == {"synced_through": TODAY.isoformat()}
+
+
+def test_an_igdb_crawl_stopped_with_a_jobdir_resumes_and_keeps_its_first_sync_point(
+    igdb: FakeIgdb, tmp_path: Path
+) -> None:
+    env = igdb_env(igdb, tmp_path)
+    database = tmp_path / "store.sqlite3"
+    command = crawl_command("igdb_games", "-a", "mode=full", "-s", f"JOBDIR={tmp_path / 'job'}")
+
+    first_started = int(time.time())
+    log, seconds = stop_midway(command, env, tmp_path, at_least(database, "games", 100))
+    assert_stopped_cleanly(log, seconds)
+    while int(time.time()) == first_started:  # the runs start in different seconds
+        time.sleep(0.05)
+
+    second_started = int(time.time())
+    rerun = crawl_to_end(command, env, tmp_path)
+    resumed_cleanly(rerun)
+    assert stored_count(database, "games") == (GAMES, GAMES)
+    assert set(igdb.games_served.values()) == {1}
+    assert sorted(map(int, stored_keys(database, "games"))) == sorted(igdb.games)
+    # Games changed after the stopped run read them are the next incremental run's.
+    synced_at = sync_state(database, "igdb_games/sync")["synced_at"]
+    assert first_started <= synced_at < second_started
