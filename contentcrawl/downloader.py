@@ -8,6 +8,12 @@ previous one was *due*, so lateness is not carried over: its rate is the configu
 Its starts may then come a little closer than ``delay`` after a late one, so a paced
 slot's rate needs a margin under a strict per-second limit (TMDB, IGDB). Slots without
 ``pace`` keep the stock minimum gap, for hard rules such as MusicBrainz's.
+
+A stopping crawl (one Ctrl-C, a scrapyd cancel, ``CLOSESPIDER_*``) waits for every request
+the downloader holds. Those still waiting for their slot's next start (behind a backoff
+pause of up to ``RETRY_AFTER_MAX``, or one a second at MusicBrainz) are handed back to the
+scheduler unsent instead, through ``HandBackMiddleware``: the crawl stops at once, and a
+``JOBDIR`` or the shared Redis queue keeps them for the next run.
 """
 
 from __future__ import annotations
@@ -15,10 +21,17 @@ from __future__ import annotations
 from time import monotonic
 from typing import TYPE_CHECKING
 
+from scrapy import signals
 from scrapy.core.downloader import Downloader, Slot
+from scrapy.utils.asyncio import create_looping_call
+
+from contentcrawl.dumps import spider_closing
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from scrapy import Request, Spider
+    from scrapy.crawler import Crawler
 
 _LASTSEEN = Slot.__dict__["lastseen"]
 
@@ -54,8 +67,43 @@ class PacedSlot(Slot):
         _LASTSEEN.__set__(self, value)
 
 
+class RequestHandedBack(Exception):  # noqa: N818 - not an error: what carries it back
+    """A request the downloader gives back unsent because the crawl is stopping."""
+
+    def __init__(self, request: Request) -> None:
+        super().__init__(f"handed back unsent: {request.method} {request.url}")
+        self.request = request
+
+
 class PacedDownloader(Downloader):
-    """The stock downloader; slots with ``"pace": True`` in ``DOWNLOAD_SLOTS`` are paced."""
+    """The stock downloader; slots with ``"pace": True`` in ``DOWNLOAD_SLOTS`` are paced, and
+    a stopping crawl gets back the requests still waiting in a slot (see the module)."""
+
+    # Seconds between two looks at whether the crawl is stopping.
+    CLOSING_CHECK_INTERVAL = 0.25
+
+    def __init__(self, crawler: Crawler) -> None:
+        super().__init__(crawler)
+        self._closing_check = create_looping_call(self._hand_back_when_closing)
+        crawler.signals.connect(self._start_closing_check, signal=signals.spider_opened)
+
+    def _start_closing_check(self) -> None:
+        self._closing_check.start(self.CLOSING_CHECK_INTERVAL, now=False)
+
+    def _hand_back_when_closing(self) -> None:
+        if not spider_closing(self.crawler):
+            return
+        for slot in self.slots.values():
+            while slot.queue:
+                request, waiting = slot.queue.popleft()
+                # An error, so the middlewares take their credentials off the request on
+                # the way back (process_exception); HandBackMiddleware makes it a request.
+                waiting.errback(RequestHandedBack(request))
+
+    def close(self) -> None:
+        if self._closing_check.running:
+            self._closing_check.stop()
+        super().close()
 
     def _get_slot(self, request: Request, spider: Spider | None = None) -> tuple[str, Slot]:
         key, slot = super()._get_slot(request)
@@ -64,3 +112,17 @@ class PacedDownloader(Downloader):
             # rather than copy how the base class builds slots from DOWNLOAD_SLOTS.
             slot.__class__ = PacedSlot
         return key, slot
+
+
+class HandBackMiddleware:
+    """Downloader middleware, outermost: a request the downloader handed back unsent
+    (``RequestHandedBack``) goes back to the scheduler, past the duplicate filter."""
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls()
+
+    def process_exception(self, request: Request, exception: Exception) -> Request | None:
+        if isinstance(exception, RequestHandedBack):
+            return request.replace(dont_filter=True)
+        return None

@@ -205,6 +205,9 @@ BACKOFF_JITTER = 0.25
 RETRY_AFTER_MAX = _env_float("RETRY_AFTER_MAX", 3600.0)
 
 DOWNLOADER_MIDDLEWARES = {
+    # Outermost: requests a stopping crawl's downloader hands back unsent go back to the
+    # scheduler (contentcrawl/downloader.py).
+    "contentcrawl.downloader.HandBackMiddleware": 10,
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "contentcrawl.middlewares.polite_retry.PoliteRetryMiddleware": 550,
     # Closest to the downloader, so no other middleware (retry, redirect, cache) ever holds

@@ -385,6 +385,37 @@ def test_a_tmdb_export_stopped_with_a_jobdir_resumes_where_it_stopped(
     assert sync_state(database, "tmdb_movies/export") == {"date": TODAY.isoformat()}
 
 
+def test_a_stop_during_a_backoff_pause_hands_the_waiting_requests_back(
+    tmdb: TmdbFake, tmp_path: Path
+) -> None:
+    # A 503 pauses the TMDB slot for 60 s; the requests behind it wait in the downloader.
+    env = {**tmdb_env(tmdb, tmp_path), "BACKOFF_BASE": "60", "BACKOFF_MAX": "60"}
+    tmdb.api.fail(TMDB_DETAIL, 503)
+    database = tmp_path / "store.sqlite3"
+    command = crawl_command("tmdb_movies", "-a", "mode=export", "-s", f"JOBDIR={tmp_path / 'job'}")
+
+    def paused() -> bool:
+        # The 503 is answered, and nothing more has been asked for a while.
+        hits = tmdb.api.hits(TMDB_DETAIL)
+        return len(hits) > 1 and hits[-1].arrived < time.monotonic() - 0.5
+
+    log, seconds = stop_midway(command, env, tmp_path, paused)
+
+    # Not a minute: the requests waiting out the pause went back to the queue, unsent.
+    assert seconds < 5
+    assert_stopped_cleanly(log, seconds)
+    assert stat(log, "downloader/exception_type_count/contentcrawl.downloader.RequestHandedBack")
+    # Kept in JOBDIR, with no credential in them: the resumed run asks for each movie once
+    # (the one answered 503 twice).
+    assert tmdb.token.encode() not in b"".join(
+        path.read_bytes() for path in (tmp_path / "job").rglob("*") if path.is_file()
+    )
+    rerun = crawl_to_end(command, env, tmp_path)
+    resumed_cleanly(rerun)
+    assert stored_count(database, "movies") == (MOVIES, MOVIES)
+    assert sorted(Counter(detail_hits(tmdb).values()).items()) == [(1, MOVIES - 1), (2, 1)]
+
+
 def test_tmdb_changes_stopped_with_a_jobdir_resume_without_asking_again(
     tmdb: TmdbFake, tmp_path: Path
 ) -> None:
