@@ -29,11 +29,11 @@ import urllib.error
 import urllib.request
 from array import array
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import urlencode
 
 from scrapy import signals
@@ -601,6 +601,16 @@ def _flag(value: str | bool | None) -> bool:
 # --- the spider --------------------------------------------------------------------------
 
 
+Step = TypeVar("Step")
+
+
+def not_handed_over(plan: dict[str, Any], steps: Sequence[Step]) -> Iterator[Step]:
+    """The steps of a start plan past those handed over, each counted as it is taken."""
+    for index in range(plan["handed_over"], len(steps)):
+        plan["handed_over"] = index + 1
+        yield steps[index]
+
+
 class TmdbSpider(ReplaysFailures, ContentSpider):
     """Base of the TMDB spiders: one kind of record, six ways to find its ids.
 
@@ -971,10 +981,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         until = date.fromisoformat(plan["until"])
         windows = change_windows(since, until)
         self.logger.info("Changes since %s: %d window(s)", since, len(windows))
-        for index, (start, end) in enumerate(windows):
-            if index < plan["handed_over"]:
-                continue
-            plan["handed_over"] = index + 1
+        for start, end in not_handed_over(plan, windows):
             yield self._changes_request(start, end, 1)
         if self.limit is None:
             self.sync.stage(store_name, {"synced_through": until.isoformat()})
@@ -1013,10 +1020,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
 
     async def _start_lists(self) -> AsyncIterator[Any]:
         plan = self._resumed_plan("lists") or self._new_plan("lists")
-        for index, path in enumerate(self.list_paths):
-            if index < plan["handed_over"]:
-                continue
-            plan["handed_over"] = index + 1
+        for path in not_handed_over(plan, self.list_paths):
             yield self._list_request(path, 1)
 
     def _list_request(self, path: str, page: int) -> Request:
