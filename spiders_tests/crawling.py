@@ -3,6 +3,7 @@ a ``scrapy`` command in a child process."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -35,6 +36,25 @@ async def crawl(
     crawler = make_crawler(spidercls, settings)
     await crawler.crawl_async(**spider_kwargs)
     return crawler
+
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def child_env(sqlite_path: Path, **overrides: str) -> dict[str, str]:
+    """The environment of a ``scrapy`` child process on the SQLite store at ``sqlite_path``:
+    the project found from any directory, no developer's ``.env``, no MongoDB."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT),
+        "SCRAPY_SETTINGS_MODULE": "contentcrawl.settings",
+        "CONTENTCRAWL_ENV_FILE": os.devnull,
+        "MONGO_URI": "",
+        "SQLITE_PATH": str(sqlite_path),
+        **overrides,
+    }
+    env.pop("SCRAPY_PROJECT", None)
+    return env
 
 
 def run_scrapy(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -20,13 +19,13 @@ import pytest
 from redis import Redis
 
 from spiders_tests.conftest import open_store_for
+from spiders_tests.crawling import child_env
 from spiders_tests.fakes.igdb import FakeIgdb, sample_games
 from spiders_tests.fakes.openlibrary import generated_lines, write_dump
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
 from spiders_tests.test_openlibrary_crawl import count_books
 
-REPO = Path(__file__).resolve().parent.parent
 TODAY = datetime.now(UTC).date()
 EXTENSION = "contentcrawl.extensions.distributed.DistributedRun"
 LIMITS = "contentcrawl.middlewares.redis_limits.RedisAccountLimits"
@@ -63,18 +62,7 @@ def start_worker(
 
 
 def worker_env(sqlite_path: Path, **extra: str) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "SCRAPY_SETTINGS_MODULE": "contentcrawl.settings",
-        "PYTHONPATH": str(REPO),
-        "CONTENTCRAWL_ENV_FILE": "/dev/null",
-        "SQLITE_PATH": str(sqlite_path),
-        "MONGO_URI": "",
-        "PROGRESS_LIVE": "0",
-        "SPIDERMON_ENABLED": "0",
-        **extra,
-    }
-    return env
+    return child_env(sqlite_path, **{"PROGRESS_LIVE": "0", "SPIDERMON_ENABLED": "0", **extra})
 
 
 def wait_all(workers: list[subprocess.Popen[bytes]], timeout: float) -> list[int]:
@@ -109,12 +97,9 @@ def movie_catalogue(fake: TmdbFake, count: int) -> list[int]:
 
 
 def tmdb_env(fake: TmdbFake, sqlite_path: Path, rate: int) -> dict[str, str]:
-    settings = fake.settings()
     return worker_env(
         sqlite_path,
-        TMDB_API_URL=settings["TMDB_API_URL"],
-        TMDB_EXPORTS_URL=settings["TMDB_EXPORTS_URL"],
-        TMDB_READ_ACCESS_TOKEN=settings["TMDB_READ_ACCESS_TOKEN"],
+        **fake.environment(),
         TMDB_REQUESTS_PER_SECOND=str(rate),
         DUMPS_DIR="dumps",
     )
@@ -190,14 +175,10 @@ def test_the_igdb_account_limit_holds_across_three_workers(
     fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
     igdb = FakeIgdb(fake_server, sample_games(120), requests_per_second=4, max_open=8, latency=0.3)
-    settings = igdb.settings()
     envs = [
         worker_env(
             tmp_path / f"igdb{n}.sqlite3",
-            IGDB_API_URL=settings["IGDB_API_URL"],
-            TWITCH_TOKEN_URL=settings["TWITCH_TOKEN_URL"],
-            IGDB_CLIENT_ID=settings["IGDB_CLIENT_ID"],
-            IGDB_CLIENT_SECRET=settings["IGDB_CLIENT_SECRET"],
+            **igdb.environment(),
             IGDB_PAGE_SIZE="10",
         )
         for n in range(3)

@@ -156,13 +156,9 @@ def igdb_fake(server: FakeServer, games: int) -> FakeIgdb:
 
 
 def igdb_env(fake: FakeIgdb, sqlite_path: Path) -> dict[str, str]:
-    settings = fake.settings()
     return worker_env(
         sqlite_path,
-        IGDB_API_URL=settings["IGDB_API_URL"],
-        TWITCH_TOKEN_URL=settings["TWITCH_TOKEN_URL"],
-        IGDB_CLIENT_ID=settings["IGDB_CLIENT_ID"],
-        IGDB_CLIENT_SECRET=settings["IGDB_CLIENT_SECRET"],
+        **fake.environment(),
         IGDB_PAGE_SIZE="10",
         # More ranges than one worker holds (IGDB_CONCURRENCY + 1): the others take the rest.
         IGDB_PARALLEL_RANGES="16",

@@ -10,7 +10,6 @@ resumes: what the stopped one fetched is not fetched again.
 from __future__ import annotations
 
 import copy
-import os
 import re
 import signal
 import sqlite3
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 
 from spiders_tests.conftest import open_store_for
+from spiders_tests.crawling import child_env
 from spiders_tests.fakes.igdb import FakeIgdb, sample_games
 from spiders_tests.fakes.musicbrainz import (
     TOMBS,
@@ -40,7 +40,6 @@ from spiders_tests.fakes.musicbrainz import (
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake
 
-PROJECT = Path(__file__).resolve().parent.parent
 TODAY = datetime.now(UTC).date()
 TMDB_DETAIL = r"/3/movie/\d+"
 MOVIES = 600
@@ -54,20 +53,12 @@ EXIT_SECONDS = 15
 
 def scrapy_env(tmp_path: Path, **settings: str) -> dict[str, str]:
     """The environment of a ``scrapy`` process on the SQLite store in ``tmp_path``."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(PROJECT),
-        "SCRAPY_SETTINGS_MODULE": "contentcrawl.settings",
-        "CONTENTCRAWL_ENV_FILE": os.devnull,
-        "MONGO_URI": "",
-        "SQLITE_PATH": str(tmp_path / "store.sqlite3"),
+    defaults = {
         "DUMPS_DIR": str(tmp_path / "dumps"),
         "PROGRESS_LIVE": "0",
         "STORE_BATCH_SIZE": "20",
-        **settings,
     }
-    env.pop("SCRAPY_PROJECT", None)
-    return env
+    return child_env(tmp_path / "store.sqlite3", **{**defaults, **settings})
 
 
 def crawl_command(spider: str, *args: str) -> list[str]:
@@ -182,12 +173,9 @@ def tmdb() -> Iterator[TmdbFake]:
 
 
 def tmdb_env(fake: TmdbFake, tmp_path: Path) -> dict[str, str]:
-    settings = fake.settings()
     return scrapy_env(
         tmp_path,
-        TMDB_API_URL=settings["TMDB_API_URL"],
-        TMDB_EXPORTS_URL=settings["TMDB_EXPORTS_URL"],
-        TMDB_READ_ACCESS_TOKEN=settings["TMDB_READ_ACCESS_TOKEN"],
+        **fake.environment(),
         TMDB_REQUESTS_PER_SECOND="300",
     )
 
@@ -207,13 +195,9 @@ def igdb() -> Iterator[FakeIgdb]:
 
 
 def igdb_env(fake: FakeIgdb, tmp_path: Path) -> dict[str, str]:
-    settings = fake.settings()
     return scrapy_env(
         tmp_path,
-        IGDB_API_URL=settings["IGDB_API_URL"],
-        TWITCH_TOKEN_URL=settings["TWITCH_TOKEN_URL"],
-        IGDB_CLIENT_ID=settings["IGDB_CLIENT_ID"],
-        IGDB_CLIENT_SECRET=settings["IGDB_CLIENT_SECRET"],
+        **fake.environment(),
         IGDB_PAGE_SIZE="20",
         IGDB_PARALLEL_RANGES="4",
         IGDB_REQUESTS_PER_SECOND="60",

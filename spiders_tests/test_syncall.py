@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,30 +23,20 @@ from contentcrawl.extensions.log_counts import counted_for
 from contentcrawl.jobs import JOBS, SCHEDULES, Job, by_source, jobs_for, jobs_named
 from contentcrawl.sources.base import ContentSpider
 from contentcrawl.store.sqlite import SqliteStore
-from spiders_tests.crawling import make_crawler, run_scrapy
+from spiders_tests.crawling import child_env, make_crawler, run_scrapy
 from spiders_tests.fakes.openlibrary import FakeOpenLibraryDumps, sample_dump
 from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer
-
-PROJECT = Path(__file__).resolve().parent.parent
 
 
 def scrapy_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     """The environment of a ``scrapy`` process run outside the checkout, on a fresh store."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(PROJECT),
-        "SCRAPY_SETTINGS_MODULE": "contentcrawl.settings",
-        "CONTENTCRAWL_ENV_FILE": os.devnull,
-        "MONGO_URI": "",
-        "SQLITE_PATH": str(tmp_path / "store.sqlite3"),
+    defaults = {
         "RETRY_TIMES": "1",
         "BACKOFF_BASE": "0.01",
         "BACKOFF_MAX": "0.05",
         "LOG_LEVEL": "INFO",
-        **overrides,
     }
-    env.pop("SCRAPY_PROJECT", None)
-    return env
+    return child_env(tmp_path / "store.sqlite3", **{**defaults, **overrides})
 
 
 def scrapy(

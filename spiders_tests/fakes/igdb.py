@@ -293,6 +293,15 @@ class FakeIgdb:
     def token_url(self) -> str:
         return f"{self.server.url}/oauth2/token"
 
+    def environment(self) -> dict[str, str]:
+        """What points a ``scrapy`` child process at this fake: its environment variables."""
+        return {
+            "IGDB_API_URL": self.api_url,
+            "TWITCH_TOKEN_URL": self.token_url,
+            "IGDB_CLIENT_ID": self.client_id,
+            "IGDB_CLIENT_SECRET": self.client_secret,
+        }
+
     def settings(self, **overrides: Any) -> dict[str, Any]:
         """Crawl settings pointing at this fake, with the OAuth middleware registered.
 
@@ -301,10 +310,7 @@ class FakeIgdb:
         """
         middlewares = get_project_settings().getdict("DOWNLOADER_MIDDLEWARES")
         return {
-            "IGDB_API_URL": self.api_url,
-            "TWITCH_TOKEN_URL": self.token_url,
-            "IGDB_CLIENT_ID": self.client_id,
-            "IGDB_CLIENT_SECRET": self.client_secret,
+            **self.environment(),
             "DOWNLOADER_MIDDLEWARES": {**middlewares, OAUTH_MIDDLEWARE: 560},
             **overrides,
         }

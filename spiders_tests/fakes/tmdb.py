@@ -135,6 +135,12 @@ class TmdbFake:
             "TMDB_API_KEY": "",
         }
 
+    def environment(self) -> dict[str, str]:
+        """What points a ``scrapy`` child process at this fake: its environment variables."""
+        settings = self.settings()
+        names = ("TMDB_API_URL", "TMDB_EXPORTS_URL", "TMDB_READ_ACCESS_TOKEN")
+        return {name: settings[name] for name in names}
+
     def add(self, kind: str, payload: dict[str, Any]) -> None:
         """Serve ``payload`` (with every appendable part it has) at ``/3/<kind>/<id>``."""
         self.records[kind][payload["id"]] = payload
