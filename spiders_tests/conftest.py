@@ -8,9 +8,9 @@ import os
 os.environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from redis import Redis
@@ -22,6 +22,8 @@ from contentcrawl.store.sqlite import SqliteStore
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.mongo_server import running_mongo
 from spiders_tests.redis_server import redis_server
+
+T = TypeVar("T")
 
 DATA = Path(__file__).parent / "data"
 
@@ -55,6 +57,15 @@ def open_store_for(settings: dict[str, Any]) -> Store:
         store = SqliteStore(settings["SQLITE_PATH"])
     store.open()
     return store
+
+
+def read_store(settings: dict[str, Any], read: Callable[[Store], T]) -> T:
+    """What ``read`` finds in the store of ``settings``, opened for it and closed after."""
+    store = open_store_for(settings)
+    try:
+        return read(store)
+    finally:
+        store.close()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from scrapy.utils.project import get_project_settings
 
 from contentcrawl.sources.igdb import GAME_FIELDS
 from contentcrawl.spiders.igdb_games import IgdbGamesSpider
-from spiders_tests.conftest import open_store_for
+from spiders_tests.conftest import open_store_for, read_store
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.igdb import FakeIgdb, sample_games
 from spiders_tests.fakes.server import FakeServer
@@ -92,11 +92,7 @@ async def test_a_page_out_of_retries_is_replayed_by_mode_failed(
     assert stats["failures/cleared"] == 1
     # The replayed page goes on through its range as the first one would have.
     assert len(stored(sqlite(tmp_path))[0]) == 60
-    store = open_store_for(sqlite(tmp_path))
-    try:
-        assert store.pending_failures() == []
-    finally:
-        store.close()
+    assert read_store(sqlite(tmp_path), lambda store: store.pending_failures()) == []
 
 
 @deferred_f_from_coro_f

@@ -13,7 +13,7 @@ from scrapy.utils.project import get_project_settings
 
 from contentcrawl import __version__
 from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
-from spiders_tests.conftest import open_store_for
+from spiders_tests.conftest import open_store_for, read_store
 from spiders_tests.crawling import crawl, make_crawler
 from spiders_tests.fakes.musicbrainz import (
     CONTACT,
@@ -265,11 +265,7 @@ async def test_a_lookup_out_of_retries_is_replayed_by_mode_failed(
     assert list(stored(sqlite(tmp_path), "artists")) == [PERKELE]
     # The replayed lookup goes on as the first one would have: the artist's albums too.
     assert stats["store/albums/inserted"] == len(fake.artists[PERKELE].release_groups)
-    store = open_store_for(sqlite(tmp_path))
-    try:
-        assert store.pending_failures() == []
-    finally:
-        store.close()
+    assert read_store(sqlite(tmp_path), lambda store: store.pending_failures()) == []
 
 
 @deferred_f_from_coro_f

@@ -20,8 +20,7 @@ from contentcrawl.extensions.runs import run_counts, run_problems, spider_argume
 from contentcrawl.sources.failures import strip_secrets
 from contentcrawl.spiders.openlibrary_books import OpenLibraryBooksSpider
 from contentcrawl.spiders.tmdb_movies import TmdbMoviesSpider
-from contentcrawl.store import Store
-from spiders_tests.conftest import open_store_for
+from spiders_tests.conftest import read_store
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.openlibrary import sample_dump
 from spiders_tests.fakes.server import FakeServer
@@ -66,14 +65,6 @@ def api_key_auth(fake: TmdbFake) -> dict[str, str]:
     return {"TMDB_READ_ACCESS_TOKEN": "", "TMDB_API_KEY": fake.api_key}
 
 
-def stored(settings: dict[str, Any], read: Any) -> Any:
-    store: Store = open_store_for(settings)
-    try:
-        return read(store)
-    finally:
-        store.close()
-
-
 # --- run records -------------------------------------------------------------------------
 
 
@@ -87,7 +78,7 @@ async def test_every_crawl_writes_a_run_record(
         TmdbMoviesSpider, settings, ids="550,47964", _job="job-1", api_key="s3cr3tkey"
     )
 
-    [run] = stored(store_settings, lambda store: store.recent_runs("tmdb_movies"))
+    [run] = read_store(store_settings, lambda store: store.recent_runs("tmdb_movies"))
     assert run["id"] == "job-1"
     assert run["job"] == "job-1"
     assert run["arguments"] == {"ids": "550,47964", "api_key": "***"}
@@ -110,7 +101,7 @@ async def test_a_failed_monitor_marks_the_run_failed(tmdb: TmdbFake, tmp_path: P
 
     crawler = await crawl(TmdbMoviesSpider, settings, ids="550,47964")
 
-    [run] = stored(store_settings, lambda store: store.recent_runs())
+    [run] = read_store(store_settings, lambda store: store.recent_runs())
     assert run["result"] == "failed"
     assert run["problems"] == ["monitors failed: extracted_items"]
     assert crawler.stats.get_value("monitors/extracted_items/failed") == 1
@@ -145,7 +136,7 @@ async def test_a_run_records_the_arguments_its_spider_consumed(tmp_path: Path) -
     store_settings = sqlite_settings(tmp_path)
     dump = str(sample_dump("editions"))
     await crawl(OpenLibraryBooksSpider, store_settings, dump=dump, limit="5")
-    [run] = stored(store_settings, lambda store: store.recent_runs())
+    [run] = read_store(store_settings, lambda store: store.recent_runs())
     assert run["arguments"] == {"dump": dump, "limit": "5"}
 
 
@@ -182,7 +173,7 @@ async def test_a_request_out_of_retries_becomes_a_failure_and_a_replay_clears_it
 
     first = await crawl(TmdbMoviesSpider, settings, ids="550,47964,230")
 
-    [failure] = stored(store_settings, lambda store: store.pending_failures())
+    [failure] = read_store(store_settings, lambda store: store.pending_failures())
     assert failure["key"] == "tmdb_movies:550"
     assert (failure["spider"], failure["source"], failure["kind"]) == (
         "tmdb_movies",
@@ -198,17 +189,19 @@ async def test_a_request_out_of_retries_becomes_a_failure_and_a_replay_clears_it
     assert "api_key" not in failure["url"]
     assert tmdb.api_key not in str(failure)
     assert first.stats.get_value("failures/recorded") == 1
-    [failed_run] = stored(store_settings, lambda store: store.recent_runs())
+    [failed_run] = read_store(store_settings, lambda store: store.recent_runs())
     assert failed_run["result"] == "failed"
     assert failed_run["failures_recorded"] == 1
     assert "retry_count" in failed_run["problems"][0]
     # The 404 (230) is an answer, not a failure.
-    assert stored(store_settings, lambda store: store.get("movies", 550)) is None
+    assert read_store(store_settings, lambda store: store.get("movies", 550)) is None
 
     replay = await crawl(TmdbMoviesSpider, settings, mode="failed")
 
-    assert stored(store_settings, lambda store: store.pending_failures()) == []
-    assert stored(store_settings, lambda store: store.get("movies", 550))["title"] == "Fight Club"
+    assert read_store(store_settings, lambda store: store.pending_failures()) == []
+    assert (
+        read_store(store_settings, lambda store: store.get("movies", 550))["title"] == "Fight Club"
+    )
     stats = replay.stats.get_stats()
     assert stats["failures/replay/requested"] == 1
     assert stats["failures/cleared"] == 1
@@ -216,7 +209,7 @@ async def test_a_request_out_of_retries_becomes_a_failure_and_a_replay_clears_it
     replayed = tmdb.api.hits(r"/3/movie/550")[-1]
     assert replayed.param("api_key") == tmdb.api_key
     assert set(replayed.param("append_to_response").split(",")) >= {"credits", "keywords"}
-    [replay_run, _] = stored(store_settings, lambda store: store.recent_runs())
+    [replay_run, _] = read_store(store_settings, lambda store: store.recent_runs())
     assert replay_run["arguments"] == {"mode": "failed"}
     assert replay_run["result"] == "ok", replay_run["problems"]
     assert replay_run["failures_cleared"] == 1
@@ -232,7 +225,7 @@ async def test_a_replay_that_fails_again_keeps_the_failure(tmdb: TmdbFake, tmp_p
     await crawl(TmdbMoviesSpider, settings, ids="550")
     replay = await crawl(TmdbMoviesSpider, settings, mode="failed")
 
-    [failure] = stored(store_settings, lambda store: store.pending_failures("tmdb_movies"))
+    [failure] = read_store(store_settings, lambda store: store.pending_failures("tmdb_movies"))
     assert failure["runs"] == 2
     assert failure["error"] == "503"
     assert failure["first_failed"] <= failure["last_try"]
@@ -252,7 +245,7 @@ async def test_a_listing_page_that_cannot_be_replayed_is_not_kept(
 ) -> None:
     store_settings = sqlite_settings(tmp_path)
     yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
-    stored(
+    read_store(
         store_settings,
         lambda store: store.set_state("tmdb_movies/changes", {"synced_through": yesterday}),
     )
@@ -262,6 +255,6 @@ async def test_a_listing_page_that_cannot_be_replayed_is_not_kept(
     crawler = await crawl(TmdbMoviesSpider, settings, mode="changes")
 
     assert crawler.stats.get_value("failures/not_kept") == 1
-    assert stored(store_settings, lambda store: store.pending_failures()) == []
-    [run] = stored(store_settings, lambda store: store.recent_runs())
+    assert read_store(store_settings, lambda store: store.pending_failures()) == []
+    [run] = read_store(store_settings, lambda store: store.recent_runs())
     assert run["result"] == "failed"
