@@ -3,7 +3,9 @@
 Every item is a dataclass read and written through ``itemadapter``. Class variables say
 where the record goes (``collection``), which field holds the source id (``key_field``,
 unique in the store), which fields validation requires (``required``) and which hold dates
-to normalise (``date_fields``). ``revision`` and ``fetched_at`` are provenance, not content:
+to normalise (``date_fields``; a date field ``d`` may have companions ``d_raw``,
+``d_precision`` and ``d_approximate``, which validation fills). Validation gives every field
+the type declared here. ``revision`` and ``fetched_at`` are provenance, not content:
 the store pipeline moves them into the stored record's ``_meta``.
 
 To add a kind: subclass ``ContentItem``, set the class variables, add the collection and
@@ -108,6 +110,7 @@ class MovieItem(ImagesMixin, ContentItem):
     spoken_languages: list[Json] = field(default_factory=list)
     production_countries: list[Json] = field(default_factory=list)
     production_companies: list[Json] = field(default_factory=list)
+    origin_country: list[str] = field(default_factory=list)
     belongs_to_collection: Json | None = None
     keywords: list[Json] = field(default_factory=list)
     credits: Json = field(default_factory=dict)
@@ -148,9 +151,14 @@ class SeriesItem(ImagesMixin, ContentItem):
     networks: list[Json] = field(default_factory=list)
     production_companies: list[Json] = field(default_factory=list)
     origin_country: list[str] = field(default_factory=list)
+    production_countries: list[Json] = field(default_factory=list)
     spoken_languages: list[Json] = field(default_factory=list)
+    languages: list[str] = field(default_factory=list)
     created_by: list[Json] = field(default_factory=list)
     seasons: list[Json] = field(default_factory=list)
+    last_episode_to_air: Json | None = None
+    next_episode_to_air: Json | None = None
+    alternative_titles: list[Json] = field(default_factory=list)
     credits: Json = field(default_factory=dict)
     keywords: list[Json] = field(default_factory=list)
     external_ids: Json = field(default_factory=dict)
@@ -282,6 +290,17 @@ class GameItem(ImagesMixin, ContentItem):
     developers: list[str] = field(default_factory=list)
     publishers: list[str] = field(default_factory=list)
     franchises: list[str] = field(default_factory=list)
+    collections: list[str] = field(default_factory=list)
+    keywords: list[str] = field(default_factory=list)
+    player_perspectives: list[str] = field(default_factory=list)
+    game_engines: list[str] = field(default_factory=list)
+    # IGDB's game category enum (0 main game, 1 DLC, 2 expansion, …; ``game_type`` since 2024).
+    category: int | None = None
+    parent_game_id: int | None = None
+    similar_game_ids: list[int] = field(default_factory=list)
+    dlc_ids: list[int] = field(default_factory=list)
+    expansion_ids: list[int] = field(default_factory=list)
+    websites: list[str] = field(default_factory=list)
     alternative_names: list[str] = field(default_factory=list)
     external_ids: list[Json] = field(default_factory=list)
     rating: float | None = None
@@ -291,6 +310,7 @@ class GameItem(ImagesMixin, ContentItem):
     total_rating: float | None = None
     total_rating_count: int | None = None
     cover_url: str | None = None
+    created_at: str | None = None
     updated_at: str | None = None
 
 
@@ -313,6 +333,7 @@ class ArtistItem(ContentItem):
     country: str | None = None
     area: Json | None = None
     begin_area: Json | None = None
+    end_area: Json | None = None
     begin_date: str | None = None
     end_date: str | None = None
     ended: bool | None = None
@@ -347,6 +368,7 @@ class AlbumItem(ContentItem):
     tags: list[Json] = field(default_factory=list)
     genres: list[Json] = field(default_factory=list)
     rating: Json | None = None
+    urls: list[Json] = field(default_factory=list)
 
 
 # --- Open Library -----------------------------------------------------------------
@@ -368,16 +390,46 @@ class BookItem(ImagesMixin, ContentItem):
     author_keys: list[str] = field(default_factory=list)
     author_names: list[str] = field(default_factory=list)
     work_key: str | None = None
-    # The dump's free-text date ("c1985", "March 3, 2001") next to its normalised form.
+    # The dump's free-text date ("c1985", "March 3, 2001") next to its normalised form,
+    # its precision (year, month, day) and whether the catalogue guessed ("[1985?]").
     publish_date_raw: str | None = None
     publish_date: str | None = None
+    publish_date_precision: str | None = None
+    publish_date_approximate: bool | None = None
+    copyright_date: str | None = None
+    edition_name: str | None = None
+    by_statement: str | None = None
+    description: str | None = None
+    notes: str | None = None
+    first_sentence: str | None = None
+    physical_format: str | None = None
+    physical_dimensions: str | None = None
+    weight: str | None = None
+    pagination: str | None = None
     publishers: list[str] = field(default_factory=list)
+    publish_places: list[str] = field(default_factory=list)
+    publish_country: str | None = None
+    series: list[str] = field(default_factory=list)
+    contributors: list[Json] = field(default_factory=list)
+    other_titles: list[str] = field(default_factory=list)
+    work_titles: list[str] = field(default_factory=list)
+    translation_of: str | None = None
+    translated_from: list[str] = field(default_factory=list)
+    table_of_contents: list[Json] = field(default_factory=list)
     isbn_10: list[str] = field(default_factory=list)
     isbn_13: list[str] = field(default_factory=list)
     number_of_pages: int | None = None
     languages: list[str] = field(default_factory=list)
     subjects: list[str] = field(default_factory=list)
+    subject_places: list[str] = field(default_factory=list)
+    subject_people: list[str] = field(default_factory=list)
+    subject_times: list[str] = field(default_factory=list)
+    genres: list[str] = field(default_factory=list)
+    lc_classifications: list[str] = field(default_factory=list)
+    dewey_decimal_class: list[str] = field(default_factory=list)
+    classifications: Json = field(default_factory=dict)
     identifiers: Json = field(default_factory=dict)
+    links: list[Json] = field(default_factory=list)
     cover_ids: list[int] = field(default_factory=list)
     cover_urls: list[str] = field(default_factory=list)
 
@@ -395,7 +447,13 @@ class WorkItem(ImagesMixin, ContentItem):
     subtitle: str | None = None
     author_keys: list[str] = field(default_factory=list)
     description: str | None = None
+    first_sentence: str | None = None
+    first_publish_date_raw: str | None = None
     first_publish_date: str | None = None
+    first_publish_date_precision: str | None = None
+    first_publish_date_approximate: bool | None = None
+    lc_classifications: list[str] = field(default_factory=list)
+    dewey_number: list[str] = field(default_factory=list)
     subjects: list[str] = field(default_factory=list)
     subject_places: list[str] = field(default_factory=list)
     subject_people: list[str] = field(default_factory=list)
@@ -411,14 +469,30 @@ class AuthorItem(ImagesMixin, ContentItem):
     key_field: ClassVar[str] = "ol_key"
     source: ClassVar[str] = "openlibrary"
     required: ClassVar[tuple[str, ...]] = ("ol_key", "name")
-    date_fields: ClassVar[tuple[str, ...]] = ("birth_date", "death_date")
+    date_fields: ClassVar[tuple[str, ...]] = ("birth_date", "death_date", "date")
 
     ol_key: str
     name: str | None = None
     personal_name: str | None = None
+    fuller_name: str | None = None
+    # An honorific or epithet: "Sir", "Saint", "Duke of Wellington".
+    title: str | None = None
     alternate_names: list[str] = field(default_factory=list)
+    # Each date as the catalogue wrote it ("ca. 1480", "4th cent."), normalised, its
+    # precision and whether it is a guess; ``date`` is a lone span when birth and death are
+    # not known apart ("fl. 1314").
+    birth_date_raw: str | None = None
     birth_date: str | None = None
+    birth_date_precision: str | None = None
+    birth_date_approximate: bool | None = None
+    death_date_raw: str | None = None
     death_date: str | None = None
+    death_date_precision: str | None = None
+    death_date_approximate: bool | None = None
+    date_raw: str | None = None
+    date: str | None = None
+    date_precision: str | None = None
+    date_approximate: bool | None = None
     bio: str | None = None
     wikipedia: str | None = None
     links: list[Json] = field(default_factory=list)

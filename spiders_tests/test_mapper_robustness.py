@@ -93,7 +93,7 @@ def test_validation_nulls_and_counts_a_date_of_the_wrong_type() -> None:
     pipeline.process_item(person)
 
     assert (person.name, person.birthday) == ("Brad Pitt", None)
-    assert crawler.stats.get_value("validation/people/invalid_date") == 1
+    assert crawler.stats.get_value("dates/people/unreadable") == 1
 
 
 def test_tmdb_date_that_is_not_text_is_left_empty_and_named() -> None:

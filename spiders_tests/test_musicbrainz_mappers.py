@@ -339,3 +339,28 @@ def test_archive_reader_memory_does_not_grow_with_the_dump(tmp_path: Path) -> No
     small_peak, large_peak = peak(small), peak(large)
     # Ten times the lines, the same buffers: well under 2 MB more at the peak.
     assert large_peak - small_peak < 2 * 1024 * 1024
+
+
+def test_artist_keeps_its_end_area() -> None:
+    search = load("artist_search_solstice_2021.json")
+    ended = next(a for a in search["artists"] if a["id"] == "989f692e-628d-4bac-92bb-d945811f75a2")
+
+    item = artist_item(ended)
+
+    assert item.end_area is not None
+    assert item.end_area["name"] == "Quebec"
+    assert (item.begin_date, item.end_date, item.ended) == ("1976", "1981", True)
+
+
+@pytest.mark.parametrize(
+    ("begin", "end"),
+    [("begin", "end"), ("begin-date", "end-date")],  # lookups and dumps; search results
+)
+def test_alias_dates_are_read_under_either_spelling(begin: str, end: str) -> None:
+    artist = json.loads(json.dumps(MANOWAR_SEARCH["artists"][0]))
+    alias = artist["aliases"][0]
+    alias[begin], alias[end] = "1980-06", "1991"
+
+    (kept,) = [a for a in artist_item(artist).aliases if a["name"] == alias["name"]]
+
+    assert (kept["begin_date"], kept["end_date"]) == ("1980-06", "1991")

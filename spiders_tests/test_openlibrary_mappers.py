@@ -7,8 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from scrapy import Spider
+from scrapy.utils.test import get_crawler
 
 from contentcrawl.items import AuthorItem, BookItem, WorkItem
+from contentcrawl.pipelines.validation import ValidationPipeline
 from contentcrawl.sources.openlibrary import (
     BadLineError,
     DumpLine,
@@ -318,3 +321,87 @@ def test_text_value(value: object, text: str | None) -> None:
 @pytest.mark.parametrize("kind", ["editions", "works", "authors"])
 def test_shipped_sample_dump_is_built_from_the_recorded_lines(kind: str) -> None:
     assert sample_dump(kind).read_bytes() == build_sample(kind)
+
+
+# --- fields users query: editions, works, dates -------------------------------------------
+
+
+def test_edition_keeps_its_catalogue_fields() -> None:
+    item = book("/books/OL2258479M", "ol_dump_editions_grep_dostoyevsky.txt")
+    assert item.edition_name == "Wyd. 1."
+    # The dump writes the accent as a combining mark (z + U+0301): kept as written.
+    assert item.by_statement == "Anna Raz\u0301ny."
+    assert item.publish_places == ["Krako\u0301w"]
+    # notes as {"type": "/type/text", "value": ...}
+    assert item.notes == "Includes bibliographical references (p. [137]-154)."
+
+    paperback = book("/books/OL3421079M", "ol_dump_editions_grep_dostoyevsky.txt")
+    assert paperback.physical_format == "Paperback"
+    # notes as a plain string
+    assert paperback.notes == "Originally published: New York : Macmillan, 1912."
+
+
+def test_edition_and_work_keep_the_first_sentence_text() -> None:
+    edition = json.loads((DATA / "api_isbn_0879973420.json").read_text())
+    work = json.loads((DATA / "api_works_OL155455W.json").read_text())
+
+    assert book_from_edition(edition, covers_url=COVERS).first_sentence == "The boy was odd."
+    assert work_from_doc(work, covers_url=COVERS).first_sentence == "The boy was odd."
+
+
+def test_edition_description_as_text_object() -> None:
+    item = book("/books/OL1002024M")
+    assert isinstance(item.description, str)
+    assert item.description
+
+
+def validated(item: Any) -> tuple[Any, Any]:
+    crawler = get_crawler(Spider)
+    ValidationPipeline.from_crawler(crawler).process_item(item)
+    return item, crawler.stats
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised", "precision", "approximate"),
+    [
+        ("ca. 1480", "1480", "year", True),
+        ("c. 1850", "1850", "year", True),
+        ("circa 1900", "1900", "year", True),
+        ("fl. 1314", "1314", "year", True),
+        ("1682?", "1682", "year", True),
+        ("Spring 1985", "1985", "year", False),
+        ("25 June 1903", "1903-06-25", "day", False),
+    ],
+)
+def test_author_dates_keep_raw_text_precision_and_approximation(
+    raw: str, normalised: str, precision: str, approximate: bool
+) -> None:
+    doc = dict(record("ol_dump_authors_grep_orwell.txt", "/authors/OL118077A").doc)
+    doc["birth_date"] = raw
+
+    item, stats = validated(author_from_doc(doc, photos_url=PHOTOS))
+
+    assert (item.birth_date, item.birth_date_raw) == (normalised, raw)
+    assert (item.birth_date_precision, item.birth_date_approximate) == (precision, approximate)
+    assert stats.get_value("dates/authors/unreadable") is None
+
+
+def test_unreadable_author_date_keeps_its_text_and_is_counted() -> None:
+    parsed = record("ol_dump_authors_head20.txt", "/authors/OL1004101A")
+
+    item, stats = validated(author_from_doc(parsed.doc, photos_url=PHOTOS))
+
+    assert (item.birth_date, item.birth_date_raw) == (None, "4th cent.")
+    assert item.birth_date_precision is None
+    assert (item.date, item.date_raw) == (None, "4th cent")
+    assert stats.get_value("dates/authors/unreadable") == 2
+
+
+def test_approximate_publish_date_is_marked() -> None:
+    doc = dict(record("ol_dump_editions_head100.txt", "/books/OL10000135M").doc)
+    doc["publish_date"] = "[1985?]"
+
+    item, _ = validated(book_from_edition(doc, covers_url=COVERS))
+
+    assert (item.publish_date, item.publish_date_raw) == ("1985", "[1985?]")
+    assert (item.publish_date_precision, item.publish_date_approximate) == ("year", True)

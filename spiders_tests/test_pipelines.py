@@ -93,7 +93,7 @@ async def test_validation_cleans_counts_and_drops(
     assert stats.get_value("validation/dropped/missing_field") == 2
     assert stats.get_value("validation/dropped/invalid_key") == 2
     assert stats.get_value("validation/dropped/unknown_kind") == 1
-    assert stats.get_value("validation/movies/invalid_date") == 1
+    assert stats.get_value("dates/movies/unreadable") == 1
     assert stats.get_value("store/movies/inserted") == 2
     assert stats.get_value("store/books/inserted") == 1
     assert stats.get_value("store/games/inserted") == 1

@@ -291,3 +291,32 @@ def test_ids_arguments(tmp_path) -> None:
     ids_file.write_text("550\nx\n", encoding="utf-8")
     with pytest.raises(ValueError, match=":2:"):
         read_ids_file(ids_file)
+
+
+def test_series_keeps_languages_countries_and_its_episodes_to_air() -> None:
+    payload = load("tv_1399_2024.json")
+
+    item = map_series(payload, IMAGES)
+
+    assert item.languages == ["en"]
+    assert [c["iso_3166_1"] for c in item.production_countries] == ["GB", "US"]
+    assert item.origin_country == ["US"]
+    assert item.last_episode_to_air is not None
+    assert item.last_episode_to_air["name"] == "The Iron Throne"
+    assert item.next_episode_to_air is None  # null for an ended series
+
+
+def test_series_alternative_titles_under_results() -> None:
+    payload = load("tv_1396_append_9_parts.json")
+
+    item = map_series(payload, IMAGES)
+
+    assert item.alternative_titles == payload["alternative_titles"]["results"]
+    assert item.alternative_titles
+
+
+def test_movie_origin_country_is_kept() -> None:
+    payload = movie_550()
+    payload["origin_country"] = ["US"]  # sent by TMDB since 2024, absent in the recordings
+
+    assert map_movie(payload, IMAGES).origin_country == ["US"]

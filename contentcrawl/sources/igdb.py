@@ -256,6 +256,18 @@ GAME_FIELDS: tuple[str, ...] = (
     "involved_companies.supporting",
     "franchise.name",
     "franchises.name",
+    "collection.name",
+    "collections.name",
+    "keywords.name",
+    "player_perspectives.name",
+    "game_engines.name",
+    "category",
+    "parent_game",
+    "similar_games",
+    "dlcs",
+    "expansions",
+    "websites.url",
+    "created_at",
     "cover.image_id",
     "rating",
     "rating_count",
@@ -301,6 +313,22 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def ids(value: Any) -> list[int]:
+    """Referenced record ids (``similar_games``, ``dlcs``), expanded objects or bare ids."""
+    found: list[int] = []
+    for entry in _as_list(value):
+        record_id = entry.get("id") if isinstance(entry, dict) else entry
+        if isinstance(record_id, int) and not isinstance(record_id, bool) and record_id > 0:
+            found.append(record_id)
+    return list(dict.fromkeys(found))
+
+
+def website_urls(value: Any) -> list[str]:
+    """URLs of ``websites`` asked as ``websites.url`` (official site, wiki, stores)."""
+    urls = (entry.get("url") for entry in _as_list(value) if isinstance(entry, dict))
+    return list(dict.fromkeys(url for url in urls if isinstance(url, str) and url.strip()))
+
+
 def game_item(payload: Mapping[str, Any], image_base_url: str = DEFAULT_IMAGE_URL) -> GameItem:
     """A ``GameItem`` from one record of ``POST /games`` asked with ``GAME_FIELDS``."""
     companies = involved_companies(payload.get("involved_companies"))
@@ -311,6 +339,10 @@ def game_item(payload: Mapping[str, Any], image_base_url: str = DEFAULT_IMAGE_UR
     # The main franchise first, then the others, each once.
     franchises = names(payload.get("franchise"))
     franchises += [name for name in names(payload.get("franchises")) if name not in franchises]
+    # "collection" (one) became "collections" (many) in 2023; older records have the first.
+    collections = names(payload.get("collection"))
+    collections += [name for name in names(payload.get("collections")) if name not in collections]
+    parent_game = ids(payload.get("parent_game"))
     return GameItem(
         igdb_id=payload["id"],
         name=_text(payload.get("name")),
@@ -327,6 +359,16 @@ def game_item(payload: Mapping[str, Any], image_base_url: str = DEFAULT_IMAGE_UR
         developers=_role_names(companies, "developer"),
         publishers=_role_names(companies, "publisher"),
         franchises=franchises,
+        collections=collections,
+        keywords=names(payload.get("keywords")),
+        player_perspectives=names(payload.get("player_perspectives")),
+        game_engines=names(payload.get("game_engines")),
+        category=_number(payload.get("category"), int),
+        parent_game_id=parent_game[0] if parent_game else None,
+        similar_game_ids=ids(payload.get("similar_games")),
+        dlc_ids=ids(payload.get("dlcs")),
+        expansion_ids=ids(payload.get("expansions")),
+        websites=website_urls(payload.get("websites")),
         alternative_names=names(payload.get("alternative_names")),
         external_ids=external_ids(payload.get("external_games")),
         rating=_number(payload.get("rating"), float),
@@ -337,6 +379,7 @@ def game_item(payload: Mapping[str, Any], image_base_url: str = DEFAULT_IMAGE_UR
         total_rating_count=_number(payload.get("total_rating_count"), int),
         cover_url=cover_url,
         image_urls=[cover_url] if cover_url else [],
+        created_at=iso_datetime(payload.get("created_at")),
         updated_at=iso_datetime(payload.get("updated_at")),
     )
 

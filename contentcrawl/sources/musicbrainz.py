@@ -143,8 +143,9 @@ def aliases(value: Any) -> list[Json]:
             "locale": _text(alias.get("locale")),
             "type": _text(alias.get("type")),
             "primary": alias.get("primary") is True,
-            "begin_date": _text(alias.get("begin-date")),
-            "end_date": _text(alias.get("end-date")),
+            # Lookups, browses and dumps say "begin"/"end", search results "begin-date".
+            "begin_date": _text(alias.get("begin")) or _text(alias.get("begin-date")),
+            "end_date": _text(alias.get("end")) or _text(alias.get("end-date")),
         }
         for alias in _dicts(value)
         if (name := _text(alias.get("name")))
@@ -227,6 +228,7 @@ def artist_item(payload: Mapping[str, Any]) -> ArtistItem:
     life = _dict(payload.get("life-span"))
     # Lookups carry the area both as "begin-area" and the legacy "begin_area" (QUIRKS.md).
     begin_area = payload.get("begin-area", payload.get("begin_area"))
+    end_area = payload.get("end-area", payload.get("end_area"))
     end_date = _text(life.get("end"))
     return ArtistItem(
         mbid=payload["id"],
@@ -237,6 +239,7 @@ def artist_item(payload: Mapping[str, Any]) -> ArtistItem:
         country=_text(payload.get("country")),
         area=area(payload.get("area")),
         begin_area=area(begin_area),
+        end_area=area(end_area),
         begin_date=_text(life.get("begin")),
         end_date=end_date,
         # "ended" is null in search results and false in lookups (QUIRKS.md): a boolean here.
@@ -275,6 +278,7 @@ def album_item(payload: Mapping[str, Any], artist_mbid: str | None = None) -> Al
         tags=tags(payload.get("tags")),
         genres=genres(payload.get("genres")),
         rating=rating(payload.get("rating")),
+        urls=url_relations(payload.get("relations")),
     )
 
 

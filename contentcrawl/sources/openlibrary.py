@@ -181,6 +181,75 @@ def links_of(value: Any) -> list[Json]:
     ]
 
 
+def edition_links(doc: Json) -> list[Json]:
+    """An edition's links: ``links`` plus the older ``uris`` (titled by the parallel
+    ``uri_descriptions``) and ``url`` lists, each URL once."""
+    links = links_of(doc.get("links"))
+    uris = str_list(doc.get("uris"))
+    descriptions = doc.get("uri_descriptions")
+    titles = descriptions if isinstance(descriptions, list) else []
+    for index, uri in enumerate(uris):
+        title = titles[index] if index < len(titles) else None
+        links.append({"title": title if isinstance(title, str) else None, "url": uri})
+    links.extend({"title": None, "url": url} for url in str_list(doc.get("url")))
+    by_url: dict[str, Json] = {}
+    for link in links:
+        by_url.setdefault(link["url"], link)
+    return list(by_url.values())
+
+
+def contributors_of(doc: Json) -> list[Json]:
+    """``[{"role", "name"}]`` from ``contributors`` and the older free-text ``contributions``
+    ("Translated by X"), in that order."""
+    found: list[Json] = []
+    entries = doc.get("contributors")
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            role = entry.get("role")
+            found.append({"role": role if isinstance(role, str) else None, "name": entry["name"]})
+    found.extend({"role": None, "name": name} for name in str_list(doc.get("contributions")))
+    return found
+
+
+def toc_entries(value: Any) -> list[Json]:
+    """A table of contents as ``[{"level", "label", "title", "pagenum"}]``: entries are
+    objects, or plain strings in older records."""
+    if not isinstance(value, list):
+        return []
+    entries: list[Json] = []
+    for entry in value:
+        if isinstance(entry, str):
+            entries.append({"level": 0, "label": None, "title": entry, "pagenum": None})
+        elif isinstance(entry, dict):
+            entries.append(
+                {
+                    "level": as_int(entry.get("level")) or 0,
+                    "label": text_value(entry.get("label")),
+                    "title": text_value(entry.get("title")),
+                    "pagenum": text_value(entry.get("pagenum")),
+                }
+            )
+    return entries
+
+
+def object_of(value: Any) -> Json:
+    """A copy of an object field; {} when it is absent or not an object."""
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def key_names(value: Any) -> list[str]:
+    """Last parts of a reference list's keys (``[{"key": "/languages/eng"}]`` → ``eng``)."""
+    return [key.rsplit("/", 1)[-1] for key in ref_keys(value)]
+
+
+def one_text(value: Any) -> str | None:
+    """A text field some records hold as a one-string list (``translation_of``)."""
+    if isinstance(value, list):
+        texts = str_list(value)
+        return "; ".join(texts) if texts else None
+    return text_value(value)
+
+
 def book_from_edition(doc: Json, *, covers_url: str, revision: int | None = None) -> BookItem:
     """A ``BookItem`` from an edition record (dump JSON column or ``/books/<id>.json``)."""
     cover_ids = positive_ids(doc.get("covers"))
@@ -196,13 +265,46 @@ def book_from_edition(doc: Json, *, covers_url: str, revision: int | None = None
         work_key=works[0] if works else None,
         publish_date_raw=raw_date,
         publish_date=best_date(raw_date),
+        copyright_date=text_value(doc.get("copyright_date")),
+        edition_name=text_value(doc.get("edition_name")),
+        by_statement=text_value(doc.get("by_statement")),
+        description=text_value(doc.get("description")),
+        notes=text_value(doc.get("notes")),
+        first_sentence=text_value(doc.get("first_sentence")),
+        physical_format=text_value(doc.get("physical_format")),
+        physical_dimensions=text_value(doc.get("physical_dimensions")),
+        weight=text_value(doc.get("weight")),
+        pagination=text_value(doc.get("pagination")),
         publishers=str_list(doc.get("publishers")),
+        publish_places=str_list(doc.get("publish_places")),
+        publish_country=text_value(doc.get("publish_country")),
+        series=str_list(doc.get("series")),
+        contributors=contributors_of(doc),
+        other_titles=str_list(doc.get("other_titles")),
+        # "work_title" is the older, single-valued spelling (seen in the editions dump).
+        work_titles=unique([*str_list(doc.get("work_titles")), *str_list(doc.get("work_title"))]),
+        translation_of=one_text(doc.get("translation_of")),
+        translated_from=key_names(doc.get("translated_from")),
+        table_of_contents=toc_entries(doc.get("table_of_contents")),
         isbn_10=unique(clean_isbn(isbn) for isbn in str_list(doc.get("isbn_10"))),
         isbn_13=unique(clean_isbn(isbn) for isbn in str_list(doc.get("isbn_13"))),
         number_of_pages=as_int(doc.get("number_of_pages")),
-        languages=[key.rsplit("/", 1)[-1] for key in ref_keys(doc.get("languages"))],
+        languages=key_names(doc.get("languages")),
         subjects=str_list(doc.get("subjects")),
+        # Editions spell these both ways ("subject_place" and "subject_places").
+        subject_places=unique(
+            [*str_list(doc.get("subject_places")), *str_list(doc.get("subject_place"))]
+        ),
+        subject_people=str_list(doc.get("subject_people")),
+        subject_times=unique(
+            [*str_list(doc.get("subject_times")), *str_list(doc.get("subject_time"))]
+        ),
+        genres=str_list(doc.get("genres")),
+        lc_classifications=str_list(doc.get("lc_classifications")),
+        dewey_decimal_class=str_list(doc.get("dewey_decimal_class")),
+        classifications=object_of(doc.get("classifications")),
         identifiers=edition_identifiers(doc),
+        links=edition_links(doc),
         cover_ids=cover_ids,
         cover_urls=cover_urls,
         image_urls=list(cover_urls),
@@ -220,7 +322,10 @@ def work_from_doc(doc: Json, *, covers_url: str, revision: int | None = None) ->
         subtitle=text_value(doc.get("subtitle")),
         author_keys=work_author_keys(doc.get("authors")),
         description=text_value(doc.get("description")),
+        first_sentence=text_value(doc.get("first_sentence")),
         first_publish_date=text_value(doc.get("first_publish_date")),
+        lc_classifications=str_list(doc.get("lc_classifications")),
+        dewey_number=str_list(doc.get("dewey_number")),
         subjects=str_list(doc.get("subjects")),
         subject_places=str_list(doc.get("subject_places")),
         subject_people=str_list(doc.get("subject_people")),
@@ -236,19 +341,22 @@ def author_from_doc(doc: Json, *, photos_url: str, revision: int | None = None) 
     """An ``AuthorItem`` from an author record (dump JSON column or ``/authors/<id>.json``)."""
     photo_ids = positive_ids(doc.get("photos"))
     photo_urls = [image_url(photos_url, photo_id) for photo_id in photo_ids]
-    remote_ids = doc.get("remote_ids")
     return AuthorItem(
         ol_key=doc["key"],
         revision=revision if revision is not None else as_int(doc.get("revision")),
         name=text_value(doc.get("name")),
         personal_name=text_value(doc.get("personal_name")),
+        fuller_name=text_value(doc.get("fuller_name")),
+        title=text_value(doc.get("title")),
         alternate_names=str_list(doc.get("alternate_names")),
+        # Validation normalises each date and keeps the text in its "_raw" twin.
         birth_date=text_value(doc.get("birth_date")),
         death_date=text_value(doc.get("death_date")),
+        date=text_value(doc.get("date")),
         bio=text_value(doc.get("bio")),
         wikipedia=text_value(doc.get("wikipedia")),
         links=links_of(doc.get("links")),
-        remote_ids=dict(remote_ids) if isinstance(remote_ids, dict) else {},
+        remote_ids=object_of(doc.get("remote_ids")),
         photo_ids=photo_ids,
         photo_urls=photo_urls,
         image_urls=list(photo_urls),

@@ -193,6 +193,7 @@ def map_movie(payload: Json, image_base: str, misshapen: list[str] | None = None
         production_companies=_list(
             payload.get("production_companies"), "production_companies", misshapen
         ),
+        origin_country=_list(payload.get("origin_country"), "origin_country", misshapen),
         belongs_to_collection=payload.get("belongs_to_collection"),
         # Movies keep keywords under "keywords", TV under "results" (QUIRKS.md).
         keywords=_appended(payload, "keywords", "keywords", misshapen),
@@ -229,9 +230,24 @@ def map_series(payload: Json, image_base: str, misshapen: list[str] | None = Non
             payload.get("production_companies"), "production_companies", misshapen
         ),
         origin_country=_list(payload.get("origin_country"), "origin_country", misshapen),
+        production_countries=_list(
+            payload.get("production_countries"), "production_countries", misshapen
+        ),
         spoken_languages=_list(payload.get("spoken_languages"), "spoken_languages", misshapen),
+        languages=_list(payload.get("languages"), "languages", misshapen),
         created_by=_list(payload.get("created_by"), "created_by", misshapen),
         seasons=_list(payload.get("seasons"), "seasons", misshapen),
+        # null once a series has ended (next) or before it airs (last): None, not {}.
+        last_episode_to_air=_object(
+            payload.get("last_episode_to_air"), "last_episode_to_air", misshapen
+        )
+        or None,
+        next_episode_to_air=_object(
+            payload.get("next_episode_to_air"), "next_episode_to_air", misshapen
+        )
+        or None,
+        # TV keeps alternative titles under "results", movies under "titles".
+        alternative_titles=_appended(payload, "alternative_titles", "results", misshapen),
         credits=_credits(
             payload,
             "aggregate_credits" if payload.get("aggregate_credits") else "credits",
