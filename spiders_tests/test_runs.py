@@ -75,14 +75,12 @@ async def test_every_crawl_writes_a_run_record(
 ) -> None:
     settings = ops_settings(tmdb, store_settings, tmp_path)
 
-    crawler = await crawl(
-        TmdbMoviesSpider, settings, ids="550,47964", _job="job-1", api_key="s3cr3tkey"
-    )
+    crawler = await crawl(TmdbMoviesSpider, settings, ids="550,47964", _job="job-1", _version="r7")
 
     [run] = read_store(store_settings, lambda store: store.recent_runs("tmdb_movies"))
     assert run["id"] == "job-1"
     assert run["job"] == "job-1"
-    assert run["arguments"] == {"ids": "550,47964", "api_key": "***"}
+    assert run["arguments"] == {"ids": "550,47964"}
     assert run["result"] == "ok", run["problems"]
     assert run["finish_reason"] == "finished"
     assert run["started_at"] <= run["finished_at"]

@@ -43,11 +43,10 @@ class Command(ScrapyCrawlCommand):
         )
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
-        if len(args) != 1:
-            raise UsageError(
-                None if not args else "running 'scrapy crawl' with more than one spider is "
-                "not supported"
-            )
+        if not args:
+            raise UsageError
+        if len(args) > 1:
+            raise UsageError("running 'scrapy crawl' with more than one spider is not supported")
         assert self.crawler_process is not None
         assert self.settings is not None
         # Before any crawler exists: a bad argument's line may quote a URL with a password.
