@@ -1,40 +1,37 @@
 """Spidermon monitors of every crawl: at close, and every few minutes on long runs.
 
-Enabled by the ``SPIDERMON_*`` settings in ``contentcrawl/settings.py``. What they check,
-from the crawl's stats:
+Enabled by the ``SPIDERMON_*`` settings in ``contentcrawl/settings.py``. The monitors are
+spidermon's view of the run's verdict (``contentcrawl.verdict``): one monitor per check, so
+a monitor fails exactly when the run record, the exit code and the sync state say the run
+failed for that reason. At close each monitor reads the verdict decided when the spider
+closed; the periodic suite runs the checks that make sense mid-run on the live stats.
 
-- the finish reason is ``finished`` (``SPIDERMON_EXPECTED_FINISH_REASONS``);
-- at least ``SPIDERMON_MIN_ITEMS`` items (0 by default: a quiet day of changes is fine;
-  a job that must bring records raises it with ``-s``);
-- no more 429 / 503 answers than ``SPIDERMON_UNWANTED_HTTP_CODES`` allows;
-- no more requests out of retries than ``SPIDERMON_MAX_RETRIES``, no more errors logged
-  than ``SPIDERMON_MAX_ERRORS``;
-- validation drops below ``MONITOR_MAX_DROPPED_SHARE`` of the records, no lost store batch.
-
-Each suite ends with ``RecordMonitorResults``, which counts passed and failed monitors in
-the stats (``monitors/<phase>/passed|failed``, ``monitors/<monitor>/failed``); the run
-recorder (``contentcrawl.extensions.runs``) reads them and marks the run failed.
+The report is quiet: spidermon's per-monitor lines go to DEBUG, and the suite logs one
+line of its own: INFO when every monitor passed, ERROR naming the failed ones (WARNING
+mid-run: a periodic failure is a warning, not an error of the run). Each suite counts its
+results in the stats (``monitors/<phase>/passed|failed``, ``monitors/<monitor>/failed``).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from typing import Any, ClassVar
 
 from spidermon import Monitor, MonitorSuite, monitors
-from spidermon.contrib.scrapy.monitors import (
-    ErrorCountMonitor,
-    FinishReasonMonitor,
-    ItemCountMonitor,
-    RetryCountMonitor,
-    UnwantedHTTPCodesMonitor,
-)
 from spidermon.core.actions import Action
+
+from contentcrawl.verdict import CHECKS, run_verdict
+
+logger = logging.getLogger(__name__)
 
 # spidermon 1.27 reports through Spider.log(), deprecated in Scrapy 2.19: one warning per
 # run in every crawl's log, about code that is not ours.
 warnings.filterwarnings("ignore", message=r"Spider\.log\(\) is deprecated", module="spidermon")
+
+# spidermon's report lines start so (spidermon.contrib.scrapy.runners.LOG_MESSAGE_HEADER).
+SPIDERMON_PREFIX = "[Spidermon]"
 
 
 def stat_name(monitor_name: str) -> str:
@@ -43,48 +40,97 @@ def stat_name(monitor_name: str) -> str:
     return slug.removesuffix("_monitor")
 
 
-def _sum(stats: Any, prefix: str, suffix: str = "") -> int:
-    return sum(
-        value
-        for key, value in stats.items()
-        if key.startswith(prefix) and key.endswith(suffix) and isinstance(value, int | float)
-    )
+def failure_message(error: str | None) -> str:
+    """The message of a failed monitor, from the traceback spidermon keeps."""
+    last = (error or "").strip().splitlines()[-1:] or ["no message"]
+    return last[0].removeprefix("AssertionError: ")
+
+
+class SpidermonReportToDebug(logging.Filter):
+    """Logs spidermon's report (a line per monitor and step, failures with their tracebacks)
+    at DEBUG: 25 lines a run at INFO, and ERROR lines that would count as the run's errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith(SPIDERMON_PREFIX):
+            record.levelno = logging.DEBUG
+            record.levelname = "DEBUG"
+        return True
+
+
+class VerdictMonitor(Monitor):
+    """Fails when the verdict's check ``check`` (a key of ``contentcrawl.verdict.CHECKS``)
+    failed: at close the decided verdict's, mid-run (``live``) the check on the live stats."""
+
+    check: ClassVar[str]
+    live: ClassVar[bool] = False
+
+    @monitors.name("Should pass the run's check")
+    def test_check(self) -> None:
+        crawler = self.data.crawler
+        if self.live:
+            problem = CHECKS[self.check](None, self.data.stats, crawler.settings)
+        else:
+            reason = str(self.data.stats.get("finish_reason", "unknown"))
+            problem = run_verdict(crawler, reason).failed.get(self.check)
+        if problem is not None:
+            # Monitors are unittest cases: spidermon reports the failure's message.
+            self.fail(problem)
+
+
+@monitors.name("Finish Reason Monitor")
+class FinishReasonMonitor(VerdictMonitor):
+    """The crawl finished (``finished``): not stopped, closed early or crashed."""
+
+    check = "finish_reason"
+
+
+@monitors.name("Extracted Items Monitor")
+class ExtractedItemsMonitor(VerdictMonitor):
+    """At least ``SPIDERMON_MIN_ITEMS`` records (0 by default: a quiet day is fine)."""
+
+    check = "extracted_items"
+
+
+@monitors.name("Retry Count Monitor")
+class RetryCountMonitor(VerdictMonitor):
+    """No more requests given up than ``SPIDERMON_MAX_RETRIES``; retried pushback is fine."""
+
+    check = "retry_count"
+
+
+@monitors.name("Error Count Monitor")
+class ErrorCountMonitor(VerdictMonitor):
+    """No more errors logged than ``SPIDERMON_MAX_ERRORS``."""
+
+    check = "error_count"
 
 
 @monitors.name("Validation Drops Monitor")
-class ValidationDropsMonitor(Monitor):
+class ValidationDropsMonitor(VerdictMonitor):
     """Records dropped by validation stay below ``MONITOR_MAX_DROPPED_SHARE`` of all records."""
 
-    @monitors.name("Should drop few records")
-    def test_dropped_share(self) -> None:
-        stats = self.data.stats
-        dropped = _sum(stats, "validation/dropped/")
-        seen = dropped + stats.get("item_scraped_count", 0)
-        limit = self.data.crawler.settings.getfloat("MONITOR_MAX_DROPPED_SHARE", 0.01)
-        # Monitors are unittest cases: spidermon reports the assert methods' messages.
-        self.assertLessEqual(  # noqa: PT009
-            dropped,
-            limit * seen,
-            msg=f"{dropped} of {seen} records dropped by validation (limit {limit:.1%})",
-        )
+    check = "validation_drops"
 
 
 @monitors.name("Store Failures Monitor")
-class StoreFailuresMonitor(Monitor):
-    """No store batch failed for good (``store/<collection>/failed``)."""
+class StoreFailuresMonitor(VerdictMonitor):
+    """No record the store would not take (``store/<collection>/failed``)."""
 
-    @monitors.name("Should lose no store batch")
-    def test_no_store_failure(self) -> None:
-        failed = _sum(self.data.stats, "store/", "/failed")
-        self.assertEqual(  # noqa: PT009
-            failed, 0, msg=f"{failed} records could not be written to the store"
-        )
+    check = "store_failures"
+
+
+@monitors.name("Import Failed Monitor")
+class ImportFailedMonitor(VerdictMonitor):
+    """No source said its import failed (``<source>/import/failed``)."""
+
+    check = "import_failed"
 
 
 class RecordMonitorResults(Action):
-    """Counts the suite's passed and failed monitors in the crawl's stats."""
+    """Counts the suite's passed and failed monitors in the stats and logs its one line."""
 
     phase: ClassVar[str] = "close"
+    failure_level: ClassVar[int] = logging.ERROR
 
     def run_action(self) -> None:
         stats = self.data["crawler"].stats
@@ -92,53 +138,63 @@ class RecordMonitorResults(Action):
         failed = self.result.monitors_failed_results
         stats.inc_value(f"monitors/{self.phase}/passed", len(passed))
         stats.inc_value(f"monitors/{self.phase}/failed", len(failed))
+        failures = []
         for outcome in failed:
-            stats.inc_value(f"monitors/{stat_name(outcome.item.monitor_name)}/failed")
+            name = stat_name(outcome.item.monitor_name)
+            stats.inc_value(f"monitors/{name}/failed")
+            failures.append(f"{name} ({failure_message(outcome.error)})")
+        if failures:
+            logger.log(
+                self.failure_level, "Monitors failed at %s: %s", self.phase, "; ".join(failures)
+            )
+        elif self.phase == "close":
+            logger.info("Monitors: all %d passed", len(passed))
 
 
 class RecordPeriodicResults(RecordMonitorResults):
-    """``RecordMonitorResults`` for the periodic suite."""
+    """``RecordMonitorResults`` for the periodic suite: silent when all pass."""
 
     phase: ClassVar[str] = "periodic"
+    failure_level: ClassVar[int] = logging.WARNING
 
 
-@monitors.name("Extracted Items Monitor")
-class ExtractedItemsMonitor(ItemCountMonitor):
-    """At least ``SPIDERMON_MIN_ITEMS`` items; a crawl that scraped none has 0, not no value.
+class QuietMonitorSuite(MonitorSuite):
+    """A suite whose spidermon report goes to DEBUG (``SpidermonReportToDebug``)."""
 
-    Scrapy sets ``item_scraped_count`` with the first item, and spidermon's monitor fails
-    when the stat is missing, which would fail every quiet day of changes at a minimum of 0.
-    """
-
-    def test_stat_monitor(self) -> None:
-        if self.stat_name not in self.stats:
-            minimum = float(self._get_threshold_value())
-            assert minimum <= 0, f"No items scraped; expected at least {minimum:g}"
-            return
-        super().test_stat_monitor()
+    def init_data(self, data: Any) -> None:
+        super().init_data(data)
+        spider_logger = logging.getLogger(data["spider"].name)
+        if not any(isinstance(each, SpidermonReportToDebug) for each in spider_logger.filters):
+            spider_logger.addFilter(SpidermonReportToDebug())
 
 
-class CloseMonitorSuite(MonitorSuite):
-    """Run at spider close: the outcome of the whole crawl."""
+def _live(monitor: type[VerdictMonitor]) -> type[VerdictMonitor]:
+    """The mid-run twin of a close monitor: the same check on the live stats."""
+    return type(monitor.__name__, (monitor,), {"live": True, "__doc__": monitor.__doc__})
+
+
+class CloseMonitorSuite(QuietMonitorSuite):
+    """Run at spider close: the checks of the run's verdict."""
 
     monitors: ClassVar[list[Any]] = [
         FinishReasonMonitor,
         ExtractedItemsMonitor,
-        UnwantedHTTPCodesMonitor,
         RetryCountMonitor,
         ErrorCountMonitor,
         ValidationDropsMonitor,
         StoreFailuresMonitor,
+        ImportFailedMonitor,
     ]
     monitors_finished_actions: ClassVar[list[Any]] = [RecordMonitorResults]
 
 
-class PeriodicMonitorSuite(MonitorSuite):
+class PeriodicMonitorSuite(QuietMonitorSuite):
     """Run every few minutes of a long crawl: trouble shows before the end."""
 
     monitors: ClassVar[list[Any]] = [
-        UnwantedHTTPCodesMonitor,
-        ErrorCountMonitor,
-        StoreFailuresMonitor,
+        _live(RetryCountMonitor),
+        _live(ErrorCountMonitor),
+        _live(StoreFailuresMonitor),
+        _live(ImportFailedMonitor),
     ]
     monitors_finished_actions: ClassVar[list[Any]] = [RecordPeriodicResults]

@@ -251,20 +251,15 @@ PROGRESS_LOG_INTERVAL = _env_int("PROGRESS_LOG_INTERVAL", 60)
 PROGRESS_LIVE = _env_bool("PROGRESS_LIVE", True)
 
 # --- Monitoring (spidermon; contentcrawl/monitors.py) ------------------------------------
+# The thresholds of the run's verdict (contentcrawl/verdict.py), which the monitors show.
 SPIDERMON_ENABLED = _env_bool("SPIDERMON_ENABLED", True)
 SPIDERMON_SPIDER_CLOSE_MONITORS = ["contentcrawl.monitors.CloseMonitorSuite"]
 # Long runs are checked every 10 minutes too.
 SPIDERMON_PERIODIC_MONITORS = {"contentcrawl.monitors.PeriodicMonitorSuite": 600}
-SPIDERMON_EXPECTED_FINISH_REASONS = ["finished"]
 # 0: a quiet day of changes is fine; a job that must bring records raises it with -s.
 SPIDERMON_MIN_ITEMS = _env_int("SPIDERMON_MIN_ITEMS", 0)
 SPIDERMON_MAX_ERRORS = _env_int("SPIDERMON_MAX_ERRORS", 0)
 SPIDERMON_MAX_RETRIES = _env_int("SPIDERMON_MAX_RETRIES", 0)
-# 429 and 503 are retried with backoff; many of them mean the limits are set too high.
-SPIDERMON_UNWANTED_HTTP_CODES = {
-    429: {"max_count": 100, "max_percentage": 0.05},
-    503: {"max_count": 100, "max_percentage": 0.05},
-}
 # Largest share of records validation may drop before the run counts as failed.
 MONITOR_MAX_DROPPED_SHARE = _env_float("MONITOR_MAX_DROPPED_SHARE", 0.01)
 

@@ -12,6 +12,7 @@ import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.project import get_project_settings
 
+from contentcrawl.sources.base import SpiderArgumentError
 from contentcrawl.sources.igdb import GAME_FIELDS
 from contentcrawl.spiders.igdb_games import IgdbGamesSpider
 from spiders_tests.conftest import open_store_for, read_store
@@ -322,7 +323,7 @@ async def test_bare_ids_where_names_were_asked_are_counted(
 
 
 def test_unknown_mode_is_refused() -> None:
-    with pytest.raises(ValueError, match="mode must be one of full, incremental"):
+    with pytest.raises(SpiderArgumentError, match="one of full, incremental, failed"):
         IgdbGamesSpider(mode="everything")
 
 

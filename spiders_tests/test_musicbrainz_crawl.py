@@ -12,6 +12,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.project import get_project_settings
 
 from contentcrawl import __version__
+from contentcrawl.sources.base import SpiderArgumentError
 from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
 from spiders_tests.conftest import open_store_for, read_store
 from spiders_tests.crawling import crawl, make_crawler
@@ -583,7 +584,7 @@ async def test_dump_argument_alone_imports_and_limit_spans_the_files(tmp_path: P
     assert stats["finish_reason"] == "finished"
     assert stats["store/artists/inserted"] == len(ARTISTS)
     assert stats["store/albums/inserted"] == 2
-    with pytest.raises(ValueError, match="mode=dump"):
+    with pytest.raises(SpiderArgumentError, match="mode=dump"):
         await crawl(MusicBrainzArtistsSpider, settings, mode="api", dump=str(artists))
 
 

@@ -16,10 +16,11 @@ import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.project import get_project_settings
 
-from contentcrawl.extensions.runs import run_counts, run_problems, spider_arguments
+from contentcrawl.extensions.runs import run_counts, spider_arguments
 from contentcrawl.sources.failures import strip_secrets
 from contentcrawl.spiders.openlibrary_books import OpenLibraryBooksSpider
 from contentcrawl.spiders.tmdb_movies import TmdbMoviesSpider
+from contentcrawl.verdict import judge
 from spiders_tests.conftest import read_store
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.openlibrary import sample_dump
@@ -74,14 +75,12 @@ async def test_every_crawl_writes_a_run_record(
 ) -> None:
     settings = ops_settings(tmdb, store_settings, tmp_path)
 
-    crawler = await crawl(
-        TmdbMoviesSpider, settings, ids="550,47964", _job="job-1", api_key="s3cr3tkey"
-    )
+    crawler = await crawl(TmdbMoviesSpider, settings, ids="550,47964", _job="job-1", _version="r7")
 
     [run] = read_store(store_settings, lambda store: store.recent_runs("tmdb_movies"))
     assert run["id"] == "job-1"
     assert run["job"] == "job-1"
-    assert run["arguments"] == {"ids": "550,47964", "api_key": "***"}
+    assert run["arguments"] == {"ids": "550,47964"}
     assert run["result"] == "ok", run["problems"]
     assert run["finish_reason"] == "finished"
     assert run["started_at"] <= run["finished_at"]
@@ -103,16 +102,22 @@ async def test_a_failed_monitor_marks_the_run_failed(tmdb: TmdbFake, tmp_path: P
 
     [run] = read_store(store_settings, lambda store: store.recent_runs())
     assert run["result"] == "failed"
-    assert run["problems"] == ["monitors failed: extracted_items"]
+    assert run["problems"] == ["2 records scraped, expected at least 5"]
+    assert run["exit_code"] == 1
     assert crawler.stats.get_value("monitors/extracted_items/failed") == 1
     assert crawler.stats.get_value("runs/result/failed") == 1
 
 
-def test_without_monitors_the_basic_checks_still_fail_a_run() -> None:
+def test_the_verdict_needs_no_monitor() -> None:
+    settings = get_project_settings()
     stats = {"log_count/ERROR": 2, "retry/max_reached": 1, "item_scraped_count": 3}
-    counts = run_counts(stats)
-    assert run_problems("finished", stats, counts) == ["errors=2", "gave_up=1"]
-    assert run_problems("shutdown", {}, run_counts({})) == ["finish reason 'shutdown'"]
+    assert judge("finished", stats, settings).problems == [
+        "1 requests given up after their retries",
+        "2 errors logged",
+    ]
+    stopped = judge("shutdown", {}, settings)
+    assert stopped.problems == ["stopped by a signal (finish reason 'shutdown')"]
+    assert (stopped.result, stopped.exit_code) == ("failed", 3)
 
 
 def test_run_counts_sum_every_collection_and_drop_reason() -> None:
@@ -192,7 +197,7 @@ async def test_a_request_out_of_retries_becomes_a_failure_and_a_replay_clears_it
     [failed_run] = read_store(store_settings, lambda store: store.recent_runs())
     assert failed_run["result"] == "failed"
     assert failed_run["failures_recorded"] == 1
-    assert "retry_count" in failed_run["problems"][0]
+    assert "1 requests given up after their retries" in failed_run["problems"]
     # The 404 (230) is an answer, not a failure.
     assert read_store(store_settings, lambda store: store.get("movies", 550)) is None
 

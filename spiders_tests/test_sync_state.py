@@ -9,6 +9,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import MovieItem
 from contentcrawl.sources.base import ContentSpider
+from contentcrawl.verdict import decided_verdict
 from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.server import FakeResponse, FakeServer
@@ -89,9 +90,10 @@ async def test_gave_up_requests_keep_the_cursor(
     crawler = await crawl(CursorSpider, settings, base_url=fake_server.url, pages=2)
     assert crawler.stats.get_value("store/movies/inserted") == 1  # page 1 made it
     assert crawler.stats.get_value("sync_state/not_saved") == 1
-    assert "retry/test/gave_up=1" in crawler.get_extension(SyncState).clean_finish_problems(
-        "finished"
-    )
+    assert decided_verdict(crawler).failed == {
+        "retry_count": "1 requests given up after their retries",
+        "error_count": "1 errors logged",
+    }
     store = open_store_for(store_settings)
     try:
         assert store.get_state(CURSOR) is None

@@ -19,9 +19,10 @@ from twisted.internet.defer import Deferred
 
 from contentcrawl.extensions.log_counts import counted_for
 from contentcrawl.extensions.log_redaction import register_configured_secrets
-from contentcrawl.extensions.runs import run_counts, run_problems
+from contentcrawl.extensions.runs import run_counts
 from contentcrawl.jobs import SCHEDULES, Job, by_source, jobs_for, jobs_named
 from contentcrawl.redaction import install_log_redaction, redact_known
+from contentcrawl.verdict import decided_verdict
 
 if TYPE_CHECKING:
     import argparse
@@ -91,10 +92,10 @@ class SyncAll:
             # parse (redis-py takes the first piece of one holding a "/" for the port).
             outcome = Outcome(job, [f"crashed: {type(error).__name__}: {redact_known(str(error))}"])
         else:
-            stats = crawler.stats.get_stats()
-            counts = run_counts(stats)
-            reason = stats.get("finish_reason", "unknown")
-            outcome = Outcome(job, run_problems(reason, stats, counts), counts["items"])
+            verdict = decided_verdict(crawler)
+            # No verdict: the spider never closed, so it never ran.
+            problems = verdict.problems if verdict is not None else ["the spider did not open"]
+            outcome = Outcome(job, problems, run_counts(crawler.stats.get_stats())["items"])
         self.outcomes.append(outcome)
         log = logger.info if outcome.ok else logger.error
         log(

@@ -17,6 +17,7 @@ from contentcrawl.redaction import MASK, redact_text
 from contentcrawl.signals import request_gave_up
 from contentcrawl.sources.failures import REPLAY_META, dead_letter_for
 from contentcrawl.store import Store, build_store
+from contentcrawl.verdict import run_verdict
 
 if TYPE_CHECKING:
     from typing import Self
@@ -80,35 +81,6 @@ def run_counts(stats: dict[str, Any]) -> dict[str, int]:
         "503s": int(stats.get("downloader/response_status_count/503", 0)),
         "errors": int(stats.get("log_count/ERROR", 0)),
     }
-
-
-def run_problems(reason: str, stats: dict[str, Any], counts: dict[str, int]) -> list[str]:
-    """Why a run failed (empty when it succeeded).
-
-    A failed close monitor fails the run. Without monitors (spidermon off) the same few
-    facts are checked directly, so a run is never called good for want of a monitor.
-    """
-    problems = []
-    if reason != "finished":
-        problems.append(f"finish reason {reason!r}")
-    monitored = "monitors/close/passed" in stats or "monitors/close/failed" in stats
-    if monitored:
-        failed = sorted(
-            key.split("/")[1]
-            for key, value in stats.items()
-            if key.startswith("monitors/")
-            and key.endswith("/failed")
-            and key.count("/") == 2
-            and key.split("/")[1] not in ("close", "periodic")
-            and value
-        )
-        if stats.get("monitors/close/failed"):
-            problems.append(f"monitors failed: {', '.join(failed) or 'unnamed'}")
-        return problems
-    for name in ("errors", "gave_up", "store_failed"):
-        if counts[name]:
-            problems.append(f"{name}={counts[name]}")
-    return problems
 
 
 class RunRecorder:
@@ -178,19 +150,20 @@ class RunRecorder:
     async def spider_closed(self, spider: Spider, reason: str) -> None:
         stats = self.crawler.stats.get_stats()
         counts = run_counts(stats)
-        problems = run_problems(reason, stats, counts)
+        verdict = run_verdict(self.crawler, reason)
+        problems = verdict.problems
         cleared = sorted(self.answered - set(self.failures))
         self.run.update(
             finished_at=run_time(),
             duration_s=round(time.monotonic() - self._started, 3),
             finish_reason=reason,
-            result="failed" if problems else "ok",
+            result=verdict.result,
             problems=problems,
+            exit_code=verdict.exit_code,
             failures_recorded=len(self.failures),
             failures_cleared=len(cleared),
             **counts,
         )
-        self.crawler.stats.set_value("runs/result/failed" if problems else "runs/result/ok", 1)
         if cleared:
             self.crawler.stats.set_value("failures/cleared", len(cleared))
 

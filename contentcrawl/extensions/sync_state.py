@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals
 
 from contentcrawl.store import Store, build_store
+from contentcrawl.verdict import run_verdict
 
 if TYPE_CHECKING:
     from typing import Self
@@ -23,9 +24,9 @@ class SyncState:
     """Reads cursors from the store's ``sync_state`` and saves staged ones at a clean finish.
 
     A spider reads a cursor with ``await sync.load(name)`` and, as it makes progress,
-    ``sync.stage(name, value)``. Staged values are written when the spider closes with
-    reason ``finished`` and the run logged no error, gave up no request and lost no store
-    batch; otherwise they are discarded and the next run starts from the old cursor. This
+    ``sync.stage(name, value)``. Staged values are written when the spider closes and the
+    run was clean (``contentcrawl.verdict``, the verdict the run record and the exit code
+    give too); otherwise they are discarded and the next run starts from the old cursor. This
     lives in the store, not in JOBDIR, so it survives a crash and is shared by workers.
 
     Spiders reach it as ``self.crawler.get_extension(SyncState)``.
@@ -56,34 +57,18 @@ class SyncState:
         """Remember a cursor's new value; saved only if this run finishes cleanly."""
         self._staged[name] = value
 
-    def clean_finish_problems(self, reason: str) -> list[str]:
-        """Why this run does not count as clean (empty when it does)."""
-        stats = self.crawler.stats.get_stats()
-        problems = []
-        if reason != "finished":
-            problems.append(f"finish reason {reason!r}")
-        errors = stats.get("log_count/ERROR", 0)
-        if errors:
-            problems.append(f"{errors} errors logged")
-        for key, value in stats.items():
-            if (
-                value
-                and (key.endswith("/gave_up") or key.endswith("/failed"))
-                and (key.startswith(("retry/", "store/")))
-            ):
-                problems.append(f"{key}={value}")
-        return problems
-
     async def _spider_closed(self, spider: Spider, reason: str) -> None:
+        # The first close handler to ask: the verdict is decided here, before the monitors
+        # and the run recorder log their own lines, and they all get this one.
+        verdict = run_verdict(self.crawler, reason)
         try:
             if not self._staged:
                 return
-            problems = self.clean_finish_problems(reason)
-            if problems:
+            if not verdict.ok:
                 self.crawler.stats.inc_value("sync_state/not_saved", len(self._staged))
                 logger.warning(
                     "Run did not finish cleanly (%s): sync state not advanced for %s",
-                    ", ".join(problems),
+                    "; ".join(verdict.problems),
                     ", ".join(sorted(self._staged)),
                 )
                 return

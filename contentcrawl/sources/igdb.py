@@ -44,7 +44,7 @@ from contentcrawl.extensions.distributed import cap_worker_requests
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import ContentItem, GameItem
 from contentcrawl.redaction import redact_text, redact_url
-from contentcrawl.sources.base import ContentSpider
+from contentcrawl.sources.base import Argument, ContentSpider, choice
 from contentcrawl.sources.failures import ReplaysFailures
 
 if TYPE_CHECKING:
@@ -418,12 +418,11 @@ class IgdbSpider(ReplaysFailures, ContentSpider):
     collection: ClassVar[str]
     fields: ClassVar[tuple[str, ...]]
     expanded_fields: ClassVar[tuple[str, ...]] = ()
+    spider_arguments: ClassVar[dict[str, Argument]] = {"mode": choice(*MODES)}
 
-    def __init__(self, *args: Any, mode: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if mode not in (None, "", *MODES):
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        self.mode = mode or None
+        self.mode: str | None = self.options.get("mode")
         self.emitted = 0
         # The next incremental run reads what changed after this moment.
         self.started_at = int(time.time())

@@ -44,7 +44,7 @@ from contentcrawl import __version__
 from contentcrawl.dumps import ItemFlow, is_url
 from contentcrawl.items import AlbumItem, ArtistItem, ContentItem, ItemBatch, Json
 from contentcrawl.redaction import redact_text, redact_url
-from contentcrawl.sources.base import ContentSpider
+from contentcrawl.sources.base import TEXT, Argument, ContentSpider, choice, subset
 from contentcrawl.sources.failures import ReplaysFailures
 from contentcrawl.sources.musicbrainz_dump import import_dumps
 
@@ -346,32 +346,28 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
     item_class: ClassVar[type[ContentItem]] = ArtistItem
     distributed_collection = ArtistItem.collection
 
-    def __init__(
-        self,
-        *args: Any,
-        mode: str | None = None,
-        query: str | None = None,
-        mbids: str | None = None,
-        dump: str | None = None,
-        entities: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        if mode not in (None, "", *MODES):
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        self.dumps = split_list(dump)
+    spider_arguments: ClassVar[dict[str, Argument]] = {
+        "mode": choice(*MODES),
+        "query": TEXT,
+        "mbids": TEXT,
+        "dump": TEXT,
+        "entities": subset(*DUMP_MAPPERS),
+    }
+
+    @classmethod
+    def check_arguments(cls, options: dict[str, Any]) -> None:
         # -a dump= alone means a dump import; with mode=api it would be silently ignored.
-        if mode == "api" and self.dumps:
-            raise ValueError("-a dump= is read in mode=dump (the default when dump is given)")
-        self.mode = mode or ("dump" if self.dumps else "api")
-        self.query = (query or "").strip() or None
-        self.mbids = split_list(mbids)
-        self.entities = split_list(entities) or list(DUMP_ENTITIES)
-        unknown = [entity for entity in self.entities if entity not in DUMP_MAPPERS]
-        if unknown:
-            raise ValueError(
-                f"entities must be among {', '.join(DUMP_MAPPERS)}, not {', '.join(unknown)}"
-            )
+        if options.get("mode") == "api" and split_list(options.get("dump")):
+            cls.refuse("mode", "api", "-a dump= is read in mode=dump (the default with a dump)")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        options = self.options
+        self.dumps = split_list(options.get("dump"))
+        self.mode: str = options.get("mode") or ("dump" if self.dumps else "api")
+        self.query: str | None = options.get("query")
+        self.mbids = split_list(options.get("mbids"))
+        self.entities: list[str] = options.get("entities") or list(DUMP_ENTITIES)
         # Artists claimed for a lookup (one lookup per artist, whatever found it) and
         # release groups already yielded (a collaboration is browsed from each artist).
         self.claimed: set[str] = set()

@@ -44,7 +44,7 @@ from contentcrawl.dumps import (
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import AuthorItem, BookItem, ContentItem, ItemBatch, Json, WorkItem
 from contentcrawl.redaction import redact_url
-from contentcrawl.sources.base import ContentSpider
+from contentcrawl.sources.base import TEXT, Argument, ContentSpider
 from contentcrawl.store import Store, build_store
 from contentcrawl.store.base import utc_now
 
@@ -480,10 +480,11 @@ class OpenLibraryDumpSpider(ContentSpider):
     item_class: ClassVar[type[ContentItem]]
     # True when prepare/enrich read the store: the spider then opens its own connection.
     uses_store: ClassVar[bool] = False
+    spider_arguments: ClassVar[dict[str, Argument]] = {"dump": TEXT}
 
-    def __init__(self, *args: Any, dump: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.dump = dump or None
+        self.dump: str | None = self.options.get("dump")
         self.lines = 0
         self.records = 0
         self.bad_lines = 0

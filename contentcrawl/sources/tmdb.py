@@ -55,7 +55,15 @@ from contentcrawl.items import (
 )
 from contentcrawl.middlewares.tmdb_auth import tmdb_credentials_configured
 from contentcrawl.redaction import redact_url
-from contentcrawl.sources.base import ContentSpider
+from contentcrawl.sources.base import (
+    FLAG,
+    NON_NEGATIVE,
+    NUMBER,
+    Argument,
+    ContentSpider,
+    choice,
+    subset,
+)
 from contentcrawl.sources.failures import ReplaysFailures
 from contentcrawl.store import build_store
 
@@ -608,10 +616,12 @@ def read_ids_file(path: str | Path) -> list[int]:
     return ids
 
 
-def _flag(value: str | bool | None) -> bool:
-    if isinstance(value, bool):
-        return value
-    return str(value or "").strip().lower() in {"1", "true", "yes", "on"}
+def _list_pages(text: str) -> int:
+    """``-a pages=N``: list pages to read, 1 to ``MAX_LIST_PAGE`` (TMDB serves no more)."""
+    pages = int(text) if text.isdigit() else 0
+    if not 1 <= pages <= MAX_LIST_PAGE:
+        raise ValueError(text)
+    return pages
 
 
 # --- the spider --------------------------------------------------------------------------
@@ -650,34 +660,48 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
     references: ClassVar[tuple[tuple[str, Extractor], ...]] = ()
     export_has_records: ClassVar[bool] = False
 
+    spider_arguments: ClassVar[dict[str, Argument]] = {
+        "mode": choice(*MODES),
+        "ids": Argument(parse_ids, "TMDB ids (positive whole numbers), comma-separated"),
+        "ids_file": Argument(read_ids_file, "a readable file of TMDB ids, one a line"),
+        "include_adult": FLAG,
+        "include_video": FLAG,
+        "min_popularity": NUMBER,
+        "older_than_days": NON_NEGATIVE,
+        "pages": Argument(_list_pages, f"a whole number from 1 to {MAX_LIST_PAGE}"),
+        "min_budget": NON_NEGATIVE,
+        "min_revenue": NON_NEGATIVE,
+        "require": subset(*sorted(FILTERABLE)),
+    }
+
+    @classmethod
+    def check_arguments(cls, options: dict[str, Any]) -> None:
+        mode = options.get("mode")
+        if mode == "changes" and not cls.has_changes:
+            cls.refuse("mode", mode, f"{cls.name} has no TMDB changes feed: use mode=export")
+        if mode == "lists" and not cls.list_paths:
+            cls.refuse("mode", mode, f"{cls.name} has no TMDB lists: use mode=export")
+        if mode == "missing" and not cls.references:
+            cls.refuse("mode", mode, f"{cls.name} is referenced by no other kind")
+        if mode == "ids" and not (options.get("ids") or options.get("ids_file")):
+            cls.refuse("mode", mode, "mode=ids needs -a ids=550,551 or -a ids_file=path")
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.ids = parse_ids(kwargs.get("ids") or "")
-        if kwargs.get("ids_file"):
-            self.ids.extend(read_ids_file(kwargs["ids_file"]))
+        options = self.options
+        self.ids = [*options.get("ids", []), *options.get("ids_file", [])]
         default_mode = "ids" if self.ids else ("changes" if self.has_changes else "export")
-        self.mode = (kwargs.get("mode") or default_mode).strip().lower()
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        if self.mode == "changes" and not self.has_changes:
-            raise ValueError(f"{self.name} has no TMDB changes feed: use mode=export")
-        if self.mode == "lists" and not self.list_paths:
-            raise ValueError(f"{self.name} has no TMDB lists: use mode=export")
-        if self.mode == "ids" and not self.ids:
-            raise ValueError("mode=ids needs -a ids=550,551 or -a ids_file=path")
-        self.include_adult = _flag(kwargs.get("include_adult"))
-        self.include_video = _flag(kwargs.get("include_video"))
-        self.episodes = _flag(kwargs.get("episodes"))
-        min_popularity = kwargs.get("min_popularity")
-        self.min_popularity = float(min_popularity) if min_popularity not in (None, "") else None
-        older = kwargs.get("older_than_days")
-        self.older_than_days = int(older) if older not in (None, "") else None
-        pages = kwargs.get("pages")
-        self.list_pages = int(pages) if pages not in (None, "") else None
+        self.mode = options.get("mode", default_mode)
+        self.include_adult = options.get("include_adult", False)
+        self.include_video = options.get("include_video", False)
+        self.episodes = options.get("episodes", False)
+        self.min_popularity: float | None = options.get("min_popularity")
+        self.older_than_days: int | None = options.get("older_than_days")
+        self.list_pages: int | None = options.get("pages")
         self._filter_args = {
-            "min_budget": kwargs.get("min_budget"),
-            "min_revenue": kwargs.get("min_revenue"),
-            "require": kwargs.get("require"),
+            "min_budget": options.get("min_budget"),
+            "min_revenue": options.get("min_revenue"),
+            "require": options.get("require"),
         }
         self._queued: set[int] = set()
         self._outstanding = 0
@@ -719,15 +743,12 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         args = self._filter_args
         min_budget = args["min_budget"] or settings.getint("TMDB_MIN_BUDGET", 0)
         min_revenue = args["min_revenue"] or settings.getint("TMDB_MIN_REVENUE", 0)
-        require = args["require"]
-        names = (
-            {name.strip() for name in require.split(",") if name.strip()}
-            if require
-            else set(settings.getlist("TMDB_REQUIRE"))
-        )
+        names = set(args["require"] or settings.getlist("TMDB_REQUIRE"))
         unknown = names - FILTERABLE
         if unknown:
-            raise ValueError(f"require takes {', '.join(sorted(FILTERABLE))}, not {unknown}")
+            raise ValueError(
+                f"TMDB_REQUIRE takes {', '.join(sorted(FILTERABLE))}, not {sorted(unknown)}"
+            )
         return RecordFilters(int(min_budget), int(min_revenue), frozenset(names))
 
     # -- start ------------------------------------------------------------------------------
@@ -1095,8 +1116,6 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         ]
 
     async def _start_missing(self) -> AsyncIterator[Any]:
-        if not self.references:
-            raise ValueError(f"{self.name} is referenced by no other kind: no missing mode")
         plan = self._resumed_plan("missing") or self._new_plan(
             "missing", ids=await self._missing_ids_now()
         )

@@ -1,6 +1,9 @@
 """TMDB TV series: ``scrapy crawl tmdb_series -a mode=… [-a episodes=1]``."""
 
+from typing import ClassVar
+
 from contentcrawl.items import SeriesItem
+from contentcrawl.sources.base import FLAG, Argument
 from contentcrawl.sources.tmdb import TmdbSpider, map_series, person_series_ids
 
 
@@ -21,3 +24,5 @@ class TmdbSeriesSpider(TmdbSpider):
         "trending/tv/week",
     )
     references = (("people", person_series_ids),)
+    # -a episodes=1: every season's episodes too, a request per season.
+    spider_arguments: ClassVar[dict[str, Argument]] = {"episodes": FLAG}
