@@ -82,6 +82,11 @@ DUMPS_DIR = _env("DUMPS_DIR", "data/dumps")
 DUMP_DOWNLOAD_RETRIES = _env_int("DUMP_DOWNLOAD_RETRIES", 3)
 # Record batches (items) a dump reader lets into the pipelines before it waits (bounded memory).
 DUMP_MAX_PENDING_ITEMS = _env_int("DUMP_MAX_PENDING_ITEMS", 4)
+# An import whose bad lines pass this share of the lines read fails (a garbage or
+# mislabelled file); judged from DUMP_BAD_LINE_MIN_LINES lines, below that only when no
+# line is good.
+DUMP_MAX_BAD_LINE_SHARE = _env_float("DUMP_MAX_BAD_LINE_SHARE", 0.5)
+DUMP_BAD_LINE_MIN_LINES = _env_int("DUMP_BAD_LINE_MIN_LINES", 10)
 # Seconds between progress lines of long runs (downloads, imports, exports).
 PROGRESS_INTERVAL = _env_int("PROGRESS_INTERVAL", 30)
 

@@ -91,6 +91,11 @@ def run_problems(reason: str, stats: dict[str, Any], counts: dict[str, int]) -> 
     problems = []
     if reason != "finished":
         problems.append(f"finish reason {reason!r}")
+    problems += [
+        f"{key.split('/')[0]} import failed"
+        for key, value in sorted(stats.items())
+        if key.endswith("/import/failed") and value
+    ]
     monitored = "monitors/close/passed" in stats or "monitors/close/failed" in stats
     if monitored:
         failed = sorted(
