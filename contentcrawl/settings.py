@@ -44,6 +44,9 @@ COMMANDS_MODULE = "contentcrawl.commands"
 # MONGO_URI set -> MongoDB; unset -> the embedded SQLite file at SQLITE_PATH.
 MONGO_URI = _env("MONGO_URI")
 MONGO_DATABASE = _env("MONGO_DATABASE", "contentcrawl")
+# Seconds to find and connect to a MongoDB server before the store counts as unavailable
+# (pymongo's serverSelectionTimeoutMS and connectTimeoutMS, unless MONGO_URI sets them).
+MONGO_CONNECT_TIMEOUT = _env_float("MONGO_CONNECT_TIMEOUT", 5.0)
 SQLITE_PATH = _env("SQLITE_PATH", "data/contentcrawl.sqlite3")
 # Seconds a SQLite write waits for another writer (a second crawl, the read API) to finish.
 SQLITE_BUSY_TIMEOUT = _env_float("SQLITE_BUSY_TIMEOUT", 30.0)

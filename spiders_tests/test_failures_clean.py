@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,17 +20,18 @@ from scrapy.utils.project import get_project_settings
 from scrapy.utils.test import get_crawler
 
 from contentcrawl.dumps import BadLineLimit
-from contentcrawl.extensions.runs import run_counts, run_problems
+from contentcrawl.extensions.runs import RunRecorder, run_counts, run_problems
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.sources.tmdb import export_file_name
 from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
 from contentcrawl.spiders.openlibrary_books import OpenLibraryBooksSpider
 from contentcrawl.spiders.tmdb_keywords import TmdbKeywordsSpider
 from spiders_tests.conftest import read_store
-from spiders_tests.crawling import crawl
-from spiders_tests.fakes.openlibrary import sample_lines
+from spiders_tests.crawling import PROJECT, child_env, crawl, make_crawler, run_scrapy
+from spiders_tests.fakes.openlibrary import sample_dump, sample_lines
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake
+from spiders_tests.mongo_server import free_port
 
 TODAY = datetime.now(UTC).date()
 # What a dump URL answered with an HTML error page looks like once gunzipped: text lines.
@@ -222,3 +227,99 @@ async def test_keywords_by_id_still_need_a_tmdb_key(tmdb: TmdbFake, tmp_path: Pa
     crawler = await crawl(TmdbKeywordsSpider, settings, ids="258")
 
     assert crawler.stats.get_value("finish_reason") == "tmdb_no_credentials"
+
+
+# --- a MongoDB that does not answer -----------------------------------------------------------
+
+PASSWORD = "pa55-w0rd"  # noqa: S105 - a test credential
+# A timestamped log line's level; Spidermon's report of failed monitors (its own unittest
+# style listing, with the failed assertion's traceback) is not the crawl's.
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[(?P<logger>[^\]]+)\] (?P<level>[A-Z]+): ")
+
+
+def crawl_output(output: str) -> str:
+    """The output without Spidermon's failed-monitor report (a multi-line ERROR record)."""
+    kept, in_report = [], False
+    for line in output.splitlines():
+        match = LOG_LINE.match(line)
+        if match:
+            in_report = match["level"] == "ERROR" and "[Spidermon]" in line
+        if not in_report:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+@pytest.fixture
+def unreachable_mongo(tmp_path: Path) -> dict[str, str]:
+    """A child environment whose MONGO_URI names a local port nothing listens on."""
+    uri = f"mongodb://crawler:{PASSWORD}@127.0.0.1:{free_port()}/"
+    return child_env(tmp_path / "unused.sqlite3", MONGO_URI=uri, MONGO_CONNECT_TIMEOUT="1")
+
+
+def test_unreachable_mongo_is_one_error_and_the_close_reason(
+    unreachable_mongo: dict[str, str], tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    done = run_scrapy(
+        "crawl",
+        "openlibrary_books",
+        "-a",
+        f"dump={sample_dump('editions')}",
+        cwd=tmp_path,
+        env=unreachable_mongo,
+    )
+    elapsed = time.monotonic() - started
+
+    output = done.stdout + done.stderr
+    own = crawl_output(output)
+    errors = [line for line in own.splitlines() if " ERROR: " in line]
+    assert len(errors) == 1, own
+    assert "Store unavailable" in errors[0]
+    assert "cannot open MongoDB mongodb://crawler:***@127.0.0.1:" in errors[0]
+    assert "Traceback" not in own
+    assert "Closing spider (store_unavailable)" in output
+    assert "Closing spider (shutdown)" not in output
+    assert PASSWORD not in output
+    # One connection timeout (1 s) and Scrapy's start-up, not one timeout per component.
+    assert elapsed < 15, f"{elapsed:.1f} s"
+
+
+def test_read_api_on_an_unreachable_mongo_says_so_in_one_line(
+    unreachable_mongo: dict[str, str], tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "contentcrawl.api", "--port", str(free_port())],
+        cwd=PROJECT,
+        env=unreachable_mongo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "contentcrawl.api: cannot open the store: cannot open MongoDB "
+        f"mongodb://crawler:***@127.0.0.1:{unreachable_mongo['MONGO_URI'].rsplit(':', 1)[1]} "
+        "database contentcrawl: ServerSelectionTimeoutError"
+    ]
+    assert time.monotonic() - started < 10
+
+
+@deferred_f_from_coro_f
+async def test_a_run_closed_before_its_spider_opened_is_logged_not_a_key_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    crawler = make_crawler(OpenLibraryBooksSpider, sqlite_settings(tmp_path))
+    crawler.spider = crawler._create_spider()
+    recorder = RunRecorder(crawler)
+    crawler.stats.set_value("store/connection/unavailable", 1)
+    caplog.set_level(logging.INFO)
+
+    await recorder.spider_closed(crawler.spider, "store_unavailable")
+
+    assert crawler.stats.get_value("runs/store/failed") == 1
+    assert "of openlibrary_books: failed (finish reason 'store_unavailable')" in caplog.text
+    assert not (tmp_path / "store.sqlite3").exists()

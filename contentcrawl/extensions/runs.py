@@ -144,12 +144,12 @@ class RunRecorder:
     def from_crawler(cls, crawler: Crawler) -> Self:
         return cls(crawler)
 
-    async def spider_opened(self, spider: Spider) -> None:
+    def _new_run(self, spider: Spider) -> dict[str, Any]:
         arguments = getattr(spider, "arguments", None) or {}
         # scrapyd's job id; Scrapy also sets every spider argument as an attribute.
         job = arguments.get("_job") or getattr(spider, "_job", None)
         self._started = time.monotonic()
-        self.run = {
+        return {
             "id": str(job or uuid.uuid4().hex),
             "spider": spider.name,
             "job": job,
@@ -158,6 +158,16 @@ class RunRecorder:
             "finished_at": None,
             "result": "running",
         }
+
+    def _store_unavailable(self) -> bool:
+        """Whether the store pipeline found the store unreachable: no write would succeed,
+        and each would wait out its own connection timeout."""
+        return bool(self.crawler.stats.get_value("store/connection/unavailable"))
+
+    async def spider_opened(self, spider: Spider) -> None:
+        self.run = self._new_run(spider)
+        if self._store_unavailable():
+            return
         await self._write(lambda store: store.add_run(dict(self.run)))
 
     def request_gave_up(self, request: Request, reason: str, attempts: int, spider: Spider) -> None:
@@ -185,6 +195,9 @@ class RunRecorder:
         counts = run_counts(stats)
         problems = run_problems(reason, stats, counts)
         cleared = sorted(self.answered - set(self.failures))
+        if not self.run:
+            # The crawl failed before its spider opened.
+            self.run = self._new_run(spider)
         self.run.update(
             finished_at=run_time(),
             duration_s=round(time.monotonic() - self._started, 3),
@@ -205,7 +218,10 @@ class RunRecorder:
             store.clear_failures(cleared)
             store.add_run(dict(self.run))
 
-        await self._write(save)
+        if self._store_unavailable():
+            self.crawler.stats.set_value("runs/store/failed", 1)
+        else:
+            await self._write(save)
         log = logger.warning if problems else logger.info
         log(
             "Run %s of %s: %s (%s); %d items, %d inserted, %d updated, %d unchanged, "
