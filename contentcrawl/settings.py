@@ -252,6 +252,10 @@ EXTENSIONS = {
 # Write a run record to `runs` for every crawl and keep requests that still fail after
 # their retries in `failures` (replayed by `-a mode=failed`).
 RUNS_ENABLED = _env_bool("RUNS_ENABLED", True)
+# Seconds between two refreshes of a running crawl's heartbeat in its run record; a record
+# silent for 3 intervals (or whose process is gone, on the same host) is marked killed by
+# the next run or `scrapy status`. 0: no heartbeat (only the same-host check).
+RUNS_HEARTBEAT_INTERVAL = _env_float("RUNS_HEARTBEAT_INTERVAL", 60.0)
 # Dead letters replayed per `mode=failed` run (0: all).
 FAILURES_REPLAY_LIMIT = _env_int("FAILURES_REPLAY_LIMIT", 0)
 # Seconds between generic progress lines (0 switches them off); a live line on a terminal.

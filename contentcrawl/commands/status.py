@@ -1,19 +1,22 @@
 """``scrapy status [--json]``: the mirror at a glance, from the store alone.
 
 Per collection the record count and last update; per spider its last run (when, how long,
-result, counts, why it failed) and its pending failures; the oldest pending failures.
+result, counts, why it failed) and its pending failures; the oldest pending failures. A
+run left ``running`` by a process that is gone is marked ``killed`` first.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from typing import TYPE_CHECKING
 
 from scrapy.commands import ScrapyCommand
 from scrapy.spiderloader import get_spider_loader
 
+from contentcrawl.extensions.runs import mark_killed
 from contentcrawl.store import COLLECTION_KEYS, Store, StoreError, build_store
 
 if TYPE_CHECKING:
@@ -156,6 +159,10 @@ class Command(ScrapyCommand):
         assert self.settings is not None
         try:
             with build_store(self.settings) as store:
+                # A run left ``running`` by a process that is gone is shown as what it is.
+                mark_killed(
+                    store, socket.gethostname(), self.settings.getfloat("RUNS_HEARTBEAT_INTERVAL")
+                )
                 status = collect_status(store, spider_names(self.settings), opts.failures)
         except StoreError as error:
             print(f"Cannot read the store: {error}", file=sys.stderr)
