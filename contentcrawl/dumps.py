@@ -458,6 +458,59 @@ class DumpFile:
 # --- in a crawl ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class BadLineLimit:
+    """When a dump's bad lines make its import a failure rather than a few skips.
+
+    A dump whose lines are all bad, or (from ``min_lines`` lines read) more than
+    ``max_share`` of them, is not the file it claims to be (a garbage or mislabelled
+    download): its few good lines are kept, but the import must not count as done.
+    Below ``min_lines`` only a dump with no good line at all fails, so one bad line in
+    a three-line file stays a skip.
+    """
+
+    max_share: float
+    min_lines: int
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> BadLineLimit:
+        """``DUMP_MAX_BAD_LINE_SHARE`` and ``DUMP_BAD_LINE_MIN_LINES``."""
+        return cls(
+            settings.getfloat("DUMP_MAX_BAD_LINE_SHARE"),
+            settings.getint("DUMP_BAD_LINE_MIN_LINES"),
+        )
+
+    def exceeded(self, lines: int, bad_lines: int) -> bool:
+        """Whether ``bad_lines`` of ``lines`` read fail the import.
+
+        A stream break is a bad line that was never a whole line, hence the ``max``.
+        """
+        read = max(lines, bad_lines)
+        if not bad_lines:
+            return False
+        if bad_lines >= read:
+            return True
+        return read >= self.min_lines and bad_lines / read > self.max_share
+
+
+def import_failed(crawler: Crawler, source: str, dump: str, lines: int, bad_lines: int) -> bool:
+    """Judge an import by its bad lines; past ``BadLineLimit`` log one ERROR, set the stat
+    ``<source>/import/failed`` and return True (the caller then marks the dump not complete)."""
+    limit = BadLineLimit.from_settings(crawler.settings)
+    if not limit.exceeded(lines, bad_lines):
+        return False
+    crawler.stats.set_value(f"{source}/import/failed", 1)
+    logger.error(
+        "Import of %s failed: %d of %d lines are bad (DUMP_MAX_BAD_LINE_SHARE %s): "
+        "not a usable dump, its sync state is not advanced",
+        dump,
+        bad_lines,
+        max(lines, bad_lines),
+        limit.max_share,
+    )
+    return True
+
+
 # Lines a worker thread reads and maps in one trip: big enough to amortise the hand-over,
 # small enough that two batches in memory stay a few MB.
 BATCH_LINES = 1000

@@ -44,6 +44,9 @@ COMMANDS_MODULE = "contentcrawl.commands"
 # MONGO_URI set -> MongoDB; unset -> the embedded SQLite file at SQLITE_PATH.
 MONGO_URI = _env("MONGO_URI")
 MONGO_DATABASE = _env("MONGO_DATABASE", "contentcrawl")
+# Seconds to find and connect to a MongoDB server before the store counts as unavailable
+# (pymongo's serverSelectionTimeoutMS and connectTimeoutMS, unless MONGO_URI sets them).
+MONGO_CONNECT_TIMEOUT = _env_float("MONGO_CONNECT_TIMEOUT", 5.0)
 SQLITE_PATH = _env("SQLITE_PATH", "data/contentcrawl.sqlite3")
 # Seconds a SQLite write waits for another writer (a second crawl, the read API) to finish.
 SQLITE_BUSY_TIMEOUT = _env_float("SQLITE_BUSY_TIMEOUT", 30.0)
@@ -82,6 +85,11 @@ DUMPS_DIR = _env("DUMPS_DIR", "data/dumps")
 DUMP_DOWNLOAD_RETRIES = _env_int("DUMP_DOWNLOAD_RETRIES", 3)
 # Record batches (items) a dump reader lets into the pipelines before it waits (bounded memory).
 DUMP_MAX_PENDING_ITEMS = _env_int("DUMP_MAX_PENDING_ITEMS", 4)
+# An import whose bad lines pass this share of the lines read fails (a garbage or
+# mislabelled file); judged from DUMP_BAD_LINE_MIN_LINES lines, below that only when no
+# line is good.
+DUMP_MAX_BAD_LINE_SHARE = _env_float("DUMP_MAX_BAD_LINE_SHARE", 0.5)
+DUMP_BAD_LINE_MIN_LINES = _env_int("DUMP_BAD_LINE_MIN_LINES", 10)
 # Seconds between progress lines of long runs (downloads, imports, exports).
 PROGRESS_INTERVAL = _env_int("PROGRESS_INTERVAL", 30)
 
@@ -244,6 +252,10 @@ EXTENSIONS = {
 # Write a run record to `runs` for every crawl and keep requests that still fail after
 # their retries in `failures` (replayed by `-a mode=failed`).
 RUNS_ENABLED = _env_bool("RUNS_ENABLED", True)
+# Seconds between two refreshes of a running crawl's heartbeat in its run record; a record
+# silent for 3 intervals (or whose process is gone, on the same host) is marked killed by
+# the next run or `scrapy status`. 0: no heartbeat (only the same-host check).
+RUNS_HEARTBEAT_INTERVAL = _env_float("RUNS_HEARTBEAT_INTERVAL", 60.0)
 # Dead letters replayed per `mode=failed` run (0: all).
 FAILURES_REPLAY_LIMIT = _env_int("FAILURES_REPLAY_LIMIT", 0)
 # Seconds between generic progress lines (0 switches them off); a live line on a terminal.

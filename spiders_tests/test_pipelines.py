@@ -19,7 +19,7 @@ from contentcrawl.items import BookItem, ContentItem, GameItem, ItemBatch, Movie
 from contentcrawl.pipelines.store import SavedBatches
 from contentcrawl.pipelines.validation import blank_to_none, checked_key
 from contentcrawl.sources.base import ContentSpider
-from contentcrawl.store import Record, Store, StoreError
+from contentcrawl.store import Record, Store
 from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.server import FakeResponse, FakeServer
@@ -424,8 +424,9 @@ async def test_unreachable_store_stops_the_crawl_with_a_clear_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = {"MONGO_URI": "mongodb://reader:pw-8812@127.0.0.1:9/?serverSelectionTimeoutMS=200"}
-    with pytest.raises(
-        StoreError, match=r"cannot open MongoDB mongodb://reader:\*\*\*@127.0.0.1:9"
-    ):
-        await crawl(ItemsSpider, settings, items=movies(1))
+    crawler = await crawl(ItemsSpider, settings, items=movies(1))
+    assert crawler.stats.get_value("finish_reason") == "store_unavailable"
+    assert "Store unavailable, closing the spider: cannot open MongoDB mongodb://reader:***@" in (
+        caplog.text
+    )
     assert "pw-8812" not in caplog.text

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from contentcrawl.jobs import jobs_for
 from contentcrawl.store.sqlite import SqliteStore
 from spiders_tests.fakes.openlibrary import FakeOpenLibraryDumps, sample_dump
 from spiders_tests.fakes.server import FakeServer
@@ -48,14 +49,14 @@ def checkout_copy(target: Path, scrapyd_url: str) -> Path:
     return target
 
 
-def scrapyd_home(home: Path, port: int) -> Path:
+def scrapyd_home(home: Path, port: int, poll_interval: float = 0.2) -> Path:
     """deploy/scrapyd.conf with its port and directories moved into ``home``."""
     config = configparser.ConfigParser()
     config.read(PROJECT / "deploy" / "scrapyd.conf")
     section = config["scrapyd"]
     assert section["jobstorage"] == "scrapyd.jobstorage.SqliteJobStorage"
     section["http_port"] = str(port)
-    section["poll_interval"] = "0.2"
+    section["poll_interval"] = str(poll_interval)
     for name in ("dbs_dir", "eggs_dir", "logs_dir"):
         section[name] = str(home / name)
     home.mkdir(parents=True, exist_ok=True)
@@ -231,6 +232,55 @@ def test_deploy_schedule_run_and_no_duplicate_while_running(
     assert len(logs) == 2
     assert all(TOKEN not in log.read_text() for log in logs)
     assert all(job["spider"] for job in finished)
+
+
+def test_daily_schedule_queues_every_api_spiders_replay_after_its_run(tmp_path: Path) -> None:
+    deploy = shutil.which("scrapyd-deploy")
+    assert deploy, "pip install scrapyd-client==2.0.3"
+    port = free_port()
+    env = {**os.environ, "CONTENTCRAWL_ENV_FILE": os.devnull, "MONGO_URI": ""}
+    env["SQLITE_PATH"] = str(tmp_path / "store.sqlite3")
+    for name in ("SCRAPY_SETTINGS_MODULE", "SCRAPY_PROJECT", "PYTHONPATH"):
+        env.pop(name, None)
+    # No poll in the test's time: every job stays pending, in scrapyd's queue order.
+    scrapyd = Scrapyd(scrapyd_home(tmp_path / "scrapyd", port, poll_interval=3600), port, env)
+    checkout = checkout_copy(tmp_path / "checkout", scrapyd.url)
+    scrapyd.start()
+    try:
+        deployed = subprocess.run(
+            [deploy], cwd=checkout, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert deployed.returncode == 0, deployed.stderr
+
+        def schedule_daily() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "scrapy", "schedule", "daily"],
+                cwd=checkout,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        first = schedule_daily()
+        assert first.returncode == 0, first.stderr
+        pending = [job["id"].rsplit("-", 1)[0] for job in scrapyd.jobs()["pending"]]
+        again = schedule_daily()
+        assert again.returncode == 0, again.stderr
+        assert len(scrapyd.jobs()["pending"]) == len(pending)
+    finally:
+        scrapyd.stop()
+
+    daily = [job.name for job in jobs_for("daily")]
+    assert sorted(pending) == sorted(daily)
+    replays = [name for name in daily if name.endswith("-failed")]
+    assert len(replays) == 9
+    for replay in replays:
+        spider = replay.removesuffix("-failed")
+        runs = [name for name in pending if name.startswith(f"{spider}-") and name != replay]
+        assert all(pending.index(run) < pending.index(replay) for run in runs), pending
+    assert [line.split()[0] for line in first.stdout.splitlines()] == ["scheduled"] * len(daily)
+    assert [line.split()[0] for line in again.stdout.splitlines()] == ["skipped"] * len(daily)
 
 
 def test_schedule_says_clearly_when_scrapyd_is_unreachable(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +116,58 @@ def test_an_unreachable_store_is_a_clear_error(tmp_path: Path) -> None:
     assert "Cannot read the store" in done.stderr
     assert "pw" not in done.stderr.replace("pw@", "")
     assert ":pw@" not in done.stderr
+
+
+def test_long_failure_keys_and_spider_names_keep_the_columns_aligned(store: Store) -> None:
+    long_key = "musicbrainz_artists:search:" + "artist:(Tombs OR Perkele) AND country:US " * 3
+    for key, error in ((long_key, "TimeoutError"), ("tmdb_movies:13", "503")):
+        store.put_failure(
+            {"key": key, "spider": key.split(":")[0], "last_try": "2024-05-02T00:00:00Z"}
+            | {"error": error, "attempts": 6}
+        )
+    spider = "a_spider_named_far_longer_than_the_column_was"
+    store.add_run({"id": "r", "spider": spider, "started_at": "2024-05-03T00:00:00.000Z"})
+
+    text = format_status(collect_status(store, [spider, "tmdb_movies"]))
+
+    lines = text.splitlines()
+    failure_lines = [line for line in lines if " since " in line]
+    assert len(failure_lines) == 2
+    assert len({line.index(" since ") for line in failure_lines}) == 1
+    assert any("…" in line for line in failure_lines)
+    header = next(line for line in lines if line.startswith("SPIDER"))
+    rows = [line for line in lines if line.startswith(("a_spider", "tmdb_movies "))]
+    assert len(rows) == 2
+    result_column = header.index("RESULT")
+    assert [row[result_column - 1 :].split()[0] for row in rows] == ["?", "never"]
+
+
+def test_status_piped_into_a_reader_that_stops_early_exits_quietly(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path / "store.sqlite3") as store:
+        for number in range(3000):
+            store.put_failure(
+                {
+                    "key": f"tmdb_movies:{number}",
+                    "spider": "tmdb_movies",
+                    "last_try": "2024-05-02T00:00:00Z",
+                    "error": "503",
+                    "attempts": 6,
+                }
+            )
+    env = scrapy_env(tmp_path)
+    for extra in ([], ["--json"]):
+        # ``scrapy status | head -1``: the reader is gone before the report is written.
+        child = subprocess.Popen(
+            [sys.executable, "-m", "scrapy", "status", "--failures", "3000", *extra],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert child.stdout is not None
+        assert child.stderr is not None
+        child.stdout.close()
+        stderr = child.stderr.read().decode()
+        assert child.wait(timeout=60) == 0, stderr
+        assert "Traceback" not in stderr
+        assert "BrokenPipeError" not in stderr

@@ -1,9 +1,9 @@
 """``scrapy schedule daily|weekly|monthly``: queue a schedule's jobs on a scrapyd.
 
-Called by the shipped crontab or systemd timers (``deploy/``). A job whose spider is
-already pending or running on the scrapyd is skipped, so a slow run is never doubled by
-the next tick. Jobs get their arguments and non-secret settings from
-``contentcrawl/jobs.py``; credentials come from the scrapyd host's environment or ``.env``.
+Called by the shipped crontab or systemd timers (``deploy/``). A job already pending or
+running on the scrapyd is skipped, so a slow run is never doubled by the next tick. Jobs
+get their arguments and non-secret settings from ``contentcrawl/jobs.py``; credentials
+come from the scrapyd host's environment or ``.env``.
 
 The scrapyd is ``--url``, else the ``SCRAPYD_URL`` setting, else the ``[deploy]`` url of
 ``scrapy.cfg``; HTTP basic auth from ``SCRAPYD_USERNAME`` / ``SCRAPYD_PASSWORD``, else from
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -26,7 +27,7 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from scrapy.utils.conf import get_config
 
-from contentcrawl.jobs import SCHEDULES, Job, jobs_for, jobs_named
+from contentcrawl.jobs import JOBS, SCHEDULES, Job, jobs_for, jobs_named
 from contentcrawl.redaction import basic_auth, redact_text, redact_url, split_userinfo
 
 if TYPE_CHECKING:
@@ -88,15 +89,15 @@ class Scrapyd:
             raise ScrapydError(f"{endpoint}: {answer.get('message', answer)}")
         return answer
 
-    def active_jobs(self) -> dict[str, str]:
-        """Spider name -> id of a pending or running job of this project."""
+    def active_jobs(self) -> list[tuple[str, str]]:
+        """``(spider, job id)`` of every pending or running job of this project."""
         answer = self._call("listjobs.json")
-        active: dict[str, str] = {}
-        for state in ("running", "pending"):
-            for entry in answer.get(state, []):
-                if entry.get("project", self.project) == self.project:
-                    active.setdefault(entry["spider"], entry["id"])
-        return active
+        return [
+            (entry["spider"], entry["id"])
+            for state in ("running", "pending")
+            for entry in answer.get(state, [])
+            if entry.get("project", self.project) == self.project
+        ]
 
     def schedule(self, job: Job, job_id: str) -> str:
         """Queue ``job`` under ``job_id``; returns the id scrapyd gave it."""
@@ -106,18 +107,40 @@ class Scrapyd:
         return self._call("schedule.json", form)["jobid"]
 
 
+# ``<job name>-<stamp>``: the id this command gives a job (scrapyd keeps it).
+JOB_ID = re.compile(r"(?P<name>.+)-\d{8}T\d{6}")
+
+
+def holders(active: list[tuple[str, str]], known: set[str]) -> dict[str, str]:
+    """What each active job stands for -> its id: the job name when this command queued it
+    (``JOB_ID``), else its spider, since a job queued by hand may be any of its spider's."""
+    held: dict[str, str] = {}
+    for spider, job_id in active:
+        match = JOB_ID.fullmatch(job_id)
+        name = match["name"] if match and match["name"] in known else spider
+        held.setdefault(name, job_id)
+    return held
+
+
 def schedule_jobs(scrapyd: Scrapyd, jobs: list[Job], *, dry_run: bool = False) -> Iterator[str]:
-    """Queue the jobs whose spider is not pending or running; one line per job says what."""
-    active = scrapyd.active_jobs()
+    """Queue the jobs not already pending or running; one line per job says what.
+
+    A job is the same job when its name is (``tmdb_movies-changes`` twice), not when its
+    spider is: ``tmdb_movies-failed`` is queued behind ``tmdb_movies-changes`` and runs
+    after it (scrapyd runs one job at a time). A job queued by hand holds back every job
+    of its spider.
+    """
+    held = holders(scrapyd.active_jobs(), {job.name for job in JOBS})
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     for job in jobs:
-        if job.spider in active:
-            yield f"skipped {job.name}: {job.spider} already queued as {active[job.spider]}"
+        holder = held.get(job.name) or held.get(job.spider)
+        if holder is not None:
+            yield f"skipped {job.name}: already queued as {holder}"
             continue
         job_id = f"{job.name}-{stamp}"
         if not dry_run:
             job_id = scrapyd.schedule(job, job_id)
-        active[job.spider] = job_id
+        held[job.name] = job_id
         yield f"{'would schedule' if dry_run else 'scheduled'} {job.name} as {job_id}"
 
 
@@ -137,7 +160,7 @@ class Command(ScrapyCommand):
         return "[options] daily|weekly|monthly"
 
     def short_desc(self) -> str:
-        return "Queue a schedule's jobs on scrapyd, skipping spiders already queued"
+        return "Queue a schedule's jobs on scrapyd, skipping jobs already queued"
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         super().add_options(parser)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import socket
 import time
 import uuid
 from datetime import UTC, datetime
@@ -37,9 +39,73 @@ SCRAPYD_ARGUMENTS = ("_job", "_version")
 ANSWERED_GONE = (404, 410)
 
 
-def run_time() -> str:
-    """Current UTC time, ISO-8601 to the millisecond: runs started in one second stay ordered."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def run_time(moment: datetime | None = None) -> str:
+    """UTC time (now by default), ISO-8601 to the millisecond: runs started in one second stay
+    ordered."""
+    moment = moment or datetime.now(UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# A running record is given up for dead after this many heartbeat intervals without one.
+HEARTBEAT_MISSES = 3
+# Newest run records looked at for dead ones: a killed run is found by the next runs.
+KILLED_SCAN = 500
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this id exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def why_dead(
+    run: dict[str, Any], host: str, heartbeat_interval: float, now: datetime
+) -> str | None:
+    """Why a ``running`` record's process is gone (None while it may be alive).
+
+    On this host its pid tells at once; elsewhere (and for a reused pid) a heartbeat older
+    than ``HEARTBEAT_MISSES`` intervals does. A record without heartbeat (written before
+    heartbeats were kept) is judged by its start.
+    """
+    pid = run.get("pid")
+    if run.get("host") == host and isinstance(pid, int) and not process_alive(pid):
+        return f"process {pid} on {host} is gone"
+    if heartbeat_interval <= 0:
+        return None
+    last = run.get("heartbeat_at") or run.get("started_at")
+    if not isinstance(last, str):
+        return None
+    silent = (now - datetime.fromisoformat(last.replace("Z", "+00:00"))).total_seconds()
+    if silent > HEARTBEAT_MISSES * heartbeat_interval:
+        return f"no heartbeat for {silent:.0f} s"
+    return None
+
+
+def mark_killed(store: Store, host: str, heartbeat_interval: float) -> list[dict[str, Any]]:
+    """Mark the ``running`` records whose process is gone (``kill -9``, a crash, a lost host)
+    as ``killed``; returns them. Blocking: run it off the reactor thread."""
+    now = datetime.now(UTC)
+    killed = []
+    for run in store.recent_runs(limit=KILLED_SCAN):
+        if run.get("result") != "running":
+            continue
+        why = why_dead(run, host, heartbeat_interval, now)
+        if why is None:
+            continue
+        run.update(
+            result="killed",
+            finish_reason="killed",
+            finished_at=run.get("heartbeat_at") or run.get("started_at"),
+            problems=[why],
+        )
+        store.add_run(run)
+        killed.append(run)
+    return killed
 
 
 def spider_arguments(spider: Spider) -> dict[str, str] | None:
@@ -102,6 +168,9 @@ class RunRecorder:
         self.failures: dict[str, dict[str, Any]] = {}
         self.answered: set[str] = set()
         self._started = time.monotonic()
+        self.heartbeat_interval = crawler.settings.getfloat("RUNS_HEARTBEAT_INTERVAL")
+        self._stop_heartbeat = asyncio.Event()
+        self._heartbeat: asyncio.Task[None] | None = None
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
         crawler.signals.connect(self.request_gave_up, signal=request_gave_up)
@@ -111,21 +180,62 @@ class RunRecorder:
     def from_crawler(cls, crawler: Crawler) -> Self:
         return cls(crawler)
 
-    async def spider_opened(self, spider: Spider) -> None:
+    def _new_run(self, spider: Spider) -> dict[str, Any]:
         arguments = getattr(spider, "arguments", None) or {}
         # scrapyd's job id; Scrapy also sets every spider argument as an attribute.
         job = arguments.get("_job") or getattr(spider, "_job", None)
         self._started = time.monotonic()
-        self.run = {
+        started_at = run_time()
+        return {
             "id": str(job or uuid.uuid4().hex),
             "spider": spider.name,
             "job": job,
             "arguments": spider_arguments(spider),
-            "started_at": run_time(),
+            "started_at": started_at,
             "finished_at": None,
             "result": "running",
+            # Who runs it and when it last showed life: a record left ``running`` by a
+            # process that is gone is marked ``killed`` (``mark_killed``).
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "heartbeat_at": started_at,
         }
-        await self._write(lambda store: store.add_run(dict(self.run)))
+
+    def _store_unavailable(self) -> bool:
+        """Whether the store pipeline found the store unreachable: no write would succeed,
+        and each would wait out its own connection timeout."""
+        return bool(self.crawler.stats.get_value("store/connection/unavailable"))
+
+    async def spider_opened(self, spider: Spider) -> None:
+        self.run = self._new_run(spider)
+        if self._store_unavailable():
+            return
+
+        def open_run(store: Store) -> None:
+            for run in mark_killed(store, self.run["host"], self.heartbeat_interval):
+                self.crawler.stats.inc_value("runs/killed/marked")
+                logger.warning(
+                    "Run %s of %s was left running (%s): marked killed",
+                    run["id"],
+                    run["spider"],
+                    run["problems"][0],
+                )
+            store.add_run(dict(self.run))
+
+        await self._write(open_run)
+        if self.heartbeat_interval > 0:
+            self._heartbeat = asyncio.ensure_future(self._beat())
+
+    async def _beat(self) -> None:
+        """Refresh the record's ``heartbeat_at`` every ``RUNS_HEARTBEAT_INTERVAL`` seconds."""
+        while True:
+            try:
+                await asyncio.wait_for(self._stop_heartbeat.wait(), self.heartbeat_interval)
+                return
+            except TimeoutError:
+                pass
+            self.run["heartbeat_at"] = run_time()
+            await self._write(lambda store: store.add_run(dict(self.run)))
 
     def request_gave_up(self, request: Request, reason: str, attempts: int, spider: Spider) -> None:
         failure = dead_letter_for(request, reason=reason, attempts=attempts, spider=spider)
@@ -148,11 +258,18 @@ class RunRecorder:
             self.answered.add(key)
 
     async def spider_closed(self, spider: Spider, reason: str) -> None:
+        if self._heartbeat is not None:
+            # Let a heartbeat being written land before the final record, not after it.
+            self._stop_heartbeat.set()
+            await self._heartbeat
         stats = self.crawler.stats.get_stats()
         counts = run_counts(stats)
         verdict = run_verdict(self.crawler, reason)
         problems = verdict.problems
         cleared = sorted(self.answered - set(self.failures))
+        if not self.run:
+            # The crawl failed before its spider opened.
+            self.run = self._new_run(spider)
         self.run.update(
             finished_at=run_time(),
             duration_s=round(time.monotonic() - self._started, 3),
@@ -173,7 +290,10 @@ class RunRecorder:
             store.clear_failures(cleared)
             store.add_run(dict(self.run))
 
-        await self._write(save)
+        if self._store_unavailable():
+            self.crawler.stats.set_value("runs/store/failed", 1)
+        else:
+            await self._write(save)
         log = logger.warning if problems else logger.info
         log(
             "Run %s of %s: %s (%s); %d items, %d inserted, %d updated, %d unchanged, "

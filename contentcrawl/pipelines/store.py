@@ -14,10 +14,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
-from scrapy.exceptions import DropItem
+from scrapy.exceptions import CloseSpider, DropItem
 
 from contentcrawl.items import ContentItem, ItemBatch
-from contentcrawl.store import Record, Store, StoreUnavailableError, UpsertResult, build_store
+from contentcrawl.store import (
+    Record,
+    Store,
+    StoreError,
+    StoreUnavailableError,
+    UpsertResult,
+    build_store,
+)
 from contentcrawl.store.base import COLLECTION_KEYS, utc_now
 
 if TYPE_CHECKING:
@@ -69,7 +76,14 @@ class StorePipeline:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     async def open_spider(self) -> None:
-        await self._in_store_thread(self.store.open)
+        try:
+            await self._in_store_thread(self.store.open)
+        except StoreError as error:
+            # Nothing can be stored: close at once with a reason that says so (Scrapy opens
+            # and closes the other components normally), rather than a traceback.
+            self.stats.set_value("store/connection/unavailable", 1)
+            logger.error("Store unavailable, closing the spider: %s", error)
+            raise CloseSpider("store_unavailable") from None
         logger.info("Store: %s (batch size %d)", self.store.description, self.batch_size)
         await self._in_store_thread(self.saved.replay, self.store, self.batch_size, self.stats)
 

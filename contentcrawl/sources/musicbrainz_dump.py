@@ -38,6 +38,7 @@ from contentcrawl.dumps import (
     Progress,
     fetch_dump,
     fewer_gc_passes,
+    import_failed,
     is_url,
     reading_ahead,
     spider_closing,
@@ -267,6 +268,8 @@ class DumpImport:
                         break
                 progress.update(last.position, sum(self.records.values()))
         self.complete = last is not None and last.end and last.broken is None
+        if import_failed(spider.crawler, "musicbrainz", self.file_name, self.lines, self.bad_lines):
+            self.complete = False
         await spider.flow.drained()
 
     def _read_batch(

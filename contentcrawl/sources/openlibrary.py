@@ -38,6 +38,7 @@ from contentcrawl.dumps import (
     Progress,
     fetch_dump,
     fewer_gc_passes,
+    import_failed,
     is_url,
     reading_ahead,
 )
@@ -609,6 +610,8 @@ class OpenLibraryDumpSpider(ContentSpider):
                         break
                 progress.update(last.position, self.records)
         self.complete = last is not None and last.end and last.stream_error is None
+        if import_failed(self.crawler, "openlibrary", self.dump_file, self.lines, self.bad_lines):
+            self.complete = False
 
     def _read_batch(self, dump: DumpFile, lines: Iterator[tuple[int, bytes]], budget: int) -> Batch:
         batch = Batch()

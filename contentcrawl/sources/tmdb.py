@@ -40,7 +40,14 @@ from scrapy import signals
 from scrapy.exceptions import CloseSpider
 from scrapy.spidermiddlewares.httperror import HttpError
 
-from contentcrawl.dumps import DownloadError, DumpFile, DumpReadError, ItemFlow, fetch_dump
+from contentcrawl.dumps import (
+    DownloadError,
+    DumpFile,
+    DumpReadError,
+    ItemFlow,
+    fetch_dump,
+    import_failed,
+)
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import (
     CollectionItem,
@@ -714,6 +721,10 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         self._rejected = False
         # Ids TMDB answered 404 for (deleted or merged): flagged in the store at the end.
         self._not_found: set[int] = set()
+        # Bad lines of the export files read (kinds whose export line is the record), and
+        # whether one was bad enough to fail the import.
+        self._export_bad_lines = 0
+        self._export_failed = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -752,8 +763,14 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         return RecordFilters(int(min_budget), int(min_revenue), frozenset(names))
 
     # -- start ------------------------------------------------------------------------------
+    @property
+    def needs_credentials(self) -> bool:
+        """False for an export whose lines are the records: the public export file is all
+        the run reads, and no API request is made."""
+        return not (self.mode == "export" and self.export_has_records)
+
     async def start(self) -> AsyncIterator[Any]:
-        if not tmdb_credentials_configured(self.settings):
+        if self.needs_credentials and not tmdb_credentials_configured(self.settings):
             self.logger.error(
                 "No TMDB credentials: set TMDB_READ_ACCESS_TOKEN (preferred) or TMDB_API_KEY "
                 "in .env or the environment"
@@ -778,7 +795,13 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             redact_url(self.api_url),
             redact_url(self.exports_url),
             self.language,
-            "bearer" if self.settings.get("TMDB_READ_ACCESS_TOKEN") else "api_key",
+            (
+                "bearer"
+                if self.settings.get("TMDB_READ_ACCESS_TOKEN")
+                else "api_key"
+                if self.settings.get("TMDB_API_KEY")
+                else "none"
+            ),
             self.include_adult,
             self.limit,
             self.filters if self.filters.active else "none",
@@ -859,6 +882,8 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             paths, day = await self._fetch_exports()
             async for item in self._export_records(paths):
                 yield item
+            if self._export_failed:
+                return
         else:
             plan = self._resumed_plan("export") or self._new_plan(
                 "export", **await self._export_plan()
@@ -941,6 +966,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         flow = ItemFlow(self.crawler, self.settings.getint("STORE_BATCH_SIZE", 500) * 2)
         count = 0
         for path in paths:
+            bad_before = self._export_bad_lines
             with DumpFile(path) as dump:
                 try:
                     for number, line in dump.lines():
@@ -954,7 +980,13 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
                         if self.limit is not None and count >= self.limit:
                             return
                 except DumpReadError as error:
+                    self._export_bad_lines += 1
                     self._export_damaged(path, str(error))
+                lines = dump.line_number
+            if import_failed(
+                self.crawler, "tmdb", path.name, lines, self._export_bad_lines - bad_before
+            ):
+                self._export_failed = True
 
     def _export_record(self, path: Path, number: int, line: bytes) -> ContentItem | None:
         """The item of one export line; None for a blank line or a bad one (counted, logged)."""
@@ -964,6 +996,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         try:
             item = type(self).mapper(json.loads(line), self.image_base, misshapen)
         except (ValueError, KeyError, TypeError, RecursionError) as error:
+            self._export_bad_lines += 1
             self.crawler.stats.inc_value(f"{self.stat_prefix}/export/bad_line")
             self.logger.warning("%s line %d skipped: %s", path.name, number, repr(error)[:200])
             return None

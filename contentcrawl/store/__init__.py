@@ -21,7 +21,10 @@ def build_store(settings: BaseSettings) -> Store:
         from contentcrawl.store.mongo import MongoStore
 
         return MongoStore(
-            mongo_uri, settings.get("MONGO_DATABASE") or "contentcrawl", write_retries=retries
+            mongo_uri,
+            settings.get("MONGO_DATABASE") or "contentcrawl",
+            connect_timeout=settings.getfloat("MONGO_CONNECT_TIMEOUT"),
+            write_retries=retries,
         )
     from contentcrawl.store.sqlite import SqliteStore
 

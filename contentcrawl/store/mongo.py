@@ -48,10 +48,19 @@ class MongoStore(Store):
 
     transient_errors = (AutoReconnect, ConnectionFailure)
 
-    def __init__(self, uri: str, database: str = "contentcrawl", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        uri: str,
+        database: str = "contentcrawl",
+        *,
+        connect_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.uri = uri
         self.database_name = database
+        # Seconds to find a server and to connect to it (None: the driver's own defaults).
+        self.connect_timeout = connect_timeout
         self._client: MongoClient[dict[str, Any]] | None = None
 
     @property
@@ -68,9 +77,12 @@ class MongoStore(Store):
         if self._client is not None:
             return
         options: dict[str, Any] = {"appname": "contentcrawl", "tz_aware": True}
-        # Keyword options beat the URI's: set the default only when the URI has none.
-        if "serverselectiontimeoutms" not in self.uri.lower():
-            options["serverSelectionTimeoutMS"] = 10_000
+        if self.connect_timeout is not None:
+            # Keyword options beat the URI's: set ours only where the URI has none.
+            milliseconds = max(1, round(self.connect_timeout * 1000))
+            for option in ("serverSelectionTimeoutMS", "connectTimeoutMS"):
+                if option.lower() not in self.uri.lower():
+                    options[option] = milliseconds
         client: MongoClient[dict[str, Any]] = MongoClient(self.uri, **options)
         try:
             database = client[self.database_name]
