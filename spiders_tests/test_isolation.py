@@ -1,14 +1,21 @@
 """The suite never touches a developer's data: their .env, store and queue variables are not
-read, and nothing is written into the checkout (issue #14)."""
+read, and nothing is written into the checkout (issue #14); what the project's own commands
+write into a checkout, git ignores."""
 
 from __future__ import annotations
 
+import configparser
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
+import urllib.parse
+import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pymongo
 import pytest
@@ -22,6 +29,8 @@ from spiders_tests.crawling import (
     path_settings,
     settings_environment_names,
 )
+from spiders_tests.fakes.openlibrary import sample_dump
+from spiders_tests.mongo_server import free_port
 
 # Tests that named no store before the fix, and so wrote run records and a dead letter into
 # the checkout's data/contentcrawl.sqlite3; and one that runs `scrapy` in a child process.
@@ -142,3 +151,92 @@ def test_every_path_setting_lies_in_this_tests_temp_dir(isolated_paths: Path) ->
     for name, value in project_paths.items():
         assert Path(value).is_relative_to(isolated_paths), name
         assert Path(os.environ[name]) == Path(value), name
+
+
+def git(checkout: Path, *args: str) -> str:
+    """``git <args>`` in ``checkout``, its output; no user or system git configuration read."""
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    done = subprocess.run(
+        ["git", "-c", "user.name=test", "-c", "user.email=test@localhost", *args],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout
+
+
+def get_json(url: str, data: dict[str, str] | None = None) -> Any:
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    with urllib.request.urlopen(url, body, timeout=5) as response:  # noqa: S310 - 127.0.0.1
+        return json.loads(response.read())
+
+
+def wait_for(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+        except OSError:
+            result = None
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_what_scrapyd_and_a_crawl_write_into_the_checkout_git_ignores(tmp_path: Path) -> None:
+    checkout = checkout_copy(tmp_path / "checkout")
+    shutil.copy(PROJECT / ".gitignore", checkout / ".gitignore")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    # scrapyd run from the checkout with its defaults (dbs/, eggs/, logs/ there) on a free port.
+    (checkout / "scrapyd.conf").write_text(
+        f"[scrapyd]\nbind_address = 127.0.0.1\nhttp_port = {port}\npoll_interval = 0.2\n",
+        encoding="utf-8",
+    )
+    config = configparser.ConfigParser()
+    config.read(checkout / "scrapy.cfg")
+    config["deploy"]["url"] = url
+    with (checkout / "scrapy.cfg").open("w", encoding="utf-8") as cfg:
+        config.write(cfg)
+    git(checkout, "init", "-q")
+    git(checkout, "add", "-A")
+    git(checkout, "commit", "-q", "-m", "clone")
+    # No store or path variable: the job writes to the default paths, under scrapyd's cwd.
+    env = {**users_environment(), "CONTENTCRAWL_ENV_FILE": os.devnull}
+    deploy = shutil.which("scrapyd-deploy")
+    assert deploy, "pip install scrapyd-client"
+    with (tmp_path / "scrapyd.out").open("wb") as out:
+        scrapyd = subprocess.Popen(
+            [sys.executable, "-m", "scrapyd"], cwd=checkout, env=env, stdout=out, stderr=out
+        )
+    try:
+        wait_for(lambda: get_json(f"{url}daemonstatus.json")["status"] == "ok", 20, "scrapyd")
+        deployed = subprocess.run(
+            [deploy], cwd=checkout, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert deployed.returncode == 0, deployed.stderr
+        job = {
+            "project": "contentcrawl",
+            "spider": "openlibrary_books",
+            "dump": str(sample_dump("editions")),
+            "setting": "JOBDIR=crawls/openlibrary_books",
+        }
+        assert get_json(f"{url}schedule.json", job)["status"] == "ok"
+        finished = wait_for(
+            lambda: get_json(f"{url}listjobs.json?project=contentcrawl")["finished"], 30, "the job"
+        )
+    finally:
+        scrapyd.terminate()
+        scrapyd.wait(timeout=10)
+
+    assert finished[0]["spider"] == "openlibrary_books"
+    assert git(checkout, "status", "--porcelain", "--untracked-files=all") == ""
+    written = {
+        line[3:] for line in git(checkout, "status", "--porcelain", "--ignored").splitlines()
+    }
+    # What the job, scrapyd and scrapyd-deploy wrote is there, ignored.
+    assert {"build/", "crawls/", "data/", "dbs/", "eggs/", "logs/", "setup.py"} <= written
