@@ -68,7 +68,7 @@ def users_environment() -> dict[str, str]:
     env = dict(os.environ)
     for name in {*settings_environment_names(), "CONTENTCRAWL_ENV_FILE", "SCRAPY_SETTINGS_MODULE"}:
         env.pop(name, None)
-    env.pop("PYTHONPATH", None)
+    env.pop("PYTHONPATH", None)  # the copy runs its own code, not this checkout's
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # the checkout snapshot sees every write
     return env
 
