@@ -1,12 +1,13 @@
-"""Shared fixtures: fake API servers, the two stores (SQLite file, MongoDB wire server)."""
+"""Shared fixtures: fake API servers, the two stores (SQLite file, MongoDB wire server), and
+every test kept off a developer's .env, environment variables and data/ folder."""
 
 from __future__ import annotations
 
+import atexit
+import importlib
 import os
-
-# Tests never read a developer's .env: settings come from the fixtures alone.
-os.environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
-
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from scrapy.core.engine import ExecutionEngine
 from contentcrawl.store import Store
 from contentcrawl.store.mongo import MongoStore
 from contentcrawl.store.sqlite import SqliteStore
+from spiders_tests.crawling import isolate_environment, path_settings
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.mongo_server import running_mongo
 from spiders_tests.redis_server import redis_server
@@ -27,9 +29,32 @@ T = TypeVar("T")
 
 DATA = Path(__file__).parent / "data"
 
+# Tests never touch a developer's data. contentcrawl/settings.py reads the environment once, at
+# its first import (after this): with none of its variables set and no .env read, a MONGO_URI
+# or REDIS_URL of the developer's cannot reach a test, and with every path setting in a temp
+# dir, neither can the checkout's data/ (the default). Each test then gets paths of its own
+# (isolated_paths); these hold for what runs outside a test (session fixtures).
+SESSION_PATHS = Path(tempfile.mkdtemp(prefix="contentcrawl-tests-"))
+atexit.register(shutil.rmtree, SESSION_PATHS, ignore_errors=True)
+isolate_environment(os.environ, SESSION_PATHS)
+
 # When the last item leaves the pipelines with no download in flight, nothing wakes the
 # engine until its 5 s heartbeat checks for idleness; a crawl ends the same way, sooner.
 ExecutionEngine._SLOT_HEARTBEAT_INTERVAL = 0.2
+
+
+@pytest.fixture(autouse=True)
+def isolated_paths(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every path setting's default in a temp dir of this test's own, for crawls in this
+    process (the project's settings) and in child processes (the environment)."""
+    root = tmp_path_factory.mktemp("paths")
+    project_settings = importlib.import_module("contentcrawl.settings")
+    for name, path in path_settings(root).items():
+        monkeypatch.setenv(name, path)
+        monkeypatch.setattr(project_settings, name, path)
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,11 @@ a ``scrapy`` command in a child process."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,48 @@ async def crawl(
 
 
 PROJECT = Path(__file__).resolve().parent.parent
+SETTINGS_FILE = PROJECT / "contentcrawl" / "settings.py"
+
+
+def settings_environment_names() -> frozenset[str]:
+    """Every environment variable ``contentcrawl/settings.py`` reads (its ``_env*`` calls)."""
+    tree = ast.parse(SETTINGS_FILE.read_text(encoding="utf-8"))
+    return frozenset(
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id.startswith("_env")
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    )
+
+
+def path_settings(root: Path) -> dict[str, str]:
+    """Every path setting of ``contentcrawl/settings.py``, each at its own place under ``root``."""
+    return {
+        "SQLITE_PATH": str(root / "contentcrawl.sqlite3"),
+        "STORE_FAILED_DIR": str(root / "store_failed"),
+        "IMAGES_STORE": str(root / "images"),
+        "DUMPS_DIR": str(root / "dumps"),
+    }
+
+
+def isolate_environment(environ: MutableMapping[str, str], root: Path) -> None:
+    """Make ``environ`` a test's: none of the settings' variables (a developer's store, queue,
+    keys), no ``.env``, the project's settings, and every path setting under ``root``."""
+    for name in settings_environment_names() | {"SCRAPY_PROJECT"}:
+        environ.pop(name, None)
+    environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
+    environ["SCRAPY_SETTINGS_MODULE"] = "contentcrawl.settings"
+    environ.update(path_settings(root))
 
 
 def child_env(sqlite_path: Path, **overrides: str) -> dict[str, str]:
     """The environment of a ``scrapy`` child process on the SQLite store at ``sqlite_path``:
-    the project found from any directory, no developer's ``.env``, no MongoDB."""
+    the project found from any directory, no developer's ``.env``, no MongoDB, and (from the
+    test's own environment, see ``isolate_environment``) every other path in a temp dir."""
     env = {
         **os.environ,
         "PYTHONPATH": str(PROJECT),

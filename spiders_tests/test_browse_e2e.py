@@ -1,9 +1,12 @@
-"""The browse page in a real headless Chromium (Debian's, driven by its chromedriver)."""
+"""The browse page and the API docs in a real headless Chromium (Debian's, driven by its
+chromedriver)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,6 +81,8 @@ def browser() -> Iterator[WebDriver]:
     options.binary_location = str(CHROMIUM)
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
+    # Every request the page makes (DevTools' Network events), to find any that leaves the site.
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     # The driver is Debian's: Selenium Manager never looks for (or downloads) one.
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     driver.set_page_load_timeout(20)
@@ -89,6 +94,19 @@ def wait_for(browser: WebDriver, css: str) -> None:
     WebDriverWait(browser, 10).until(
         expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css))
     )
+
+
+def requested(browser: WebDriver) -> list[tuple[str, str]]:
+    """(resource type, URL) of what the browser requested since the last call; data: and blob:
+    URLs, made in the page, left out."""
+    found = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            params = message["params"]
+            if not params["request"]["url"].startswith(("data:", "blob:")):
+                found.append((params.get("type", ""), params["request"]["url"]))
+    return found
 
 
 def search(browser: WebDriver, site: str, words: str, kind: str = "all") -> None:
@@ -140,3 +158,33 @@ def test_unknown_record_page(browser: WebDriver, site: str) -> None:
     browser.get(f"{site}/browse/movies/9")
     assert browser.find_element(By.ID, "error").text == "404"
     assert "no movie 9 in the mirror" in browser.page_source
+
+
+def test_the_api_docs_list_every_operation_with_no_request_off_the_site(
+    browser: WebDriver, site: str
+) -> None:
+    with urllib.request.urlopen(f"{site}/openapi.json", timeout=5) as response:  # noqa: S310
+        paths = set(json.loads(response.read())["paths"])
+    requested(browser)
+
+    browser.get(f"{site}/docs")
+    wait_for(browser, ".opblock-summary-path")
+
+    shown = browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")
+    assert {operation.get_attribute("data-path") for operation in shown} == paths
+    urls = [url for _, url in requested(browser)]
+    assert f"{site}/openapi.json" in urls
+    assert [url for url in urls if not url.startswith(f"{site}/")] == []
+
+
+def test_the_redoc_page_renders_with_its_code_from_the_site(browser: WebDriver, site: str) -> None:
+    requested(browser)
+
+    browser.get(f"{site}/redoc")
+    wait_for(browser, "[data-section-id^='operation/']")
+
+    found = requested(browser)
+    assert ("Fetch", f"{site}/openapi.json") in found
+    # Redoc's "powered by" logo is the one thing it asks another host for; blocked, the
+    # footer has no logo.
+    assert [url for kind, url in found if kind != "Image" and not url.startswith(f"{site}/")] == []

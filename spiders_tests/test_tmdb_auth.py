@@ -99,9 +99,10 @@ def test_a_callers_api_key_is_kept() -> None:
     assert request.url == f"{API}/movie/550?api_key=mine"
 
 
-def test_no_credentials_disables_the_middleware() -> None:
-    with pytest.raises(NotConfigured, match="TMDB_READ_ACCESS_TOKEN"):
+def test_no_credentials_disables_the_middleware(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG), pytest.raises(NotConfigured):
         middleware(TMDB_READ_ACCESS_TOKEN="", TMDB_API_KEY="")
+    assert "TMDB_READ_ACCESS_TOKEN" in caplog.text
 
 
 @pytest.fixture

@@ -2,8 +2,9 @@
 
 The store is the crawlers' own (``build_store`` on the project settings: SQLite by default,
 MongoDB when ``MONGO_URI`` is set); the read indexes are built at startup. JSON routes
-live at ``/<kind>...``, ``/genres`` and ``/stats`` (OpenAPI docs at ``/docs``); the
-server-rendered browse page at ``/`` and ``/browse/...``; downloaded images at ``/images``.
+live at ``/<kind>...``, ``/genres`` and ``/stats`` (OpenAPI docs at ``/docs`` and ``/redoc``,
+which work offline); the server-rendered browse page at ``/`` and ``/browse/...``;
+downloaded images at ``/images``.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the per-kind parameter models
@@ -20,6 +21,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from scrapy.settings import BaseSettings
 from scrapy.utils.project import get_project_settings
@@ -71,7 +73,9 @@ def create_app(store: Store | None = None, settings: BaseSettings | None = None)
             if owned:
                 await run_in_threadpool(opened.close)
 
-    app = FastAPI(
+    # FastAPI's /docs and /redoc load their scripts and styles from a CDN: blank pages
+    # offline. FastAPIOffline serves the same pages with the files its package ships.
+    app = FastAPIOffline(
         title="contentcrawl mirror",
         summary="Movies, series, people, games, music and books mirrored from their sources.",
         lifespan=lifespan,

@@ -187,7 +187,9 @@ class DistributedRun:
         settings = crawler.settings
         url = settings.get("REDIS_URL")
         if not url:
-            raise NotConfigured("REDIS_URL is not set: single-worker mode")
+            # Switched off is no news: Scrapy logs a NotConfigured reason as a WARNING.
+            logger.debug("Disabled DistributedRun: REDIS_URL is not set, single-worker mode")
+            raise NotConfigured
         if "scrapy_redis" not in str(settings.get("SCHEDULER")):
             raise NotConfigured("SCHEDULER is not scrapy-redis's: see distributed_settings()")
         self.crawler = crawler

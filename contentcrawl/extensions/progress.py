@@ -44,7 +44,9 @@ class Progress:
         settings = crawler.settings
         self.interval = settings.getfloat("PROGRESS_LOG_INTERVAL", 60.0)
         if self.interval <= 0:
-            raise NotConfigured("PROGRESS_LOG_INTERVAL is 0")
+            # Switched off is no news: Scrapy logs a NotConfigured reason as a WARNING.
+            logger.debug("Disabled Progress: PROGRESS_LOG_INTERVAL is 0")
+            raise NotConfigured
         self.crawler = crawler
         self.stream = stream or sys.stderr
         self.live = settings.getbool("PROGRESS_LIVE", True) and self.stream.isatty()

@@ -161,7 +161,9 @@ class RunRecorder:
 
     def __init__(self, crawler: Crawler) -> None:
         if not crawler.settings.getbool("RUNS_ENABLED", True):
-            raise NotConfigured("RUNS_ENABLED is off")
+            # Switched off is no news: Scrapy logs a NotConfigured reason as a WARNING.
+            logger.debug("Disabled RunRecorder: RUNS_ENABLED is off")
+            raise NotConfigured
         self.crawler = crawler
         self.retry_codes = {int(code) for code in crawler.settings.getlist("RETRY_HTTP_CODES")}
         self.run: dict[str, Any] = {}

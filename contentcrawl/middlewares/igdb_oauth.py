@@ -109,7 +109,9 @@ class IgdbOAuthMiddleware:
         settings = crawler.settings
         api_url = settings.get("IGDB_API_URL")
         if not api_url:
-            raise NotConfigured("IGDB_API_URL is not set")
+            # Switched off is no news: Scrapy logs a NotConfigured reason as a WARNING.
+            logger.debug("Disabled IgdbOAuthMiddleware: IGDB_API_URL is not set")
+            raise NotConfigured
         api = urlsplit(api_url)
         self.api_origin = _origin(api.scheme, api.hostname, api.port)
         self.api_path = api.path.rstrip("/") + "/"

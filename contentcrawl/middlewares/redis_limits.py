@@ -74,7 +74,11 @@ class RedisAccountLimits:
         settings = crawler.settings
         url = settings.get("REDIS_URL")
         if not url:
-            raise NotConfigured("REDIS_URL is not set: limits stay per worker")
+            # Switched off is no news: Scrapy logs a NotConfigured reason as a WARNING.
+            logger.debug(
+                "Disabled RedisAccountLimits: REDIS_URL is not set, limits stay per worker"
+            )
+            raise NotConfigured
         from redis.asyncio import Redis
 
         self.crawler = crawler

@@ -15,6 +15,7 @@ own rare warnings that quote a URL (data loss, size limits) are masked by the
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.http import Response
     from scrapy.settings import BaseSettings
+
+logger = logging.getLogger(__name__)
 
 API_KEY_PARAM = "api_key"
 # Request meta key holding the URL without the key while the request is being downloaded.
@@ -61,7 +64,12 @@ class TmdbAuthMiddleware:
         self.token: str = settings.get("TMDB_READ_ACCESS_TOKEN") or ""
         self.api_key: str = "" if self.token else settings.get("TMDB_API_KEY") or ""
         if not (self.token or self.api_key):
-            raise NotConfigured("neither TMDB_READ_ACCESS_TOKEN nor TMDB_API_KEY is set")
+            # Switched off is no news: Scrapy logs a NotConfigured reason as a WARNING.
+            logger.debug(
+                "Disabled TmdbAuthMiddleware: "
+                "neither TMDB_READ_ACCESS_TOKEN nor TMDB_API_KEY is set"
+            )
+            raise NotConfigured
         api = urlsplit(settings.get("TMDB_API_URL") or "https://api.themoviedb.org/3")
         self.scheme = api.scheme
         self.host_port = _host_port(api.scheme, api.hostname, api.port)

@@ -39,7 +39,9 @@ class ContentImagesPipeline(ImagesPipeline):
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         if not crawler.settings.getbool("IMAGES_ENABLED"):
-            raise NotConfigured("IMAGES_ENABLED is off")
+            # Switched off is no news: Scrapy logs a NotConfigured reason as a WARNING.
+            logger.debug("Disabled ContentImagesPipeline: IMAGES_ENABLED is off")
+            raise NotConfigured
         return super().from_crawler(crawler)
 
     def get_media_requests(self, item: Any, info: MediaPipeline.SpiderInfo) -> list[Request]:
