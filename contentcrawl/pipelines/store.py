@@ -17,7 +17,14 @@ from scrapy import signals
 from scrapy.exceptions import DropItem
 
 from contentcrawl.items import ContentItem, ItemBatch
-from contentcrawl.store import Record, Store, StoreUnavailableError, UpsertResult, build_store
+from contentcrawl.store import (
+    Record,
+    Store,
+    StoreFullError,
+    StoreUnavailableError,
+    UpsertResult,
+    build_store,
+)
 from contentcrawl.store.base import COLLECTION_KEYS, utc_now
 
 if TYPE_CHECKING:
@@ -29,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 # Provenance fields of ContentItem: they go to _meta, not into the record's content.
 PROVENANCE_FIELDS = ("revision", "fetched_at")
+# The close reason of a crawl whose store ran out of room.
+STORE_FULL = "store_full"
 
 
 class UnstorableItem(DropItem):
@@ -45,6 +54,8 @@ class StorePipeline:
     and saved as JSON lines under ``STORE_FAILED_DIR`` so nothing is lost; the next crawl
     stores them first (``SavedBatches.replay``). A batch the store refuses for what it
     holds is written again a record at a time, so only the records it cannot take fail.
+    A full store (``StoreFullError``) closes the spider at once (reason ``store_full``):
+    that batch and every later one go straight to ``STORE_FAILED_DIR``.
     """
 
     def __init__(self, crawler: Crawler) -> None:
@@ -59,6 +70,9 @@ class StorePipeline:
         # One batch is written at a time; see process_item.
         self._write_lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        # Set by the first StoreFullError: no write is tried after it.
+        self._full: StoreFullError | None = None
+        self._closing: asyncio.Future[None] | None = None
         crawler.signals.connect(self._flush_on_idle, signal=signals.spider_idle)
 
     @classmethod
@@ -121,12 +135,18 @@ class StorePipeline:
         records = self._buffers.pop(collection, [])
         if not records:
             return
+        if self._full is not None:
+            await self._save_unwritten(collection, records)
+            return
         try:
             result, refused, error = await self._in_store_thread(
                 upsert_isolating, self.store, collection, records
             )
         except StoreUnavailableError as unavailable:
             result, refused, error = UpsertResult(), records, unavailable
+        except StoreFullError as full:
+            await self._store_full(collection, records, full)
+            return
         if refused:
             self.stats.inc_value(f"store/{collection}/failed", len(refused))
             path = await self._in_store_thread(self.saved.save, collection, refused)
@@ -142,6 +162,37 @@ class StorePipeline:
             count = getattr(result, outcome)
             if count:
                 self.stats.inc_value(f"store/{collection}/{outcome}", count)
+
+    async def _store_full(
+        self, collection: str, records: list[Record], error: StoreFullError
+    ) -> None:
+        """Save the batch, say so once, and close the spider: no later write can succeed."""
+        self._full = error
+        self.stats.inc_value(f"store/{collection}/failed", len(records))
+        path = await self._in_store_thread(self.saved.save, collection, records)
+        logger.error(
+            "%s; closing the spider (%s): %d %s records saved to %s, and the records still "
+            "on their way will be saved there too (the next crawl stores them once there is "
+            "room)",
+            error,
+            STORE_FULL,
+            len(records),
+            collection,
+            path,
+        )
+        engine = self.crawler.engine
+        if engine is not None and engine.spider is not None:
+            # Not awaited, nor kept in _pending: closing waits for the pipelines' own
+            # close_spider, which waits for _pending.
+            self._closing = asyncio.ensure_future(engine.close_spider_async(reason=STORE_FULL))
+
+    async def _save_unwritten(self, collection: str, records: list[Record]) -> None:
+        """A batch arriving after the store filled up: saved without trying the store."""
+        self.stats.inc_value(f"store/{collection}/failed", len(records))
+        path = await self._in_store_thread(self.saved.save, collection, records)
+        logger.warning(
+            "The store is full: %d %s records saved to %s", len(records), collection, path
+        )
 
     async def close_spider(self) -> None:
         if self._pending:
@@ -326,12 +377,12 @@ def upsert_isolating(
 
     When the store refuses the batch for what it holds (a document too large, a value it
     cannot encode), the records are written one at a time so that only the refused ones
-    fail. ``StoreUnavailableError`` (the store does not answer) is raised: nothing can be
-    told apart then. Blocking: run it on the store's thread.
+    fail. ``StoreUnavailableError`` (the store does not answer) and ``StoreFullError`` are
+    raised: nothing can be told apart then. Blocking: run it on the store's thread.
     """
     try:
         return store.upsert_many(collection, records), [], None
-    except StoreUnavailableError:
+    except (StoreUnavailableError, StoreFullError):
         raise
     except Exception as error:
         if len(records) == 1:
@@ -342,7 +393,7 @@ def upsert_isolating(
     for record in records:
         try:
             outcome = store.upsert_many(collection, [record])
-        except StoreUnavailableError:
+        except (StoreUnavailableError, StoreFullError):
             raise
         except Exception as error:
             refused.append(record)

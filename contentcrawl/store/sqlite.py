@@ -105,16 +105,20 @@ class SqliteStore(Store):
                 self._connection.close()
                 self._connection = None
 
+    def out_of_space(self, error: BaseException) -> bool:
+        return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
     @contextmanager
     def _batch_transaction(self) -> Iterator[None]:
         with self._lock:
-            self.connection.execute("BEGIN IMMEDIATE")
+            connection = self.connection
+            connection.execute("BEGIN IMMEDIATE")
             try:
                 yield
+                connection.execute("COMMIT")
             except BaseException:
-                self.connection.execute("ROLLBACK")
+                _roll_back(connection)
                 raise
-            self.connection.execute("COMMIT")
 
     def _read_existing(self, collection: str, keys: Sequence[Any]) -> dict[Any, Existing]:
         columns = "hash, revision, first_seen, updated_at, deleted_at"
@@ -264,10 +268,10 @@ class SqliteStore(Store):
                         canonical_json(document),
                     ),
                 )
+                self.connection.execute("COMMIT")
             except BaseException:
-                self.connection.execute("ROLLBACK")
+                _roll_back(self.connection)
                 raise
-            self.connection.execute("COMMIT")
 
     def pending_failures(
         self, spider: str | None = None, limit: int | None = None
@@ -292,6 +296,16 @@ class SqliteStore(Store):
                 )
                 cleared += cursor.rowcount
         return cleared
+
+
+def _roll_back(connection: sqlite3.Connection) -> None:
+    """End a failed transaction, leaving the connection ready for the next one.
+
+    On SQLITE_FULL, IOERR, BUSY or NOMEM SQLite may have rolled the transaction back itself:
+    a ROLLBACK then fails with "no transaction is active" and would hide the real error.
+    """
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
 
 
 def _enable_wal(connection: sqlite3.Connection, attempts: int = 50) -> None:
