@@ -220,6 +220,8 @@ DOWNLOADER_MIDDLEWARES = {
 }
 EXTENSIONS = {
     "scrapy.extensions.throttle.AutoThrottle": None,
+    # First: the umask is owner-only before any other component writes a file.
+    "contentcrawl.extensions.private_files.PrivateFiles": -100,
     "contentcrawl.extensions.slot_throttle.SlotAutoThrottle": 0,
     "contentcrawl.extensions.log_redaction.LogRedaction": 0,
     # log_count/<LEVEL> of this crawl only, when `scrapy syncall` runs several in one process.

@@ -17,6 +17,7 @@ from scrapy import signals
 from scrapy.exceptions import DropItem
 
 from contentcrawl.items import ContentItem, ItemBatch
+from contentcrawl.private_files import make_dir, open_private
 from contentcrawl.store import (
     Record,
     Store,
@@ -213,7 +214,8 @@ class SavedBatches:
     that died is claimed again. A saved record older than the
     store's copy (``_meta.fetched_at``) is skipped: a later run already stored newer data.
     While the store does not answer the file goes back, whole, for the next crawl; a record
-    it refuses a second time is set aside in ``<collection>.bad`` with damaged lines.
+    it refuses a second time is set aside in ``<collection>.bad`` with damaged lines. The
+    folder and its files are owner-only, as the store is (``contentcrawl.private_files``).
     """
 
     CLAIM = ".replaying-"
@@ -222,9 +224,9 @@ class SavedBatches:
         self.folder = folder
 
     def save(self, collection: str, records: list[Record]) -> Path:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_dir(self.folder)
         path = self.folder / f"{collection}.jsonl"
-        with path.open("a", encoding="utf-8") as out:
+        with open_private(path, "a", encoding="utf-8") as out:
             for record in records:
                 out.write(json.dumps(saved_line(record), ensure_ascii=False) + "\n")
         return path
@@ -348,13 +350,13 @@ class SavedBatches:
             return None
 
     def _set_aside(self, collection: str, line: str) -> None:
-        with (self.folder / f"{collection}.bad").open("a", encoding="utf-8") as out:
+        with open_private(self.folder / f"{collection}.bad", "a", encoding="utf-8") as out:
             out.write(line if line.endswith("\n") else line + "\n")
 
     @staticmethod
     def _put_back(claimed: Path, path: Path) -> None:
         # Appended, not renamed: a crawl failing meanwhile may have saved a new file.
-        with claimed.open("rb") as source, path.open("ab") as target:
+        with claimed.open("rb") as source, open_private(path, "ab") as target:
             while chunk := source.read(1 << 20):
                 target.write(chunk)
         claimed.unlink()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from contentcrawl.private_files import FILE_MODE, make_dir, restrict
 from contentcrawl.store.base import (
     COLLECTION_KEYS,
     META,
@@ -59,7 +61,7 @@ class SqliteStore(Store):
         if self._connection is not None:
             return
         if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._create_owner_only()
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
         connection = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout
@@ -98,6 +100,14 @@ class SqliteStore(Store):
             "CREATE INDEX IF NOT EXISTS failures_spider ON failures(spider, first_failed)"
         )
         self._connection = connection
+
+    def _create_owner_only(self) -> None:
+        """The database file owner-only (0600) before SQLite opens it: SQLite gives its -wal
+        and -shm files the database file's mode. Files an older run left wider are narrowed."""
+        make_dir(self.path.parent)
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            restrict(f"{self.path}{suffix}")
 
     def close(self) -> None:
         with self._lock:
