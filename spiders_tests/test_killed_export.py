@@ -67,7 +67,8 @@ def test_a_rerun_after_a_killed_export_fetches_only_what_was_not_stored(
         STORE_FAILED_DIR=str(tmp_path / "store_failed"),
         PROGRESS_LIVE="0",
         STORE_BATCH_SIZE="20",
-        TMDB_REQUESTS_PER_SECOND="300",
+        # Slow enough that the last 97 records take about a second: the kill comes first.
+        TMDB_REQUESTS_PER_SECOND="100",
     )
     command = [sys.executable, "-m", "scrapy", "crawl", "tmdb_movies", "-a", "mode=export"]
     log = tmp_path / "killed.log"

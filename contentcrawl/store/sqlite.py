@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -105,7 +106,11 @@ class SqliteStore(Store):
         """The database file owner-only (0600) before SQLite opens it: SQLite gives its -wal
         and -shm files the database file's mode. Files an older run left wider are narrowed."""
         make_dir(self.path.parent)
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+        # Only a file that does not exist yet is opened here: closing any descriptor of a
+        # database drops every SQLite lock this process holds on it, and another process
+        # would then take the WAL of a live connection for stale and delete it.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
         for suffix in ("", "-wal", "-shm", "-journal"):
             restrict(f"{self.path}{suffix}")
 
