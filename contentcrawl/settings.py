@@ -101,6 +101,10 @@ IGDB_PARALLEL_RANGES = _env_int("IGDB_PARALLEL_RANGES", 16)
 IGDB_SYNC_OVERLAP = _env_int("IGDB_SYNC_OVERLAP", 900)
 # A new token is fetched this long before the stored one expires.
 IGDB_TOKEN_REFRESH_MARGIN = _env_float("IGDB_TOKEN_REFRESH_MARGIN", 86400.0)
+# Where the IGDB app token is kept between runs: `store` (sync_state, in plain text in an
+# owner-only file, like the client secret in .env that can mint one), `redis` (REDIS_URL,
+# expiring with the token) or `memory` (this process only: one token request per run).
+IGDB_TOKEN_STORE = _env("IGDB_TOKEN_STORE", "store")
 
 # --- MusicBrainz run options ------------------------------------------------------------
 # Searches run when neither -a query nor -a mbids is given; ";"-separated (Lucene queries
@@ -228,6 +232,8 @@ DOWNLOADER_MIDDLEWARES = {
 }
 EXTENSIONS = {
     "scrapy.extensions.throttle.AutoThrottle": None,
+    # First: the umask is owner-only before any other component writes a file.
+    "contentcrawl.extensions.private_files.PrivateFiles": -100,
     "contentcrawl.extensions.slot_throttle.SlotAutoThrottle": 0,
     "contentcrawl.extensions.log_redaction.LogRedaction": 0,
     # log_count/<LEVEL> of this crawl only, when `scrapy syncall` runs several in one process.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from scrapy.http import Response
 from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.project import get_project_settings
 
-from contentcrawl.middlewares.igdb_oauth import STATE_NAME
+from contentcrawl.middlewares.igdb_oauth import STATE_NAME, where_kept
 from contentcrawl.spiders.igdb_games import IgdbGamesSpider
 from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import crawl
@@ -353,3 +354,27 @@ async def test_secrets_never_reach_logs_stats_or_records(
         assert secret not in records
     # Nothing had to be masked by the log redaction either: no component tried to log one.
     assert "***" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("configured", "redis_url", "kept_in"),
+    [("store", "", "store"), (" Memory ", "", "memory"), ("redis", "redis://127.0.0.1:1", "redis")],
+)
+def test_igdb_token_store_names_where_the_token_is_kept(
+    configured: str, redis_url: str, kept_in: str
+) -> None:
+    assert where_kept(configured, redis_url) == kept_in
+
+
+@pytest.mark.parametrize(
+    ("configured", "redis_url", "error"),
+    [
+        ("redis", "", "IGDB_TOKEN_STORE=redis keeps the token in Redis: set REDIS_URL"),
+        ("disk", "", "IGDB_TOKEN_STORE must be one of store, redis, memory, not 'disk'"),
+    ],
+)
+def test_an_igdb_token_store_that_cannot_be_is_a_clear_error(
+    configured: str, redis_url: str, error: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(error)):
+        where_kept(configured, redis_url)

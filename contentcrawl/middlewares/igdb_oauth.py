@@ -3,9 +3,15 @@
 IGDB wants ``Client-ID: <IGDB_CLIENT_ID>`` and ``Authorization: Bearer <app token>``. The
 token comes from ``POST TWITCH_TOKEN_URL`` (``client_id``, ``client_secret``,
 ``grant_type=client_credentials``), lives about 60 days, and an app may hold only 25 at
-once, so one token is kept in the store (state ``igdb/token``) and shared by every run and
-every worker. That state is a secret at rest: whoever reads the store can call IGDB as the
-app until the token expires.
+once, so one token is shared by every run and every worker, kept where
+``IGDB_TOKEN_STORE`` says:
+
+- ``store`` (the default): the store's state ``igdb/token``. A secret at rest, in plain
+  text (and, for SQLite, in its WAL file too): whoever reads the store can call IGDB as
+  the app until the token expires. The SQLite file is owner-only, as is the ``.env``
+  whose client secret can mint a token anyway.
+- ``redis``: a key in ``REDIS_URL`` that expires with the token, never in the store.
+- ``memory``: this process only; each run asks Twitch for a token.
 
 The token request is a real Scrapy download (``engine.download_async``) in the ``twitch``
 slot, so it has the project's retries and timeouts; its body, not its URL, carries the
@@ -24,6 +30,7 @@ Redis queue storing whole pickled requests, headers included.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -53,6 +60,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STATE_NAME = "igdb/token"
+TOKEN_STORES = ("store", "redis", "memory")
+# The token's Redis key (IGDB_TOKEN_STORE=redis), per app: a digest of its client id.
+REDIS_KEY = "contentcrawl:igdb:token:{app}"
 TWITCH_SLOT = "twitch"
 # The Redis lock around reading or fetching the token, shared by every worker and spider.
 FETCH_LOCK_KEY = "contentcrawl:igdb:token_lock"
@@ -132,6 +142,9 @@ class IgdbOAuthMiddleware:
         self._closing: asyncio.Task[None] | None = None
         self._redis: AsyncRedis | None = None
         redis_url = settings.get("REDIS_URL")
+        self.kept_in = where_kept(settings.get("IGDB_TOKEN_STORE"), redis_url)
+        app = hashlib.sha256(self.client_id.encode()).hexdigest()[:16]
+        self.redis_key = REDIS_KEY.format(app=app)
         if redis_url:
             from redis.asyncio import Redis
 
@@ -206,22 +219,25 @@ class IgdbOAuthMiddleware:
             if token is not None and token.usable(time.time(), self.refresh_margin):
                 return token
             async with self._workers_lock():
-                stored = await asyncio.to_thread(self._load)
+                stored = await self._load()
                 if stored is not None:
                     self.stats.inc_value("igdb/token/loaded")
-                    logger.info("IGDB access token taken from the store (%s)", _until(stored))
+                    logger.info(
+                        "IGDB access token taken from the %s (%s)", self.kept_in, _until(stored)
+                    )
                     return self._use(stored)
                 fetched = await self._fetch()
-                await asyncio.to_thread(self._save, fetched)
+                await self._save(fetched)
             self.stats.inc_value("igdb/token/fetched")
             logger.info("IGDB access token obtained from Twitch (%s)", _until(fetched))
             return self._use(fetched)
 
     @asynccontextmanager
     async def _workers_lock(self) -> AsyncIterator[None]:
-        """Hold the workers' Redis lock (none without ``REDIS_URL``): the worker that waited
-        finds the token the holder stored instead of asking Twitch for one more."""
-        if self._redis is None:
+        """Hold the workers' Redis lock (none without ``REDIS_URL``, or with a token kept in
+        memory): the worker that waited finds the token the holder kept instead of asking
+        Twitch for one more."""
+        if self._redis is None or self.kept_in == "memory":
             yield
             return
         holder = uuid.uuid4().hex
@@ -305,16 +321,36 @@ class IgdbOAuthMiddleware:
     def _redact(self, text: str) -> str:
         return redact_text(text, (self.client_secret, *self._rejected))
 
-    # -- the store (blocking: always called through asyncio.to_thread) ----------------
-    def _open_store(self) -> Store:
-        if self._store is None:
-            store = build_store(self.crawler.settings)
-            store.open()
-            self._store = store
-        return self._store
+    # -- where the token is kept (IGDB_TOKEN_STORE) -----------------------------------
+    async def _load(self) -> AppToken | None:
+        """The kept token if this app's and still usable, else None."""
+        if self.kept_in == "memory":
+            return None
+        if self.kept_in == "redis":
+            assert self._redis is not None
+            text = await self._redis.get(self.redis_key)
+            state = json.loads(text) if text else None
+        else:
+            state = await asyncio.to_thread(lambda: self._open_store().get_state(STATE_NAME))
+        return self._usable(state)
 
-    def _load(self) -> AppToken | None:
-        state = self._open_store().get_state(STATE_NAME)
+    async def _save(self, token: AppToken) -> None:
+        state = {
+            "client_id": self.client_id,
+            "access_token": token.value,
+            "token_type": "bearer",
+            "expires_at": token.expires_at,
+            "obtained_at": utc_now(),
+        }
+        if self.kept_in == "redis":
+            assert self._redis is not None
+            lifetime_ms = int((token.expires_at - time.time()) * 1000)
+            if lifetime_ms > 0:
+                await self._redis.set(self.redis_key, json.dumps(state), px=lifetime_ms)
+        elif self.kept_in == "store":
+            await asyncio.to_thread(lambda: self._open_store().set_state(STATE_NAME, state))
+
+    def _usable(self, state: dict[str, Any] | None) -> AppToken | None:
         if not state or state.get("client_id") != self.client_id:
             return None
         value, expires_at = state.get("access_token"), state.get("expires_at")
@@ -325,17 +361,13 @@ class IgdbOAuthMiddleware:
             return None
         return token
 
-    def _save(self, token: AppToken) -> None:
-        self._open_store().set_state(
-            STATE_NAME,
-            {
-                "client_id": self.client_id,
-                "access_token": token.value,
-                "token_type": "bearer",
-                "expires_at": token.expires_at,
-                "obtained_at": utc_now(),
-            },
-        )
+    # -- the store (blocking: always called through asyncio.to_thread) ----------------
+    def _open_store(self) -> Store:
+        if self._store is None:
+            store = build_store(self.crawler.settings)
+            store.open()
+            self._store = store
+        return self._store
 
     def _close_store(self) -> None:
         if self._store is not None:
@@ -346,6 +378,18 @@ class IgdbOAuthMiddleware:
         await asyncio.to_thread(self._close_store)
         if self._redis is not None:
             await self._redis.aclose()
+
+
+def where_kept(configured: str | None, redis_url: str | None) -> str:
+    """Where the token is kept (``IGDB_TOKEN_STORE``); a clear error for a value that cannot be."""
+    store = (configured or "").strip().lower()
+    if store not in TOKEN_STORES:
+        raise ValueError(
+            f"IGDB_TOKEN_STORE must be one of {', '.join(TOKEN_STORES)}, not {store!r}"
+        )
+    if store == "redis" and not redis_url:
+        raise ValueError("IGDB_TOKEN_STORE=redis keeps the token in Redis: set REDIS_URL")
+    return store
 
 
 def _unsign(request: Request) -> None:

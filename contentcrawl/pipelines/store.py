@@ -17,10 +17,12 @@ from scrapy import signals
 from scrapy.exceptions import CloseSpider, DropItem
 
 from contentcrawl.items import ContentItem, ItemBatch
+from contentcrawl.private_files import make_dir, open_private
 from contentcrawl.store import (
     Record,
     Store,
     StoreError,
+    StoreFullError,
     StoreUnavailableError,
     UpsertResult,
     build_store,
@@ -36,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 # Provenance fields of ContentItem: they go to _meta, not into the record's content.
 PROVENANCE_FIELDS = ("revision", "fetched_at")
+# The close reason of a crawl whose store ran out of room.
+STORE_FULL = "store_full"
 
 
 class UnstorableItem(DropItem):
@@ -52,6 +56,8 @@ class StorePipeline:
     and saved as JSON lines under ``STORE_FAILED_DIR`` so nothing is lost; the next crawl
     stores them first (``SavedBatches.replay``). A batch the store refuses for what it
     holds is written again a record at a time, so only the records it cannot take fail.
+    A full store (``StoreFullError``) closes the spider at once (reason ``store_full``):
+    that batch and every later one go straight to ``STORE_FAILED_DIR``.
     """
 
     def __init__(self, crawler: Crawler) -> None:
@@ -66,6 +72,9 @@ class StorePipeline:
         # One batch is written at a time; see process_item.
         self._write_lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        # Set by the first StoreFullError: no write is tried after it.
+        self._full: StoreFullError | None = None
+        self._closing: asyncio.Future[None] | None = None
         crawler.signals.connect(self._flush_on_idle, signal=signals.spider_idle)
 
     @classmethod
@@ -135,12 +144,18 @@ class StorePipeline:
         records = self._buffers.pop(collection, [])
         if not records:
             return
+        if self._full is not None:
+            await self._save_unwritten(collection, records)
+            return
         try:
             result, refused, error = await self._in_store_thread(
                 upsert_isolating, self.store, collection, records
             )
         except StoreUnavailableError as unavailable:
             result, refused, error = UpsertResult(), records, unavailable
+        except StoreFullError as full:
+            await self._store_full(collection, records, full)
+            return
         if refused:
             self.stats.inc_value(f"store/{collection}/failed", len(refused))
             path = await self._in_store_thread(self.saved.save, collection, refused)
@@ -156,6 +171,37 @@ class StorePipeline:
             count = getattr(result, outcome)
             if count:
                 self.stats.inc_value(f"store/{collection}/{outcome}", count)
+
+    async def _store_full(
+        self, collection: str, records: list[Record], error: StoreFullError
+    ) -> None:
+        """Save the batch, say so once, and close the spider: no later write can succeed."""
+        self._full = error
+        self.stats.inc_value(f"store/{collection}/failed", len(records))
+        path = await self._in_store_thread(self.saved.save, collection, records)
+        logger.error(
+            "%s; closing the spider (%s): %d %s records saved to %s, and the records still "
+            "on their way will be saved there too (the next crawl stores them once there is "
+            "room)",
+            error,
+            STORE_FULL,
+            len(records),
+            collection,
+            path,
+        )
+        engine = self.crawler.engine
+        if engine is not None and engine.spider is not None:
+            # Not awaited, nor kept in _pending: closing waits for the pipelines' own
+            # close_spider, which waits for _pending.
+            self._closing = asyncio.ensure_future(engine.close_spider_async(reason=STORE_FULL))
+
+    async def _save_unwritten(self, collection: str, records: list[Record]) -> None:
+        """A batch arriving after the store filled up: saved without trying the store."""
+        self.stats.inc_value(f"store/{collection}/failed", len(records))
+        path = await self._in_store_thread(self.saved.save, collection, records)
+        logger.warning(
+            "The store is full: %d %s records saved to %s", len(records), collection, path
+        )
 
     async def close_spider(self) -> None:
         if self._pending:
@@ -176,7 +222,8 @@ class SavedBatches:
     that died is claimed again. A saved record older than the
     store's copy (``_meta.fetched_at``) is skipped: a later run already stored newer data.
     While the store does not answer the file goes back, whole, for the next crawl; a record
-    it refuses a second time is set aside in ``<collection>.bad`` with damaged lines.
+    it refuses a second time is set aside in ``<collection>.bad`` with damaged lines. The
+    folder and its files are owner-only, as the store is (``contentcrawl.private_files``).
     """
 
     CLAIM = ".replaying-"
@@ -185,9 +232,9 @@ class SavedBatches:
         self.folder = folder
 
     def save(self, collection: str, records: list[Record]) -> Path:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_dir(self.folder)
         path = self.folder / f"{collection}.jsonl"
-        with path.open("a", encoding="utf-8") as out:
+        with open_private(path, "a", encoding="utf-8") as out:
             for record in records:
                 out.write(json.dumps(saved_line(record), ensure_ascii=False) + "\n")
         return path
@@ -311,13 +358,13 @@ class SavedBatches:
             return None
 
     def _set_aside(self, collection: str, line: str) -> None:
-        with (self.folder / f"{collection}.bad").open("a", encoding="utf-8") as out:
+        with open_private(self.folder / f"{collection}.bad", "a", encoding="utf-8") as out:
             out.write(line if line.endswith("\n") else line + "\n")
 
     @staticmethod
     def _put_back(claimed: Path, path: Path) -> None:
         # Appended, not renamed: a crawl failing meanwhile may have saved a new file.
-        with claimed.open("rb") as source, path.open("ab") as target:
+        with claimed.open("rb") as source, open_private(path, "ab") as target:
             while chunk := source.read(1 << 20):
                 target.write(chunk)
         claimed.unlink()
@@ -340,12 +387,12 @@ def upsert_isolating(
 
     When the store refuses the batch for what it holds (a document too large, a value it
     cannot encode), the records are written one at a time so that only the refused ones
-    fail. ``StoreUnavailableError`` (the store does not answer) is raised: nothing can be
-    told apart then. Blocking: run it on the store's thread.
+    fail. ``StoreUnavailableError`` (the store does not answer) and ``StoreFullError`` are
+    raised: nothing can be told apart then. Blocking: run it on the store's thread.
     """
     try:
         return store.upsert_many(collection, records), [], None
-    except StoreUnavailableError:
+    except (StoreUnavailableError, StoreFullError):
         raise
     except Exception as error:
         if len(records) == 1:
@@ -356,7 +403,7 @@ def upsert_isolating(
     for record in records:
         try:
             outcome = store.upsert_many(collection, [record])
-        except StoreUnavailableError:
+        except (StoreUnavailableError, StoreFullError):
             raise
         except Exception as error:
             refused.append(record)

@@ -72,7 +72,7 @@ from contentcrawl.sources.base import (
     subset,
 )
 from contentcrawl.sources.failures import ReplaysFailures
-from contentcrawl.store import build_store
+from contentcrawl.store import Store, build_store
 
 if TYPE_CHECKING:
     from typing import Self
@@ -97,6 +97,8 @@ EXPORT_MISSING_STATUSES = (403, 404)
 MODES = ("export", "changes", "lists", "ids", "refresh", "missing", "failed")
 # The key of the start's plan in a JOBDIR's spider state (TmdbSpider._plan).
 PLAN_STATE = "tmdb_plan"
+# Export ids whose stored fetch dates are read in one store round trip.
+FRESH_LOOKUP_BATCH = 1000
 
 
 # --- mappers: TMDB payload -> item (pure) -------------------------------------------------
@@ -725,6 +727,8 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         # whether one was bad enough to fail the import.
         self._export_bad_lines = 0
         self._export_failed = False
+        # Open while an export's plan is gone through: the fetch dates of its ids.
+        self._export_store: Store | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -749,6 +753,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         self.filters = self._build_filters(settings)
         self.stat_prefix = f"tmdb/{self.item_class.collection}"
         crawler.signals.connect(self._flag_deleted, signal=signals.spider_closed)
+        crawler.signals.connect(self._close_export_store, signal=signals.spider_closed)
 
     def _build_filters(self, settings: BaseSettings) -> RecordFilters:
         args = self._filter_args
@@ -889,8 +894,20 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
                 "export", **await self._export_plan()
             )
             day = date.fromisoformat(plan["day"])
-            async for request in self._detail_requests(plan):
+            # A record fetched on or after the export's day is as new as the export: a run
+            # after one that was killed (no JOBDIR) fetches only what that one did not store.
+            fresh_since = f"{day.isoformat()}T00:00:00Z"
+            async for request in self._detail_requests(plan, fresh_since=fresh_since):
                 yield request
+            skipped = self.crawler.stats.get_value(f"{self.stat_prefix}/export/skipped_fresh")
+            if skipped:
+                self.logger.info(
+                    "Export of %s: %d ids skipped, their records fetched since %s",
+                    day,
+                    skipped,
+                    day,
+                )
+            await self._close_export_store()
         if self.limit is None:
             self.sync.stage(f"{self.name}/export", {"date": day.isoformat()})
             if self.has_changes:
@@ -1198,18 +1215,32 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         )
         return plan
 
-    async def _detail_requests(self, plan: dict[str, Any]) -> AsyncIterator[Request]:
+    async def _detail_requests(
+        self, plan: dict[str, Any], *, fresh_since: str | None = None
+    ) -> AsyncIterator[Request]:
         """Detail requests for ``plan["ids"]`` past those handed over, from ``start()``, never
-        more than ``TMDB_START_BACKLOG`` unanswered.
+        more than ``TMDB_START_BACKLOG`` unanswered; with ``fresh_since``, none for an id
+        the store holds a record of fetched since then (counted ``export/skipped_fresh``).
 
         An export holds about a million ids: queueing them all at once would put a million
         requests in the scheduler's memory.
         """
         ids = plan["ids"]
         self._expect(len(ids) - plan["handed_over"])
+        fresh: set[int] = set()
+        looked_up_to = plan["handed_over"]
         for index in range(plan["handed_over"], len(ids)):
             if self._limit_reached():
                 return
+            if fresh_since is not None and index >= looked_up_to:
+                looked_up_to = min(index + FRESH_LOOKUP_BATCH, len(ids))
+                fresh = await self._fetched_since(ids[index:looked_up_to], fresh_since)
+            if ids[index] in fresh:
+                plan["handed_over"] = index + 1
+                self.crawler.stats.inc_value(f"{self.stat_prefix}/export/skipped_fresh")
+                if self._total is not None:
+                    self._total -= 1
+                continue
             if self.distributed is None:
                 # Distributed, answers come back to other workers: the shared queue's length
                 # bounds it.
@@ -1455,6 +1486,24 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         )
 
     # -- store --------------------------------------------------------------------------------
+    async def _fetched_since(self, ids: Sequence[int], since: str) -> set[int]:
+        """The ids among ``ids`` whose stored record was fetched at or after ``since``."""
+
+        def read() -> dict[Any, str]:
+            if self._export_store is None:
+                store = build_store(self.settings)
+                store.open()
+                self._export_store = store
+            return self._export_store.fetched_times(self.item_class.collection, list(ids))
+
+        fetched = await asyncio.to_thread(read)
+        return {key for key, fetched_at in fetched.items() if fetched_at >= since}
+
+    async def _close_export_store(self) -> None:
+        store, self._export_store = self._export_store, None
+        if store is not None:
+            await asyncio.to_thread(store.close)
+
     async def _in_store(self, function: Callable[..., Any], *args: Any) -> Any:
         def run() -> Any:
             with build_store(self.settings) as store:

@@ -52,6 +52,10 @@ class StoreUnavailableError(StoreError):
     """The store did not answer: its transient errors outlasted the write retries."""
 
 
+class StoreFullError(StoreError):
+    """The store has no room left (a full disk): no write can succeed until space is freed."""
+
+
 class UnknownCollectionError(StoreError, KeyError):
     """The collection is not one of ``COLLECTION_KEYS``."""
 
@@ -162,6 +166,10 @@ class Store(ABC):
     # Errors worth retrying a batch for (a locked database, a dropped connection).
     transient_errors: tuple[type[BaseException], ...] = ()
 
+    def out_of_space(self, error: BaseException) -> bool:
+        """Whether ``error`` says the store has no room left (never worth a retry)."""
+        return False
+
     def __init__(self, *, write_retries: int = 3, retry_wait: float = 0.5) -> None:
         self.write_retries = write_retries
         self.retry_wait = retry_wait
@@ -193,8 +201,9 @@ class Store(ABC):
 
         Within one batch a key given twice is compared with its earlier occurrence, and the
         last one wins. Transient errors are retried; a batch that still fails raises
-        ``StoreUnavailableError``, one the store refuses for its content ``StoreError`` (or
-        the backend's own error), and writes nothing the caller is not told of.
+        ``StoreUnavailableError``, a full store ``StoreFullError`` at once (no retry: waiting
+        frees no disk), one the store refuses for its content ``StoreError`` (or the
+        backend's own error), and writes nothing the caller is not told of.
         """
         key_field = key_field_of(collection)
         attempt = 0
@@ -202,7 +211,16 @@ class Store(ABC):
             try:
                 with self._batch_transaction():
                     return self._upsert_batch(collection, key_field, records)
-            except self.transient_errors as error:
+            except StoreFullError:
+                raise
+            except Exception as error:
+                if self.out_of_space(error):
+                    raise StoreFullError(
+                        f"{self.description} is full: writing {len(records)} {collection} "
+                        f"records failed ({error})"
+                    ) from error
+                if not isinstance(error, self.transient_errors):
+                    raise
                 attempt += 1
                 if attempt > self.write_retries:
                     raise StoreUnavailableError(

@@ -7,7 +7,13 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, InsertOne, MongoClient, ReplaceOne
 from pymongo.database import Database
-from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure, PyMongoError
+from pymongo.errors import (
+    AutoReconnect,
+    BulkWriteError,
+    ConnectionFailure,
+    OperationFailure,
+    PyMongoError,
+)
 
 from contentcrawl.redaction import redact_url
 from contentcrawl.store.base import (
@@ -16,6 +22,7 @@ from contentcrawl.store.base import (
     Existing,
     Store,
     StoreError,
+    StoreFullError,
     Write,
     key_field_of,
     merge_failure,
@@ -23,6 +30,9 @@ from contentcrawl.store.base import (
 )
 
 DUPLICATE_KEY = 11000
+# MongoDB's OutOfDiskSpace; older servers pass the storage engine's ENOSPC text on instead.
+OUT_OF_DISK_SPACE = 14031
+NO_SPACE_TEXT = "no space left on device"
 BSON_INT_RANGE = range(-(2**63), 2**63)
 
 
@@ -35,6 +45,21 @@ def bson_safe(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and value not in BSON_INT_RANGE:
         return str(value)
     return value
+
+
+def out_of_space(error: BaseException) -> bool:
+    """Whether a driver error says the server has no disk space left for the write."""
+    if isinstance(error, BulkWriteError):
+        details = error.details or {}
+        reported = [*details.get("writeErrors", []), *details.get("writeConcernErrors", [])]
+        failures = [(entry.get("code"), str(entry.get("errmsg", ""))) for entry in reported]
+    elif isinstance(error, OperationFailure):
+        failures = [(error.code, str(error))]
+    else:
+        return False
+    return any(
+        code == OUT_OF_DISK_SPACE or NO_SPACE_TEXT in message.lower() for code, message in failures
+    )
 
 
 class MongoStore(Store):
@@ -62,6 +87,9 @@ class MongoStore(Store):
         # Seconds to find a server and to connect to it (None: the driver's own defaults).
         self.connect_timeout = connect_timeout
         self._client: MongoClient[dict[str, Any]] | None = None
+
+    def out_of_space(self, error: BaseException) -> bool:
+        return out_of_space(error)
 
     @property
     def description(self) -> str:
@@ -165,6 +193,10 @@ class MongoStore(Store):
         try:
             self.db[collection].bulk_write(operations, ordered=False)
         except BulkWriteError as error:
+            if out_of_space(error):
+                raise StoreFullError(
+                    f"{self.description} is full: bulk write to {collection} failed"
+                ) from None
             errors = error.details.get("writeErrors", [])
             if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise StoreError(f"bulk write to {collection} failed: {errors[:3]}") from None

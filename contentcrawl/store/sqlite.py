@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -11,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from contentcrawl.private_files import FILE_MODE, make_dir, restrict
 from contentcrawl.store.base import (
     COLLECTION_KEYS,
     META,
@@ -59,7 +62,7 @@ class SqliteStore(Store):
         if self._connection is not None:
             return
         if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._create_owner_only()
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
         connection = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout
@@ -99,22 +102,38 @@ class SqliteStore(Store):
         )
         self._connection = connection
 
+    def _create_owner_only(self) -> None:
+        """The database file owner-only (0600) before SQLite opens it: SQLite gives its -wal
+        and -shm files the database file's mode. Files an older run left wider are narrowed."""
+        make_dir(self.path.parent)
+        # Only a file that does not exist yet is opened here: closing any descriptor of a
+        # database drops every SQLite lock this process holds on it, and another process
+        # would then take the WAL of a live connection for stale and delete it.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            restrict(f"{self.path}{suffix}")
+
     def close(self) -> None:
         with self._lock:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
 
+    def out_of_space(self, error: BaseException) -> bool:
+        return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
     @contextmanager
     def _batch_transaction(self) -> Iterator[None]:
         with self._lock:
-            self.connection.execute("BEGIN IMMEDIATE")
+            connection = self.connection
+            connection.execute("BEGIN IMMEDIATE")
             try:
                 yield
+                connection.execute("COMMIT")
             except BaseException:
-                self.connection.execute("ROLLBACK")
+                _roll_back(connection)
                 raise
-            self.connection.execute("COMMIT")
 
     def _read_existing(self, collection: str, keys: Sequence[Any]) -> dict[Any, Existing]:
         columns = "hash, revision, first_seen, updated_at, deleted_at"
@@ -264,10 +283,10 @@ class SqliteStore(Store):
                         canonical_json(document),
                     ),
                 )
+                self.connection.execute("COMMIT")
             except BaseException:
-                self.connection.execute("ROLLBACK")
+                _roll_back(self.connection)
                 raise
-            self.connection.execute("COMMIT")
 
     def pending_failures(
         self, spider: str | None = None, limit: int | None = None
@@ -292,6 +311,16 @@ class SqliteStore(Store):
                 )
                 cleared += cursor.rowcount
         return cleared
+
+
+def _roll_back(connection: sqlite3.Connection) -> None:
+    """End a failed transaction, leaving the connection ready for the next one.
+
+    On SQLITE_FULL, IOERR, BUSY or NOMEM SQLite may have rolled the transaction back itself:
+    a ROLLBACK then fails with "no transaction is active" and would hide the real error.
+    """
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
 
 
 def _enable_wal(connection: sqlite3.Connection, attempts: int = 50) -> None:
