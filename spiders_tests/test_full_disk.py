@@ -29,25 +29,25 @@ from contentcrawl.store.sqlite import SqliteStore
 from spiders_tests.crawling import crawl, make_crawler
 from spiders_tests.fakes.openlibrary import generated_lines, write_dump
 
-# About 1.1 kB a line: some 5.5 MB of records, more than the 2 MB filesystem holds.
+# About 1.1 kB a line: some 5.5 MB of records, more than the 4 MB filesystem holds.
 EDITIONS = 5000
-# Pages a capped store may grow by: about 1.6 MB, one batch of 1,000 editions and a half.
-CAP_PAGES = 400
+# Pages a capped store may grow by: about 3.2 MB, one batch of 1,000 editions and a half.
+CAP_PAGES = 800
 
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MB tmpfs mounted for the test (needs root: skipped when the mount is refused)."""
+    """A 4 MB tmpfs mounted for the test (needs root: skipped when the mount is refused)."""
     mount_point = tmp_path / "tiny_disk"
     mount_point.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
         capture_output=True,
         text=True,
         check=False,
     )
     if mounted.returncode != 0:
-        pytest.skip(f"mounting a 2 MB tmpfs was refused: {mounted.stderr.strip()}")
+        pytest.skip(f"mounting a 4 MB tmpfs was refused: {mounted.stderr.strip()}")
     try:
         yield mount_point
     finally:

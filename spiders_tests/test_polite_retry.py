@@ -29,8 +29,10 @@ class PathsSpider(ContentSpider):
     name = "polite_retry_test"
     slot = "api"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, base_url: str, paths: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.base_url = base_url
+        self.paths = paths
         self.received: list[str] = []
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
