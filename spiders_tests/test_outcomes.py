@@ -118,7 +118,16 @@ def test_a_store_that_cannot_open_exits_1_in_one_line(tmp_path: Path) -> None:
     done = run_scrapy("crawl", "openlibrary_books", "-a", dump, cwd=tmp_path, env=env)
 
     assert done.returncode == EXIT_FAILED
-    assert "ERROR: The crawl could not start: FileExistsError" in done.stderr
+    # The cause, then the monitors' one summary of the failed run.
+    errors = [line for line in done.stderr.splitlines() if " ERROR: " in line]
+    assert len(errors) == 2, done.stderr
+    assert "Store unavailable, closing the spider: cannot open SQLite " in errors[0]
+    assert "Not a directory" in errors[0]
+    assert (
+        "Monitors failed at close: finish_reason (finish reason 'store_unavailable')" in (errors[1])
+    )
+    assert "Traceback" not in done.stderr
+    assert "(shutdown)" not in done.stderr
     assert "Task exception was never retrieved" not in done.stderr
 
 

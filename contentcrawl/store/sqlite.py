@@ -19,6 +19,7 @@ from contentcrawl.store.base import (
     META,
     Existing,
     Store,
+    StoreUnavailableError,
     Write,
     canonical_json,
     key_field_of,
@@ -61,45 +62,58 @@ class SqliteStore(Store):
     def open(self) -> None:
         if self._connection is not None:
             return
+        try:
+            self._open()
+        except (OSError, sqlite3.Error) as error:
+            # A path that cannot hold the file (a parent that is a file, no permission, a
+            # read-only disk): the crawl closes with store_unavailable, not a traceback.
+            raise StoreUnavailableError(f"cannot open SQLite {self.path}: {error}") from error
+
+    def _open(self) -> None:
         if str(self.path) != ":memory:":
             self._create_owner_only()
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
         connection = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout
         )
-        _enable_wal(connection)
-        connection.execute("PRAGMA synchronous=NORMAL")
-        for collection in COLLECTION_KEYS:
+        try:
+            _enable_wal(connection)
+            connection.execute("PRAGMA synchronous=NORMAL")
+            for collection in COLLECTION_KEYS:
+                connection.execute(
+                    f'CREATE TABLE IF NOT EXISTS "{collection}" ('
+                    "key TEXT PRIMARY KEY, doc TEXT NOT NULL, hash TEXT NOT NULL, "
+                    "revision INTEGER, first_seen TEXT NOT NULL, updated_at TEXT NOT NULL, "
+                    "deleted_at TEXT)"
+                )
+                connection.execute(
+                    f'CREATE INDEX IF NOT EXISTS "{collection}_updated_at" '
+                    f'ON "{collection}"(updated_at)'
+                )
             connection.execute(
-                f'CREATE TABLE IF NOT EXISTS "{collection}" ('
-                "key TEXT PRIMARY KEY, doc TEXT NOT NULL, hash TEXT NOT NULL, revision INTEGER, "
-                "first_seen TEXT NOT NULL, updated_at TEXT NOT NULL, deleted_at TEXT)"
+                "CREATE TABLE IF NOT EXISTS sync_state ("
+                "name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)"
             )
             connection.execute(
-                f'CREATE INDEX IF NOT EXISTS "{collection}_updated_at" '
-                f'ON "{collection}"(updated_at)'
+                "CREATE TABLE IF NOT EXISTS runs ("
+                "id TEXT PRIMARY KEY, spider TEXT NOT NULL, started_at TEXT NOT NULL, "
+                "doc TEXT NOT NULL)"
             )
-        connection.execute(
-            "CREATE TABLE IF NOT EXISTS sync_state ("
-            "name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)"
-        )
-        connection.execute(
-            "CREATE TABLE IF NOT EXISTS runs ("
-            "id TEXT PRIMARY KEY, spider TEXT NOT NULL, started_at TEXT NOT NULL, "
-            "doc TEXT NOT NULL)"
-        )
-        connection.execute(
-            "CREATE INDEX IF NOT EXISTS runs_spider_started ON runs(spider, started_at)"
-        )
-        connection.execute("CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at)")
-        connection.execute(
-            "CREATE TABLE IF NOT EXISTS failures ("
-            "key TEXT PRIMARY KEY, spider TEXT NOT NULL, first_failed TEXT NOT NULL, "
-            "doc TEXT NOT NULL)"
-        )
-        connection.execute(
-            "CREATE INDEX IF NOT EXISTS failures_spider ON failures(spider, first_failed)"
-        )
+            connection.execute(
+                "CREATE INDEX IF NOT EXISTS runs_spider_started ON runs(spider, started_at)"
+            )
+            connection.execute("CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at)")
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS failures ("
+                "key TEXT PRIMARY KEY, spider TEXT NOT NULL, first_failed TEXT NOT NULL, "
+                "doc TEXT NOT NULL)"
+            )
+            connection.execute(
+                "CREATE INDEX IF NOT EXISTS failures_spider ON failures(spider, first_failed)"
+            )
+        except BaseException:
+            connection.close()
+            raise
         self._connection = connection
 
     def _create_owner_only(self) -> None:
