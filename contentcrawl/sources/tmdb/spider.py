@@ -1,0 +1,712 @@
+"""TMDB's base spider: modes, detail requests, paging, seasons and answers to them."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlencode
+
+from scrapy import signals
+from scrapy.exceptions import CloseSpider
+from scrapy.spidermiddlewares.httperror import HttpError
+
+from contentcrawl.extensions.sync_state import SyncState
+from contentcrawl.items import ContentItem, Json, SeriesItem
+from contentcrawl.middlewares.tmdb_auth import tmdb_credentials_configured
+from contentcrawl.redaction import redact_url
+from contentcrawl.sources.base import (
+    FLAG,
+    NON_NEGATIVE,
+    NUMBER,
+    Argument,
+    ContentSpider,
+    choice,
+    subset,
+)
+from contentcrawl.sources.failures import ReplaysFailures
+from contentcrawl.sources.tmdb.exports import FRESH_LOOKUP_BATCH, ExportReader, FetchDates
+from contentcrawl.sources.tmdb.listings import (
+    MAX_LIST_PAGE,
+    DeletedIds,
+    Extractor,
+    change_windows,
+    changes_key,
+    list_key,
+    listed_ids,
+    listed_total,
+    missing_ids,
+    next_page,
+    parse_ids,
+    parse_list_pages,
+    read_ids_file,
+    stale_ids,
+)
+from contentcrawl.sources.tmdb.mappers import (
+    FILTERABLE,
+    RecordFilters,
+    add_episodes,
+    filter_reason,
+    is_tmdb_id,
+    season_number,
+)
+from contentcrawl.sources.tmdb.plans import (
+    Backlog,
+    ProgressLine,
+    new_plan,
+    not_handed_over,
+    resumed_plan,
+)
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from scrapy import Request
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+    from scrapy.settings import BaseSettings
+    from twisted.python.failure import Failure
+
+# append_to_response takes at most 20 parts (seasons count as parts).
+MAX_APPEND_PARTS = 20
+MODES = ("export", "changes", "lists", "ids", "refresh", "missing", "failed")
+
+
+class TmdbSpider(ReplaysFailures, ContentSpider):
+    """Base of the TMDB spiders: one kind of record, six ways to find its ids.
+
+    Modes (``-a mode=``): ``export`` (every id of TMDB's daily ID export), ``changes`` (ids
+    changed since the last clean sync, falling back to ``export``), ``lists`` (popular, new,
+    trending), ``ids`` (``-a ids=550,551`` or ``-a ids_file=…``), ``refresh`` (stored records
+    older than ``-a older_than_days=N``), ``missing`` (ids other stored records reference)
+    and ``failed`` (replays the dead letters of earlier runs). Every mode ends in one detail
+    request per record with ``append_to_response``.
+
+    Subclasses (``contentcrawl/spiders/tmdb_<kind>.py``) set ``name``, ``item_class``,
+    ``api_kind`` (the path segment of the detail endpoint), ``export_prefix``, ``mapper`` and
+    optionally ``append_to_response``, ``has_adult_export``, ``has_changes``, ``list_paths``,
+    ``references`` (pairs of a collection and a function listing the ids of this kind a
+    stored document of that collection references) and ``export_has_records`` (the export
+    line is the whole record).
+    """
+
+    slot = "tmdb"
+    item_class: ClassVar[type[ContentItem]]
+    api_kind: ClassVar[str]
+    export_prefix: ClassVar[str]
+    # (payload, image base, misshapen) → item; see map_movie.
+    mapper: ClassVar[Callable[[Json, str, list[str]], ContentItem]]
+    append_to_response: ClassVar[tuple[str, ...]] = ()
+    has_adult_export: ClassVar[bool] = False
+    has_changes: ClassVar[bool] = False
+    list_paths: ClassVar[tuple[str, ...]] = ()
+    references: ClassVar[tuple[tuple[str, Extractor], ...]] = ()
+    export_has_records: ClassVar[bool] = False
+
+    spider_arguments: ClassVar[dict[str, Argument]] = {
+        "mode": choice(*MODES),
+        "ids": Argument(parse_ids, "TMDB ids (positive whole numbers), comma-separated"),
+        "ids_file": Argument(read_ids_file, "a readable file of TMDB ids, one a line"),
+        "include_adult": FLAG,
+        "include_video": FLAG,
+        "min_popularity": NUMBER,
+        "older_than_days": NON_NEGATIVE,
+        "pages": Argument(parse_list_pages, f"a whole number from 1 to {MAX_LIST_PAGE}"),
+        "min_budget": NON_NEGATIVE,
+        "min_revenue": NON_NEGATIVE,
+        "require": subset(*sorted(FILTERABLE)),
+    }
+
+    @classmethod
+    def check_arguments(cls, options: dict[str, Any]) -> None:
+        mode = options.get("mode")
+        if mode == "changes" and not cls.has_changes:
+            cls.refuse("mode", mode, f"{cls.name} has no TMDB changes feed: use mode=export")
+        if mode == "lists" and not cls.list_paths:
+            cls.refuse("mode", mode, f"{cls.name} has no TMDB lists: use mode=export")
+        if mode == "missing" and not cls.references:
+            cls.refuse("mode", mode, f"{cls.name} is referenced by no other kind")
+        if mode == "ids" and not (options.get("ids") or options.get("ids_file")):
+            cls.refuse("mode", mode, "mode=ids needs -a ids=550,551 or -a ids_file=path")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        options = self.options
+        self.ids = [*options.get("ids", []), *options.get("ids_file", [])]
+        default_mode = "ids" if self.ids else ("changes" if self.has_changes else "export")
+        self.mode = options.get("mode", default_mode)
+        self.include_adult = options.get("include_adult", False)
+        self.include_video = options.get("include_video", False)
+        self.episodes = options.get("episodes", False)
+        self.min_popularity: float | None = options.get("min_popularity")
+        self.older_than_days: int | None = options.get("older_than_days")
+        self.list_pages: int | None = options.get("pages")
+        self._filter_args = {
+            "min_budget": options.get("min_budget"),
+            "min_revenue": options.get("min_revenue"),
+            "require": options.get("require"),
+        }
+        self._queued: set[int] = set()
+        self._rejected = False
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        spider._configure(crawler)
+        return spider
+
+    def _configure(self, crawler: Crawler) -> None:
+        settings = crawler.settings
+        self.api_url = settings.get("TMDB_API_URL").rstrip("/")
+        self.exports_url = settings.get("TMDB_EXPORTS_URL").rstrip("/")
+        self.image_base = settings.get("TMDB_IMAGE_URL")
+        self.language = settings.get("TMDB_LANGUAGE") or "en-US"
+        self.changes_max_age = settings.getint("TMDB_CHANGES_MAX_AGE_DAYS", 90)
+        self.backlog = Backlog(max(1, settings.getint("TMDB_START_BACKLOG", 200)))
+        if self.list_pages is None:
+            self.list_pages = settings.getint("TMDB_LIST_PAGES", 5)
+        self.list_pages = max(1, min(self.list_pages, MAX_LIST_PAGE))
+        if self.older_than_days is None:
+            self.older_than_days = settings.getint("TMDB_REFRESH_DAYS", 30)
+        self.filters = self._build_filters(settings)
+        self.stat_prefix = f"tmdb/{self.item_class.collection}"
+        collection = self.item_class.collection
+        self.progress = ProgressLine(
+            self.logger, collection, settings.getfloat("TMDB_PROGRESS_INTERVAL", 60.0)
+        )
+        self.export = ExportReader(
+            crawler,
+            self.logger,
+            stat_prefix=self.stat_prefix,
+            exports_url=self.exports_url,
+            prefix=self.export_prefix,
+            has_adult_export=self.has_adult_export,
+            include_adult=self.include_adult,
+            include_video=self.include_video,
+            min_popularity=self.min_popularity,
+            limit=self.limit,
+        )
+        # Open while an export's plan is gone through: the fetch dates of its ids.
+        self.fetch_dates = FetchDates(settings, collection)
+        self.deleted = DeletedIds(crawler, self.logger, collection, self.stat_prefix)
+        crawler.signals.connect(self.deleted.flag, signal=signals.spider_closed)
+        crawler.signals.connect(self.fetch_dates.close, signal=signals.spider_closed)
+
+    def _build_filters(self, settings: BaseSettings) -> RecordFilters:
+        args = self._filter_args
+        min_budget = args["min_budget"] or settings.getint("TMDB_MIN_BUDGET", 0)
+        min_revenue = args["min_revenue"] or settings.getint("TMDB_MIN_REVENUE", 0)
+        names = set(args["require"] or settings.getlist("TMDB_REQUIRE"))
+        unknown = names - FILTERABLE
+        if unknown:
+            raise ValueError(
+                f"TMDB_REQUIRE takes {', '.join(sorted(FILTERABLE))}, not {sorted(unknown)}"
+            )
+        return RecordFilters(int(min_budget), int(min_revenue), frozenset(names))
+
+    # -- start ------------------------------------------------------------------------------
+    @property
+    def needs_credentials(self) -> bool:
+        """False for an export whose lines are the records: the public export file is all
+        the run reads, and no API request is made."""
+        return not (self.mode == "export" and self.export_has_records)
+
+    async def start(self) -> AsyncIterator[Any]:
+        if self.needs_credentials and not tmdb_credentials_configured(self.settings):
+            self.logger.error(
+                "No TMDB credentials: set TMDB_READ_ACCESS_TOKEN (preferred) or TMDB_API_KEY "
+                "in .env or the environment"
+            )
+            raise CloseSpider("tmdb_no_credentials")
+        sync = self.crawler.get_extension(SyncState)
+        if sync is None:
+            raise RuntimeError(
+                "the TMDB spiders keep their sync cursors with "
+                "contentcrawl.extensions.sync_state.SyncState: enable it in EXTENSIONS"
+            )
+        self.sync = sync
+        # Ids asked for by the stopped run this one resumes (JOBDIR) too: a changes window
+        # lists again ids an earlier window had.
+        self._queued = self.resumed("tmdb_queued", self._queued)
+        self.join_distributed_run()
+        self.logger.info(
+            "%s: mode=%s api=%s exports=%s language=%s auth=%s include_adult=%s limit=%s "
+            "filters=%s",
+            self.name,
+            self.mode,
+            redact_url(self.api_url),
+            redact_url(self.exports_url),
+            self.language,
+            (
+                "bearer"
+                if self.settings.get("TMDB_READ_ACCESS_TOKEN")
+                else "api_key"
+                if self.settings.get("TMDB_API_KEY")
+                else "none"
+            ),
+            self.include_adult,
+            self.limit,
+            self.filters if self.filters.active else "none",
+        )
+        async for request_or_item in self.read_source(self.distributed_source()):
+            yield request_or_item
+
+    # -- distributed runs (contentcrawl.extensions.distributed.DistributedSpider) -----------
+    @property
+    def distributed_collection(self) -> str:
+        return self.item_class.collection
+
+    def distributed_source(self) -> AsyncIterator[Any]:
+        """The requests (and items) this run's mode finds its ids with."""
+        modes = {
+            "export": self._start_export,
+            "changes": self._start_changes,
+            "lists": self._start_lists,
+            "ids": self._start_ids,
+            "refresh": self._start_refresh,
+            "missing": self._start_missing,
+            "failed": self.replay_failures,
+        }
+        return modes[self.mode]()
+
+    def distributed_key(self, request_or_item: Any) -> str | None:
+        """The TMDB id of a detail request or a record, a changes or list page's own key."""
+        if isinstance(request_or_item, ContentItem):
+            return str(getattr(request_or_item, self.item_class.key_field))
+        callback = getattr(request_or_item, "callback", None)
+        arguments = getattr(request_or_item, "cb_kwargs", {})
+        if callback == self.parse_record:
+            return str(arguments["tmdb_id"])
+        if callback == self.parse_changes:
+            return changes_key(arguments["start"], arguments["end"], arguments["page"])
+        if callback == self.parse_list:
+            return list_key(arguments["path"], arguments["page"])
+        return None
+
+    def distributed_request(self, key: str) -> Request:
+        """The request ``key`` stands for, past the dupefilter (the reconcile's second try)."""
+        kind, _, rest = key.partition(":")
+        if kind == "changes":
+            start, end, page = rest.split(":")
+            request = self._changes_request(
+                date.fromisoformat(start), date.fromisoformat(end), int(page)
+            )
+            return request.replace(dont_filter=True)
+        if kind == "list":
+            page, _, path = rest.partition(":")
+            return self._list_request(path, int(page)).replace(dont_filter=True)
+        tmdb_id = int(key)
+        params: dict[str, Any] = {"language": self.language}
+        if self.append_to_response:
+            params["append_to_response"] = ",".join(self.append_to_response)
+        return self._api_request(
+            f"{self.api_kind}/{tmdb_id}",
+            params,
+            callback=self.parse_record,
+            errback=self.errback_record,
+            cb_kwargs={"tmdb_id": tmdb_id},
+            priority=1,
+            dont_filter=True,
+        )
+
+    async def _start_ids(self) -> AsyncIterator[Any]:
+        # Other ids with the same JOBDIR are another job: they do not resume this one.
+        given = ",".join(map(str, self.ids)).encode()
+        kind = f"ids:{hashlib.sha1(given).hexdigest()[:16]}"  # noqa: S324 - no secret
+        plan = resumed_plan(self.job_state, kind, self.logger) or new_plan(
+            self.job_state, kind, ids=self.ids
+        )
+        async for request in self._detail_requests(plan):
+            yield request
+
+    async def _start_export(self) -> AsyncIterator[Any]:
+        if self.export_has_records:
+            # Read again from its start when resumed, as a dump is: a record already stored
+            # costs a read, not a write.
+            paths, day = await self.export.fetch()
+            async for item in self.export.records(paths, self._to_item, self._count_misshapen):
+                yield item
+            if self.export.failed:
+                return
+        else:
+            plan = resumed_plan(self.job_state, "export", self.logger) or new_plan(
+                self.job_state, "export", **await self.export.plan_parts()
+            )
+            day = date.fromisoformat(plan["day"])
+            # A record fetched on or after the export's day is as new as the export: a run
+            # after one that was killed (no JOBDIR) fetches only what that one did not store.
+            fresh_since = f"{day.isoformat()}T00:00:00Z"
+            async for request in self._detail_requests(plan, fresh_since=fresh_since):
+                yield request
+            skipped = self.crawler.stats.get_value(f"{self.stat_prefix}/export/skipped_fresh")
+            if skipped:
+                self.logger.info(
+                    "Export of %s: %d ids skipped, their records fetched since %s",
+                    day,
+                    skipped,
+                    day,
+                )
+            await self.fetch_dates.close()
+        if self.limit is None:
+            self.sync.stage(f"{self.name}/export", {"date": day.isoformat()})
+            if self.has_changes:
+                self.sync.stage(f"{self.name}/changes", {"synced_through": day.isoformat()})
+
+    async def _start_changes(self) -> AsyncIterator[Any]:
+        store_name = f"{self.name}/changes"
+        state = await self.sync.load(store_name)
+        today = datetime.now(UTC).date()
+        since = date.fromisoformat(state["synced_through"]) if state else None
+        if since is None:
+            self.logger.info("%s: no previous sync, running an export instead", self.name)
+        elif (today - since).days > self.changes_max_age:
+            self.logger.warning(
+                "%s: last sync %s is older than TMDB keeps changes for (%d days): "
+                "running an export instead",
+                self.name,
+                since,
+                self.changes_max_age,
+            )
+            since = None
+        if since is None:
+            self.crawler.stats.set_value(f"{self.stat_prefix}/changes/fallback_to_export", 1)
+            async for request_or_item in self._start_export():
+                yield request_or_item
+            return
+        # Resumed (JOBDIR) on a later day, the windows stay those of the stopped run: their
+        # later pages and ids wait in its queue.
+        kind = f"changes:{since.isoformat()}"
+        plan = resumed_plan(self.job_state, kind, self.logger) or new_plan(
+            self.job_state, kind, until=today.isoformat()
+        )
+        until = date.fromisoformat(plan["until"])
+        windows = change_windows(since, until)
+        self.logger.info("Changes since %s: %d window(s)", since, len(windows))
+        for start, end in not_handed_over(plan, windows):
+            yield self._changes_request(start, end, 1)
+        if self.limit is None:
+            self.sync.stage(store_name, {"synced_through": until.isoformat()})
+
+    def _changes_request(self, start: date, end: date, page: int) -> Request:
+        params = {"start_date": start.isoformat(), "end_date": end.isoformat(), "page": page}
+        return self._api_request(
+            f"{self.api_kind}/changes",
+            params,
+            callback=self.parse_changes,
+            errback=self.errback_listing,
+            cb_kwargs={"start": start, "end": end, "page": page},
+        )
+
+    def parse_changes(self, response: Response, start: date, end: date, page: int) -> Iterator[Any]:
+        """One page of changed ids: their detail requests, then the next page."""
+        payload = self._payload(response)
+        if payload is None:
+            return
+        self.crawler.stats.inc_value(f"{self.stat_prefix}/changes/pages")
+        ids = []
+        for entry, tmdb_id in self._listed(payload, "changes"):
+            # TMDB sends "adult": null on some entries: only true means adult.
+            if entry.get("adult") and not self.include_adult:
+                self.crawler.stats.inc_value(f"{self.stat_prefix}/changes/skipped_adult")
+                continue
+            ids.append(tmdb_id)
+        found = list(self._detail_requests_now(ids))
+        following = next_page(payload, page)
+        if following is not None and not self._limit_reached():
+            found.append(self._changes_request(start, end, following))
+        self.account_for_page(
+            changes_key(start, end, page), [self.distributed_key(request) for request in found]
+        )
+        yield from found
+
+    async def _start_lists(self) -> AsyncIterator[Any]:
+        plan = resumed_plan(self.job_state, "lists", self.logger) or new_plan(
+            self.job_state, "lists"
+        )
+        for path in not_handed_over(plan, self.list_paths):
+            yield self._list_request(path, 1)
+
+    def _list_request(self, path: str, page: int) -> Request:
+        return self._api_request(
+            path,
+            {"language": self.language, "page": page},
+            callback=self.parse_list,
+            errback=self.errback_listing,
+            cb_kwargs={"path": path, "page": page},
+        )
+
+    def parse_list(self, response: Response, path: str, page: int) -> Iterator[Any]:
+        """One page of a popular / new / trending list: detail requests, then the next page."""
+        payload = self._payload(response)
+        if payload is None:
+            return
+        self.crawler.stats.inc_value(f"{self.stat_prefix}/lists/pages")
+        ids = [tmdb_id for _, tmdb_id in self._listed(payload, "lists")]
+        found = list(self._detail_requests_now(ids))
+        # Lists have truthful totals and 20 results per page.
+        if (
+            page < min(listed_total(payload.get("total_pages")), self.list_pages)
+            and not self._limit_reached()
+        ):
+            found.append(self._list_request(path, page + 1))
+        self.account_for_page(
+            list_key(path, page), [self.distributed_key(request) for request in found]
+        )
+        yield from found
+
+    async def _start_refresh(self) -> AsyncIterator[Any]:
+        plan = resumed_plan(self.job_state, "refresh", self.logger) or new_plan(
+            self.job_state,
+            "refresh",
+            ids=await stale_ids(self.settings, self.item_class, self.older_than_days, self.logger),
+        )
+        async for request in self._detail_requests(plan):
+            yield request
+
+    async def _start_missing(self) -> AsyncIterator[Any]:
+        plan = resumed_plan(self.job_state, "missing", self.logger) or new_plan(
+            self.job_state,
+            "missing",
+            ids=await missing_ids(self.settings, self.item_class, self.references, self.logger),
+        )
+        async for request in self._detail_requests(plan):
+            yield request
+
+    # -- detail requests ------------------------------------------------------------------
+    async def _detail_requests(
+        self, plan: dict[str, Any], *, fresh_since: str | None = None
+    ) -> AsyncIterator[Request]:
+        """Detail requests for ``plan["ids"]`` past those handed over, from ``start()``, never
+        more than ``TMDB_START_BACKLOG`` unanswered; with ``fresh_since``, none for an id
+        the store holds a record of fetched since then (counted ``export/skipped_fresh``).
+        """
+        ids = plan["ids"]
+        self.progress.expect(len(ids) - plan["handed_over"])
+        fresh: set[int] = set()
+        looked_up_to = plan["handed_over"]
+        for index in range(plan["handed_over"], len(ids)):
+            if self._limit_reached():
+                return
+            if fresh_since is not None and index >= looked_up_to:
+                looked_up_to = min(index + FRESH_LOOKUP_BATCH, len(ids))
+                fresh = await self.fetch_dates.fetched_since(ids[index:looked_up_to], fresh_since)
+            if ids[index] in fresh:
+                plan["handed_over"] = index + 1
+                self.crawler.stats.inc_value(f"{self.stat_prefix}/export/skipped_fresh")
+                if self.progress.total is not None:
+                    self.progress.total -= 1
+                continue
+            if self.distributed is None:
+                # Distributed, answers come back to other workers: the shared queue's length
+                # bounds it.
+                await self.backlog.wait_for_room()
+            request = self._detail_request(ids[index])
+            # Counted as the engine takes it: a run stopped while waiting for room resumes
+            # with this id.
+            plan["handed_over"] = index + 1
+            if request is None:
+                continue
+            if self.distributed is None:
+                self.backlog.take(request)
+            yield request
+
+    def _detail_requests_now(self, ids: Iterable[int]) -> Iterator[Request]:
+        for tmdb_id in ids:
+            if self._limit_reached():
+                return
+            request = self._detail_request(tmdb_id)
+            if request is not None:
+                yield request
+
+    def _limit_reached(self) -> bool:
+        return self.limit is not None and len(self._queued) >= self.limit
+
+    def _detail_request(self, tmdb_id: int) -> Request | None:
+        if tmdb_id in self._queued:
+            return None
+        self._queued.add(tmdb_id)
+        self.crawler.stats.inc_value(f"{self.stat_prefix}/requested")
+        params: dict[str, Any] = {"language": self.language}
+        if self.append_to_response:
+            params["append_to_response"] = ",".join(self.append_to_response)
+        return self._api_request(
+            f"{self.api_kind}/{tmdb_id}",
+            params,
+            callback=self.parse_record,
+            errback=self.errback_record,
+            cb_kwargs={"tmdb_id": tmdb_id},
+            # Records before further listing pages: the scheduler holds one page of ids at a
+            # time, not a whole 14-day window of changes.
+            priority=1,
+        )
+
+    def _api_request(self, path: str, params: dict[str, Any], **kwargs: Any) -> Request:
+        meta = {"handle_httpstatus_list": [401, 404]}
+        # Alone, a worker de-duplicates ids itself (the dupefilter would only hold a million
+        # fingerprints); distributed, the shared Redis dupefilter does it across workers.
+        kwargs.setdefault("dont_filter", self.distributed is None)
+        return self.request(f"{self.api_url}/{path}?{urlencode(params)}", meta=meta, **kwargs)
+
+    def parse_record(self, response: Response, tmdb_id: int) -> Iterator[Any]:
+        """A detail response: the record's item (or a 404 counted as not found)."""
+        try:
+            payload = self._payload(response, tmdb_id)
+            if payload is None:
+                return
+            misshapen: list[str] = []
+            try:
+                item = self._to_item(payload, misshapen)
+            except (KeyError, TypeError, ValueError) as error:
+                self.crawler.stats.inc_value(f"{self.stat_prefix}/bad_payload")
+                self.logger.warning("Unusable %s %s payload (%s)", self.api_kind, tmdb_id, error)
+                return
+            self._count_misshapen(tmdb_id, misshapen)
+            if self.episodes and isinstance(item, SeriesItem) and item.seasons:
+                yield from self._season_requests(item, 0)
+                return
+            yield from self._emit(item)
+        finally:
+            self.backlog.answered(response.request)
+
+    def _season_requests(self, item: SeriesItem, first: int) -> Iterator[Any]:
+        numbers = [season_number(season) for season in item.seasons]
+        chunk = [n for n in numbers if n is not None][first : first + MAX_APPEND_PARTS]
+        # A record without a usable id gets no request built on it (validation drops it).
+        if not chunk or not is_tmdb_id(item.tmdb_id):
+            yield from self._emit(item)
+            return
+        yield self._api_request(
+            f"{self.api_kind}/{item.tmdb_id}",
+            {
+                "language": self.language,
+                "append_to_response": ",".join(f"season/{n}" for n in chunk),
+            },
+            callback=self.parse_seasons,
+            errback=self.errback_record,
+            cb_kwargs={"tmdb_id": item.tmdb_id, "item": item, "first": first},
+        )
+
+    def parse_seasons(
+        self, response: Response, tmdb_id: int, item: SeriesItem, first: int
+    ) -> Iterator[Any]:
+        """Episodes of up to 20 seasons of a series (``-a episodes=1``)."""
+        payload = self._payload(response, tmdb_id)
+        if payload is None:
+            return
+        misshapen: list[str] = []
+        add_episodes(item.seasons, payload, misshapen)
+        self._count_misshapen(tmdb_id, misshapen)
+        self.crawler.stats.inc_value(f"{self.stat_prefix}/season_pages")
+        yield from self._season_requests(item, first + MAX_APPEND_PARTS)
+
+    def _to_item(self, payload: Json, misshapen: list[str]) -> ContentItem:
+        return type(self).mapper(payload, self.image_base, misshapen)
+
+    def _count_misshapen(self, tmdb_id: int, misshapen: list[str]) -> None:
+        """A record kept with fields left empty for having the wrong type: counted, logged."""
+        if not misshapen:
+            return
+        self.crawler.stats.inc_value(f"{self.stat_prefix}/misshapen")
+        self.logger.warning(
+            "TMDB %s %s: %s of the wrong type, left empty",
+            self.api_kind,
+            tmdb_id,
+            ", ".join(misshapen),
+        )
+
+    def _listed(self, payload: Json, listing: str) -> list[tuple[Json, int]]:
+        """The entries of a changes or list page with an id; the others counted and logged."""
+        listed, unusable = listed_ids(payload)
+        for entry in unusable:
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/{listing}/invalid")
+            self.logger.warning("Skipping a TMDB %s entry without an id: %.200r", listing, entry)
+        return listed
+
+    def _emit(self, item: ContentItem) -> Iterator[ContentItem]:
+        reason = filter_reason(item, self.filters)
+        if reason is not None:
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/filtered/{reason}")
+            self.settle_key(str(getattr(item, item.key_field)))
+            return
+        self.progress.record_done()
+        yield item
+
+    def _payload(self, response: Response, tmdb_id: int | None = None) -> Json | None:
+        """The JSON body of a 200; 401 closes the spider, 404 is counted as not found."""
+        if response.status == 401:
+            self.crawler.stats.inc_value("tmdb/auth/rejected")
+            if self._rejected:
+                # Requests in flight when the first 401 arrived: already reported.
+                raise CloseSpider("tmdb_unauthorized")
+            self._rejected = True
+            self.logger.error(
+                "TMDB rejected the credentials (HTTP 401: %s): check TMDB_READ_ACCESS_TOKEN "
+                "or TMDB_API_KEY. Closing.",
+                _status_message(response),
+            )
+            raise CloseSpider("tmdb_unauthorized")
+        if response.status == 404:
+            if tmdb_id is None:
+                self.crawler.stats.inc_value(f"{self.stat_prefix}/failed")
+                self.logger.error("TMDB listing not found: %s", _status_message(response))
+                return None
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/not_found")
+            self.logger.debug("%s %s not found (deleted or merged)", self.api_kind, tmdb_id)
+            self.deleted.ids.add(tmdb_id)
+            self.settle_key(str(tmdb_id))
+            return None
+        try:
+            payload = response.json()
+        except ValueError:
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/bad_payload")
+            self.logger.warning("TMDB answered non-JSON for %s %s", self.api_kind, tmdb_id)
+            return None
+        if not isinstance(payload, dict):
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/bad_payload")
+            self.logger.warning("TMDB answered a non-object for %s %s", self.api_kind, tmdb_id)
+            return None
+        return payload
+
+    def errback_record(self, failure: Failure) -> None:
+        """A detail request that failed for good (after retries): counted, logged."""
+        request = failure.request
+        self.backlog.answered(request)
+        self.crawler.stats.inc_value(f"{self.stat_prefix}/failed")
+        self.logger.error(
+            "Gave up on %s %s: %s",
+            self.api_kind,
+            request.cb_kwargs.get("tmdb_id"),
+            _failure_reason(failure),
+        )
+
+    def errback_listing(self, failure: Failure) -> None:
+        """A changes or list page that failed for good: counted, logged (sync not advanced)."""
+        self.crawler.stats.inc_value(f"{self.stat_prefix}/failed")
+        self.logger.error(
+            "Gave up on a TMDB listing page %s: %s",
+            redact_url(failure.request.url),
+            _failure_reason(failure),
+        )
+
+
+def _status_message(response: Response) -> str:
+    """TMDB's own error text, whichever of its error shapes the body has: ``status_message``
+    (with ``status_code``, sometimes ``success: false`` or ``failure: true``) or an
+    ``errors`` list (422)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status}"
+    if isinstance(body, dict):
+        if "status_message" in body:
+            return f"status_code {body.get('status_code')}: {body['status_message']}"
+        if body.get("errors"):
+            return "; ".join(map(str, body["errors"]))
+    return f"HTTP {response.status}"
+
+
+def _failure_reason(failure: Failure) -> str:
+    if failure.check(HttpError):
+        return f"HTTP {failure.value.response.status}"
+    return f"{type(failure.value).__name__}: {failure.value}"
