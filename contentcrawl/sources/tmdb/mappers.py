@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contentcrawl.items import (
     CollectionItem,
@@ -17,6 +17,9 @@ from contentcrawl.items import (
     PersonItem,
     SeriesItem,
 )
+
+if TYPE_CHECKING:
+    from scrapy.settings import BaseSettings
 
 # Ids are kept in an array("l"): anything it cannot hold is no TMDB id.
 _MAX_TMDB_ID = 2 ** (8 * array("l").itemsize - 1) - 1
@@ -298,6 +301,20 @@ FILTERABLE = frozenset({"genres", "cast", "crew"})
 def is_number(value: Any) -> bool:
     """Whether ``value`` is a number (an int or float, not a bool)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def record_filters(settings: BaseSettings, options: dict[str, Any]) -> RecordFilters:
+    """The filters of the spider arguments ``min_budget``, ``min_revenue`` and ``require``,
+    else of ``TMDB_MIN_BUDGET``, ``TMDB_MIN_REVENUE`` and ``TMDB_REQUIRE``."""
+    min_budget = options.get("min_budget") or settings.getint("TMDB_MIN_BUDGET", 0)
+    min_revenue = options.get("min_revenue") or settings.getint("TMDB_MIN_REVENUE", 0)
+    names = set(options.get("require") or settings.getlist("TMDB_REQUIRE"))
+    unknown = names - FILTERABLE
+    if unknown:
+        raise ValueError(
+            f"TMDB_REQUIRE takes {', '.join(sorted(FILTERABLE))}, not {sorted(unknown)}"
+        )
+    return RecordFilters(int(min_budget), int(min_revenue), frozenset(names))
 
 
 def filter_reason(item: ContentItem, filters: RecordFilters) -> str | None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from datetime import UTC, date, datetime
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode
 
@@ -26,38 +25,29 @@ from contentcrawl.sources.base import (
     subset,
 )
 from contentcrawl.sources.failures import ReplaysFailures
-from contentcrawl.sources.tmdb.exports import FRESH_LOOKUP_BATCH, ExportReader, FetchDates
+from contentcrawl.sources.tmdb.exports import ExportReader, FetchDates
 from contentcrawl.sources.tmdb.listings import (
     MAX_LIST_PAGE,
     DeletedIds,
     Extractor,
-    change_windows,
     changes_key,
     list_key,
     listed_ids,
     listed_total,
-    missing_ids,
     next_page,
     parse_ids,
     parse_list_pages,
     read_ids_file,
-    stale_ids,
 )
 from contentcrawl.sources.tmdb.mappers import (
     FILTERABLE,
-    RecordFilters,
     add_episodes,
     filter_reason,
     is_tmdb_id,
+    record_filters,
     season_number,
 )
-from contentcrawl.sources.tmdb.plans import (
-    Backlog,
-    ProgressLine,
-    new_plan,
-    not_handed_over,
-    resumed_plan,
-)
+from contentcrawl.sources.tmdb.plans import Backlog, ProgressLine, StartPlanner
 
 if TYPE_CHECKING:
     from typing import Self
@@ -65,7 +55,6 @@ if TYPE_CHECKING:
     from scrapy import Request
     from scrapy.crawler import Crawler
     from scrapy.http import Response
-    from scrapy.settings import BaseSettings
     from twisted.python.failure import Failure
 
 # append_to_response takes at most 20 parts (seasons count as parts).
@@ -76,12 +65,8 @@ MODES = ("export", "changes", "lists", "ids", "refresh", "missing", "failed")
 class TmdbSpider(ReplaysFailures, ContentSpider):
     """Base of the TMDB spiders: one kind of record, six ways to find its ids.
 
-    Modes (``-a mode=``): ``export`` (every id of TMDB's daily ID export), ``changes`` (ids
-    changed since the last clean sync, falling back to ``export``), ``lists`` (popular, new,
-    trending), ``ids`` (``-a ids=550,551`` or ``-a ids_file=…``), ``refresh`` (stored records
-    older than ``-a older_than_days=N``), ``missing`` (ids other stored records reference)
-    and ``failed`` (replays the dead letters of earlier runs). Every mode ends in one detail
-    request per record with ``append_to_response``.
+    Each mode (``-a mode=``, see ``StartPlanner``) ends in one detail request per record
+    with ``append_to_response``.
 
     Subclasses (``contentcrawl/spiders/tmdb_<kind>.py``) set ``name``, ``item_class``,
     ``api_kind`` (the path segment of the detail endpoint), ``export_prefix``, ``mapper`` and
@@ -142,12 +127,6 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         self.min_popularity: float | None = options.get("min_popularity")
         self.older_than_days: int | None = options.get("older_than_days")
         self.list_pages: int | None = options.get("pages")
-        self._filter_args = {
-            "min_budget": options.get("min_budget"),
-            "min_revenue": options.get("min_revenue"),
-            "require": options.get("require"),
-        }
-        self._queued: set[int] = set()
         self._rejected = False
 
     @classmethod
@@ -169,7 +148,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         self.list_pages = max(1, min(self.list_pages, MAX_LIST_PAGE))
         if self.older_than_days is None:
             self.older_than_days = settings.getint("TMDB_REFRESH_DAYS", 30)
-        self.filters = self._build_filters(settings)
+        self.filters = record_filters(settings, self.options)
         self.stat_prefix = f"tmdb/{self.item_class.collection}"
         collection = self.item_class.collection
         self.progress = ProgressLine(
@@ -190,20 +169,9 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         # Open while an export's plan is gone through: the fetch dates of its ids.
         self.fetch_dates = FetchDates(settings, collection)
         self.deleted = DeletedIds(crawler, self.logger, collection, self.stat_prefix)
+        self.planner = StartPlanner(self)
         crawler.signals.connect(self.deleted.flag, signal=signals.spider_closed)
         crawler.signals.connect(self.fetch_dates.close, signal=signals.spider_closed)
-
-    def _build_filters(self, settings: BaseSettings) -> RecordFilters:
-        args = self._filter_args
-        min_budget = args["min_budget"] or settings.getint("TMDB_MIN_BUDGET", 0)
-        min_revenue = args["min_revenue"] or settings.getint("TMDB_MIN_REVENUE", 0)
-        names = set(args["require"] or settings.getlist("TMDB_REQUIRE"))
-        unknown = names - FILTERABLE
-        if unknown:
-            raise ValueError(
-                f"TMDB_REQUIRE takes {', '.join(sorted(FILTERABLE))}, not {sorted(unknown)}"
-            )
-        return RecordFilters(int(min_budget), int(min_revenue), frozenset(names))
 
     # -- start ------------------------------------------------------------------------------
     @property
@@ -228,7 +196,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         self.sync = sync
         # Ids asked for by the stopped run this one resumes (JOBDIR) too: a changes window
         # lists again ids an earlier window had.
-        self._queued = self.resumed("tmdb_queued", self._queued)
+        self.planner.queued = self.resumed("tmdb_queued", self.planner.queued)
         self.join_distributed_run()
         self.logger.info(
             "%s: mode=%s api=%s exports=%s language=%s auth=%s include_adult=%s limit=%s "
@@ -259,16 +227,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
 
     def distributed_source(self) -> AsyncIterator[Any]:
         """The requests (and items) this run's mode finds its ids with."""
-        modes = {
-            "export": self._start_export,
-            "changes": self._start_changes,
-            "lists": self._start_lists,
-            "ids": self._start_ids,
-            "refresh": self._start_refresh,
-            "missing": self._start_missing,
-            "failed": self.replay_failures,
-        }
-        return modes[self.mode]()
+        return self.planner.source()
 
     def distributed_key(self, request_or_item: Any) -> str | None:
         """The TMDB id of a detail request or a record, a changes or list page's own key."""
@@ -289,106 +248,17 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         kind, _, rest = key.partition(":")
         if kind == "changes":
             start, end, page = rest.split(":")
-            request = self._changes_request(
+            request = self.changes_request(
                 date.fromisoformat(start), date.fromisoformat(end), int(page)
             )
             return request.replace(dont_filter=True)
         if kind == "list":
             page, _, path = rest.partition(":")
-            return self._list_request(path, int(page)).replace(dont_filter=True)
-        tmdb_id = int(key)
-        params: dict[str, Any] = {"language": self.language}
-        if self.append_to_response:
-            params["append_to_response"] = ",".join(self.append_to_response)
-        return self._api_request(
-            f"{self.api_kind}/{tmdb_id}",
-            params,
-            callback=self.parse_record,
-            errback=self.errback_record,
-            cb_kwargs={"tmdb_id": tmdb_id},
-            priority=1,
-            dont_filter=True,
-        )
+            return self.list_request(path, int(page)).replace(dont_filter=True)
+        return self.record_request(int(key), dont_filter=True)
 
-    async def _start_ids(self) -> AsyncIterator[Any]:
-        # Other ids with the same JOBDIR are another job: they do not resume this one.
-        given = ",".join(map(str, self.ids)).encode()
-        kind = f"ids:{hashlib.sha1(given).hexdigest()[:16]}"  # noqa: S324 - no secret
-        plan = resumed_plan(self.job_state, kind, self.logger) or new_plan(
-            self.job_state, kind, ids=self.ids
-        )
-        async for request in self._detail_requests(plan):
-            yield request
-
-    async def _start_export(self) -> AsyncIterator[Any]:
-        if self.export_has_records:
-            # Read again from its start when resumed, as a dump is: a record already stored
-            # costs a read, not a write.
-            paths, day = await self.export.fetch()
-            async for item in self.export.records(paths, self._to_item, self._count_misshapen):
-                yield item
-            if self.export.failed:
-                return
-        else:
-            plan = resumed_plan(self.job_state, "export", self.logger) or new_plan(
-                self.job_state, "export", **await self.export.plan_parts()
-            )
-            day = date.fromisoformat(plan["day"])
-            # A record fetched on or after the export's day is as new as the export: a run
-            # after one that was killed (no JOBDIR) fetches only what that one did not store.
-            fresh_since = f"{day.isoformat()}T00:00:00Z"
-            async for request in self._detail_requests(plan, fresh_since=fresh_since):
-                yield request
-            skipped = self.crawler.stats.get_value(f"{self.stat_prefix}/export/skipped_fresh")
-            if skipped:
-                self.logger.info(
-                    "Export of %s: %d ids skipped, their records fetched since %s",
-                    day,
-                    skipped,
-                    day,
-                )
-            await self.fetch_dates.close()
-        if self.limit is None:
-            self.sync.stage(f"{self.name}/export", {"date": day.isoformat()})
-            if self.has_changes:
-                self.sync.stage(f"{self.name}/changes", {"synced_through": day.isoformat()})
-
-    async def _start_changes(self) -> AsyncIterator[Any]:
-        store_name = f"{self.name}/changes"
-        state = await self.sync.load(store_name)
-        today = datetime.now(UTC).date()
-        since = date.fromisoformat(state["synced_through"]) if state else None
-        if since is None:
-            self.logger.info("%s: no previous sync, running an export instead", self.name)
-        elif (today - since).days > self.changes_max_age:
-            self.logger.warning(
-                "%s: last sync %s is older than TMDB keeps changes for (%d days): "
-                "running an export instead",
-                self.name,
-                since,
-                self.changes_max_age,
-            )
-            since = None
-        if since is None:
-            self.crawler.stats.set_value(f"{self.stat_prefix}/changes/fallback_to_export", 1)
-            async for request_or_item in self._start_export():
-                yield request_or_item
-            return
-        # Resumed (JOBDIR) on a later day, the windows stay those of the stopped run: their
-        # later pages and ids wait in its queue.
-        kind = f"changes:{since.isoformat()}"
-        plan = resumed_plan(self.job_state, kind, self.logger) or new_plan(
-            self.job_state, kind, until=today.isoformat()
-        )
-        until = date.fromisoformat(plan["until"])
-        windows = change_windows(since, until)
-        self.logger.info("Changes since %s: %d window(s)", since, len(windows))
-        for start, end in not_handed_over(plan, windows):
-            yield self._changes_request(start, end, 1)
-        if self.limit is None:
-            self.sync.stage(store_name, {"synced_through": until.isoformat()})
-
-    def _changes_request(self, start: date, end: date, page: int) -> Request:
+    def changes_request(self, start: date, end: date, page: int) -> Request:
+        """Page ``page`` of the changes from ``start`` to ``end``."""
         params = {"start_date": start.isoformat(), "end_date": end.isoformat(), "page": page}
         return self._api_request(
             f"{self.api_kind}/changes",
@@ -411,23 +281,17 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
                 self.crawler.stats.inc_value(f"{self.stat_prefix}/changes/skipped_adult")
                 continue
             ids.append(tmdb_id)
-        found = list(self._detail_requests_now(ids))
+        found = list(self.planner.detail_requests_now(ids))
         following = next_page(payload, page)
-        if following is not None and not self._limit_reached():
-            found.append(self._changes_request(start, end, following))
+        if following is not None and not self.planner.limit_reached():
+            found.append(self.changes_request(start, end, following))
         self.account_for_page(
             changes_key(start, end, page), [self.distributed_key(request) for request in found]
         )
         yield from found
 
-    async def _start_lists(self) -> AsyncIterator[Any]:
-        plan = resumed_plan(self.job_state, "lists", self.logger) or new_plan(
-            self.job_state, "lists"
-        )
-        for path in not_handed_over(plan, self.list_paths):
-            yield self._list_request(path, 1)
-
-    def _list_request(self, path: str, page: int) -> Request:
+    def list_request(self, path: str, page: int) -> Request:
+        """Page ``page`` of the list at ``path``."""
         return self._api_request(
             path,
             {"language": self.language, "page": page},
@@ -443,90 +307,21 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             return
         self.crawler.stats.inc_value(f"{self.stat_prefix}/lists/pages")
         ids = [tmdb_id for _, tmdb_id in self._listed(payload, "lists")]
-        found = list(self._detail_requests_now(ids))
+        found = list(self.planner.detail_requests_now(ids))
         # Lists have truthful totals and 20 results per page.
         if (
             page < min(listed_total(payload.get("total_pages")), self.list_pages)
-            and not self._limit_reached()
+            and not self.planner.limit_reached()
         ):
-            found.append(self._list_request(path, page + 1))
+            found.append(self.list_request(path, page + 1))
         self.account_for_page(
             list_key(path, page), [self.distributed_key(request) for request in found]
         )
         yield from found
 
-    async def _start_refresh(self) -> AsyncIterator[Any]:
-        plan = resumed_plan(self.job_state, "refresh", self.logger) or new_plan(
-            self.job_state,
-            "refresh",
-            ids=await stale_ids(self.settings, self.item_class, self.older_than_days, self.logger),
-        )
-        async for request in self._detail_requests(plan):
-            yield request
-
-    async def _start_missing(self) -> AsyncIterator[Any]:
-        plan = resumed_plan(self.job_state, "missing", self.logger) or new_plan(
-            self.job_state,
-            "missing",
-            ids=await missing_ids(self.settings, self.item_class, self.references, self.logger),
-        )
-        async for request in self._detail_requests(plan):
-            yield request
-
-    # -- detail requests ------------------------------------------------------------------
-    async def _detail_requests(
-        self, plan: dict[str, Any], *, fresh_since: str | None = None
-    ) -> AsyncIterator[Request]:
-        """Detail requests for ``plan["ids"]`` past those handed over, from ``start()``, never
-        more than ``TMDB_START_BACKLOG`` unanswered; with ``fresh_since``, none for an id
-        the store holds a record of fetched since then (counted ``export/skipped_fresh``).
-        """
-        ids = plan["ids"]
-        self.progress.expect(len(ids) - plan["handed_over"])
-        fresh: set[int] = set()
-        looked_up_to = plan["handed_over"]
-        for index in range(plan["handed_over"], len(ids)):
-            if self._limit_reached():
-                return
-            if fresh_since is not None and index >= looked_up_to:
-                looked_up_to = min(index + FRESH_LOOKUP_BATCH, len(ids))
-                fresh = await self.fetch_dates.fetched_since(ids[index:looked_up_to], fresh_since)
-            if ids[index] in fresh:
-                plan["handed_over"] = index + 1
-                self.crawler.stats.inc_value(f"{self.stat_prefix}/export/skipped_fresh")
-                if self.progress.total is not None:
-                    self.progress.total -= 1
-                continue
-            if self.distributed is None:
-                # Distributed, answers come back to other workers: the shared queue's length
-                # bounds it.
-                await self.backlog.wait_for_room()
-            request = self._detail_request(ids[index])
-            # Counted as the engine takes it: a run stopped while waiting for room resumes
-            # with this id.
-            plan["handed_over"] = index + 1
-            if request is None:
-                continue
-            if self.distributed is None:
-                self.backlog.take(request)
-            yield request
-
-    def _detail_requests_now(self, ids: Iterable[int]) -> Iterator[Request]:
-        for tmdb_id in ids:
-            if self._limit_reached():
-                return
-            request = self._detail_request(tmdb_id)
-            if request is not None:
-                yield request
-
-    def _limit_reached(self) -> bool:
-        return self.limit is not None and len(self._queued) >= self.limit
-
-    def _detail_request(self, tmdb_id: int) -> Request | None:
-        if tmdb_id in self._queued:
-            return None
-        self._queued.add(tmdb_id)
-        self.crawler.stats.inc_value(f"{self.stat_prefix}/requested")
+    # -- requests -------------------------------------------------------------------------
+    def record_request(self, tmdb_id: int, **kwargs: Any) -> Request:
+        """The detail request of ``tmdb_id`` (``kwargs`` go to the ``Request``)."""
         params: dict[str, Any] = {"language": self.language}
         if self.append_to_response:
             params["append_to_response"] = ",".join(self.append_to_response)
@@ -539,6 +334,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             # Records before further listing pages: the scheduler holds one page of ids at a
             # time, not a whole 14-day window of changes.
             priority=1,
+            **kwargs,
         )
 
     def _api_request(self, path: str, params: dict[str, Any], **kwargs: Any) -> Request:
@@ -556,12 +352,12 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
                 return
             misshapen: list[str] = []
             try:
-                item = self._to_item(payload, misshapen)
+                item = self.to_item(payload, misshapen)
             except (KeyError, TypeError, ValueError) as error:
                 self.crawler.stats.inc_value(f"{self.stat_prefix}/bad_payload")
                 self.logger.warning("Unusable %s %s payload (%s)", self.api_kind, tmdb_id, error)
                 return
-            self._count_misshapen(tmdb_id, misshapen)
+            self.count_misshapen(tmdb_id, misshapen)
             if self.episodes and isinstance(item, SeriesItem) and item.seasons:
                 yield from self._season_requests(item, 0)
                 return
@@ -596,14 +392,15 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             return
         misshapen: list[str] = []
         add_episodes(item.seasons, payload, misshapen)
-        self._count_misshapen(tmdb_id, misshapen)
+        self.count_misshapen(tmdb_id, misshapen)
         self.crawler.stats.inc_value(f"{self.stat_prefix}/season_pages")
         yield from self._season_requests(item, first + MAX_APPEND_PARTS)
 
-    def _to_item(self, payload: Json, misshapen: list[str]) -> ContentItem:
+    def to_item(self, payload: Json, misshapen: list[str]) -> ContentItem:
+        """The item of a detail payload or export line (``mapper``)."""
         return type(self).mapper(payload, self.image_base, misshapen)
 
-    def _count_misshapen(self, tmdb_id: int, misshapen: list[str]) -> None:
+    def count_misshapen(self, tmdb_id: int, misshapen: list[str]) -> None:
         """A record kept with fields left empty for having the wrong type: counted, logged."""
         if not misshapen:
             return
