@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from contentcrawl.store.read_indexes import Filter, ReadModel, Sort
+from contentcrawl.api.read_indexes import Filter, ReadModel, Sort
 
 Json = dict[str, Any]
 
