@@ -35,7 +35,7 @@ def _from_timestamp(timestamp: Any) -> datetime | None:
         moment = _EPOCH + timedelta(seconds=timestamp)
     except (OverflowError, ValueError):  # out of range, or NaN (Python's json accepts it)
         return None
-    # IGDB writes -62135683200 (31 Dec of year 0) for "no date" (see QUIRKS.md).
+    # IGDB writes -62135683200 (31 Dec of year 0) as a placeholder for "no date".
     if moment.year <= 1:
         return None
     return moment
@@ -67,8 +67,8 @@ def _as_list(value: Any) -> list[Any]:
 def unexpanded_fields(payload: Mapping[str, Any], expanded: Iterable[str]) -> list[str]:
     """Fields asked for as objects (``genres.name``) that came back as bare ids.
 
-    IGDB mixes expanded objects and bare id arrays in one record (QUIRKS.md); a bare id has
-    no name to keep, so the spider counts these instead of passing them off as data.
+    IGDB mixes expanded objects and bare id arrays in one record; a bare id has no name to
+    keep, so the spider counts these instead of passing them off as data.
     """
     return [
         field

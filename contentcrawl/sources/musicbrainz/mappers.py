@@ -9,8 +9,8 @@ from typing import Any
 
 from contentcrawl.items import AlbumItem, ArtistItem, ContentItem, Json
 
-# The same JSON arrives from lookups, browses and dump lines, with keys in random order
-# (QUIRKS.md); lists are sorted here so a record's content hash does not depend on it.
+# The same JSON arrives from lookups, browses and dump lines, with keys in a random order in
+# every response; lists are sorted here so a record's content hash does not depend on it.
 
 _MBID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -149,7 +149,7 @@ def artist_credit(value: Any) -> list[Json]:
 def artist_item(payload: Mapping[str, Any]) -> ArtistItem:
     """An ``ArtistItem`` from an artist lookup (``inc=ARTIST_INC``) or an artist dump line."""
     life = _dict(payload.get("life-span"))
-    # Lookups carry the area both as "begin-area" and the legacy "begin_area" (QUIRKS.md).
+    # One record can carry the area both as "begin-area" and the legacy "begin_area".
     begin_area = payload.get("begin-area", payload.get("begin_area"))
     end_area = payload.get("end-area", payload.get("end_area"))
     end_date = _text(life.get("end"))
@@ -165,7 +165,7 @@ def artist_item(payload: Mapping[str, Any]) -> ArtistItem:
         end_area=area(end_area),
         begin_date=_text(life.get("begin")),
         end_date=end_date,
-        # "ended" is null in search results and false in lookups (QUIRKS.md): a boolean here.
+        # "ended" is null in search results and false in lookups: a boolean here.
         ended=life.get("ended") is True or end_date is not None,
         disambiguation=_text(payload.get("disambiguation")),
         aliases=aliases(payload.get("aliases")),
@@ -191,7 +191,7 @@ def album_item(payload: Mapping[str, Any], artist_mbid: str | None = None) -> Al
     return AlbumItem(
         mbid=payload["id"],
         title=_text(payload.get("title")),
-        # null for release groups with only secondary types, such as demos (QUIRKS.md).
+        # ws/2 sends null for release groups with only secondary types, such as demos.
         primary_type=_text(payload.get("primary-type")),
         secondary_types=_strings(payload.get("secondary-types")),
         first_release_date=_text(payload.get("first-release-date")),

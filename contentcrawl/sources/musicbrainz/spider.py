@@ -379,7 +379,7 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
                 requests.append(request)
         following = offset + len(hits)
         within_cap = not self.max_results or following < self.max_results
-        # ``count`` is the search's total; an empty page ends it too (QUIRKS.md).
+        # ``count`` is the search's total; an empty page ends the search too.
         more = bool(hits) and following < total and within_cap and not low_score
         if more and not self.limit_reached:
             requests.append(self.search_request(query, following))
