@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from contentcrawl.api.kinds import KINDS
 from contentcrawl.api.mirror import Mirror
+from contentcrawl.api.read_indexes import ensure_read_indexes
 from contentcrawl.store import Record
 from contentcrawl.store.base import canonical_json, content_hash
-from contentcrawl.store.read_indexes import ensure_read_indexes
 from contentcrawl.store.sqlite import SqliteStore
 
 GENRES = [

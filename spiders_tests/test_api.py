@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from scrapy.settings import Settings
 
 from contentcrawl.api.app import create_app
+from contentcrawl.api.read_indexes import READ_MODELS, ensure_read_indexes
 from contentcrawl.items import ContentItem
 from contentcrawl.pipelines.store import to_record
 from contentcrawl.sources.igdb import game_item
@@ -27,7 +28,6 @@ from contentcrawl.sources.openlibrary import (
 )
 from contentcrawl.sources.tmdb import map_movie, map_person, map_series
 from contentcrawl.store import Store
-from contentcrawl.store.read_indexes import READ_MODELS, ensure_read_indexes
 from contentcrawl.store.sqlite import SqliteStore
 
 DATA = Path(__file__).parent / "data"

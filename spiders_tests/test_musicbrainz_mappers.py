@@ -20,13 +20,14 @@ from contentcrawl.sources.musicbrainz import (
     split_list,
     user_agent,
 )
-from contentcrawl.sources.musicbrainz_dump import (
+from contentcrawl.sources.musicbrainz.dump import (
     ArchiveLines,
     BadLineError,
     is_archive,
     parse_entity_line,
     plain_entity,
 )
+from contentcrawl.sources.musicbrainz.queries import browse_url, lookup_url, search_url
 from contentcrawl.store.base import content_hash
 from spiders_tests.fakes.musicbrainz import (
     DATA,
@@ -222,6 +223,21 @@ def test_album_record_does_not_depend_on_key_order(seed: int) -> None:
 
 def test_user_agent_names_version_and_contact() -> None:
     assert user_agent("me@example.org", "1.2.3") == "contentcrawl/1.2.3 ( me@example.org )"
+
+
+def test_ws2_urls_ask_for_json_with_literal_plus_includes() -> None:
+    api = "http://127.0.0.1:1/ws/2"
+    assert lookup_url(api, TOMBS) == (
+        f"{api}/artist/{TOMBS}?fmt=json&inc=aliases+tags+genres+ratings+url-rels"
+    )
+    assert browse_url(api, TOMBS, 100, 200) == (
+        f"{api}/release-group?artist={TOMBS}&limit=100&offset=200&fmt=json"
+        "&inc=artist-credits+tags+genres+ratings"
+    )
+    # A Lucene query is URL-encoded; a search asks for no includes.
+    assert search_url(api, 'artist:"Tombs" AND country:US', 25, 0) == (
+        f"{api}/artist?query=artist%3A%22Tombs%22+AND+country%3AUS&limit=25&offset=0&fmt=json"
+    )
 
 
 def test_mbids_and_lists() -> None:

@@ -36,8 +36,8 @@ from contentcrawl.api.mirror import (
     RecordDeletedError,
     RecordNotFoundError,
 )
+from contentcrawl.api.read_indexes import ensure_read_indexes
 from contentcrawl.store import Store, build_store
-from contentcrawl.store.read_indexes import ensure_read_indexes
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from contentcrawl.api.read_indexes import READ_MODELS, ReadModel
 from contentcrawl.store.base import COLLECTION_KEYS
-from contentcrawl.store.read_indexes import READ_MODELS, ReadModel
 
 MBID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 

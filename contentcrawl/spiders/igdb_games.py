@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from contentcrawl.items import GameItem
-from contentcrawl.sources.igdb import GAME_EXPANDED_FIELDS, GAME_FIELDS, IgdbSpider, game_item
+from contentcrawl.sources.igdb.mappers import game_item
+from contentcrawl.sources.igdb.queries import GAME_EXPANDED_FIELDS, GAME_FIELDS
+from contentcrawl.sources.igdb.spider import IgdbSpider
 
 
 class IgdbGamesSpider(IgdbSpider):

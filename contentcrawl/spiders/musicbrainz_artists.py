@@ -13,7 +13,7 @@ import followed by API crawls (or the other way round) rewrites only what change
 
 from __future__ import annotations
 
-from contentcrawl.sources.musicbrainz import MusicBrainzSpider
+from contentcrawl.sources.musicbrainz.spider import MusicBrainzSpider
 
 
 class MusicBrainzArtistsSpider(MusicBrainzSpider):

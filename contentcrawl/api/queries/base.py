@@ -5,7 +5,7 @@ for many records by key; each backend answers with the indexes ``ensure_read_ind
 built for it. Records come back as dicts holding only the ``fields`` asked for.
 
 To add a backend: subclass ``ReadQueries``, implement the abstract methods, and return it
-from ``queries_for``.
+from ``contentcrawl.api.queries.queries_for``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from contentcrawl.store.read_indexes import Filter, ReadModel, Sort
+from contentcrawl.api.read_indexes import Filter, ReadModel, Sort
 
 Json = dict[str, Any]
 
@@ -68,19 +68,3 @@ class ReadQueries(ABC):
     @abstractmethod
     def facet(self, model: ReadModel, filter_: Filter) -> list[tuple[Any, int]]:
         """Each value of a ``member`` filter with its number of records, most common first."""
-
-
-def queries_for(store: Any) -> ReadQueries:
-    """The read queries of an opened store (``SqliteStore`` or ``MongoStore``)."""
-    from contentcrawl.store.mongo import MongoStore
-    from contentcrawl.store.sqlite import SqliteStore
-
-    if isinstance(store, SqliteStore):
-        from contentcrawl.api.queries.sqlite import SqliteReadQueries
-
-        return SqliteReadQueries(store.connection)
-    if isinstance(store, MongoStore):
-        from contentcrawl.api.queries.mongo import MongoReadQueries
-
-        return MongoReadQueries(store.db)
-    raise TypeError(f"no read queries for {type(store).__name__}")

@@ -10,8 +10,8 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 
 from contentcrawl.api.queries.base import Condition, Json, ReadQueries
+from contentcrawl.api.read_indexes import Filter, ReadModel, Sort, mongo_path
 from contentcrawl.store.base import META, key_field_of
-from contentcrawl.store.read_indexes import Filter, ReadModel, Sort, mongo_path
 
 # Records flagged deleted (``_meta.deleted_at`` set) are hidden; null matches a missing field.
 LIVE: Json = {f"{META}.deleted_at": None}

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from contentcrawl.api.queries.base import Condition, Json, ReadQueries
-from contentcrawl.store.base import key_field_of
-from contentcrawl.store.read_indexes import (
+from contentcrawl.api.read_indexes import (
     Filter,
     ReadModel,
     Sort,
@@ -20,6 +19,7 @@ from contentcrawl.store.read_indexes import (
     sql_field,
     terms_table,
 )
+from contentcrawl.store.base import key_field_of
 
 
 def summary(fields: Sequence[str], doc: str = "doc") -> str:

@@ -1,52 +1,41 @@
-"""MusicBrainz (ws/2): artists and their release groups, from the API or the JSON dumps.
-
-API mode is slow by design: MusicBrainz allows one request per second per IP (on average)
-and answers every request with 503 while a client is over it, so the ``musicbrainz``
-download slot sends one request at a time, ``DOWNLOAD_SLOTS["musicbrainz"]["delay"]``
-apart, and ``PoliteRetryMiddleware`` pauses the slot on a 503 (``Retry-After`` when sent).
-MusicBrainz also asks for a User-Agent naming the application and a contact: every request
-of these spiders carries ``contentcrawl/<version> ( <MUSICBRAINZ_CONTACT> )``.
-
-An API crawl finds artists by search (``-a query=`` or ``MUSICBRAINZ_QUERIES``, paged by
-``offset`` until the search's own ``count``) or takes their MBIDs (``-a mbids=``), looks
-each one up once (``ARTIST_INC``) and browses all of its release groups, 100 a page: a
-lookup would cap them at 25. Dump mode (``contentcrawl.sources.musicbrainz_dump``) reads
-the same entity JSON from the weekly dumps. Both go through the pure mappers below, so an
-artist or album has one record shape (and one content hash) whichever way it came.
-
-With ``REDIS_URL`` set (``contentcrawl.extensions.distributed``) one worker sends the
-lookups of ``-a mbids`` and the first page of each search, and every worker takes requests
-from the shared queue. Every request is a key of the run: an artist lookup its MBID, an
-album lookup ``album:<mbid>``, a search page ``search:<offset>:<query>``, a browse page
-``browse:<artist mbid>:<offset>``. A page records the keys it found (artists, albums, the
-next page), then settles its own; the reconcile asks again, by lookup, for what a killed
-worker left. In dump mode one worker imports the dumps and the others stand by: one that
-takes over from a dead importer reads them again, and what was stored costs no write.
-
-To add a MusicBrainz kind: write its mapper here, register it in ``DUMP_MAPPERS`` and
-give the API crawl a request and a ``parse_<thing>`` callback for it.
-"""
+"""The MusicBrainz base spider: API crawl (search, lookup, browse) or dump import."""
 
 from __future__ import annotations
 
-import json
-import math
-import re
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlencode
 
 from scrapy import Request
 from scrapy.exceptions import CloseSpider, IgnoreRequest
 from scrapy.spidermiddlewares.httperror import HttpError
 
-from contentcrawl import __version__
 from contentcrawl.dumps import ItemFlow, is_url
-from contentcrawl.items import AlbumItem, ArtistItem, ContentItem, ItemBatch, Json
+from contentcrawl.items import AlbumItem, ArtistItem, ContentItem, ItemBatch
 from contentcrawl.redaction import redact_text, redact_url
 from contentcrawl.sources.base import TEXT, Argument, ContentSpider, choice, subset
 from contentcrawl.sources.failures import ReplaysFailures
-from contentcrawl.sources.musicbrainz_dump import import_dumps
+from contentcrawl.sources.musicbrainz.dump import import_dumps
+from contentcrawl.sources.musicbrainz.mappers import (
+    DUMP_MAPPERS,
+    album_item,
+    artist_item,
+    is_mbid,
+    whole_number,
+)
+from contentcrawl.sources.musicbrainz.queries import (
+    MAX_PAGE_SIZE,
+    album_key,
+    body_start,
+    browse_key,
+    browse_url,
+    error_message,
+    json_object,
+    lookup_url,
+    release_group_url,
+    search_key,
+    search_url,
+    user_agent,
+)
 
 if TYPE_CHECKING:
     from typing import Self
@@ -58,30 +47,12 @@ if TYPE_CHECKING:
 
 DEFAULT_API_URL = "https://musicbrainz.org/ws/2"
 DEFAULT_DUMPS_URL = "https://data.metabrainz.org/pub/musicbrainz/data/json-dumps"
-# ws/2 caps ``limit`` at 100 for searches and browses (25 when it is not given).
-MAX_PAGE_SIZE = 100
-# What an artist lookup asks for; its release groups come from a browse instead.
-ARTIST_INC: tuple[str, ...] = ("aliases", "tags", "genres", "ratings", "url-rels")
-# What a release-group browse asks for: who is credited, and the folksonomy.
-RELEASE_GROUP_INC: tuple[str, ...] = ("artist-credits", "tags", "genres", "ratings")
 MODES = ("api", "dump", "failed")
 # Dumps read when ``-a entities=`` is not given: the two kinds this spider stores.
 DUMP_ENTITIES: tuple[str, ...] = ("artist", "release-group")
 # Request priorities: an artist's lookup and album pages go before the next search page,
 # so the queue holds at most one search page of artists at a time.
 SEARCH_PRIORITY, LOOKUP_PRIORITY, BROWSE_PRIORITY = 0, 10, 20
-
-_MBID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def user_agent(contact: str, version: str = __version__) -> str:
-    """The User-Agent MusicBrainz asks for: ``contentcrawl/<version> ( <contact> )``."""
-    return f"contentcrawl/{version} ( {contact} )"
-
-
-def is_mbid(value: Any) -> bool:
-    """Whether ``value`` is an MBID (a lower-case UUID string)."""
-    return isinstance(value, str) and _MBID.fullmatch(value) is not None
 
 
 def split_list(value: str | Iterable[str] | None, separator: str = ",") -> list[str]:
@@ -91,241 +62,6 @@ def split_list(value: str | Iterable[str] | None, separator: str = ",") -> list[
         return []
     parts = value.split(separator) if isinstance(value, str) else value
     return [part.strip() for part in parts if part and part.strip()]
-
-
-# --- Mappers: pure functions from MusicBrainz entity JSON to items ------------------------
-# The same JSON arrives from lookups, browses and dump lines, with keys in random order
-# (QUIRKS.md); lists are sorted here so a record's content hash does not depend on it.
-
-
-def _text(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return None
-    return value.strip() or None
-
-
-def _dict(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _dicts(value: Any) -> list[Mapping[str, Any]]:
-    return [entry for entry in value if isinstance(entry, dict)] if isinstance(value, list) else []
-
-
-def _strings(value: Any) -> list[str]:
-    if not isinstance(value, list):
-        return []
-    return sorted({entry.strip() for entry in value if isinstance(entry, str) and entry.strip()})
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def area(value: Any) -> Json | None:
-    """An area as ``{mbid, name, sort_name, iso_3166_1_codes}`` (None when absent)."""
-    if not isinstance(value, dict) or not is_mbid(value.get("id")):
-        return None
-    return {
-        "mbid": value["id"],
-        "name": _text(value.get("name")),
-        "sort_name": _text(value.get("sort-name")),
-        "iso_3166_1_codes": _strings(value.get("iso-3166-1-codes")),
-    }
-
-
-def aliases(value: Any) -> list[Json]:
-    """Aliases as ``{name, sort_name, locale, type, primary, begin_date, end_date}``."""
-    found = [
-        {
-            "name": name,
-            "sort_name": _text(alias.get("sort-name")),
-            "locale": _text(alias.get("locale")),
-            "type": _text(alias.get("type")),
-            "primary": alias.get("primary") is True,
-            # Lookups, browses and dumps say "begin"/"end", search results "begin-date".
-            "begin_date": _text(alias.get("begin")) or _text(alias.get("begin-date")),
-            "end_date": _text(alias.get("end")) or _text(alias.get("end-date")),
-        }
-        for alias in _dicts(value)
-        if (name := _text(alias.get("name")))
-    ]
-    return sorted(found, key=lambda a: (a["name"], a["locale"] or "", a["type"] or "", str(a)))
-
-
-def tags(value: Any) -> list[Json]:
-    """Tags as ``{name, count}``, by name (a count of 0 is a real, down-voted tag)."""
-    found = {
-        name: {"name": name, "count": _count(tag.get("count"))}
-        for tag in _dicts(value)
-        if (name := _text(tag.get("name")))
-    }
-    return [found[name] for name in sorted(found)]
-
-
-def genres(value: Any) -> list[Json]:
-    """Genres as ``{mbid, name, count}``, by name."""
-    found = {
-        name: {"mbid": genre.get("id"), "name": name, "count": _count(genre.get("count"))}
-        for genre in _dicts(value)
-        if (name := _text(genre.get("name")))
-    }
-    return [found[name] for name in sorted(found)]
-
-
-def rating(value: Any) -> Json | None:
-    """``{value, votes_count}``, or None when nobody has rated."""
-    if not isinstance(value, dict):
-        return None
-    score = value.get("value")
-    votes = _count(value.get("votes-count")) or 0
-    if not isinstance(score, int | float) or isinstance(score, bool) or not votes:
-        return None
-    try:
-        score = float(score)
-    except OverflowError:  # an integer beyond any float: not a score
-        return None
-    # NaN and Infinity parse too (Python's json accepts them); neither is a score.
-    return {"value": score, "votes_count": votes} if math.isfinite(score) else None
-
-
-def url_relations(value: Any) -> list[Json]:
-    """The URL relations (official site, Wikidata, Discogs…) as ``{type, url, ended}``."""
-    found = {
-        (_text(relation.get("type")) or "", resource): {
-            "type": _text(relation.get("type")),
-            "url": resource,
-            "ended": relation.get("ended") is True,
-        }
-        for relation in _dicts(value)
-        if (resource := _text(_dict(relation.get("url")).get("resource")))
-    }
-    return [found[key] for key in sorted(found)]
-
-
-def artist_credit(value: Any) -> list[Json]:
-    """An artist credit, in order: ``{mbid, name (as credited), artist_name, joinphrase}``."""
-    entries = []
-    for entry in _dicts(value):
-        artist = _dict(entry.get("artist"))
-        mbid = artist.get("id")
-        entries.append(
-            {
-                "mbid": mbid if is_mbid(mbid) else None,
-                "name": _text(entry.get("name")) or _text(artist.get("name")),
-                "artist_name": _text(artist.get("name")),
-                # The joinphrase is spacing and punctuation (" & ", " feat. "): kept as is.
-                "joinphrase": entry.get("joinphrase")
-                if isinstance(entry.get("joinphrase"), str)
-                else "",
-            }
-        )
-    return entries
-
-
-def artist_item(payload: Mapping[str, Any]) -> ArtistItem:
-    """An ``ArtistItem`` from an artist lookup (``inc=ARTIST_INC``) or an artist dump line."""
-    life = _dict(payload.get("life-span"))
-    # Lookups carry the area both as "begin-area" and the legacy "begin_area" (QUIRKS.md).
-    begin_area = payload.get("begin-area", payload.get("begin_area"))
-    end_area = payload.get("end-area", payload.get("end_area"))
-    end_date = _text(life.get("end"))
-    return ArtistItem(
-        mbid=payload["id"],
-        name=_text(payload.get("name")),
-        sort_name=_text(payload.get("sort-name")),
-        type=_text(payload.get("type")),
-        gender=_text(payload.get("gender")),
-        country=_text(payload.get("country")),
-        area=area(payload.get("area")),
-        begin_area=area(begin_area),
-        end_area=area(end_area),
-        begin_date=_text(life.get("begin")),
-        end_date=end_date,
-        # "ended" is null in search results and false in lookups (QUIRKS.md): a boolean here.
-        ended=life.get("ended") is True or end_date is not None,
-        disambiguation=_text(payload.get("disambiguation")),
-        aliases=aliases(payload.get("aliases")),
-        tags=tags(payload.get("tags")),
-        genres=genres(payload.get("genres")),
-        rating=rating(payload.get("rating")),
-        urls=url_relations(payload.get("relations")),
-        isnis=_strings(payload.get("isnis")),
-        ipis=_strings(payload.get("ipis")),
-    )
-
-
-def album_item(payload: Mapping[str, Any], artist_mbid: str | None = None) -> AlbumItem:
-    """An ``AlbumItem`` from a release group (browse, lookup or dump line).
-
-    ``artist_mbids`` are the credited artists; ``artist_mbid`` (the artist it was browsed
-    for) stands in only when the payload carries no artist credit.
-    """
-    credit = artist_credit(payload.get("artist-credit"))
-    mbids = list(dict.fromkeys(entry["mbid"] for entry in credit if entry["mbid"]))
-    if not mbids and artist_mbid:
-        mbids = [artist_mbid]
-    return AlbumItem(
-        mbid=payload["id"],
-        title=_text(payload.get("title")),
-        # null for release groups with only secondary types, such as demos (QUIRKS.md).
-        primary_type=_text(payload.get("primary-type")),
-        secondary_types=_strings(payload.get("secondary-types")),
-        first_release_date=_text(payload.get("first-release-date")),
-        disambiguation=_text(payload.get("disambiguation")),
-        artist_credit=credit,
-        artist_mbids=mbids,
-        tags=tags(payload.get("tags")),
-        genres=genres(payload.get("genres")),
-        rating=rating(payload.get("rating")),
-        urls=url_relations(payload.get("relations")),
-    )
-
-
-# Dump entity (``mbdump/<entity>``) → the mapper of its lines.
-DUMP_MAPPERS: dict[str, Callable[[Mapping[str, Any]], ContentItem]] = {
-    "artist": artist_item,
-    "release-group": album_item,
-}
-
-
-def album_key(mbid: str) -> str:
-    """A release group's key in a distributed run (an artist's is its bare MBID)."""
-    return f"album:{mbid}"
-
-
-def search_key(query: str, offset: int) -> str:
-    """A search page's key in a distributed run (the query last: it may hold ``:``)."""
-    return f"search:{offset}:{query}"
-
-
-def browse_key(mbid: str, offset: int) -> str:
-    """A release-group browse page's key in a distributed run."""
-    return f"browse:{mbid}:{offset}"
-
-
-def body_start(response: Response) -> str:
-    """The first 200 characters of a body, for a log line (any content type)."""
-    return response.body[:200].decode("utf-8", "replace") if response.body else "(empty body)"
-
-
-def error_message(response: Response) -> str:
-    """The ``error`` ws/2 puts in its JSON error bodies, else the start of the body."""
-    body = _json_object(response)
-    if body is not None and isinstance(body.get("error"), str):
-        return body["error"]
-    return body_start(response)
-
-
-def _json_object(response: Response) -> Json | None:
-    try:
-        body = json.loads(response.body)
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
-# --- The base spider ----------------------------------------------------------------------
 
 
 class MusicBrainzSpider(ReplaysFailures, ContentSpider):
@@ -543,20 +279,10 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
         return request.replace(dont_filter=True)
 
     # -- requests -----------------------------------------------------------------------
-    def api_request(
-        self,
-        path: str,
-        params: Mapping[str, Any],
-        inc: Iterable[str] = (),
-        **kwargs: Any,
-    ) -> Request:
-        """A GET of ``<MUSICBRAINZ_API_URL>/<path>`` for JSON, in the musicbrainz slot."""
-        query = urlencode({**params, "fmt": "json"})
-        if inc:
-            # ws/2 joins includes with a literal "+" (it would read %2B as well).
-            query += "&inc=" + "+".join(inc)
+    def api_request(self, url: str, **kwargs: Any) -> Request:
+        """A GET of a ws/2 ``url`` (``queries``) for JSON, in the musicbrainz slot."""
         return self.request(
-            f"{self.api_url}/{path}?{query}",
+            url,
             headers={"Accept": "application/json"},
             errback=self.request_failed,
             **kwargs,
@@ -565,8 +291,7 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
     def search_request(self, query: str, offset: int) -> Request:
         """One page of an artist search."""
         return self.api_request(
-            "artist",
-            {"query": query, "limit": self.page_size, "offset": offset},
+            search_url(self.api_url, query, self.page_size, offset),
             callback=self.parse_search,
             cb_kwargs={"query": query, "offset": offset},
             priority=SEARCH_PRIORITY,
@@ -586,9 +311,7 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
     def lookup_request(self, mbid: str) -> Request:
         """An artist lookup (``ARTIST_INC``)."""
         return self.api_request(
-            f"artist/{mbid}",
-            {},
-            ARTIST_INC,
+            lookup_url(self.api_url, mbid),
             callback=self.parse_artist,
             cb_kwargs={"mbid": mbid},
             priority=LOOKUP_PRIORITY,
@@ -598,9 +321,7 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
         """A release-group lookup: a distributed run's reconcile asks for an album a killed
         worker had browsed but not stored."""
         return self.api_request(
-            f"release-group/{mbid}",
-            {},
-            RELEASE_GROUP_INC,
+            release_group_url(self.api_url, mbid),
             callback=self.parse_release_group,
             cb_kwargs={"mbid": mbid},
             priority=BROWSE_PRIORITY,
@@ -611,9 +332,7 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
     def browse_request(self, mbid: str, offset: int) -> Request:
         """One page of an artist's release groups."""
         return self.api_request(
-            "release-group",
-            {"artist": mbid, "limit": self.page_size, "offset": offset},
-            RELEASE_GROUP_INC,
+            browse_url(self.api_url, mbid, self.page_size, offset),
             callback=self.parse_release_groups,
             cb_kwargs={"mbid": mbid, "offset": offset},
             priority=BROWSE_PRIORITY,
@@ -626,9 +345,9 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
         self, response: Response, list_key: str, count_key: str, what: str
     ) -> tuple[list[Any], int] | None:
         """A search or browse page's entries and total, or None (counted, logged) if it is not."""
-        payload = _json_object(response)
+        payload = json_object(response)
         entries = payload.get(list_key) if payload else None
-        total = _count(payload.get(count_key)) if payload else None
+        total = whole_number(payload.get(count_key)) if payload else None
         if not isinstance(entries, list) or total is None:
             self._lost(response.request, f"not {what}: {body_start(response)!r}")
             return None
@@ -660,7 +379,7 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
                 requests.append(request)
         following = offset + len(hits)
         within_cap = not self.max_results or following < self.max_results
-        # ``count`` is the search's total; an empty page ends it too (QUIRKS.md).
+        # ``count`` is the search's total; an empty page ends the search too.
         more = bool(hits) and following < total and within_cap and not low_score
         if more and not self.limit_reached:
             requests.append(self.search_request(query, following))
@@ -672,7 +391,7 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
         yield from requests
 
     def parse_artist(self, response: Response, mbid: str) -> Iterator[ContentItem | Request]:
-        payload = _json_object(response)
+        payload = json_object(response)
         if payload is None or not is_mbid(payload.get("id")):
             self._lost(response.request, f"not an artist: {body_start(response)!r}")
             return
@@ -728,7 +447,7 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
         yield from albums
 
     def parse_release_group(self, response: Response, mbid: str) -> Iterator[ContentItem]:
-        payload = _json_object(response)
+        payload = json_object(response)
         if payload is None or not is_mbid(payload.get("id")):
             self._lost(response.request, f"not a release group: {body_start(response)!r}")
             return

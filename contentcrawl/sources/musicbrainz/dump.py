@@ -25,7 +25,7 @@ import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from scrapy.exceptions import CloseSpider
 
@@ -49,7 +49,12 @@ from contentcrawl.redaction import redact_url
 from contentcrawl.store.base import utc_now
 
 if TYPE_CHECKING:
-    from contentcrawl.sources.musicbrainz import MusicBrainzSpider
+    import logging
+
+    from scrapy import Request
+    from scrapy.crawler import Crawler
+
+    from contentcrawl.dumps import ItemFlow
 
 DATA_PREFIX = "mbdump/"
 # Members outside mbdump/ up to this size are kept as metadata (TIMESTAMP and friends).
@@ -60,6 +65,25 @@ _COMPRESSION_SUFFIXES = (".xz", ".gz", ".bz2")
 _JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
 Mapper = Callable[[Mapping[str, Any]], ContentItem]
+
+
+class DumpImportSpider(Protocol):
+    """What a dump import uses of the spider it runs in (``MusicBrainzSpider`` has it all)."""
+
+    name: str
+    crawler: Crawler
+    limit: int | None
+    dumps: list[str]
+    dumps_url: str
+    dump_slot: str
+    entities: list[str]
+    progress_interval: float
+    flow: ItemFlow
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]: ...
+
+    def request(self, url: str, **kwargs: Any) -> Request: ...
 
 
 class BadLineError(ValueError):
@@ -181,7 +205,7 @@ class DumpImport:
 
     def __init__(
         self,
-        spider: MusicBrainzSpider,
+        spider: DumpImportSpider,
         location: str,
         mappers: Mapping[str, Mapper],
         limit: int | None = None,
@@ -386,7 +410,7 @@ class DumpImport:
         )
 
 
-async def latest_dump_urls(spider: MusicBrainzSpider) -> list[str]:
+async def latest_dump_urls(spider: DumpImportSpider) -> list[str]:
     """``<MUSICBRAINZ_DUMPS_URL>/<LATEST>/<entity>.tar.xz`` for each of the spider's entities."""
     url = f"{spider.dumps_url}/LATEST"
     request = spider.request(url, meta={"download_slot": spider.dump_slot}, dont_filter=True)
@@ -410,7 +434,7 @@ async def latest_dump_urls(spider: MusicBrainzSpider) -> list[str]:
 
 
 async def import_dumps(
-    spider: MusicBrainzSpider, mappers: Mapping[str, Mapper]
+    spider: DumpImportSpider, mappers: Mapping[str, Mapper]
 ) -> AsyncIterator[ItemBatch]:
     """Record batches of the dumps named by ``-a dump=`` (else the latest ones), in order;
     ``-a limit=N`` counts the records of all of them."""

@@ -1,38 +1,11 @@
-"""IGDB (api.igdb.com v4): Apicalypse queries, parallel id-range paging, payload→item mappers.
-
-IGDB answers POSTed Apicalypse queries (``fields …; where …; sort …; limit …;``) with JSON
-arrays. Authentication (Twitch app token, ``Client-ID``) is added by
-``contentcrawl.middlewares.igdb_oauth.IgdbOAuthMiddleware``, not here.
-
-A crawl starts with one multiquery that asks for the number of matching records and the
-highest matching id, splits ``(0, highest id]`` into up to ``IGDB_PARALLEL_RANGES`` id ranges
-and pages through each range on its own (``where id > last & id <= end; sort id asc; limit
-500``). Several ranges keep several pages waiting in the ``igdb`` download slot, so the
-crawl runs at the slot's rate (the account's limit) instead of one page per round trip.
-
-Full mode reads every record; incremental mode reads those with ``updated_at`` newer than
-the start of the last clean run (minus ``IGDB_SYNC_OVERLAP`` seconds for clock skew), saved
-by the ``SyncState`` extension as ``<spider name>/sync``. ``mode=failed`` replays the pages
-and records earlier runs gave up on (``contentcrawl.sources.failures``).
-
-With ``REDIS_URL`` set (``contentcrawl.extensions.distributed``) one worker sends the probe
-and every worker pages ranges from the shared queue. The probe and each page are keys of the
-run (``probe:games``, ``range:<after>-<end>``, with the run's conditions after ``;``), each
-game its id: a page records the games and the next page it found, then settles its own key,
-and the reconcile asks again for what a killed worker left (a game by ``where id = N``).
-
-To add an IGDB kind: subclass ``IgdbSpider`` with ``name``, ``endpoint``, ``collection``,
-``fields`` and ``to_item``.
-"""
+"""The IGDB base spider: the probe, parallel id-range paging, sync point and replays."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from scrapy import Request
@@ -42,10 +15,25 @@ from twisted.python.failure import Failure
 
 from contentcrawl.extensions.distributed import cap_worker_requests
 from contentcrawl.extensions.sync_state import SyncState
-from contentcrawl.items import ContentItem, GameItem
+from contentcrawl.items import ContentItem
 from contentcrawl.redaction import redact_text, redact_url
 from contentcrawl.sources.base import Argument, ContentSpider, choice
 from contentcrawl.sources.failures import ReplaysFailures
+from contentcrawl.sources.igdb.mappers import (
+    DEFAULT_IMAGE_URL,
+    Json,
+    unexpanded_fields,
+    valid_id,
+)
+from contentcrawl.sources.igdb.queries import (
+    MAX_PAGE_SIZE,
+    apicalypse,
+    count_query,
+    multiquery,
+    page_key,
+    plan_ranges,
+    probe_key,
+)
 
 if TYPE_CHECKING:
     from typing import Self
@@ -54,354 +42,10 @@ if TYPE_CHECKING:
     from scrapy.http import Response
     from scrapy.settings import BaseSettings
 
-Json = dict[str, Any]
-
 DEFAULT_API_URL = "https://api.igdb.com/v4"
-DEFAULT_IMAGE_URL = "https://images.igdb.com/igdb/image/upload/t_cover_big"
-# IGDB caps ``limit`` at 500 and a multiquery at 10 queries.
-MAX_PAGE_SIZE = 500
 MODES = ("full", "incremental", "failed")
 # Items handed to the pipelines between two returns to the event loop (see parse_page).
 ITEMS_PER_TURN = 5
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-# --- Apicalypse -------------------------------------------------------------------------
-
-
-def apicalypse(
-    *,
-    fields: Iterable[str],
-    where: Iterable[str] = (),
-    sort: str | None = None,
-    limit: int | None = None,
-) -> str:
-    """One Apicalypse query: ``fields a,b.c; where x & y; sort id asc; limit 500;``."""
-    parts = [f"fields {','.join(fields)};"]
-    conditions = [condition for condition in where if condition]
-    if conditions:
-        parts.append(f"where {' & '.join(conditions)};")
-    if sort:
-        parts.append(f"sort {sort};")
-    if limit is not None:
-        parts.append(f"limit {limit};")
-    return " ".join(parts)
-
-
-def count_query(where: Iterable[str]) -> str:
-    """The body of a ``<endpoint>/count`` query (no fields)."""
-    conditions = [condition for condition in where if condition]
-    return f"where {' & '.join(conditions)};" if conditions else ""
-
-
-def multiquery(queries: Iterable[tuple[str, str, str]]) -> str:
-    """A ``/multiquery`` body from ``(endpoint, name, query)`` triples (IGDB allows 10)."""
-    blocks = [f'query {endpoint} "{name}" {{ {query} }};' for endpoint, name, query in queries]
-    if not 0 < len(blocks) <= 10:
-        raise ValueError(f"a multiquery holds 1 to 10 queries, not {len(blocks)}")
-    return "\n".join(blocks)
-
-
-def probe_key(endpoint: str, where: Iterable[str]) -> str:
-    """The probe's key in a distributed run: ``probe:<endpoint>[;<condition>…]``."""
-    return ";".join([f"probe:{endpoint}", *where])
-
-
-def page_key(after: int, end: int, where: Iterable[str]) -> str:
-    """A page's key in a distributed run: ``range:<after>-<end>[;<condition>…]``."""
-    return ";".join([f"range:{after}-{end}", *where])
-
-
-def plan_ranges(
-    low: int, high: int, count: int, page_size: int, max_ranges: int
-) -> list[tuple[int, int]]:
-    """Split the ids ``(low, high]`` into id ranges ``(start, end]`` to page in parallel.
-
-    No more ranges than pages the ``count`` records fill, so a small incremental run does
-    not spend requests on empty ranges.
-    """
-    if count <= 0 or high <= low:
-        return []
-    # Integer ceilings: a float division overflows on an absurd count or id.
-    ranges = max(1, min(max_ranges, -(-count // page_size), high - low))
-    width = -(-(high - low) // ranges)
-    return [(start, min(high, start + width)) for start in range(low, high, width) if start < high]
-
-
-# --- Mappers: pure functions from IGDB payloads to items ------------------------------
-
-
-def iso_date(timestamp: Any) -> str | None:
-    """A Unix timestamp as an ISO date (UTC), or None when absent, unreadable or a placeholder."""
-    moment = _from_timestamp(timestamp)
-    return moment.date().isoformat() if moment else None
-
-
-def iso_datetime(timestamp: Any) -> str | None:
-    """A Unix timestamp as ``YYYY-MM-DDTHH:MM:SSZ`` (UTC), or None."""
-    moment = _from_timestamp(timestamp)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
-
-
-def _from_timestamp(timestamp: Any) -> datetime | None:
-    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
-        return None
-    try:
-        moment = _EPOCH + timedelta(seconds=timestamp)
-    except (OverflowError, ValueError):  # out of range, or NaN (Python's json accepts it)
-        return None
-    # IGDB writes -62135683200 (31 Dec of year 0) for "no date" (see QUIRKS.md).
-    if moment.year <= 1:
-        return None
-    return moment
-
-
-def image_url(base_url: str, image_id: Any) -> str | None:
-    """``<base_url>/<image_id>.jpg``: IGDB's own ``url`` fields are protocol-relative thumbs."""
-    if not isinstance(image_id, str) or not image_id.strip():
-        return None
-    return f"{base_url.rstrip('/')}/{image_id.strip()}.jpg"
-
-
-def names(value: Any) -> list[str]:
-    """Names of expanded objects (``[{"id": 4, "name": "Fighting"}]``), in order, once each."""
-    found: list[str] = []
-    for entry in _as_list(value):
-        name = entry.get("name") if isinstance(entry, dict) else None
-        if isinstance(name, str) and name.strip() and name not in found:
-            found.append(name)
-    return found
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def unexpanded_fields(payload: Mapping[str, Any], expanded: Iterable[str]) -> list[str]:
-    """Fields asked for as objects (``genres.name``) that came back as bare ids.
-
-    IGDB mixes expanded objects and bare id arrays in one record (QUIRKS.md); a bare id has
-    no name to keep, so the spider counts these instead of passing them off as data.
-    """
-    return [
-        field
-        for field in expanded
-        if any(isinstance(entry, int) for entry in _as_list(payload.get(field)))
-    ]
-
-
-def involved_companies(value: Any) -> list[Json]:
-    """``involved_companies`` with ``company`` expanded: name, id and the role flags."""
-    companies: list[Json] = []
-    for entry in _as_list(value):
-        if not isinstance(entry, dict):
-            continue
-        company = entry.get("company")
-        if not isinstance(company, dict):
-            continue
-        companies.append(
-            {
-                "company_id": company.get("id"),
-                "name": company.get("name"),
-                "developer": bool(entry.get("developer")),
-                "publisher": bool(entry.get("publisher")),
-                "porting": bool(entry.get("porting")),
-                "supporting": bool(entry.get("supporting")),
-            }
-        )
-    return companies
-
-
-def external_ids(value: Any) -> list[Json]:
-    """``external_games`` (Steam, GOG, …) as ``{source, category, uid, url}``.
-
-    ``external_game_source`` replaced the numeric ``category`` in 2024; older records and
-    mirrors carry only the category, so both are kept.
-    """
-    found: list[Json] = []
-    for entry in _as_list(value):
-        if not isinstance(entry, dict) or not (entry.get("uid") or entry.get("url")):
-            continue
-        source = entry.get("external_game_source")
-        found.append(
-            {
-                "source": source.get("name") if isinstance(source, dict) else None,
-                "category": entry.get("category"),
-                "uid": entry.get("uid"),
-                "url": entry.get("url"),
-            }
-        )
-    return found
-
-
-GAME_FIELDS: tuple[str, ...] = (
-    "name",
-    "slug",
-    "url",
-    "summary",
-    "storyline",
-    "first_release_date",
-    "updated_at",
-    "genres.name",
-    "themes.name",
-    "game_modes.name",
-    "platforms.name",
-    "involved_companies.company.name",
-    "involved_companies.developer",
-    "involved_companies.publisher",
-    "involved_companies.porting",
-    "involved_companies.supporting",
-    "franchise.name",
-    "franchises.name",
-    "collection.name",
-    "collections.name",
-    "keywords.name",
-    "player_perspectives.name",
-    "game_engines.name",
-    "category",
-    "parent_game",
-    "similar_games",
-    "dlcs",
-    "expansions",
-    "websites.url",
-    "created_at",
-    "cover.image_id",
-    "rating",
-    "rating_count",
-    "aggregated_rating",
-    "aggregated_rating_count",
-    "total_rating",
-    "total_rating_count",
-    "alternative_names.name",
-    "external_games.category",
-    "external_games.external_game_source.name",
-    "external_games.uid",
-    "external_games.url",
-)
-
-# Fields of GAME_FIELDS asked for as objects: a bare id there means the expansion failed.
-GAME_EXPANDED_FIELDS: tuple[str, ...] = (
-    "genres",
-    "themes",
-    "game_modes",
-    "platforms",
-    "involved_companies",
-    "franchise",
-    "franchises",
-    "cover",
-    "alternative_names",
-    "external_games",
-)
-
-
-def _number(value: Any, kind: type[int] | type[float]) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    # NaN and Infinity parse too (Python's json accepts them); neither is a number here.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    try:
-        return kind(value)
-    except OverflowError:  # an integer beyond any float
-        return None
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def ids(value: Any) -> list[int]:
-    """Referenced record ids (``similar_games``, ``dlcs``), expanded objects or bare ids."""
-    found: list[int] = []
-    for entry in _as_list(value):
-        record_id = entry.get("id") if isinstance(entry, dict) else entry
-        if isinstance(record_id, int) and not isinstance(record_id, bool) and record_id > 0:
-            found.append(record_id)
-    return list(dict.fromkeys(found))
-
-
-def website_urls(value: Any) -> list[str]:
-    """URLs of ``websites`` asked as ``websites.url`` (official site, wiki, stores)."""
-    urls = (entry.get("url") for entry in _as_list(value) if isinstance(entry, dict))
-    return list(dict.fromkeys(url for url in urls if isinstance(url, str) and url.strip()))
-
-
-def game_item(payload: Mapping[str, Any], image_base_url: str = DEFAULT_IMAGE_URL) -> GameItem:
-    """A ``GameItem`` from one record of ``POST /games`` asked with ``GAME_FIELDS``."""
-    companies = involved_companies(payload.get("involved_companies"))
-    cover = payload.get("cover")
-    cover_url = (
-        image_url(image_base_url, cover.get("image_id")) if isinstance(cover, dict) else None
-    )
-    # The main franchise first, then the others, each once.
-    franchises = names(payload.get("franchise"))
-    franchises += [name for name in names(payload.get("franchises")) if name not in franchises]
-    # "collection" (one) became "collections" (many) in 2023; older records have the first.
-    collections = names(payload.get("collection"))
-    collections += [name for name in names(payload.get("collections")) if name not in collections]
-    parent_game = ids(payload.get("parent_game"))
-    return GameItem(
-        igdb_id=payload["id"],
-        name=_text(payload.get("name")),
-        slug=_text(payload.get("slug")),
-        url=_text(payload.get("url")),
-        summary=_text(payload.get("summary")),
-        storyline=_text(payload.get("storyline")),
-        first_release_date=iso_date(payload.get("first_release_date")),
-        genres=names(payload.get("genres")),
-        themes=names(payload.get("themes")),
-        game_modes=names(payload.get("game_modes")),
-        platforms=names(payload.get("platforms")),
-        involved_companies=companies,
-        developers=_role_names(companies, "developer"),
-        publishers=_role_names(companies, "publisher"),
-        franchises=franchises,
-        collections=collections,
-        keywords=names(payload.get("keywords")),
-        player_perspectives=names(payload.get("player_perspectives")),
-        game_engines=names(payload.get("game_engines")),
-        category=_number(payload.get("category"), int),
-        parent_game_id=parent_game[0] if parent_game else None,
-        similar_game_ids=ids(payload.get("similar_games")),
-        dlc_ids=ids(payload.get("dlcs")),
-        expansion_ids=ids(payload.get("expansions")),
-        websites=website_urls(payload.get("websites")),
-        alternative_names=names(payload.get("alternative_names")),
-        external_ids=external_ids(payload.get("external_games")),
-        rating=_number(payload.get("rating"), float),
-        rating_count=_number(payload.get("rating_count"), int),
-        aggregated_rating=_number(payload.get("aggregated_rating"), float),
-        aggregated_rating_count=_number(payload.get("aggregated_rating_count"), int),
-        total_rating=_number(payload.get("total_rating"), float),
-        total_rating_count=_number(payload.get("total_rating_count"), int),
-        cover_url=cover_url,
-        image_urls=[cover_url] if cover_url else [],
-        created_at=iso_datetime(payload.get("created_at")),
-        updated_at=iso_datetime(payload.get("updated_at")),
-    )
-
-
-def _role_names(companies: list[Json], role: str) -> list[str]:
-    found: list[str] = []
-    for company in companies:
-        name = company["name"]
-        if company[role] and isinstance(name, str) and name not in found:
-            found.append(name)
-    return found
-
-
-def valid_id(payload: Any) -> bool:
-    """Whether a record is an object with a positive integer ``id``."""
-    if not isinstance(payload, dict):
-        return False
-    record_id = payload.get("id")
-    return isinstance(record_id, int) and not isinstance(record_id, bool) and record_id > 0
-
-
-# --- The base spider --------------------------------------------------------------------
 
 
 class IgdbSpider(ReplaysFailures, ContentSpider):

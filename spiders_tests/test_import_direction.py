@@ -1,0 +1,72 @@
+"""Imports go one way: the store knows nothing of the read API, and inside the read query and
+source packages the parts import their base or mappers, never the module that picks or runs
+them (read with ``ast``: imports inside functions and ``TYPE_CHECKING`` blocks count too)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from spiders_tests.crawling import PROJECT
+
+PACKAGE = PROJECT / "contentcrawl"
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every ``contentcrawl`` module a file imports, wherever in the file the import is."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.startswith("contentcrawl")}
+
+
+def imports_of(module: str) -> set[str]:
+    return imported_modules(PACKAGE.parent / (module.replace(".", "/") + ".py"))
+
+
+def test_the_store_does_not_import_the_read_api() -> None:
+    offending = {
+        str(path.relative_to(PROJECT)): sorted(
+            name for name in imported_modules(path) if name.startswith("contentcrawl.api")
+        )
+        for path in (PACKAGE / "store").rglob("*.py")
+    }
+    assert not {path: names for path, names in offending.items() if names}
+
+
+@pytest.mark.parametrize(
+    "module", ["contentcrawl.api.queries.sqlite", "contentcrawl.api.queries.mongo"]
+)
+def test_read_query_implementations_import_only_the_base_of_their_package(module: str) -> None:
+    assert {name for name in imports_of(module) if name.startswith("contentcrawl.api.queries")} <= {
+        "contentcrawl.api.queries.base"
+    } | {f"contentcrawl.api.queries.base.{name}" for name in ("Condition", "Json", "ReadQueries")}
+
+
+def test_the_read_query_base_imports_no_implementation() -> None:
+    assert not {name for name in imports_of("contentcrawl.api.queries.base") if ".queries." in name}
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "contentcrawl.sources.igdb.mappers",
+        "contentcrawl.sources.igdb.queries",
+        "contentcrawl.sources.musicbrainz.mappers",
+        "contentcrawl.sources.musicbrainz.queries",
+        "contentcrawl.sources.musicbrainz.dump",
+    ],
+)
+def test_source_parts_do_not_import_their_spider_or_package(module: str) -> None:
+    package = module.rpartition(".")[0]
+    assert not {
+        name
+        for name in imports_of(module)
+        if name == package or name.startswith((f"{package}.spider", f"{package}.__init__"))
+    }
