@@ -128,6 +128,8 @@ def test_scrapy_crawl_refuses_a_bad_argument_in_one_line_with_exit_code_2(
         assert "Traceback" not in done.stderr
         assert "Task exception was never retrieved" not in done.stderr
         assert "Spider opened" not in done.stderr
+        # Refused before Scrapy's start-up banner: the one line is all the operator sees.
+        assert len(done.stderr.splitlines()) == 1, done.stderr
     [line] = [line for line in unknown.stderr.splitlines() if " ERROR: " in line]
     assert line.endswith(
         "[contentcrawl.commands.crawl] ERROR: unknown argument 'dmup' for openlibrary_books "

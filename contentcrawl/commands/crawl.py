@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
+from scrapy.spiderloader import get_spider_loader
+from scrapy.utils.log import configure_logging
 from twisted.internet.defer import Deferred
 
 from contentcrawl.extensions.log_redaction import register_configured_secrets
@@ -42,32 +44,48 @@ class Command(ScrapyCrawlCommand):
             "store (runs) holds the same result, problems and exit code."
         )
 
+    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
+        super().process_options(args, opts)
+        # A spider or argument refused here is said before the crawler process exists, so
+        # before Scrapy's start-up banner: the operator sees one line.
+        self.refusal = self._refusal(args, opts) if len(args) == 1 else None
+        if self.refusal is not None:
+            self.requires_crawler_process = False
+
+    def _refusal(self, args: list[str], opts: argparse.Namespace) -> str | None:
+        """Why the spider named in ``args`` cannot run with ``opts.spargs``, or None."""
+        assert self.settings is not None
+        spider_loader = get_spider_loader(self.settings)
+        try:
+            spidercls = spider_loader.load(args[0])
+        except KeyError:
+            names = spider_loader.list()
+            close = difflib.get_close_matches(args[0], names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return f"Unknown spider {args[0]!r}{hint}; spiders: {', '.join(names)}"
+        if issubclass(spidercls, ContentSpider):
+            try:
+                spidercls.parse_arguments(opts.spargs)
+            except SpiderArgumentError as error:
+                return str(error)
+        return None
+
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if not args:
             raise UsageError
         if len(args) > 1:
             raise UsageError("running 'scrapy crawl' with more than one spider is not supported")
-        assert self.crawler_process is not None
         assert self.settings is not None
         # Before any crawler exists: a bad argument's line may quote a URL with a password.
         register_configured_secrets(self.settings)
         install_log_redaction()
-        try:
-            spidercls = self.crawler_process.spider_loader.load(args[0])
-        except KeyError:
-            names = self.crawler_process.spider_loader.list()
-            close = difflib.get_close_matches(args[0], names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            logger.error("Unknown spider %r%s; spiders: %s", args[0], hint, ", ".join(names))
+        if self.refusal is not None:
+            configure_logging(self.settings)
+            logger.error("%s", self.refusal)
             self.exitcode = EXIT_USAGE
             return
-        if issubclass(spidercls, ContentSpider):
-            try:
-                spidercls.parse_arguments(opts.spargs)
-            except SpiderArgumentError as error:
-                logger.error("%s", error)
-                self.exitcode = EXIT_USAGE
-                return
+        assert self.crawler_process is not None
+        spidercls = self.crawler_process.spider_loader.load(args[0])
         crawler = self._create_crawler(spidercls)
         handle = self.crawler_process.crawl(crawler, **opts.spargs)
         _log_a_start_failure(handle)
