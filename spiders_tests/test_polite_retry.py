@@ -332,3 +332,58 @@ async def test_another_slot_is_not_slowed(fake_server: FakeServer) -> None:
     assert max(b_times) < first_429 + 0.9  # slot b went on at its own pace during a's pause
     assert max(b - a for a, b in pairwise(b_times)) < 0.4
     assert "retry/b/429" not in crawler.stats.get_stats()
+
+
+@deferred_f_from_coro_f
+async def test_a_slot_backoff_max_caps_its_pauses_retry_after_included(
+    fake_server: FakeServer,
+) -> None:
+    fake_server.route("GET", "/capped")(
+        failing_first(1, FakeResponse(429, b"", {"Retry-After": "30"}))
+    )
+    slots = {"api": {"concurrency": 1, "delay": 0.05, "jitter": 0, "backoff_max": 0.3}}
+
+    crawler = await crawl(
+        PathsSpider,
+        settings(DOWNLOAD_SLOTS=slots),
+        base_url=fake_server.url,
+        paths=[("/capped", "api")],
+    )
+
+    first, retried = arrivals(fake_server, "/capped")
+    assert 0.28 <= retried - first < 1.0
+    assert crawler.spider.received == ["/capped"]
+    assert crawler.stats.get_value("retry/api/backoff_seconds") == pytest.approx(0.3)
+
+
+@deferred_f_from_coro_f
+async def test_each_host_of_a_slot_pauses_alone(fake_server: FakeServer) -> None:
+    other_host = FakeServer().start()
+    try:
+        fake_server.route("GET", "/dead")(lambda request: FakeResponse(503, b""))
+        other_host.route("GET", r"/alive/\d+")(ok)
+        slots = {"images": {"concurrency": 1, "delay": 0.0, "jitter": 0, "backoff_max": 5}}
+        dead = f"images@127.0.0.1:{fake_server.port}"
+        alive = f"images@127.0.0.1:{other_host.port}"
+        paths = [(f"{fake_server.url}/dead", dead)]
+        paths += [(f"{other_host.url}/alive/{n}", alive) for n in range(5)]
+
+        crawler = await crawl(
+            PathsSpider,
+            settings(DOWNLOAD_SLOTS=slots, RETRY_TIMES=1, BACKOFF_BASE=1.0),
+            base_url="",
+            paths=paths,
+        )
+    finally:
+        other_host.stop()
+
+    first_503, retried = arrivals(fake_server, "/dead")
+    assert retried - first_503 >= 0.7  # paused: 1 s ± 25 % jitter
+    alive_times = arrivals(other_host, r"/alive/\d+")
+    assert len(alive_times) == 5
+    # The dead host's pause (1 s) held none of the other host's requests.
+    assert max(alive_times) < first_503 + 0.5
+    assert crawler.stats.get_value(f"retry/{dead}/503") == 2
+    assert crawler.stats.get_value(f"retry/{alive}/503") is None
+    downloader = crawler.engine.downloader
+    assert downloader.per_slot_settings[dead] == downloader.per_slot_settings["images"]
