@@ -16,8 +16,9 @@ holds each limited slot's learnt rate, which ``PoliteRetryMiddleware`` updates a
 ``SlotAutoThrottle`` keeps as the slot's floor.
 
 A request with ``meta["download_deadline"]`` (a ``time.monotonic()`` value) that is still
-waiting in its slot when the deadline passes fails unsent with ``DeadlinePassed``: an image
-a record no longer waits for takes no room from the next ones.
+waiting in its slot when the deadline passes, or when the crawl is stopping, fails unsent
+with ``DeadlinePassed``: an image a record no longer waits for takes no room from the next
+ones. Leaving its slot, it gets what is left of the deadline as its download timeout.
 
 A stopping crawl (one Ctrl-C, a scrapyd cancel, ``CLOSESPIDER_*``) waits for every request
 the downloader holds. Those still waiting for their slot's next start (behind a backoff
@@ -90,10 +91,11 @@ class RequestHandedBack(Exception):  # noqa: N818 - not an error: what carries i
 
 
 class DeadlinePassed(Exception):  # noqa: N818 - named for what happened, as Scrapy's are
-    """A request whose ``download_deadline`` passed while it waited in its slot: not sent."""
+    """A request with a ``download_deadline`` not sent: the deadline passed while it waited
+    in its slot, or the crawl is stopping."""
 
     def __init__(self, request: Request) -> None:
-        super().__init__(f"deadline passed before it was sent: {request.method} {request.url}")
+        super().__init__(f"not sent before its deadline: {request.method} {request.url}")
         self.request = request
 
 
@@ -116,29 +118,22 @@ class PacedDownloader(Downloader):
         self._closing_check.start(self.CLOSING_CHECK_INTERVAL, now=False)
 
     def _check_queues(self) -> None:
-        if spider_closing(self.crawler):
-            self._hand_back()
-        else:
-            self._fail_past_deadline()
-
-    def _hand_back(self) -> None:
-        for slot in self.slots.values():
-            while slot.queue:
-                request, waiting = slot.queue.popleft()
-                # An error, so the middlewares take their credentials off the request on
-                # the way back (process_exception); HandBackMiddleware makes it a request.
-                waiting.errback(RequestHandedBack(request))
-
-    def _fail_past_deadline(self) -> None:
+        closing = spider_closing(self.crawler)
         now = monotonic()
         for slot in self.slots.values():
-            if not any(DOWNLOAD_DEADLINE in request.meta for request, _ in slot.queue):
-                continue
             waiting = list(slot.queue)
             slot.queue.clear()
             for request, deferred in waiting:
-                if request.meta.get(DOWNLOAD_DEADLINE, now) < now:
+                deadline = request.meta.get(DOWNLOAD_DEADLINE)
+                if deadline is not None and (closing or deadline < now):
+                    # Something waits for it until the deadline (an image, its record); a
+                    # stopping crawl does not wait for it at all.
                     deferred.errback(DeadlinePassed(request))
+                elif closing:
+                    # An error, so the middlewares take their credentials off the request
+                    # on the way back (process_exception); HandBackMiddleware makes it a
+                    # request again.
+                    deferred.errback(RequestHandedBack(request))
                 else:
                     slot.queue.append((request, deferred))
 

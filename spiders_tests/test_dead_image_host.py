@@ -18,7 +18,7 @@ from scrapy.utils.project import get_project_settings
 from contentcrawl.spiders.igdb_games import IgdbGamesSpider
 from spiders_tests.conftest import read_store
 from spiders_tests.crawling import crawl
-from spiders_tests.fakes.igdb import FakeIgdb, sample_games
+from spiders_tests.fakes.igdb import FakeIgdb, own_covers, sample_games
 from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer
 
 GAMES = 60
@@ -86,9 +86,7 @@ async def test_a_dead_image_host_holds_no_record_and_the_next_crawl_fetches_the_
     store_settings: dict[str, Any],
     tmp_path: Path,
 ) -> None:
-    games = sample_games(GAMES)
-    for game_id, game in games.items():  # a cover of its own: no download shared by two
-        game["cover"] = {"id": game_id, "image_id": f"cover{game_id}"}
+    games = own_covers(sample_games(GAMES))
     igdb = FakeIgdb(fake_server, games, requests_per_second=None, max_open=None)
     settings = settings_for(igdb, image_host, store_settings, tmp_path)
     port = image_host.port

@@ -16,6 +16,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.project import get_project_settings
 from scrapy.utils.response import response_status_message
 
+from contentcrawl.downloader import DOWNLOAD_DEADLINE, DeadlinePassed
 from contentcrawl.middlewares.polite_retry import parse_retry_after
 from contentcrawl.signals import request_gave_up
 from contentcrawl.sources.base import ContentSpider
@@ -387,3 +388,38 @@ async def test_each_host_of_a_slot_pauses_alone(fake_server: FakeServer) -> None
     assert crawler.stats.get_value(f"retry/{alive}/503") is None
     downloader = crawler.engine.downloader
     assert downloader.per_slot_settings[dead] == downloader.per_slot_settings["images"]
+
+
+class DeadlineSpider(PathsSpider):
+    """Fetches /limited, then /image with a download deadline; notes how /image ended."""
+
+    name = "polite_retry_deadline_test"
+
+    async def start(self) -> AsyncIterator[scrapy.Request]:
+        meta = {"dont_retry": True, "handle_httpstatus_list": [429]}
+        yield self.request(f"{self.base_url}/limited", meta=meta, callback=self.parse_limited)
+
+    def parse_limited(self, response: Response) -> Iterator[scrapy.Request]:
+        self.asked_at = time.monotonic()
+        meta = {DOWNLOAD_DEADLINE: self.asked_at + 10}
+        yield self.request(f"{self.base_url}/image", meta=meta, errback=self.image_failed)
+
+    def image_failed(self, failure: Any) -> None:
+        self.image_failure = (failure.value, time.monotonic() - self.asked_at)
+
+
+@deferred_f_from_coro_f
+async def test_a_request_with_a_deadline_fails_at_once_while_its_slot_is_paused(
+    fake_server: FakeServer,
+) -> None:
+    fake_server.route("GET", "/limited")(
+        lambda request: FakeResponse(429, b"", {"Retry-After": "5"})
+    )
+    fake_server.route("GET", "/image")(ok)
+
+    crawler = await crawl(DeadlineSpider, settings(), base_url=fake_server.url)
+
+    error, after = crawler.spider.image_failure
+    assert isinstance(error, DeadlinePassed)
+    assert after < 1.0  # not held for the 5 s pause it would only fail after
+    assert fake_server.hits("/image") == []

@@ -15,6 +15,7 @@ from scrapy import Request
 from scrapy.downloadermiddlewares.retry import RetryMiddleware, get_retry_request
 from scrapy.utils.response import response_status_message
 
+from contentcrawl.downloader import DOWNLOAD_DEADLINE, DeadlinePassed
 from contentcrawl.pacing import configured_slot
 from contentcrawl.redaction import redact_text, redact_url
 from contentcrawl.signals import request_gave_up
@@ -73,10 +74,11 @@ class PoliteRetryMiddleware(RetryMiddleware):
     request of the slot for ``Retry-After`` seconds (capped at ``RETRY_AFTER_MAX``) or, without
     one, for ``BACKOFF_BASE * 2**(n-1)`` seconds after the slot's n-th consecutive failure
     (capped at ``BACKOFF_MAX``, ± ``BACKOFF_JITTER``); a slot whose ``DOWNLOAD_SLOTS`` entry
-    sets ``backoff_max`` never pauses longer than that (image hosts). A 429 or 503 also
-    multiplies the slot's rate (``contentcrawl.pacing.AimdRate``, held by the downloader) by
-    a factor and each success adds to it again, up to the configured limit: after the
-    pause the slot goes on at that rate. A request out of retries sends
+    sets ``backoff_max`` never pauses longer than that (image hosts), and a request with a
+    ``download_deadline`` fails at once (``DeadlinePassed``) while its slot is paused. A
+    429 or 503 also multiplies the slot's rate (``contentcrawl.pacing.AimdRate``, held by
+    the downloader) by a factor and each success adds to it again, up to the configured
+    limit: after the pause the slot goes on at that rate. A request out of retries sends
     ``contentcrawl.signals.request_gave_up``.
     """
 
@@ -102,8 +104,13 @@ class PoliteRetryMiddleware(RetryMiddleware):
 
     def process_request(self, request: Request) -> None:
         backoff = self.backoffs.get(self._slot_key(request))
-        if backoff is not None and backoff.active:
-            request.meta["autothrottle_dont_adjust_delay"] = True
+        if backoff is None or not backoff.active:
+            return
+        if DOWNLOAD_DEADLINE in request.meta and time.monotonic() < backoff.resume_at:
+            # Something waits for it only until its deadline (an image, its record): while
+            # the slot is paused for failing, it would wait only to fail again.
+            raise DeadlinePassed(request)
+        request.meta["autothrottle_dont_adjust_delay"] = True
 
     def process_response(self, request: Request, response: Response) -> Request | Response:
         if response.status in RATE_REFUSALS:
