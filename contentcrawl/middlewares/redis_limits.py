@@ -6,9 +6,7 @@ limit once several workers run, so this middleware makes each request of a limit
 first take one of ``concurrency`` Redis-held leases (released when the request leaves the
 downloader) and then a start time spaced ``1 / rate`` after the previous one in Redis (a
 reservation, so no worker polls for it). Waits are asyncio timers, never a blocked reactor.
-A worker whose slot learnt a lower rate from 429s (``contentcrawl.pacing``) spaces its
-reservations by that rate instead, which slows every worker's next start. Per-IP limits
-(TMDB, MusicBrainz) stay in each worker's download slots.
+Per-IP limits (TMDB, MusicBrainz) stay in each worker's download slots.
 """
 
 from __future__ import annotations
@@ -118,7 +116,7 @@ class RedisAccountLimits:
             waited = True
             await asyncio.sleep(self.poll)
         request.meta[LEASE_META] = (leases, lease)
-        interval_ms = max(1, round(1000.0 / self._rate(slot, float(limit["rate"]))))
+        interval_ms = max(1, round(1000.0 / float(limit["rate"])))
         wait_ms = int(
             await self._reserve(keys=[f"contentcrawl:limits:{slot}:next"], args=[interval_ms])
         )
@@ -130,12 +128,6 @@ class RedisAccountLimits:
         self.stats.inc_value(f"redis_limits/{slot}/granted")
         if waited:
             self.stats.inc_value(f"redis_limits/{slot}/waited")
-
-    def _rate(self, slot: str, limit: float) -> float:
-        """The account's rate, or the lower one this worker's slot learnt from 429s."""
-        rates = getattr(self.crawler.engine.downloader, "rates", None)
-        learnt = None if rates is None else rates.get(slot)
-        return limit if learnt is None else min(limit, learnt.rate)
 
     def _request_left(self, request: Request) -> None:
         held = request.meta.pop(LEASE_META, None)
