@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import json
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -143,6 +144,13 @@ class _Server(ThreadingHTTPServer):
     # The default listen backlog of 5 makes a burst of new connections wait a second for
     # the kernel's SYN retry: latency the real APIs do not have.
     request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up waiting (a stalled request's timeout) resets its connection:
+        # what the fake plays, not an error of the fake's own to print.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class FakeServer:
