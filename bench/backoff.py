@@ -7,9 +7,16 @@ window, rejected requests included). The crawl's slot delay is set at the limit 
 2. baseline: stock RetryMiddleware + stock AutoThrottle on the same slot, for comparison.
 3. Retry-After: the fake opens with a burst of 429 + Retry-After; the figure is the time from
    each of those 429s to the next request, as a ratio of Retry-After (>= 1 means honoured).
+4. A lower limit: the slot is configured at ``--slot-rate`` (TMDB's 39/s) against a fake that
+   allows ``--learn-rate`` (5/s) for ``--learn-seconds`` (60 s). Printed: the 429 share over
+   the whole run and after its first ``--settle`` seconds (target < 1 %), the answered
+   requests/s after them as a ratio of the fake's limit (target 0.8-1.0), and the 429s per
+   10 s of the run.
 
     python bench/backoff.py [--rate 20] [--requests 400] [--baseline-requests 100]
                             [--retry-after 2] [--burst 3] [--retry-after-requests 60]
+                            [--learn-rate 5] [--slot-rate 39] [--learn-seconds 60]
+                            [--settle 20] [--learn-only]
 """
 
 from __future__ import annotations
@@ -81,11 +88,14 @@ class BenchSpider(ContentSpider):
         pass
 
 
-def crawl_settings(rate: int, stock: bool) -> dict[str, Any]:
+def crawl_settings(rate: float, stock: bool) -> dict[str, Any]:
     delay = 1.0 / rate
     settings: dict[str, Any] = {
         "ITEM_PIPELINES": {},
         "LOG_LEVEL": "WARNING",
+        # No run record in a store, no monitor report: the figures are the output.
+        "RUNS_ENABLED": False,
+        "SPIDERMON_ENABLED": False,
         "RETRY_TIMES": 10,
         "DOWNLOAD_SLOTS": {
             SLOT: {"concurrency": 4, "delay": delay, "jitter": 0, "target_concurrency": 4}
@@ -103,10 +113,19 @@ def crawl_settings(rate: int, stock: bool) -> dict[str, Any]:
     return settings
 
 
-async def run(fake: RateLimitedFake, count: int, stock: bool = False) -> dict[str, Any]:
+async def run(
+    fake: RateLimitedFake,
+    count: int,
+    stock: bool = False,
+    slot_rate: float | None = None,
+    seconds: float = 0,
+) -> dict[str, Any]:
     fake.server.start()
+    settings = crawl_settings(slot_rate or fake.rate, stock)
+    if seconds:
+        settings["CLOSESPIDER_TIMEOUT"] = seconds
     try:
-        crawler = make_crawler(BenchSpider, crawl_settings(fake.rate, stock))
+        crawler = make_crawler(BenchSpider, settings)
         await crawler.crawl_async(base_url=fake.server.url, count=count)
     finally:
         fake.server.stop()
@@ -136,7 +155,38 @@ def report(label: str, result: dict[str, Any]) -> None:
     )
 
 
+async def learn(args: argparse.Namespace) -> None:
+    fake = RateLimitedFake(args.learn_rate)
+    count = int(args.slot_rate * args.learn_seconds * 2)  # more than the run can send
+    result = await run(fake, count, slot_rate=args.slot_rate, seconds=args.learn_seconds)
+    first = min(arrived for arrived, _ in fake.answers)
+    settled = [status for arrived, status in fake.answers if arrived >= first + args.settle]
+    settled_429 = sum(1 for status in settled if status == 429)
+    span = result["elapsed"] - args.settle
+    ok_rate = (len(settled) - settled_429) / span if span > 0 else float("nan")
+    print(
+        f"lower limit   slot at {args.slot_rate:g}/s, fake allows {args.learn_rate}/s, "
+        f"{result['elapsed']:.0f} s: {result['requests']} requests, 429 share "
+        f"{result['share_429']:.2%} overall; after the first {args.settle:g} s "
+        f"{settled_429 / len(settled):.2%} ({settled_429} of {len(settled)}), answered "
+        f"{ok_rate:.2f}/s = {ok_rate / args.learn_rate:.3f} x the limit"
+    )
+    buckets: dict[int, list[int]] = {}
+    for arrived, status in fake.answers:
+        buckets.setdefault(int((arrived - first) // 10), []).append(status)
+    print(
+        "  429s / requests per 10 s: "
+        + "  ".join(
+            f"{10 * n}-{10 * n + 10}s {statuses.count(429)}/{len(statuses)}"
+            for n, statuses in sorted(buckets.items())
+        )
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
+    if args.learn_only:
+        await learn(args)
+        return
     rate = args.rate
     print(f"limit R = {rate} requests/s (sliding 1 s window), slot delay 1/R = {1 / rate:.3f} s")
     report("contentcrawl", await run(RateLimitedFake(rate), args.requests))
@@ -153,6 +203,7 @@ async def main(args: argparse.Namespace) -> None:
             f"  429 #{n + 1} with Retry-After: {args.retry_after} -> next request "
             f"{gap:.3f} s later ({gap / args.retry_after:.3f} x Retry-After)"
         )
+    await learn(args)
 
 
 def parse_args() -> argparse.Namespace:
@@ -167,6 +218,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--retry-after-requests", type=int, default=60, help="requests in the third run"
     )
+    parser.add_argument("--learn-rate", type=int, default=5, help="the lower limit, requests/s")
+    parser.add_argument(
+        "--slot-rate", type=float, default=39.0, help="the slot's configured rate, requests/s"
+    )
+    parser.add_argument("--learn-seconds", type=float, default=60.0, help="length of that run")
+    parser.add_argument("--settle", type=float, default=20.0, help="seconds left out at its start")
+    parser.add_argument("--learn-only", action="store_true", help="run only the lower-limit run")
     return parser.parse_args()
 
 

@@ -61,6 +61,10 @@ STORE_FAILED_DIR = _env("STORE_FAILED_DIR", "data/store_failed")
 IMAGES_ENABLED = _env_bool("IMAGES_ENABLED", False)
 IMAGES_STORE = _env("IMAGES_STORE", "data/images")
 IMAGES_EXPIRES = _env_int("IMAGES_EXPIRES", 365)
+# Seconds a record waits for all its images (queue, connection and transfer together):
+# then it is stored with those it got, and the next crawl fetches the rest. Also the
+# longest pause of an image host's download slot.
+IMAGES_TIMEOUT = _env_float("IMAGES_TIMEOUT", 5.0)
 
 # --- Remote endpoints: every URL a spider requests starts with one of these ---
 TMDB_API_URL = _env("TMDB_API_URL", "https://api.themoviedb.org/3")
@@ -153,7 +157,9 @@ LOG_LEVEL = _env("LOG_LEVEL", "INFO")
 # Each source's requests carry meta["download_slot"] = <source>, so these limits hold
 # whatever host a base URL points at (a mirror, a proxy, a test fake on 127.0.0.1).
 # "delay" is the minimum gap between two request starts: the published rate limit.
-# SlotAutoThrottle never lowers a slot below it; PoliteRetryMiddleware raises it on 429/503.
+# SlotAutoThrottle never lowers a slot below it; PoliteRetryMiddleware raises it on 429/503
+# (contentcrawl/pacing.py: the slot learns the rate the server really allows) and never
+# pauses a slot longer than its "backoff_max" (default: RETRY_AFTER_MAX).
 # TMDB: ~40/s. The tmdb slot is paced (contentcrawl/downloader.py): it runs at this rate,
 # 1/40 under TMDB's so that no second holds more than 40 requests (bench/tmdb_crawl.py).
 TMDB_REQUESTS_PER_SECOND = _env_float("TMDB_REQUESTS_PER_SECOND", 39.0)
@@ -169,8 +175,22 @@ DOWNLOAD_SLOTS = {
         "pace": True,
         "target_concurrency": TMDB_CONCURRENCY,
     },
-    "tmdb_images": {"concurrency": 8, "delay": 0.0, "jitter": 0, "target_concurrency": 8},
-    "igdb_images": {"concurrency": 8, "delay": 0.0, "jitter": 0, "target_concurrency": 8},
+    # Image slots: one per image host (<slot>@<host>, contentcrawl/pacing.py), each with
+    # these settings; a dead host's pauses never outlast a record's image deadline.
+    "tmdb_images": {
+        "concurrency": 8,
+        "delay": 0.0,
+        "jitter": 0,
+        "target_concurrency": 8,
+        "backoff_max": IMAGES_TIMEOUT,
+    },
+    "igdb_images": {
+        "concurrency": 8,
+        "delay": 0.0,
+        "jitter": 0,
+        "target_concurrency": 8,
+        "backoff_max": IMAGES_TIMEOUT,
+    },
     "igdb": {
         "concurrency": IGDB_CONCURRENCY,
         "delay": 1.0 / IGDB_REQUESTS_PER_SECOND,
@@ -189,7 +209,13 @@ DOWNLOAD_SLOTS = {
     },
     "musicbrainz_dumps": {"concurrency": 1, "delay": 0.0, "jitter": 0},
     "openlibrary_dumps": {"concurrency": 1, "delay": 0.0, "jitter": 0},
-    "openlibrary_covers": {"concurrency": 4, "delay": 0.1, "jitter": 0, "target_concurrency": 4},
+    "openlibrary_covers": {
+        "concurrency": 4,
+        "delay": 0.1,
+        "jitter": 0,
+        "target_concurrency": 4,
+        "backoff_max": IMAGES_TIMEOUT,
+    },
 }
 # Slots marked "pace" below keep their delay as a rate (stock Scrapy lets timer lateness
 # slow every slot down); the others keep a minimum gap between request starts.

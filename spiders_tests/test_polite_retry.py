@@ -16,6 +16,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.project import get_project_settings
 from scrapy.utils.response import response_status_message
 
+from contentcrawl.downloader import DOWNLOAD_DEADLINE, DeadlinePassed
 from contentcrawl.middlewares.polite_retry import parse_retry_after
 from contentcrawl.signals import request_gave_up
 from contentcrawl.sources.base import ContentSpider
@@ -191,11 +192,15 @@ async def test_503_backs_off_exponentially_then_recovers(fake_server: FakeServer
     for n, gap in enumerate(gaps, start=1):
         expected = 0.1 * 2 ** (n - 1)
         assert expected * 0.95 <= gap < expected + 0.3, (n, gaps)
-    # Successes halve the extra delay: the slot ends at its configured 0.05 s again.
+    # Each 503 answered a request sent after the previous one lowered the slot's rate
+    # (20/s configured): the slot goes on at the learnt rate, 0.8**4 of it plus what ten
+    # successes added back, not at its configured 0.05 s.
+    rate = crawler.engine.downloader.rates.get("api")
+    assert 20 * 0.8**4 < rate.rate < 20 * 0.8**3
+    assert crawler.engine.downloader.slots["api"].delay == pytest.approx(rate.delay)
     after = arrivals(fake_server, r"/after/\d+")
     tail = [b - a for a, b in pairwise(after)][-2:]
-    assert all(0.045 <= gap < 0.2 for gap in tail), tail
-    assert crawler.engine.downloader.slots["api"].delay == 0.05
+    assert all(rate.delay * 0.95 <= gap < 0.25 for gap in tail), tail
     stats = crawler.stats.get_stats()
     assert stats["retry/api/503"] == 4
     assert stats["retry/api/backoff_seconds"] == pytest.approx(1.5, abs=0.05)
@@ -330,3 +335,93 @@ async def test_another_slot_is_not_slowed(fake_server: FakeServer) -> None:
     assert max(b_times) < first_429 + 0.9  # slot b went on at its own pace during a's pause
     assert max(b - a for a, b in pairwise(b_times)) < 0.4
     assert "retry/b/429" not in crawler.stats.get_stats()
+
+
+@deferred_f_from_coro_f
+async def test_a_slot_backoff_max_caps_its_pauses_retry_after_included(
+    fake_server: FakeServer,
+) -> None:
+    fake_server.route("GET", "/capped")(
+        failing_first(1, FakeResponse(429, b"", {"Retry-After": "30"}))
+    )
+    slots = {"api": {"concurrency": 1, "delay": 0.05, "jitter": 0, "backoff_max": 0.3}}
+
+    crawler = await crawl(
+        PathsSpider,
+        settings(DOWNLOAD_SLOTS=slots),
+        base_url=fake_server.url,
+        paths=[("/capped", "api")],
+    )
+
+    first, retried = arrivals(fake_server, "/capped")
+    assert 0.28 <= retried - first < 1.0
+    assert crawler.spider.received == ["/capped"]
+    assert crawler.stats.get_value("retry/api/backoff_seconds") == pytest.approx(0.3)
+
+
+@deferred_f_from_coro_f
+async def test_each_host_of_a_slot_pauses_alone(fake_server: FakeServer) -> None:
+    other_host = FakeServer().start()
+    try:
+        fake_server.route("GET", "/dead")(lambda request: FakeResponse(503, b""))
+        other_host.route("GET", r"/alive/\d+")(ok)
+        slots = {"images": {"concurrency": 1, "delay": 0.0, "jitter": 0, "backoff_max": 5}}
+        dead = f"images@127.0.0.1:{fake_server.port}"
+        alive = f"images@127.0.0.1:{other_host.port}"
+        paths = [(f"{fake_server.url}/dead", dead)]
+        paths += [(f"{other_host.url}/alive/{n}", alive) for n in range(5)]
+
+        crawler = await crawl(
+            PathsSpider,
+            settings(DOWNLOAD_SLOTS=slots, RETRY_TIMES=1, BACKOFF_BASE=1.0),
+            base_url="",
+            paths=paths,
+        )
+    finally:
+        other_host.stop()
+
+    first_503, retried = arrivals(fake_server, "/dead")
+    assert retried - first_503 >= 0.7  # paused: 1 s ± 25 % jitter
+    alive_times = arrivals(other_host, r"/alive/\d+")
+    assert len(alive_times) == 5
+    # The dead host's pause (1 s) held none of the other host's requests.
+    assert max(alive_times) < first_503 + 0.5
+    assert crawler.stats.get_value(f"retry/{dead}/503") == 2
+    assert crawler.stats.get_value(f"retry/{alive}/503") is None
+    downloader = crawler.engine.downloader
+    assert downloader.per_slot_settings[dead] == downloader.per_slot_settings["images"]
+
+
+class DeadlineSpider(PathsSpider):
+    """Fetches /limited, then /image with a download deadline; notes how /image ended."""
+
+    name = "polite_retry_deadline_test"
+
+    async def start(self) -> AsyncIterator[scrapy.Request]:
+        meta = {"dont_retry": True, "handle_httpstatus_list": [429]}
+        yield self.request(f"{self.base_url}/limited", meta=meta, callback=self.parse_limited)
+
+    def parse_limited(self, response: Response) -> Iterator[scrapy.Request]:
+        self.asked_at = time.monotonic()
+        meta = {DOWNLOAD_DEADLINE: self.asked_at + 10}
+        yield self.request(f"{self.base_url}/image", meta=meta, errback=self.image_failed)
+
+    def image_failed(self, failure: Any) -> None:
+        self.image_failure = (failure.value, time.monotonic() - self.asked_at)
+
+
+@deferred_f_from_coro_f
+async def test_a_request_with_a_deadline_fails_at_once_while_its_slot_is_paused(
+    fake_server: FakeServer,
+) -> None:
+    fake_server.route("GET", "/limited")(
+        lambda request: FakeResponse(429, b"", {"Retry-After": "5"})
+    )
+    fake_server.route("GET", "/image")(ok)
+
+    crawler = await crawl(DeadlineSpider, settings(), base_url=fake_server.url)
+
+    error, after = crawler.spider.image_failure
+    assert isinstance(error, DeadlinePassed)
+    assert after < 1.0  # not held for the 5 s pause it would only fail after
+    assert fake_server.hits("/image") == []

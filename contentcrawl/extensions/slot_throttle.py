@@ -1,10 +1,12 @@
-"""AutoThrottle with per-slot limits: never below a slot's published rate, per-slot concurrency."""
+"""AutoThrottle with per-slot limits: never below a slot's learnt rate, per-slot concurrency."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from scrapy.extensions.throttle import AutoThrottle
+
+from contentcrawl.pacing import configured_slot
 
 if TYPE_CHECKING:
     from scrapy import Request, Spider
@@ -15,9 +17,11 @@ if TYPE_CHECKING:
 class SlotAutoThrottle(AutoThrottle):
     """Stock AutoThrottle, with each ``DOWNLOAD_SLOTS`` entry setting its own bounds.
 
-    A slot's ``delay`` (its published rate limit) is its floor instead of ``DOWNLOAD_DELAY``,
-    and its optional ``target_concurrency`` replaces ``AUTOTHROTTLE_TARGET_CONCURRENCY``.
-    Slots absent from ``DOWNLOAD_SLOTS`` behave as under stock AutoThrottle.
+    A slot's floor is the delay of its learnt rate (``contentcrawl.pacing``: its configured
+    ``delay``, the published limit, until a 429/503 lowers the rate) instead of
+    ``DOWNLOAD_DELAY``, and its optional ``target_concurrency`` replaces
+    ``AUTOTHROTTLE_TARGET_CONCURRENCY``. A ``<slot>@<host>`` slot takes ``<slot>``'s
+    entry. Slots absent from ``DOWNLOAD_SLOTS`` behave as under stock AutoThrottle.
     """
 
     def __init__(self, crawler: Crawler) -> None:
@@ -48,9 +52,12 @@ class SlotAutoThrottle(AutoThrottle):
         # slot's key: set them for this response's slot before it runs (signals are
         # handled one at a time on the reactor thread).
         key = request.meta.get("download_slot")
-        self.mindelay = self.slot_delays.get(key, self.default_mindelay)
+        configured = configured_slot(key) if key else key
+        floor = self.slot_delays.get(configured, self.default_mindelay)
+        rates = getattr(self.crawler.engine.downloader, "rates", None)
+        self.mindelay = floor if rates is None or key is None else rates.delay(key, floor)
         self.maxdelay = max(self.default_maxdelay, self.mindelay)
         self.target_concurrency = self.slot_target_concurrency.get(
-            key, self.default_target_concurrency
+            configured, self.default_target_concurrency
         )
         super()._response_downloaded(response, request, spider)

@@ -15,6 +15,8 @@ from scrapy import Request
 from scrapy.downloadermiddlewares.retry import RetryMiddleware, get_retry_request
 from scrapy.utils.response import response_status_message
 
+from contentcrawl.downloader import DOWNLOAD_DEADLINE, DeadlinePassed
+from contentcrawl.pacing import configured_slot
 from contentcrawl.redaction import redact_text, redact_url
 from contentcrawl.signals import request_gave_up
 
@@ -23,12 +25,14 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.http import Response
 
+    from contentcrawl.pacing import AimdRate
+
 logger = logging.getLogger(__name__)
 
-# A backoff ends once the delay above the slot's floor drops below this share of the
-# floor (or below RECOVERED_SECONDS for a slot whose floor is zero).
-RECOVERED_SHARE = 0.1
-RECOVERED_SECONDS = 0.01
+# Answers that say "too fast": they lower the slot's learnt rate (contentcrawl.pacing).
+RATE_REFUSALS = frozenset({429, 503})
+# A zero delay would switch off the downloader's gate that holds a paused slot.
+SMALLEST_DELAY = 0.001
 
 
 def parse_retry_after(value: str | bytes | None, now: float | None = None) -> float | None:
@@ -59,18 +63,23 @@ class SlotBackoff:
 
     failures: int = 0  # consecutive failures
     resume_at: float = 0.0  # time.monotonic() before which no request of the slot starts
-    active: bool = False  # the slot's delay is above its floor because of failures
+    active: bool = False  # paused: AutoThrottle keeps off the slot's delay until a success
 
 
 class PoliteRetryMiddleware(RetryMiddleware):
-    """RetryMiddleware that pauses the failing request's whole download slot before retrying.
+    """RetryMiddleware that pauses the failing request's whole download slot before retrying,
+    and lowers the slot's rate when the server says it is too fast.
 
     A response in ``RETRY_HTTP_CODES`` or an exception in ``RETRY_EXCEPTIONS`` holds every
     request of the slot for ``Retry-After`` seconds (capped at ``RETRY_AFTER_MAX``) or, without
     one, for ``BACKOFF_BASE * 2**(n-1)`` seconds after the slot's n-th consecutive failure
-    (capped at ``BACKOFF_MAX``, ± ``BACKOFF_JITTER``). The slot's delay stays raised, and
-    AutoThrottle kept off it, until successes halve it back to the slot's configured delay.
-    A request out of retries sends ``contentcrawl.signals.request_gave_up``.
+    (capped at ``BACKOFF_MAX``, ± ``BACKOFF_JITTER``); a slot whose ``DOWNLOAD_SLOTS`` entry
+    sets ``backoff_max`` never pauses longer than that (image hosts), and a request with a
+    ``download_deadline`` fails at once (``DeadlinePassed``) while its slot is paused. A
+    429 or 503 also multiplies the slot's rate (``contentcrawl.pacing.AimdRate``, held by
+    the downloader) by a factor and each success adds to it again, up to the configured
+    limit: after the pause the slot goes on at that rate. A request out of retries sends
+    ``contentcrawl.signals.request_gave_up``.
     """
 
     def __init__(self, crawler: Crawler) -> None:
@@ -81,10 +90,10 @@ class PoliteRetryMiddleware(RetryMiddleware):
         self.backoff_max = settings.getfloat("BACKOFF_MAX", 300.0)
         self.backoff_jitter = settings.getfloat("BACKOFF_JITTER", 0.25)
         self.retry_after_max = settings.getfloat("RETRY_AFTER_MAX", 3600.0)
-        self.default_delay = settings.getfloat("DOWNLOAD_DELAY")
-        self.slot_delays = {
-            key: float(conf.get("delay", self.default_delay))
+        self.slot_backoff_max = {
+            key: float(conf["backoff_max"])
             for key, conf in settings.getdict("DOWNLOAD_SLOTS").items()
+            if "backoff_max" in conf
         }
         self.backoffs: dict[str, SlotBackoff] = {}
         self.retry_logger = _RedactingLogger(logger, {})
@@ -95,10 +104,17 @@ class PoliteRetryMiddleware(RetryMiddleware):
 
     def process_request(self, request: Request) -> None:
         backoff = self.backoffs.get(self._slot_key(request))
-        if backoff is not None and backoff.active:
-            request.meta["autothrottle_dont_adjust_delay"] = True
+        if backoff is None or not backoff.active:
+            return
+        if DOWNLOAD_DEADLINE in request.meta and time.monotonic() < backoff.resume_at:
+            # Something waits for it only until its deadline (an image, its record): while
+            # the slot is paused for failing, it would wait only to fail again.
+            raise DeadlinePassed(request)
+        request.meta["autothrottle_dont_adjust_delay"] = True
 
     def process_response(self, request: Request, response: Response) -> Request | Response:
+        if response.status in RATE_REFUSALS:
+            self._refused(request)
         if response.status not in self.retry_http_codes:
             self._succeeded(request)
             return response
@@ -129,9 +145,17 @@ class PoliteRetryMiddleware(RetryMiddleware):
         key = self._slot_key(request)
         return key, self.crawler.engine.downloader.slots.get(key)
 
+    def _rate(self, key: str) -> AimdRate | None:
+        # PacedDownloader holds the learnt rates; another downloader has none to update.
+        rates = getattr(self.crawler.engine.downloader, "rates", None)
+        return None if rates is None else rates.get(key)
+
     def _backoff_wait(self, failures: int) -> float:
         wait = min(self.backoff_max, self.backoff_base * 2 ** max(0, failures - 1))
         return wait * (1 + random.uniform(-self.backoff_jitter, self.backoff_jitter))  # noqa: S311
+
+    def _longest_pause(self, key: str) -> float:
+        return self.slot_backoff_max.get(configured_slot(key), self.retry_after_max)
 
     def _failed(self, request: Request, reason: str, retry_after: float | None) -> None:
         key, slot = self._slot(request)
@@ -143,8 +167,8 @@ class PoliteRetryMiddleware(RetryMiddleware):
         # the pause: the same overload, so it does not escalate the backoff.
         if now >= backoff.resume_at:
             backoff.failures += 1
-        paced = self._backoff_wait(backoff.failures)
-        wait = paced if retry_after is None else min(retry_after, self.retry_after_max)
+        wait = self._backoff_wait(backoff.failures) if retry_after is None else retry_after
+        wait = min(wait, self._longest_pause(key))
         imposed = max(0.0, now + wait - max(backoff.resume_at, now))
         if not imposed:
             return
@@ -158,14 +182,11 @@ class PoliteRetryMiddleware(RetryMiddleware):
             backoff.failures,
         )
         if slot is not None:
-            # A long Retry-After (a spent quota) is a pause, not a pace: once it is over,
-            # the slot restarts at the exponential backoff's pace.
-            self._hold(slot, backoff, min(wait, paced))
+            self._hold(slot, backoff)
 
-    def _hold(self, slot: Slot, backoff: SlotBackoff, pace: float) -> None:
+    def _hold(self, slot: Slot, backoff: SlotBackoff) -> None:
         backoff.active = True
-        # A zero delay would switch the downloader's gate below off.
-        slot.delay = max(slot.delay, pace, RECOVERED_SECONDS)
+        slot.delay = max(slot.delay, SMALLEST_DELAY)
         # The downloader starts a slot's next request at lastseen + delay (± jitter), see
         # scrapy.core.downloader.Downloader._process_queue: place lastseen so that even the
         # shortest jittered delay ends at resume_at.
@@ -176,23 +197,39 @@ class PoliteRetryMiddleware(RetryMiddleware):
         for queued in slot.active:
             queued.meta["autothrottle_dont_adjust_delay"] = True
 
+    def _refused(self, request: Request) -> None:
+        key, slot = self._slot(request)
+        rate = self._rate(key)
+        if rate is None:
+            return
+        now = time.monotonic()
+        # download_latency: seconds from the request's start to its answer.
+        sent_at = now - request.meta.get("download_latency", 0.0)
+        if not rate.refused(sent_at, now):
+            return
+        logger.info("Download slot %r refused: its rate falls to %.2f requests/s", key, rate.rate)
+        if slot is not None:
+            slot.delay = max(slot.delay, rate.delay)
+
     def _succeeded(self, request: Request) -> None:
         key, slot = self._slot(request)
         backoff = self.backoffs.get(key)
+        paused = backoff is not None and backoff.active
+        rate = self._rate(key)
+        if rate is not None:
+            previous = rate.delay
+            # Only a delay nobody else raised follows the rate down (SlotAutoThrottle brings
+            # a raised one down to the rate's delay by itself), and never during a pause:
+            # the downloader's gate that holds it is placed for the delay it had then.
+            if rate.succeeded() and slot is not None and not paused and slot.delay <= previous:
+                slot.delay = rate.delay
         # A success that arrives during the pause was sent before it: it says nothing yet.
         if backoff is None or time.monotonic() < backoff.resume_at:
             return
         backoff.failures = 0
-        if not backoff.active or slot is None:
-            return
-        floor = self.slot_delays.get(key, self.default_delay)
-        extra = (slot.delay - floor) / 2
-        if extra > max(RECOVERED_SHARE * floor, RECOVERED_SECONDS):
-            slot.delay = floor + extra
-            return
-        slot.delay = floor
-        backoff.active = False
-        logger.info("Download slot %r recovered: back at its %.3f s delay", key, floor)
+        if paused:
+            backoff.active = False
+            logger.info("Download slot %r resumed", key)
 
     # -- retry or give up -------------------------------------------------------------
     def _retry_or_give_up(

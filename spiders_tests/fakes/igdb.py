@@ -225,6 +225,15 @@ def sample_games(
     return games
 
 
+def own_covers(games: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """``games`` with a cover of their own each, as IGDB has (the recording's covers repeat,
+    and an image pipeline downloads a repeated URL once)."""
+    return {
+        game_id: {**game, "cover": {"id": game_id, "image_id": f"cover{game_id}"}}
+        for game_id, game in games.items()
+    }
+
+
 # --- The fake -------------------------------------------------------------------------------
 
 
@@ -499,11 +508,13 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--requests-per-second", type=int, default=4)
     parser.add_argument("--max-open", type=int, default=8)
+    parser.add_argument("--own-covers", action="store_true", help="a cover URL per game")
     args = parser.parse_args()
     server = FakeServer().start()
+    games = sample_games(args.games)
     fake = FakeIgdb(
         server,
-        sample_games(args.games),
+        own_covers(games) if args.own_covers else games,
         requests_per_second=args.requests_per_second or None,
         max_open=args.max_open or None,
         latency=args.latency,

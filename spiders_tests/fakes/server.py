@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import json
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -144,6 +145,13 @@ class _Server(ThreadingHTTPServer):
     # the kernel's SYN retry: latency the real APIs do not have.
     request_queue_size = 128
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up waiting (a stalled request's timeout) resets its connection:
+        # what the fake plays, not an error of the fake's own to print.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 class FakeServer:
     """Threaded HTTP server with regex routes; start() binds a free port on 127.0.0.1."""
@@ -155,6 +163,8 @@ class FakeServer:
         self.max_open_requests = 0
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._failures: list[tuple[re.Pattern[str], deque[int]]] = []
+        self._stalled: re.Pattern[str] | None = None
+        self._unstalled = threading.Event()
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -174,6 +184,25 @@ class FakeServer:
         ``statuses`` (one each), before any route sees them: a server having a bad moment."""
         self._failures.append((re.compile(path_pattern), deque(statuses)))
 
+    def stall(self, path_pattern: str = ".*") -> None:
+        """Accept requests to paths fully matching ``path_pattern`` and never answer them
+        (a host that hangs) until ``unstall()``; ``stop()`` drops them unanswered."""
+        self._unstalled.clear()
+        self._stalled = re.compile(path_pattern)
+
+    def unstall(self) -> None:
+        """Answer requests again, the stalled ones included."""
+        self._stalled = None
+        self._unstalled.set()
+
+    def _stalls(self, request: FakeRequest) -> bool:
+        """Hold ``request`` while the server stalls its path; True if it must go unanswered."""
+        stalled = self._stalled
+        if stalled is None or not stalled.fullmatch(request.path):
+            return False
+        self._unstalled.wait(timeout=120)
+        return self._stalled is not None
+
     def _dispatch(self, request: FakeRequest) -> FakeResponse:
         with self._lock:
             for pattern, statuses in self._failures:
@@ -189,10 +218,16 @@ class FakeServer:
     # -- lifecycle ----------------------------------------------------------------------
     @property
     def url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        return f"http://127.0.0.1:{self._httpd.server_port}"
+        return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> FakeServer:
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "server not started"
+        return self._httpd.server_port
+
+    def start(self, port: int = 0) -> FakeServer:
+        """Serve on ``port`` of 127.0.0.1 (0: a free one; a port this server had before, to
+        bring a host it stopped back)."""
         server = self
 
         class RequestHandler(BaseHTTPRequestHandler):
@@ -216,6 +251,9 @@ class FakeServer:
                     )
                     with server._lock:
                         server.requests.append(request)
+                    if server._stalls(request):
+                        self.close_connection = True
+                        return
                     if server.latency:
                         time.sleep(server.latency)
                     response = server._dispatch(request)
@@ -251,13 +289,15 @@ class FakeServer:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
 
-        self._httpd = _Server(("127.0.0.1", 0), RequestHandler)
+        self._httpd = _Server(("127.0.0.1", port), RequestHandler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        # Stalled requests go unanswered: their threads end with the server.
+        self._unstalled.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
