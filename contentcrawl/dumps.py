@@ -556,8 +556,8 @@ async def read_ahead(
     """Batches of ``read_batch(max_items)`` run in a worker thread, the next one read while
     the caller yields this one's items; stops at the end of the file or at ``limit`` items.
 
-    Closing the iterator (a spider closed mid-dump) waits for the batch in flight, so the
-    caller may close the file right after.
+    Closing the iterator (a spider closed mid-dump) or cancelling its reader (a crawl
+    stopped) waits for the batch in flight, so the caller may close the file right after.
     """
     produced = 0
 
@@ -568,7 +568,9 @@ async def read_ahead(
     pending = next_batch()
     try:
         while True:
-            batch = await pending
+            # Shielded: a cancelled await would leave the thread reading a file the caller
+            # closes next ("I/O operation on closed file"); finally waits for it instead.
+            batch = await asyncio.shield(pending)
             produced += len(batch.items)
             done = batch.end or (limit is not None and produced >= limit)
             if not done:
@@ -579,6 +581,10 @@ async def read_ahead(
     finally:
         if not pending.done():
             await asyncio.wait([pending])
+        if not pending.cancelled():
+            # The batch is not wanted any more, nor its read error: retrieved, not logged
+            # as "Task exception was never retrieved".
+            pending.exception()
 
 
 def reading_ahead(
