@@ -677,7 +677,18 @@ class ItemFlow:
         self.pending += 1
         if self.pending >= self.max_pending:
             await self._wait_for(self.max_pending // 2)
-        return not spider_closing(self.crawler)
+        return self.open()
+
+    def open(self) -> bool:
+        """Whether the spider still takes items. Once it is closing the caller sends none
+        (Scrapy would still take them, into pipelines that may have closed), and the
+        closing scraper is seen through as after an item: its last item may have finished
+        before the close began, leaving no later item to tell it."""
+        if not spider_closing(self.crawler):
+            return True
+        if self._close_check is None:
+            self._close_when_idle()
+        return False
 
     async def drained(self) -> None:
         """Wait until every item sent has left the pipelines."""

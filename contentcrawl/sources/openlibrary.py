@@ -42,7 +42,6 @@ from contentcrawl.dumps import (
     import_failed,
     is_url,
     reading_ahead,
-    spider_closing,
 )
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import AuthorItem, BookItem, ContentItem, ItemBatch, Json, WorkItem
@@ -637,9 +636,8 @@ class OpenLibraryDumpSpider(ContentSpider):
             lambda budget: self._read_batch(dump, lines, budget), self.limit
         ) as batches:
             async for batch in batches:
-                if spider_closing(self.crawler):
-                    # Read but not sent (nor counted): items yielded now could reach the
-                    # pipelines after they closed, as Scrapy takes start items while closing.
+                if not self.flow.open():
+                    # Read but not sent (nor counted): the spider is closing.
                     break
                 last = batch
                 self._count(last)
