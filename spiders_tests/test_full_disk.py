@@ -31,8 +31,10 @@ from contentcrawl.store.sqlite import SqliteStore
 from spiders_tests.crawling import crawl, make_crawler
 from spiders_tests.fakes.openlibrary import generated_lines, write_dump
 
-# About 1.1 kB a line: some 5.5 MB of records, more than the 4 MB filesystem holds.
-EDITIONS = 5000
+# About 1.1 kB a line: some 13 MB of records, three times what the 4 MB filesystem holds,
+# so that the reader stopping shows: the store fills within 4 batches of 1,000, and up to
+# DUMP_MAX_PENDING_ITEMS (4) more may be on their way, one more read ahead.
+EDITIONS = 12_000
 # Pages a capped store may grow by: about 3.2 MB, one batch of 1,000 editions and a half.
 CAP_PAGES = 800
 
