@@ -556,8 +556,8 @@ async def read_ahead(
     """Batches of ``read_batch(max_items)`` run in a worker thread, the next one read while
     the caller yields this one's items; stops at the end of the file or at ``limit`` items.
 
-    Closing the iterator (a spider closed mid-dump) waits for the batch in flight, so the
-    caller may close the file right after.
+    Closing the iterator (a spider closed mid-dump) or cancelling its reader (a crawl
+    stopped) waits for the batch in flight, so the caller may close the file right after.
     """
     produced = 0
 
@@ -568,7 +568,9 @@ async def read_ahead(
     pending = next_batch()
     try:
         while True:
-            batch = await pending
+            # Shielded: a cancelled await would leave the thread reading a file the caller
+            # closes next ("I/O operation on closed file"); finally waits for it instead.
+            batch = await asyncio.shield(pending)
             produced += len(batch.items)
             done = batch.end or (limit is not None and produced >= limit)
             if not done:
@@ -579,6 +581,10 @@ async def read_ahead(
     finally:
         if not pending.done():
             await asyncio.wait([pending])
+        if not pending.cancelled():
+            # The batch is not wanted any more, nor its read error: retrieved, not logged
+            # as "Task exception was never retrieved".
+            pending.exception()
 
 
 def reading_ahead(
@@ -671,7 +677,18 @@ class ItemFlow:
         self.pending += 1
         if self.pending >= self.max_pending:
             await self._wait_for(self.max_pending // 2)
-        return not spider_closing(self.crawler)
+        return self.open()
+
+    def open(self) -> bool:
+        """Whether the spider still takes items. Once it is closing the caller sends none
+        (Scrapy would still take them, into pipelines that may have closed), and the
+        closing scraper is seen through as after an item: its last item may have finished
+        before the close began, leaving no later item to tell it."""
+        if not spider_closing(self.crawler):
+            return True
+        if self._close_check is None:
+            self._close_when_idle()
+        return False
 
     async def drained(self) -> None:
         """Wait until every item sent has left the pipelines."""

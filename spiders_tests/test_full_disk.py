@@ -7,6 +7,7 @@ did not take saved to ``STORE_FAILED_DIR``.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sqlite3
@@ -21,6 +22,7 @@ from pymongo.errors import BulkWriteError, OperationFailure
 from scrapy import signals
 from scrapy.utils.defer import deferred_f_from_coro_f
 
+from contentcrawl.dumps import IMPORT_GC_THRESHOLD
 from contentcrawl.pipelines.store import StorePipeline
 from contentcrawl.spiders.openlibrary_books import OpenLibraryBooksSpider
 from contentcrawl.store import Record, StoreFullError
@@ -29,8 +31,10 @@ from contentcrawl.store.sqlite import SqliteStore
 from spiders_tests.crawling import crawl, make_crawler
 from spiders_tests.fakes.openlibrary import generated_lines, write_dump
 
-# About 1.1 kB a line: some 5.5 MB of records, more than the 4 MB filesystem holds.
-EDITIONS = 5000
+# About 1.1 kB a line: some 13 MB of records, three times what the 4 MB filesystem holds,
+# so that the reader stopping shows: the store fills within 4 batches of 1,000, and up to
+# DUMP_MAX_PENDING_ITEMS (4) more may be on their way, one more read ahead.
+EDITIONS = 12_000
 # Pages a capped store may grow by: about 3.2 MB, one batch of 1,000 editions and a half.
 CAP_PAGES = 800
 
@@ -51,7 +55,14 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     try:
         yield mount_point
     finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
+        unmounted = subprocess.run(
+            ["umount", str(mount_point)], capture_output=True, text=True, check=False
+        )
+        if unmounted.returncode != 0:
+            # Detached all the same, so that no mount outlives the test under pytest's
+            # temporary folders (whose clean-up would warn in every later session).
+            subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
+            pytest.fail(f"the crawl left the store's filesystem busy: {unmounted.stderr.strip()}")
 
 
 def stored_keys(database: Path) -> set[str]:
@@ -118,6 +129,10 @@ def assert_ended_at_the_first_full_batch(
     assert saved
     # The reader stopped: the crawl did not read the whole dump into saved batches.
     assert stats["store/books/received"] < EDITIONS
+    # And it ended with the crawl, though Scrapy never closes a closing spider's start():
+    # its dump and store connection are closed, the import's GC setting undone.
+    assert crawler.spider.import_ended.is_set()
+    assert gc.get_threshold()[0] != IMPORT_GC_THRESHOLD
 
 
 @deferred_f_from_coro_f

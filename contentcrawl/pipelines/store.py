@@ -57,7 +57,9 @@ class StorePipeline:
     stores them first (``SavedBatches.replay``). A batch the store refuses for what it
     holds is written again a record at a time, so only the records it cannot take fail.
     A full store (``StoreFullError``) closes the spider at once (reason ``store_full``):
-    that batch and every later one go straight to ``STORE_FAILED_DIR``.
+    that batch and every later one go straight to ``STORE_FAILED_DIR``, as does a record
+    that reaches the pipeline after ``close_spider`` closed the store. A record counted as
+    ``failed`` is always in ``STORE_FAILED_DIR``: it is counted once its save returned.
     """
 
     def __init__(self, crawler: Crawler) -> None:
@@ -75,6 +77,8 @@ class StorePipeline:
         # Set by the first StoreFullError: no write is tried after it.
         self._full: StoreFullError | None = None
         self._closing: asyncio.Future[None] | None = None
+        # Set once close_spider closed the store and its thread: a later record is saved.
+        self._closed = False
         crawler.signals.connect(self._flush_on_idle, signal=signals.spider_idle)
 
     @classmethod
@@ -120,12 +124,13 @@ class StorePipeline:
         else:
             raise UnstorableItem(f"not a ContentItem: {type(item).__name__}")
         for collection, buffer in list(self._buffers.items()):
-            if len(buffer) >= self.batch_size:
+            if len(buffer) >= self.batch_size or self._closed:
                 # The next batch fills while one is written; an item that finds it full
                 # waits (and so holds back the spider), so memory stays at about two
-                # batches however much faster the source is than the store.
+                # batches however much faster the source is than the store. Once closed,
+                # no later flush would come: the item's records are saved at once.
                 async with self._write_lock:
-                    if len(self._buffers[collection]) >= self.batch_size:
+                    if len(self._buffers[collection]) >= self.batch_size or self._closed:
                         await self._flush(collection)
         return item
 
@@ -144,7 +149,7 @@ class StorePipeline:
         records = self._buffers.pop(collection, [])
         if not records:
             return
-        if self._full is not None:
+        if self._full is not None or self._closed:
             await self._save_unwritten(collection, records)
             return
         try:
@@ -157,8 +162,7 @@ class StorePipeline:
             await self._store_full(collection, records, full)
             return
         if refused:
-            self.stats.inc_value(f"store/{collection}/failed", len(refused))
-            path = await self._in_store_thread(self.saved.save, collection, refused)
+            path = await self._save(collection, refused)
             logger.error(
                 "Could not store %d %s records (%s: %s); saved them to %s",
                 len(refused),
@@ -177,8 +181,7 @@ class StorePipeline:
     ) -> None:
         """Save the batch, say so once, and close the spider: no later write can succeed."""
         self._full = error
-        self.stats.inc_value(f"store/{collection}/failed", len(records))
-        path = await self._in_store_thread(self.saved.save, collection, records)
+        path = await self._save(collection, records)
         logger.error(
             "%s; closing the spider (%s): %d %s records saved to %s, and the records still "
             "on their way will be saved there too (the next crawl stores them once there is "
@@ -196,20 +199,37 @@ class StorePipeline:
             self._closing = asyncio.ensure_future(engine.close_spider_async(reason=STORE_FULL))
 
     async def _save_unwritten(self, collection: str, records: list[Record]) -> None:
-        """A batch arriving after the store filled up: saved without trying the store."""
-        self.stats.inc_value(f"store/{collection}/failed", len(records))
-        path = await self._in_store_thread(self.saved.save, collection, records)
+        """A batch arriving after the store filled up or closed: saved without trying it."""
+        path = await self._save(collection, records)
         logger.warning(
-            "The store is full: %d %s records saved to %s", len(records), collection, path
+            "The store is %s: %d %s records saved to %s",
+            "full" if self._full is not None else "closed",
+            len(records),
+            collection,
+            path,
         )
+
+    async def _save(self, collection: str, records: list[Record]) -> Path:
+        """Save records the store did not take, then count them as ``failed``."""
+        if self._closed:
+            # The store's thread is gone; nothing else writes the saved batches any more.
+            path = await asyncio.to_thread(self.saved.save, collection, records)
+        else:
+            path = await self._in_store_thread(self.saved.save, collection, records)
+        self.stats.inc_value(f"store/{collection}/failed", len(records))
+        return path
 
     async def close_spider(self) -> None:
         if self._pending:
             await asyncio.gather(*self._pending)
-        for collection in list(self._buffers):
-            await self._flush_locked(collection)
-        await self._in_store_thread(self.store.close)
-        self._executor.shutdown(wait=True)
+        # Under the lock: a flush in progress has popped its batch from the buffers, and
+        # the store (and its thread) must outlive it.
+        async with self._write_lock:
+            for collection in list(self._buffers):
+                await self._flush(collection)
+            await self._in_store_thread(self.store.close)
+            self._closed = True
+            self._executor.shutdown(wait=True)
 
 
 class SavedBatches:

@@ -20,11 +20,12 @@ import asyncio
 import json
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from scrapy import Request
+from scrapy import Request, signals
 from scrapy.exceptions import CloseSpider
 
 from contentcrawl.dates import normalise_date
@@ -492,6 +493,9 @@ class OpenLibraryDumpSpider(ContentSpider):
         self.skipped: Counter[str] = Counter()
         self.download: DownloadResult | None = None
         self.complete = False
+        self.source: AsyncGenerator[ItemBatch, None] | None = None
+        # Set when the import has ended, closed or not, its dump and store connection too.
+        self.import_ended = asyncio.Event()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -506,6 +510,7 @@ class OpenLibraryDumpSpider(ContentSpider):
         )
         spider.progress_interval = settings.getfloat("PROGRESS_INTERVAL", 30.0)
         spider.flow = ItemFlow(crawler, settings.getint("DUMP_MAX_PENDING_ITEMS", 4))
+        crawler.signals.connect(spider.end_import, signal=signals.spider_closed)
         return spider
 
     def default_dump_url(self) -> str:
@@ -552,7 +557,26 @@ class OpenLibraryDumpSpider(ContentSpider):
 
     def distributed_source(self) -> AsyncIterator[ItemBatch]:
         """The whole import: download (or open) the dump and read it."""
-        return self._import()
+        self.source = self._import()
+        return self.source
+
+    async def end_import(self) -> None:
+        """At spider close, end an import the engine no longer reads: before the crawl
+        returns, the batch being read ahead is finished and the dump and the store
+        connection are closed.
+
+        Scrapy 2.19 stops pulling ``start()`` once the spider is closing and never closes
+        it: left to the garbage collector, it closed the dump under the read-ahead thread
+        ("I/O operation on closed file") and kept the store file open.
+        """
+        source = self.source
+        if source is None:
+            return
+        if source.ag_running:
+            # The engine is in a step of it: the reader sees the closing spider and ends.
+            await self.import_ended.wait()
+        else:
+            await source.aclose()
 
     def distributed_key(self, request_or_item: Any) -> str | None:
         """None: records come from the dump itself, there is no request to fetch again.
@@ -565,7 +589,15 @@ class OpenLibraryDumpSpider(ContentSpider):
     def distributed_request(self, key: str) -> Request:
         raise ValueError(f"{self.name} imports a dump and has no request for {key!r}")
 
-    async def _import(self) -> AsyncIterator[ItemBatch]:
+    async def _import(self) -> AsyncGenerator[ItemBatch, None]:
+        try:
+            async with aclosing(self._import_dump()) as batches:
+                async for batch in batches:
+                    yield batch
+        finally:
+            self.import_ended.set()
+
+    async def _import_dump(self) -> AsyncGenerator[ItemBatch, None]:
         shown = self.shown_location
         try:
             self.download = await fetch_dump(self.crawler, self.location)
@@ -580,9 +612,12 @@ class OpenLibraryDumpSpider(ContentSpider):
             if store is not None:
                 await asyncio.to_thread(store.open)
                 await asyncio.to_thread(self.prepare, store)
+            # aclosing: closing this import closes the reader (and waits for its read-ahead)
+            # before the dump file is closed under it.
             with fewer_gc_passes(), DumpFile(self.download.path) as dump:
-                async for batch in self._read(dump):
-                    yield batch
+                async with aclosing(self._read(dump)) as batches:
+                    async for batch in batches:
+                        yield batch
             await self.flow.drained()
         finally:
             if store is not None:
@@ -600,7 +635,11 @@ class OpenLibraryDumpSpider(ContentSpider):
         async with reading_ahead(
             lambda budget: self._read_batch(dump, lines, budget), self.limit
         ) as batches:
-            async for last in batches:
+            async for batch in batches:
+                if not self.flow.open():
+                    # Read but not sent (nor counted): the spider is closing.
+                    break
+                last = batch
                 self._count(last)
                 if last.items:
                     self.records += len(last.items)
