@@ -25,30 +25,22 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from scrapy import Request, signals
-from scrapy.exceptions import CloseSpider
+from scrapy import Request
 
 from contentcrawl.dates import normalise_date
 from contentcrawl.dumps import (
     BATCH_LINES,
-    DownloadError,
     DownloadResult,
     DumpFile,
     DumpReadError,
-    ItemFlow,
-    Progress,
-    fetch_dump,
     fewer_gc_passes,
-    import_failed,
     is_url,
-    reading_ahead,
 )
-from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import AuthorItem, BookItem, ContentItem, ItemBatch, Json, WorkItem
 from contentcrawl.redaction import redact_url
-from contentcrawl.sources.base import TEXT, Argument, ContentSpider
+from contentcrawl.sources.base import TEXT, Argument
+from contentcrawl.sources.dump_spider import DumpSpider
 from contentcrawl.store import Store, build_store
-from contentcrawl.store.base import utc_now
 
 if TYPE_CHECKING:
     from typing import Self
@@ -468,7 +460,7 @@ class AuthorNames:
 # --- the spider -------------------------------------------------------------------------
 
 
-class OpenLibraryDumpSpider(ContentSpider):
+class OpenLibraryDumpSpider(DumpSpider):
     """Imports one Open Library dump kind; ``-a dump=PATH_OR_URL`` and ``-a limit=N``.
 
     Without ``dump`` the latest dump of the kind under ``OPENLIBRARY_DUMPS_URL`` is used.
@@ -477,6 +469,7 @@ class OpenLibraryDumpSpider(ContentSpider):
     """
 
     slot = "openlibrary_dumps"
+    dump_source = "openlibrary"
     dump_kind: ClassVar[str]
     record_type: ClassVar[str]
     item_class: ClassVar[type[ContentItem]]
@@ -493,9 +486,6 @@ class OpenLibraryDumpSpider(ContentSpider):
         self.skipped: Counter[str] = Counter()
         self.download: DownloadResult | None = None
         self.complete = False
-        self.source: AsyncGenerator[ItemBatch, None] | None = None
-        # Set when the import has ended, closed or not, its dump and store connection too.
-        self.import_ended = asyncio.Event()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -508,9 +498,6 @@ class OpenLibraryDumpSpider(ContentSpider):
         spider.photos_url = (
             settings.get("OPENLIBRARY_PHOTOS_URL") or "https://covers.openlibrary.org/a"
         )
-        spider.progress_interval = settings.getfloat("PROGRESS_INTERVAL", 30.0)
-        spider.flow = ItemFlow(crawler, settings.getint("DUMP_MAX_PENDING_ITEMS", 4))
-        crawler.signals.connect(spider.end_import, signal=signals.spider_closed)
         return spider
 
     def default_dump_url(self) -> str:
@@ -557,26 +544,7 @@ class OpenLibraryDumpSpider(ContentSpider):
 
     def distributed_source(self) -> AsyncIterator[ItemBatch]:
         """The whole import: download (or open) the dump and read it."""
-        self.source = self._import()
-        return self.source
-
-    async def end_import(self) -> None:
-        """At spider close, end an import the engine no longer reads: before the crawl
-        returns, the batch being read ahead is finished and the dump and the store
-        connection are closed.
-
-        Scrapy 2.19 stops pulling ``start()`` once the spider is closing and never closes
-        it: left to the garbage collector, it closed the dump under the read-ahead thread
-        ("I/O operation on closed file") and kept the store file open.
-        """
-        source = self.source
-        if source is None:
-            return
-        if source.ag_running:
-            # The engine is in a step of it: the reader sees the closing spider and ends.
-            await self.import_ended.wait()
-        else:
-            await source.aclose()
+        return self.dump_import(self._import_dump())
 
     def distributed_key(self, request_or_item: Any) -> str | None:
         """None: records come from the dump itself, there is no request to fetch again.
@@ -589,24 +557,9 @@ class OpenLibraryDumpSpider(ContentSpider):
     def distributed_request(self, key: str) -> Request:
         raise ValueError(f"{self.name} imports a dump and has no request for {key!r}")
 
-    async def _import(self) -> AsyncGenerator[ItemBatch, None]:
-        try:
-            async with aclosing(self._import_dump()) as batches:
-                async for batch in batches:
-                    yield batch
-        finally:
-            self.import_ended.set()
-
     async def _import_dump(self) -> AsyncGenerator[ItemBatch, None]:
         shown = self.shown_location
-        try:
-            self.download = await fetch_dump(self.crawler, self.location)
-        except DownloadError as error:
-            self.logger.error("%s: cannot download the dump: %s", self.name, error)
-            raise CloseSpider("dump_download_failed") from None
-        except FileNotFoundError as error:
-            self.logger.error("%s: %s", self.name, error)
-            raise CloseSpider("dump_not_found") from None
+        self.download = await self.fetch_dump_file(self.location)
         store = build_store(self.settings) if self.uses_store else None
         try:
             if store is not None:
@@ -615,42 +568,29 @@ class OpenLibraryDumpSpider(ContentSpider):
             # aclosing: closing this import closes the reader (and waits for its read-ahead)
             # before the dump file is closed under it.
             with fewer_gc_passes(), DumpFile(self.download.path) as dump:
-                async with aclosing(self._read(dump)) as batches:
-                    async for batch in batches:
+                lines = dump.lines()
+                batches = self.read_dump(
+                    dump,
+                    lambda budget: self._read_batch(dump, lines, budget),
+                    self._count,
+                    self,
+                    limit=self.limit,
+                    label=self.name,
+                    dump_name=self.dump_file,
+                )
+                async with aclosing(batches) as opened:
+                    async for batch in opened:
                         yield batch
-            await self.flow.drained()
         finally:
             if store is not None:
                 await asyncio.to_thread(store.close)
-        sync = self.crawler.get_extension(SyncState)
-        if sync is not None:
-            # Saved by SyncState only if the run finishes cleanly (every batch stored).
-            sync.stage(f"{self.name}/dump", self._state(shown))
-
-    async def _read(self, dump: DumpFile) -> Any:
-        """Items of the dump, read batch by batch; the next batch is read while these flow."""
-        progress = Progress(self.name, dump.size, self.progress_interval, log=self.logger)
-        lines = dump.lines()
-        last: Batch | None = None
-        async with reading_ahead(
-            lambda budget: self._read_batch(dump, lines, budget), self.limit
-        ) as batches:
-            async for batch in batches:
-                if not self.flow.open():
-                    # Read but not sent (nor counted): the spider is closing.
-                    break
-                last = batch
-                self._count(last)
-                if last.items:
-                    self.records += len(last.items)
-                    self.crawler.stats.inc_value("openlibrary/records", len(last.items))
-                    yield ItemBatch(last.items)
-                    if not await self.flow.sent():
-                        break
-                progress.update(last.position, self.records)
-        self.complete = last is not None and last.end and last.stream_error is None
-        if import_failed(self.crawler, "openlibrary", self.dump_file, self.lines, self.bad_lines):
-            self.complete = False
+        self.stage_dump(
+            f"{self.name}/dump",
+            shown,
+            self.download,
+            {"lines": self.lines, "records": self.records, "bad_lines": self.bad_lines},
+            self.complete,
+        )
 
     def _read_batch(self, dump: DumpFile, lines: Iterator[tuple[int, bytes]], budget: int) -> Batch:
         batch = Batch()
@@ -679,10 +619,14 @@ class OpenLibraryDumpSpider(ContentSpider):
         batch.position = dump.position
         return batch
 
-    def _count(self, batch: Batch) -> None:
+    def _count(self, batch: Batch) -> int:
+        """Count a batch's lines, records and bad lines; the records so far."""
         stats = self.crawler.stats
         self.lines += batch.lines
         stats.inc_value("openlibrary/lines", batch.lines)
+        if batch.items:
+            self.records += len(batch.items)
+            stats.inc_value("openlibrary/records", len(batch.items))
         for line_number, reason, detail in batch.bad:
             self.bad_lines += 1
             stats.inc_value("openlibrary/bad_lines")
@@ -693,6 +637,7 @@ class OpenLibraryDumpSpider(ContentSpider):
         for type_, count in batch.skipped.items():
             self.skipped[type_] += count
             stats.inc_value(f"openlibrary/skipped/{type_.rsplit('/', 1)[-1]}", count)
+        return self.records
 
     @property
     def dump_file(self) -> str:
@@ -700,23 +645,6 @@ class OpenLibraryDumpSpider(ContentSpider):
         if self.download is not None:
             return str(self.download.path)
         return self.shown_location
-
-    def _state(self, shown: str) -> Json:
-        download = self.download
-        assert download is not None
-        return {
-            "dump": shown,
-            "file": str(download.path),
-            "size": download.size,
-            "etag": download.etag,
-            "last_modified": download.last_modified,
-            "download": download.outcome,
-            "lines": self.lines,
-            "records": self.records,
-            "bad_lines": self.bad_lines,
-            "complete": self.complete,
-            "finished_at": utc_now(),
-        }
 
     def closed(self, reason: str) -> None:
         if self.download is None and self.distributed is not None:
