@@ -18,6 +18,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.test import get_crawler
 
 from contentcrawl.dumps import (
+    IMPORT_GC_THRESHOLD,
     DownloadCancelledError,
     DownloadError,
     DownloadResult,
@@ -32,6 +33,9 @@ from contentcrawl.dumps import (
     reading_ahead,
 )
 from contentcrawl.redaction import basic_auth
+from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
+from spiders_tests.crawling import crawl
+from spiders_tests.fakes.musicbrainz import dump_lines, generated_docs
 from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer, serve_bytes
 
 LINES = [b"line %d\t{}\n" % number for number in range(1, 2001)]
@@ -392,3 +396,26 @@ async def test_a_cancelled_reader_waits_for_the_batch_being_read_ahead() -> None
     with pytest.raises(asyncio.CancelledError):
         await reader
     assert reads_finished == [1000]
+
+
+@deferred_f_from_coro_f
+async def test_a_musicbrainz_dump_import_closed_mid_dump_ends_with_the_crawl(
+    tmp_path: Path,
+) -> None:
+    dump = tmp_path / "artist.jsonl"
+    dump.write_bytes(b"".join(dump_lines(generated_docs("artist", 20_000))))
+    settings = {
+        "MONGO_URI": "",
+        "SQLITE_PATH": str(tmp_path / "s.sqlite3"),
+        "CLOSESPIDER_ITEMCOUNT": 1_500,
+    }
+    crawler = await crawl(MusicBrainzArtistsSpider, settings, mode="dump", dump=str(dump))
+
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "closespider_itemcount"
+    # The reader stopped with the spider instead of reading the rest of the dump.
+    assert stats["musicbrainz/dump/lines"] < 20_000
+    # Scrapy never closes a closing spider's start(): the import was ended at the close, so
+    # its dump is closed and the import's GC setting undone before the crawl returned.
+    assert crawler.spider.import_ended.is_set()
+    assert gc.get_threshold()[0] != IMPORT_GC_THRESHOLD

@@ -6,13 +6,13 @@ and the other entities. An archive holds small metadata files (``TIMESTAMP``,
 ``JSON_DUMPS_SCHEMA_NUMBER``, ``COPYING``…) and ``mbdump/<entity>``: one JSON document per
 line, the entity JSON ws/2 answers a lookup with, every include present.
 
-Nothing here holds a whole file: ``contentcrawl.dumps.fetch_dump`` downloads (resumably, and
+Nothing here holds a whole file: the spider's ``fetch_dump_file`` downloads (resumably, and
 not again when the server's copy is unchanged), ``DumpFile`` decompresses the xz layer as a
 stream, ``tarfile`` reads the tar layer in streaming mode (``r|``) and the data member is
-read a line at a time, in batches on a worker thread, while ``ItemFlow`` keeps the items
-waiting for the pipelines few. A JSON-lines file (``mbdump/artist`` taken out of its
-archive, ``artist.jsonl``, ``release-group.json.gz``) is read the same way, its entity
-named by its file name.
+read a line at a time, in batches on a worker thread (``DumpSpider.read_dump``), while
+``ItemFlow`` keeps the items waiting for the pipelines few. A JSON-lines file
+(``mbdump/artist`` taken out of its archive, ``artist.jsonl``, ``release-group.json.gz``) is
+read the same way, its entity named by its file name.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import tarfile
 import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -31,22 +32,15 @@ from scrapy.exceptions import CloseSpider
 
 from contentcrawl.dumps import (
     BATCH_LINES,
-    DownloadError,
     DownloadResult,
     DumpFile,
     DumpReadError,
-    Progress,
-    fetch_dump,
     fewer_gc_passes,
-    import_failed,
     is_url,
-    reading_ahead,
     spider_closing,
 )
-from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import ContentItem, ItemBatch, Json
 from contentcrawl.redaction import redact_url
-from contentcrawl.store.base import utc_now
 
 if TYPE_CHECKING:
     import logging
@@ -54,7 +48,7 @@ if TYPE_CHECKING:
     from scrapy import Request
     from scrapy.crawler import Crawler
 
-    from contentcrawl.dumps import ItemFlow
+    from contentcrawl.sources.dump_spider import BatchT, DumpTally
 
 DATA_PREFIX = "mbdump/"
 # Members outside mbdump/ up to this size are kept as metadata (TIMESTAMP and friends).
@@ -77,13 +71,29 @@ class DumpImportSpider(Protocol):
     dumps_url: str
     dump_slot: str
     entities: list[str]
-    progress_interval: float
-    flow: ItemFlow
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]: ...
 
     def request(self, url: str, **kwargs: Any) -> Request: ...
+
+    async def fetch_dump_file(self, location: str) -> DownloadResult: ...
+
+    def read_dump(
+        self,
+        dump: DumpFile,
+        read_batch: Callable[[int], BatchT],
+        count: Callable[[BatchT], int],
+        tally: DumpTally,
+        *,
+        limit: int | None,
+        label: str,
+        dump_name: str,
+    ) -> AsyncIterator[ItemBatch]: ...
+
+    def stage_dump(
+        self, key: str, shown: str, download: DownloadResult, counts: Json, complete: bool
+    ) -> None: ...
 
 
 class BadLineError(ValueError):
@@ -195,6 +205,8 @@ class Batch:
     records: Counter[str] = field(default_factory=Counter)  # entity → records
     position: int = 0
     end: bool = False
+    # The reason of ``broken``, if any.
+    stream_error: str | None = None
 
 
 class DumpImport:
@@ -231,14 +243,7 @@ class DumpImport:
     async def items(self) -> AsyncIterator[ItemBatch]:
         """The dump's records in batches; stages ``<spider>/dump/<file name>`` when read."""
         spider = self.spider
-        try:
-            self.download = await fetch_dump(spider.crawler, self.location)
-        except DownloadError as error:
-            spider.logger.error("%s: cannot download the dump: %s", spider.name, error)
-            raise CloseSpider("dump_download_failed") from None
-        except FileNotFoundError as error:
-            spider.logger.error("%s: %s", spider.name, error)
-            raise CloseSpider("dump_not_found") from None
+        self.download = await spider.fetch_dump_file(self.location)
         path = self.download.path
         entity = None if is_archive(path.name) else plain_entity(path.name)
         if entity is not None and entity not in self.mappers:
@@ -265,36 +270,27 @@ class DumpImport:
                 lines: Iterator[tuple[str, int, bytes]] = iter(archive)
             else:
                 lines = plain_lines(dump, entity)
-            async for item in self._read(dump, lines):
-                yield item
+            # aclosing: closing this import closes the reader (and waits for its read-ahead)
+            # before the dump file is closed under it.
+            async with aclosing(self._read(dump, lines)) as batches:
+                async for batch in batches:
+                    yield batch
         self._finish()
 
-    async def _read(
+    def _read(
         self, dump: DumpFile, lines: Iterator[tuple[str, int, bytes]]
     ) -> AsyncIterator[ItemBatch]:
         """The dump's records, a batch at a time; the next batch is read while one flows."""
         spider = self.spider
-        progress = Progress(
-            f"{spider.name} {self.file_name}",
-            dump.size,
-            spider.progress_interval,
-            log=spider.logger,
+        return spider.read_dump(
+            dump,
+            lambda budget: self._read_batch(dump, lines, budget),
+            self._count,
+            self,
+            limit=self.limit,
+            label=f"{spider.name} {self.file_name}",
+            dump_name=self.file_name,
         )
-        last: Batch | None = None
-        async with reading_ahead(
-            lambda budget: self._read_batch(dump, lines, budget), self.limit
-        ) as batches:
-            async for last in batches:
-                self._count(last)
-                if last.items:
-                    yield ItemBatch(last.items)
-                    if not await spider.flow.sent():
-                        break
-                progress.update(last.position, sum(self.records.values()))
-        self.complete = last is not None and last.end and last.broken is None
-        if import_failed(spider.crawler, "musicbrainz", self.file_name, self.lines, self.bad_lines):
-            self.complete = False
-        await spider.flow.drained()
 
     def _read_batch(
         self, dump: DumpFile, lines: Iterator[tuple[str, int, bytes]], budget: int
@@ -321,11 +317,13 @@ class DumpImport:
                 batch.end = True
         except DumpReadError as error:
             batch.broken = (entity or "?", error.line_number, error.reason, error.detail)
+            batch.stream_error = error.reason
             batch.end = True
         batch.position = dump.position
         return batch
 
-    def _count(self, batch: Batch) -> None:
+    def _count(self, batch: Batch) -> int:
+        """Count a batch's lines, records and bad lines; the records so far."""
         spider = self.spider
         stats = spider.crawler.stats
         self.lines += batch.lines
@@ -362,6 +360,7 @@ class DumpImport:
                 line_number,
                 detail[:200],
             )
+        return sum(self.records.values())
 
     def _finish(self) -> None:
         spider = self.spider
@@ -385,28 +384,20 @@ class DumpImport:
             f", dump of {self.metadata['TIMESTAMP']}" if "TIMESTAMP" in self.metadata else "",
             "" if self.complete else ", not read to its end",
         )
-        sync = spider.crawler.get_extension(SyncState)
-        if sync is None or self.download is None:
+        if self.download is None:
             return
-        download = self.download
-        # Saved by SyncState only if the run finishes cleanly (every batch stored).
-        sync.stage(
+        spider.stage_dump(
             f"{spider.name}/dump/{self.file_name}",
+            self.shown,
+            self.download,
             {
-                "dump": self.shown,
-                "file": str(download.path),
-                "size": download.size,
-                "etag": download.etag,
-                "last_modified": download.last_modified,
-                "download": download.outcome,
                 "timestamp": self.metadata.get("TIMESTAMP"),
                 "schema": self.metadata.get("JSON_DUMPS_SCHEMA_NUMBER"),
                 "lines": self.lines,
                 "records": dict(self.records),
                 "bad_lines": self.bad_lines,
-                "complete": self.complete,
-                "finished_at": utc_now(),
             },
+            self.complete,
         )
 
 

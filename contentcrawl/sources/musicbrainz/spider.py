@@ -9,10 +9,11 @@ from scrapy import Request
 from scrapy.exceptions import CloseSpider, IgnoreRequest
 from scrapy.spidermiddlewares.httperror import HttpError
 
-from contentcrawl.dumps import ItemFlow, is_url
+from contentcrawl.dumps import is_url
 from contentcrawl.items import AlbumItem, ArtistItem, ContentItem, ItemBatch
 from contentcrawl.redaction import redact_text, redact_url
-from contentcrawl.sources.base import TEXT, Argument, ContentSpider, choice, subset
+from contentcrawl.sources.base import TEXT, Argument, choice, subset
+from contentcrawl.sources.dump_spider import DumpSpider
 from contentcrawl.sources.failures import ReplaysFailures
 from contentcrawl.sources.musicbrainz.dump import import_dumps
 from contentcrawl.sources.musicbrainz.mappers import (
@@ -64,7 +65,7 @@ def split_list(value: str | Iterable[str] | None, separator: str = ",") -> list[
     return [part.strip() for part in parts if part and part.strip()]
 
 
-class MusicBrainzSpider(ReplaysFailures, ContentSpider):
+class MusicBrainzSpider(ReplaysFailures, DumpSpider):
     """Artists with their release groups, from ws/2 (``mode=api``) or the dumps (``mode=dump``).
 
     Spider arguments: ``mode`` (``api``, the default, ``dump`` when ``dump`` is given, or
@@ -78,6 +79,7 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
 
     slot = "musicbrainz"
     dump_slot = "musicbrainz_dumps"
+    dump_source = "musicbrainz"
     # Dead letters find the record id of a lookup in cb_kwargs["mbid"] (sources/failures.py).
     item_class: ClassVar[type[ContentItem]] = ArtistItem
     distributed_collection = ArtistItem.collection
@@ -143,13 +145,12 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
         queries = split_list(settings.get("MUSICBRAINZ_QUERIES"), separator=";")
         # A query given twice would be one URL twice: Scrapy's duplicate filter drops it.
         spider.queries = list(dict.fromkeys(queries))
-        spider.progress_interval = settings.getfloat("PROGRESS_INTERVAL", 30.0)
-        spider.flow = (
-            ItemFlow(crawler, settings.getint("DUMP_MAX_PENDING_ITEMS", 16))
-            if spider.mode == "dump"
-            else None
-        )
         return spider
+
+    @property
+    def imports_dump(self) -> bool:
+        """Whether this run imports dumps (``mode=dump``) rather than crawling the API."""
+        return self.mode == "dump"
 
     # -- start --------------------------------------------------------------------------
     def needs_contact(self) -> bool:
@@ -206,7 +207,7 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
     def distributed_source(self) -> AsyncIterator[Request | ItemBatch]:
         """The dump import, or the lookups of ``-a mbids`` and the first page of each search."""
         if self.mode == "dump":
-            return import_dumps(self, DUMP_MAPPERS)
+            return self.dump_import(import_dumps(self, DUMP_MAPPERS))
         if self.mode == "failed":
             return self._replays()
         return self._first_requests()

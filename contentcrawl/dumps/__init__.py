@@ -1,0 +1,61 @@
+"""Dump files of any source: resumable streaming download, incremental line reading, progress.
+
+Dumps are many gigabytes, so nothing here holds a whole file in memory, and nothing runs on
+the reactor: ``download_dump`` and reads of a ``DumpFile`` are blocking calls meant for a
+worker thread (``asyncio.to_thread``). ``download`` fetches (resumable, conditional),
+``read`` opens and reads a local file, ``crawl`` joins both to a running crawl; the spiders
+that import dumps build on ``contentcrawl.sources.dump_spider.DumpSpider``.
+"""
+
+from contentcrawl.dumps.crawl import ItemFlow, fetch_dump, import_failed, spider_closing
+from contentcrawl.dumps.download import (
+    CHUNK_SIZE,
+    DownloadCancelledError,
+    DownloadError,
+    DownloadResult,
+    Validators,
+    download_dump,
+    dump_file_name,
+    is_url,
+    local_path,
+)
+from contentcrawl.dumps.progress import Progress, format_bytes, format_duration
+from contentcrawl.dumps.read import (
+    BATCH_LINES,
+    IMPORT_GC_THRESHOLD,
+    BadLineLimit,
+    DumpBatch,
+    DumpFile,
+    DumpReadError,
+    fewer_gc_passes,
+    read_ahead,
+    reading_ahead,
+)
+
+__all__ = [
+    "BATCH_LINES",
+    "CHUNK_SIZE",
+    "IMPORT_GC_THRESHOLD",
+    "BadLineLimit",
+    "DownloadCancelledError",
+    "DownloadError",
+    "DownloadResult",
+    "DumpBatch",
+    "DumpFile",
+    "DumpReadError",
+    "ItemFlow",
+    "Progress",
+    "Validators",
+    "download_dump",
+    "dump_file_name",
+    "fetch_dump",
+    "fewer_gc_passes",
+    "format_bytes",
+    "format_duration",
+    "import_failed",
+    "is_url",
+    "local_path",
+    "read_ahead",
+    "reading_ahead",
+    "spider_closing",
+]

@@ -1,0 +1,191 @@
+"""DumpSpider: the base of spiders whose ``start()`` imports dump files instead of requests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+
+from scrapy import signals
+from scrapy.exceptions import CloseSpider
+
+from contentcrawl.dumps import (
+    DownloadError,
+    DownloadResult,
+    DumpFile,
+    ItemFlow,
+    Progress,
+    fetch_dump,
+    import_failed,
+    reading_ahead,
+)
+from contentcrawl.extensions.sync_state import SyncState
+from contentcrawl.items import ItemBatch, Json
+from contentcrawl.sources.base import ContentSpider
+from contentcrawl.store.base import utc_now
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from scrapy.crawler import Crawler
+
+    from contentcrawl.items import ContentItem
+
+
+class ReadBatch(Protocol):
+    """What ``DumpSpider.read_dump`` needs of a batch read in the worker thread."""
+
+    items: list[ContentItem]
+    # Bytes of the dump file consumed, for the progress line.
+    position: int
+    end: bool
+    # Why the file could not be read to its end (truncated or corrupt compression), if so.
+    stream_error: str | None
+
+
+class DumpTally(Protocol):
+    """The counts of one dump being imported, judged once it is read."""
+
+    lines: int
+    bad_lines: int
+    complete: bool
+
+
+BatchT = TypeVar("BatchT", bound=ReadBatch)
+
+
+class DumpSpider(ContentSpider):
+    """Fetches dump files, reads them in batches off the reactor and sends their records on.
+
+    To extend: set ``dump_source`` (the stat prefix), return ``dump_import(batches)`` from
+    ``distributed_source`` where ``batches`` fetches each dump with ``fetch_dump_file``,
+    reads it with ``read_dump`` (the one place records become ``ItemBatch`` items) and
+    stages what it imported with ``stage_dump``. A spider that imports a dump only in
+    some runs makes ``imports_dump`` a property.
+    """
+
+    dump_source: ClassVar[str]
+    imports_dump: bool = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.import_source: AsyncGenerator[ItemBatch, None] | None = None
+        # Set when the import has ended, closed or not, its dump and store connection too.
+        self.import_ended = asyncio.Event()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        settings = crawler.settings
+        spider.progress_interval = settings.getfloat("PROGRESS_INTERVAL", 30.0)
+        spider.flow = (
+            ItemFlow(crawler, settings.getint("DUMP_MAX_PENDING_ITEMS", 4))
+            if spider.imports_dump
+            else None
+        )
+        crawler.signals.connect(spider.end_import, signal=signals.spider_closed)
+        return spider
+
+    def dump_import(self, batches: AsyncIterator[ItemBatch]) -> AsyncIterator[ItemBatch]:
+        """``batches`` as the source ``start()`` reads, ended by ``end_import`` at close."""
+        self.import_source = self._until_ended(batches)
+        return self.import_source
+
+    async def _until_ended(self, batches: AsyncIterator[ItemBatch]) -> AsyncGenerator[ItemBatch]:
+        try:
+            async with aclosing(batches) as opened:
+                async for batch in opened:
+                    yield batch
+        finally:
+            self.import_ended.set()
+
+    async def end_import(self) -> None:
+        """At spider close, end an import the engine no longer reads: before the crawl
+        returns, the batch being read ahead is finished and the dump and the store
+        connection are closed.
+
+        Scrapy 2.19 stops pulling ``start()`` once the spider is closing and never closes
+        it: left to the garbage collector, it closed the dump under the read-ahead thread
+        ("I/O operation on closed file") and kept the store file open.
+        """
+        source = self.import_source
+        if source is None:
+            return
+        if source.ag_running:
+            # The engine is in a step of it: the reader sees the closing spider and ends.
+            await self.import_ended.wait()
+        else:
+            await source.aclose()
+
+    async def fetch_dump_file(self, location: str) -> DownloadResult:
+        """The local file of ``location`` (``fetch_dump``); one ERROR line and a close
+        (``dump_download_failed``, ``dump_not_found``) when there is none."""
+        try:
+            return await fetch_dump(self.crawler, location)
+        except DownloadError as error:
+            self.logger.error("%s: cannot download the dump: %s", self.name, error)
+            raise CloseSpider("dump_download_failed") from None
+        except FileNotFoundError as error:
+            self.logger.error("%s: %s", self.name, error)
+            raise CloseSpider("dump_not_found") from None
+
+    async def read_dump(
+        self,
+        dump: DumpFile,
+        read_batch: Callable[[int], BatchT],
+        count: Callable[[BatchT], int],
+        tally: DumpTally,
+        *,
+        limit: int | None,
+        label: str,
+        dump_name: str,
+    ) -> AsyncIterator[ItemBatch]:
+        """Batches of ``read_batch(max_items)`` (run in a worker thread, the next one read
+        while these flow) as ``ItemBatch`` items, up to ``limit`` records; ``count`` counts
+        each batch on the reactor and answers the records so far. Once read, ``tally`` is
+        judged: complete when read to its end within ``DUMP_MAX_BAD_LINE_SHARE``."""
+        flow = self.flow
+        # Set in from_crawler whenever the run imports a dump.
+        assert flow is not None
+        progress = Progress(label, dump.size, self.progress_interval, log=self.logger)
+        last: BatchT | None = None
+        async with reading_ahead(read_batch, limit) as batches:
+            async for batch in batches:
+                if not flow.open():
+                    # Read but not sent (nor counted): the spider is closing.
+                    break
+                last = batch
+                records = count(batch)
+                if batch.items:
+                    yield ItemBatch(batch.items)
+                    if not await flow.sent():
+                        break
+                progress.update(batch.position, records)
+        tally.complete = last is not None and last.end and last.stream_error is None
+        if import_failed(self.crawler, self.dump_source, dump_name, tally.lines, tally.bad_lines):
+            tally.complete = False
+        await flow.drained()
+
+    def stage_dump(
+        self, key: str, shown: str, download: DownloadResult, counts: Json, complete: bool
+    ) -> None:
+        """Stage ``key`` with the ``SyncState`` extension: the dump, its validators and
+        ``counts``; saved only if the run finishes cleanly (every batch stored)."""
+        sync = self.crawler.get_extension(SyncState)
+        if sync is None:
+            return
+        sync.stage(
+            key,
+            {
+                "dump": shown,
+                "file": str(download.path),
+                "size": download.size,
+                "etag": download.etag,
+                "last_modified": download.last_modified,
+                "download": download.outcome,
+                **counts,
+                "complete": complete,
+                "finished_at": utc_now(),
+            },
+        )
