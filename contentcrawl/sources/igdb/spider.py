@@ -15,10 +15,10 @@ from twisted.python.failure import Failure
 
 from contentcrawl.extensions.distributed import cap_worker_requests
 from contentcrawl.extensions.sync_state import SyncState
+from contentcrawl.failures import ReplaysFailures
 from contentcrawl.items import ContentItem
 from contentcrawl.redaction import redact_text, redact_url
 from contentcrawl.sources.base import Argument, ContentSpider, choice
-from contentcrawl.sources.failures import ReplaysFailures
 from contentcrawl.sources.igdb.mappers import (
     DEFAULT_IMAGE_URL,
     Json,

@@ -10,10 +10,10 @@ from scrapy.exceptions import CloseSpider, IgnoreRequest
 from scrapy.spidermiddlewares.httperror import HttpError
 
 from contentcrawl.dumps import ItemFlow, is_url
+from contentcrawl.failures import ReplaysFailures
 from contentcrawl.items import AlbumItem, ArtistItem, ContentItem, ItemBatch
 from contentcrawl.redaction import redact_text, redact_url
 from contentcrawl.sources.base import TEXT, Argument, ContentSpider, choice, subset
-from contentcrawl.sources.failures import ReplaysFailures
 from contentcrawl.sources.musicbrainz.dump import import_dumps
 from contentcrawl.sources.musicbrainz.mappers import (
     DUMP_MAPPERS,
@@ -78,7 +78,7 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
 
     slot = "musicbrainz"
     dump_slot = "musicbrainz_dumps"
-    # Dead letters find the record id of a lookup in cb_kwargs["mbid"] (sources/failures.py).
+    # Dead letters find the record id of a lookup in cb_kwargs["mbid"] (contentcrawl/failures.py).
     item_class: ClassVar[type[ContentItem]] = ArtistItem
     distributed_collection = ArtistItem.collection
 

@@ -12,6 +12,7 @@ from scrapy.exceptions import CloseSpider
 from scrapy.spidermiddlewares.httperror import HttpError
 
 from contentcrawl.extensions.sync_state import SyncState
+from contentcrawl.failures import ReplaysFailures
 from contentcrawl.items import ContentItem, Json, SeriesItem
 from contentcrawl.middlewares.tmdb_auth import tmdb_credentials_configured
 from contentcrawl.redaction import redact_url
@@ -24,7 +25,6 @@ from contentcrawl.sources.base import (
     choice,
     subset,
 )
-from contentcrawl.sources.failures import ReplaysFailures
 from contentcrawl.sources.tmdb.exports import ExportReader, FetchDates
 from contentcrawl.sources.tmdb.listings import (
     MAX_LIST_PAGE,
