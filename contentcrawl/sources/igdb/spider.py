@@ -115,7 +115,6 @@ class IgdbSpider(ReplaysFailures, ContentSpider):
         if mode == "incremental" and synced_at is not None:
             self.where = [f"updated_at > {int(synced_at) - self.sync_overlap}"]
         self.mode = mode
-        self.join_distributed_run()
         self.logger.info(
             "IGDB %s: mode=%s api=%s %s page_size=%d parallel_ranges=%d limit=%s%s",
             self.endpoint,

@@ -173,7 +173,6 @@ class MusicBrainzSpider(ReplaysFailures, ContentSpider):
         # request (a daily replay job must not fail where the API is not crawled).
         if self.mode != "failed":
             self.check_contact()
-        self.join_distributed_run()
         if self.mode == "api":
             self._plan_searches()
         async for request_or_batch in self.read_source(self.distributed_source()):

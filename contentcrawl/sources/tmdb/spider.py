@@ -197,7 +197,6 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         # Ids asked for by the stopped run this one resumes (JOBDIR) too: a changes window
         # lists again ids an earlier window had.
         self.planner.queued = self.resumed("tmdb_queued", self.planner.queued)
-        self.join_distributed_run()
         self.logger.info(
             "%s: mode=%s api=%s exports=%s language=%s auth=%s include_adult=%s limit=%s "
             "filters=%s",
