@@ -9,3 +9,9 @@ Connect with ``crawler.signals.connect(handler, signal=request_gave_up)``.
 # "429", or the exception class name), ``attempts`` (downloads made, the first one
 # included) and ``spider``. Run records and dead letters listen to it.
 request_gave_up = object()
+
+# Sent by DistributedRun (contentcrawl.extensions.distributed) when its worker opens, with
+# ``run``: what a spider calls to seed the shared queue (``run.start(source)``) and account
+# for its keys (``run.record_ids(keys)``, ``run.settle(key)``). Spiders take it from here,
+# so that no spider imports the extension.
+distributed_run_opened = object()

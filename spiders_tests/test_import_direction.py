@@ -1,6 +1,7 @@
-"""Imports go one way: the store knows nothing of the read API, and inside the read query and
-source packages the parts import their base or mappers, never the module that picks or runs
-them (read with ``ast``: imports inside functions and ``TYPE_CHECKING`` blocks count too)."""
+"""Imports go one way: the store knows nothing of the read API; extensions, pipelines and the
+store know nothing of sources and spiders; inside the read query and source packages the parts
+import their base or mappers, never the module that picks or runs them (read with ``ast``:
+imports inside functions and ``TYPE_CHECKING`` blocks count too)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,19 @@ def test_the_store_does_not_import_the_read_api() -> None:
             name for name in imported_modules(path) if name.startswith("contentcrawl.api")
         )
         for path in (PACKAGE / "store").rglob("*.py")
+    }
+    assert not {path: names for path, names in offending.items() if names}
+
+
+@pytest.mark.parametrize("room", ["extensions", "pipelines", "store"])
+def test_components_do_not_import_sources_or_spiders(room: str) -> None:
+    offending = {
+        str(path.relative_to(PROJECT)): sorted(
+            name
+            for name in imported_modules(path)
+            if name.startswith(("contentcrawl.sources", "contentcrawl.spiders"))
+        )
+        for path in (PACKAGE / room).rglob("*.py")
     }
     assert not {path: names for path, names in offending.items() if names}
 

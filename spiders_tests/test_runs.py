@@ -17,7 +17,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.project import get_project_settings
 
 from contentcrawl.extensions.runs import run_counts, spider_arguments
-from contentcrawl.sources.failures import strip_secrets
+from contentcrawl.failures import strip_secrets
 from contentcrawl.spiders.openlibrary_books import OpenLibraryBooksSpider
 from contentcrawl.spiders.tmdb_movies import TmdbMoviesSpider
 from contentcrawl.verdict import judge

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
+from contentcrawl.failures import REPLAY_META, dead_letter_for
 from contentcrawl.redaction import MASK, redact_text
 from contentcrawl.signals import request_gave_up
-from contentcrawl.sources.failures import REPLAY_META, dead_letter_for
 from contentcrawl.store import Store, build_store
 from contentcrawl.verdict import run_verdict
 
@@ -154,7 +154,7 @@ class RunRecorder:
 
     At spider open a ``running`` record is saved (a crash leaves it so, which ``status``
     shows); at close it is completed from the stats. Every ``request_gave_up`` of one of
-    the spider's own requests becomes a failure record (``contentcrawl.sources.failures``);
+    the spider's own requests becomes a failure record (``contentcrawl.failures``);
     a replayed request (``meta["dead_letter"]``) that gets an answer clears its failure.
     Switch off with ``RUNS_ENABLED = False``.
     """

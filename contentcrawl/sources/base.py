@@ -6,12 +6,12 @@ import difflib
 import math
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol
 
 import scrapy
 
-from contentcrawl.extensions.distributed import DistributedRun
 from contentcrawl.redaction import redact_text
+from contentcrawl.signals import distributed_run_opened
 
 if TYPE_CHECKING:
     from typing import Self
@@ -22,6 +22,19 @@ if TYPE_CHECKING:
 # Arguments scrapyd passes to every job (scrapyd.launcher.get_crawl_args: the job id, the
 # egg version) and the name of its schedule.json settings, should a client pass it along.
 SCRAPYD_ARGUMENTS = frozenset({"_job", "_version", "setting"})
+
+
+class SharedRun(Protocol):
+    """What a source spider calls on the distributed run it is part of (``REDIS_URL`` set)."""
+
+    def start(self, source: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """What of ``source`` this worker's ``start()`` yields."""
+
+    def record_ids(self, keys: Iterable[str]) -> None:
+        """Record keys a listing page found, before the page is settled."""
+
+    def settle(self, key: str) -> None:
+        """Record a key whose work is done without a record of its own."""
 
 
 class SpiderArgumentError(ValueError):
@@ -117,14 +130,16 @@ class ContentSpider(scrapy.Spider):
         self.limit: int | None = self.options.get("limit")
         # As given, for the run record (contentcrawl.extensions.runs masks secret names).
         self.arguments: dict[str, Any] = dict(kwargs)
-        # The shared Redis run when REDIS_URL is set: see join_distributed_run().
-        self.distributed: DistributedRun | None = None
+        # The shared Redis run when REDIS_URL is set, handed over as the spider opens (before
+        # start()) by contentcrawl.extensions.distributed: see joined_distributed_run().
+        self.distributed: SharedRun | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
         spider = super().from_crawler(crawler, *args, **kwargs)
         # Every argument given: a subclass's own (mode, dump, ...) never reach __init__ here.
         spider.arguments = dict(kwargs)
+        crawler.signals.connect(spider.joined_distributed_run, signal=distributed_run_opened)
         return spider
 
     @classmethod
@@ -193,11 +208,9 @@ class ContentSpider(scrapy.Spider):
         state = self.job_state
         return value if state is None else state.setdefault(name, value)
 
-    def join_distributed_run(self) -> DistributedRun | None:
-        """Find the shared Redis run (``contentcrawl.extensions.distributed``; None without
-        ``REDIS_URL``). From ``start()`` on: extensions do not exist before the crawl."""
-        self.distributed = self.crawler.get_extension(DistributedRun)
-        return self.distributed
+    def joined_distributed_run(self, run: SharedRun) -> None:
+        """Take the shared Redis run (``distributed_run_opened`` signal) this worker is part of."""
+        self.distributed = run
 
     async def read_source(self, source: AsyncIterator[Any]) -> AsyncIterator[Any]:
         """What ``start()`` yields of the run's source: all of it when alone; in a distributed

@@ -13,7 +13,7 @@ crawl runs at the slot's rate (the account's limit) instead of one page per roun
 Full mode reads every record; incremental mode reads those with ``updated_at`` newer than
 the start of the last clean run (minus ``IGDB_SYNC_OVERLAP`` seconds for clock skew), saved
 by the ``SyncState`` extension as ``<spider name>/sync``. ``mode=failed`` replays the pages
-and records earlier runs gave up on (``contentcrawl.sources.failures``).
+and records earlier runs gave up on (``contentcrawl.failures``).
 
 With ``REDIS_URL`` set (``contentcrawl.extensions.distributed``) one worker sends the probe
 and every worker pages ranges from the shared queue. The probe and each page are keys of the

@@ -15,10 +15,10 @@ from twisted.python.failure import Failure
 
 from contentcrawl.extensions.distributed import cap_worker_requests
 from contentcrawl.extensions.sync_state import SyncState
+from contentcrawl.failures import ReplaysFailures
 from contentcrawl.items import ContentItem
 from contentcrawl.redaction import redact_text, redact_url
 from contentcrawl.sources.base import Argument, ContentSpider, choice
-from contentcrawl.sources.failures import ReplaysFailures
 from contentcrawl.sources.igdb.mappers import (
     DEFAULT_IMAGE_URL,
     Json,
@@ -115,7 +115,6 @@ class IgdbSpider(ReplaysFailures, ContentSpider):
         if mode == "incremental" and synced_at is not None:
             self.where = [f"updated_at > {int(synced_at) - self.sync_overlap}"]
         self.mode = mode
-        self.join_distributed_run()
         self.logger.info(
             "IGDB %s: mode=%s api=%s %s page_size=%d parallel_ranges=%d limit=%s%s",
             self.endpoint,

@@ -10,11 +10,11 @@ from scrapy.exceptions import CloseSpider, IgnoreRequest
 from scrapy.spidermiddlewares.httperror import HttpError
 
 from contentcrawl.dumps import is_url
+from contentcrawl.failures import ReplaysFailures
 from contentcrawl.items import AlbumItem, ArtistItem, ContentItem, ItemBatch
 from contentcrawl.redaction import redact_text, redact_url
 from contentcrawl.sources.base import TEXT, Argument, choice, subset
 from contentcrawl.sources.dump_spider import DumpSpider
-from contentcrawl.sources.failures import ReplaysFailures
 from contentcrawl.sources.musicbrainz.dump import import_dumps
 from contentcrawl.sources.musicbrainz.mappers import (
     DUMP_MAPPERS,
@@ -80,7 +80,7 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
     slot = "musicbrainz"
     dump_slot = "musicbrainz_dumps"
     dump_source = "musicbrainz"
-    # Dead letters find the record id of a lookup in cb_kwargs["mbid"] (sources/failures.py).
+    # Dead letters find the record id of a lookup in cb_kwargs["mbid"] (contentcrawl/failures.py).
     item_class: ClassVar[type[ContentItem]] = ArtistItem
     distributed_collection = ArtistItem.collection
 
@@ -174,7 +174,6 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
         # request (a daily replay job must not fail where the API is not crawled).
         if self.mode != "failed":
             self.check_contact()
-        self.join_distributed_run()
         if self.mode == "api":
             self._plan_searches()
         async for request_or_batch in self.read_source(self.distributed_source()):

@@ -157,7 +157,6 @@ class OpenLibraryDumpSpider(DumpSpider):
             self.limit or "none",
             "MongoDB" if self.settings.get("MONGO_URI") else self.settings.get("SQLITE_PATH"),
         )
-        self.join_distributed_run()
         async for batch in self.read_source(self.distributed_source()):
             yield batch
 

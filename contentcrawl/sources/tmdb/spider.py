@@ -12,6 +12,7 @@ from scrapy.exceptions import CloseSpider
 from scrapy.spidermiddlewares.httperror import HttpError
 
 from contentcrawl.extensions.sync_state import SyncState
+from contentcrawl.failures import ReplaysFailures
 from contentcrawl.items import ContentItem, Json, SeriesItem
 from contentcrawl.middlewares.tmdb_auth import tmdb_credentials_configured
 from contentcrawl.redaction import redact_url
@@ -24,7 +25,6 @@ from contentcrawl.sources.base import (
     choice,
     subset,
 )
-from contentcrawl.sources.failures import ReplaysFailures
 from contentcrawl.sources.tmdb.exports import ExportReader, FetchDates
 from contentcrawl.sources.tmdb.listings import (
     MAX_LIST_PAGE,
@@ -197,7 +197,6 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         # Ids asked for by the stopped run this one resumes (JOBDIR) too: a changes window
         # lists again ids an earlier window had.
         self.planner.queued = self.resumed("tmdb_queued", self.planner.queued)
-        self.join_distributed_run()
         self.logger.info(
             "%s: mode=%s api=%s exports=%s language=%s auth=%s include_adult=%s limit=%s "
             "filters=%s",

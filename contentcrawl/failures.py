@@ -12,6 +12,9 @@ URL without credential parameters, the method, a text body, the callback and err
 names, JSON-able ``cb_kwargs`` and a few meta keys. Authentication is added again on the
 way out by the source's own middleware. A spider whose requests cannot be rebuilt that way
 overrides ``requests_for_failures``.
+
+The recorder (an extension) and the spiders both use this module, so it belongs to neither
+room: it imports only the store and redaction helpers.
 """
 
 from __future__ import annotations
