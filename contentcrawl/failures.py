@@ -199,7 +199,7 @@ class ReplaysFailures:
 
     async def replay_failures(self) -> AsyncIterator[Request]:
         """The requests replaying this spider's pending failures."""
-        limit = self.crawler.settings.getint("FAILURES_REPLAY_LIMIT", 0) or self.replay_limit
+        limit = self.crawler.settings.getint("FAILURES_REPLAY_LIMIT") or self.replay_limit
 
         def load() -> list[dict[str, Any]]:
             with build_store(self.crawler.settings) as store:

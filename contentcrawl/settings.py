@@ -4,6 +4,9 @@ Precedence, lowest first: the defaults below, a ``.env`` file (python-dotenv), r
 environment variables, then ``scrapy crawl -s NAME=VALUE`` (Scrapy's command-line
 priority). ``.env`` is looked up from the working directory upwards, or taken from
 ``CONTENTCRAWL_ENV_FILE`` when that names a file.
+
+Each default lives here only: components read a setting without a default of their own
+(``settings.getint("NAME")``), so this file is the one place to read or change it.
 """
 
 import os
@@ -94,7 +97,9 @@ DUMP_MAX_PENDING_ITEMS = _env_int("DUMP_MAX_PENDING_ITEMS", 4)
 # line is good.
 DUMP_MAX_BAD_LINE_SHARE = _env_float("DUMP_MAX_BAD_LINE_SHARE", 0.5)
 DUMP_BAD_LINE_MIN_LINES = _env_int("DUMP_BAD_LINE_MIN_LINES", 10)
-# Seconds between progress lines of long runs (downloads, imports, exports).
+# Seconds between progress lines of dump downloads (TMDB exports too) and of the Open
+# Library and MusicBrainz dump imports: not the Progress extension's PROGRESS_LOG_INTERVAL,
+# nor TMDB_PROGRESS_INTERVAL (the TMDB spider's own line).
 PROGRESS_INTERVAL = _env_int("PROGRESS_INTERVAL", 30)
 
 # --- IGDB run options -------------------------------------------------------------------
@@ -128,6 +133,7 @@ MUSICBRAINZ_MIN_SCORE = _env_int("MUSICBRAINZ_MIN_SCORE", 0)
 TMDB_CHANGES_MAX_AGE_DAYS = _env_int("TMDB_CHANGES_MAX_AGE_DAYS", 90)
 # Detail requests waiting for an answer at once while an export is read.
 TMDB_START_BACKLOG = _env_int("TMDB_START_BACKLOG", 200)
+# Seconds between the TMDB spider's progress lines (records done of those planned, ETA).
 TMDB_PROGRESS_INTERVAL = _env_int("TMDB_PROGRESS_INTERVAL", 60)
 # Pages read per list in `lists` mode (`-a pages=` overrides).
 TMDB_LIST_PAGES = _env_int("TMDB_LIST_PAGES", 5)
@@ -232,6 +238,9 @@ AUTOTHROTTLE_MAX_DELAY = 60.0
 AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
 
 # --- Retries and backoff ------------------------------------------------------
+# BACKOFF_* and RETRY_AFTER_MAX are PoliteRetryMiddleware's (middlewares/polite_retry.py);
+# BACKOFF_MAX caps the backoff without a Retry-After, unlike a slot's "backoff_max" above,
+# which caps every pause of that slot.
 RETRY_ENABLED = True
 RETRY_TIMES = _env_int("RETRY_TIMES", 5)
 RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
@@ -291,7 +300,8 @@ RUNS_ENABLED = _env_bool("RUNS_ENABLED", True)
 RUNS_HEARTBEAT_INTERVAL = _env_float("RUNS_HEARTBEAT_INTERVAL", 60.0)
 # Dead letters replayed per `mode=failed` run (0: all).
 FAILURES_REPLAY_LIMIT = _env_int("FAILURES_REPLAY_LIMIT", 0)
-# Seconds between generic progress lines (0 switches them off); a live line on a terminal.
+# The Progress extension (extensions/progress.py): seconds between its generic progress
+# lines (0 switches it off), and a live line on a terminal.
 PROGRESS_LOG_INTERVAL = _env_int("PROGRESS_LOG_INTERVAL", 60)
 PROGRESS_LIVE = _env_bool("PROGRESS_LIVE", True)
 
@@ -305,7 +315,8 @@ SPIDERMON_PERIODIC_MONITORS = {"contentcrawl.monitors.PeriodicMonitorSuite": 600
 SPIDERMON_MIN_ITEMS = _env_int("SPIDERMON_MIN_ITEMS", 0)
 SPIDERMON_MAX_ERRORS = _env_int("SPIDERMON_MAX_ERRORS", 0)
 SPIDERMON_MAX_RETRIES = _env_int("SPIDERMON_MAX_RETRIES", 0)
-# Largest share of records validation may drop before the run counts as failed.
+# Largest share of records validation may drop before the run counts as failed (a verdict
+# threshold of contentcrawl/verdict.py, like the three SPIDERMON_* above).
 MONITOR_MAX_DROPPED_SHARE = _env_float("MONITOR_MAX_DROPPED_SHARE", 0.01)
 
 # --- Many workers (README "Many workers on many machines") ---------------------------------

@@ -71,7 +71,7 @@ def _finish_reason(reason: str | None, stats: Stats, settings: BaseSettings) -> 
 
 
 def _extracted_items(reason: str | None, stats: Stats, settings: BaseSettings) -> str | None:
-    minimum = settings.getint("SPIDERMON_MIN_ITEMS", 0)
+    minimum = settings.getint("SPIDERMON_MIN_ITEMS")
     items = int(stats.get("item_scraped_count", 0))
     if reason is None or items >= minimum:
         return None
@@ -80,14 +80,14 @@ def _extracted_items(reason: str | None, stats: Stats, settings: BaseSettings) -
 
 def _retry_count(reason: str | None, stats: Stats, settings: BaseSettings) -> str | None:
     given_up = requests_given_up(stats)
-    if given_up <= settings.getint("SPIDERMON_MAX_RETRIES", 0):
+    if given_up <= settings.getint("SPIDERMON_MAX_RETRIES"):
         return None
     return f"{given_up} requests given up after their retries"
 
 
 def _error_count(reason: str | None, stats: Stats, settings: BaseSettings) -> str | None:
     errors = int(stats.get("log_count/ERROR", 0))
-    if errors <= settings.getint("SPIDERMON_MAX_ERRORS", 0):
+    if errors <= settings.getint("SPIDERMON_MAX_ERRORS"):
         return None
     return f"{errors} errors logged"
 
@@ -95,7 +95,7 @@ def _error_count(reason: str | None, stats: Stats, settings: BaseSettings) -> st
 def _validation_drops(reason: str | None, stats: Stats, settings: BaseSettings) -> str | None:
     dropped = stat_total(stats, "validation/dropped/")
     seen = dropped + int(stats.get("item_scraped_count", 0))
-    limit = settings.getfloat("MONITOR_MAX_DROPPED_SHARE", 0.01)
+    limit = settings.getfloat("MONITOR_MAX_DROPPED_SHARE")
     if dropped <= limit * seen:
         return None
     return f"{dropped} of {seen} records dropped by validation (limit {limit:.1%})"

@@ -57,7 +57,9 @@ class FileHost:
 
 
 def fetch(url: str, directory: Path, **kwargs: Any) -> DownloadResult:
-    return download_dump(url, directory, user_agent="contentcrawl-test", timeout=5, **kwargs)
+    return download_dump(
+        url, directory, user_agent="contentcrawl-test", timeout=5, progress_interval=30, **kwargs
+    )
 
 
 # --- download ---------------------------------------------------------------------------

@@ -235,7 +235,7 @@ def test_igdb_ranges_for_an_absurd_count_and_id_are_planned_without_overflow() -
 def test_igdb_probe_answer_with_unusable_names_is_a_lost_page_not_a_crash(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    crawler = get_crawler(IgdbGamesSpider)
+    crawler = make_crawler(IgdbGamesSpider)
     spider = IgdbGamesSpider.from_crawler(crawler)
     answer = [{"name": ["count"], "count": 3}, {"name": {"last": 1}, "result": [{"id": 9}]}]
     request = spider.probe_request([])

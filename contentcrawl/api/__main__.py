@@ -18,7 +18,7 @@ def main() -> None:
     settings = project_settings()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default=settings.get("API_HOST") or "127.0.0.1")
-    parser.add_argument("--port", type=int, default=settings.getint("API_PORT", 8000))
+    parser.add_argument("--port", type=int, default=settings.getint("API_PORT"))
     args = parser.parse_args()
     try:
         with build_store(settings):

@@ -66,9 +66,9 @@ async def fetch_dump(crawler: Crawler, location: str) -> DownloadResult:
             location,
             settings.get("DUMPS_DIR") or "data/dumps",
             user_agent=settings.get("USER_AGENT") or "contentcrawl",
-            timeout=settings.getfloat("DOWNLOAD_TIMEOUT", 60.0),
-            retries=settings.getint("DUMP_DOWNLOAD_RETRIES", 3),
-            progress_interval=settings.getfloat("PROGRESS_INTERVAL", 30.0),
+            timeout=settings.getfloat("DOWNLOAD_TIMEOUT"),
+            retries=settings.getint("DUMP_DOWNLOAD_RETRIES"),
+            progress_interval=settings.getfloat("PROGRESS_INTERVAL"),
             cancel=cancel,
         )
     except asyncio.CancelledError:

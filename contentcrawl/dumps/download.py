@@ -107,7 +107,7 @@ def download_dump(
     user_agent: str,
     timeout: float = 60.0,
     retries: int = 3,
-    progress_interval: float = 30.0,
+    progress_interval: float,
     cancel: threading.Event | None = None,
     chunk_size: int = CHUNK_SIZE,
 ) -> DownloadResult:

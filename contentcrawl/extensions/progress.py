@@ -42,14 +42,14 @@ class Progress:
 
     def __init__(self, crawler: Crawler, stream: TextIO | None = None) -> None:
         settings = crawler.settings
-        self.interval = settings.getfloat("PROGRESS_LOG_INTERVAL", 60.0)
+        self.interval = settings.getfloat("PROGRESS_LOG_INTERVAL")
         if self.interval <= 0:
             # Switched off is no news: Scrapy logs a NotConfigured reason as a WARNING.
             logger.debug("Disabled Progress: PROGRESS_LOG_INTERVAL is 0")
             raise NotConfigured
         self.crawler = crawler
         self.stream = stream or sys.stderr
-        self.live = settings.getbool("PROGRESS_LIVE", True) and self.stream.isatty()
+        self.live = settings.getbool("PROGRESS_LIVE") and self.stream.isatty()
         self._started = time.monotonic()
         self._tasks: list[LoopingCall] = []
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)

@@ -160,7 +160,7 @@ class RunRecorder:
     """
 
     def __init__(self, crawler: Crawler) -> None:
-        if not crawler.settings.getbool("RUNS_ENABLED", True):
+        if not crawler.settings.getbool("RUNS_ENABLED"):
             # Switched off is no news: Scrapy logs a NotConfigured reason as a WARNING.
             logger.debug("Disabled RunRecorder: RUNS_ENABLED is off")
             raise NotConfigured

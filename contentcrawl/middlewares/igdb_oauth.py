@@ -128,7 +128,7 @@ class IgdbOAuthMiddleware:
         self.token_url: str = settings.get("TWITCH_TOKEN_URL") or ""
         self.client_id: str = settings.get("IGDB_CLIENT_ID") or ""
         self.client_secret: str = settings.get("IGDB_CLIENT_SECRET") or ""
-        self.refresh_margin = settings.getfloat("IGDB_TOKEN_REFRESH_MARGIN", 86400.0)
+        self.refresh_margin = settings.getfloat("IGDB_TOKEN_REFRESH_MARGIN")
         self.crawler = crawler
         self.stats = crawler.stats
         self._token: AppToken | None = None
@@ -151,7 +151,7 @@ class IgdbOAuthMiddleware:
             self._redis = Redis.from_url(redis_url, decode_responses=True)
             self._release_lock = self._redis.register_script(RELEASE_LOCK)
         # Outlives a token request with its retries; a dead worker's lock expires by itself.
-        self.lock_ms = int((settings.getfloat("DOWNLOAD_TIMEOUT", 60.0) + 10.0) * 1000)
+        self.lock_ms = int((settings.getfloat("DOWNLOAD_TIMEOUT") + 10.0) * 1000)
         crawler.signals.connect(self._spider_closed, signal=signals.spider_closed)
 
     @classmethod

@@ -86,10 +86,10 @@ class PoliteRetryMiddleware(RetryMiddleware):
         super().__init__(crawler.settings)
         self.crawler = crawler
         settings = crawler.settings
-        self.backoff_base = settings.getfloat("BACKOFF_BASE", 1.0)
-        self.backoff_max = settings.getfloat("BACKOFF_MAX", 300.0)
-        self.backoff_jitter = settings.getfloat("BACKOFF_JITTER", 0.25)
-        self.retry_after_max = settings.getfloat("RETRY_AFTER_MAX", 3600.0)
+        self.backoff_base = settings.getfloat("BACKOFF_BASE")
+        self.backoff_max = settings.getfloat("BACKOFF_MAX")
+        self.backoff_jitter = settings.getfloat("BACKOFF_JITTER")
+        self.retry_after_max = settings.getfloat("RETRY_AFTER_MAX")
         self.slot_backoff_max = {
             key: float(conf["backoff_max"])
             for key, conf in settings.getdict("DOWNLOAD_SLOTS").items()

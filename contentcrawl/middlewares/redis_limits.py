@@ -57,8 +57,8 @@ def default_limits(crawler: Crawler) -> dict[str, dict[str, float]]:
     settings = crawler.settings
     return {
         "igdb": {
-            "rate": settings.getfloat("IGDB_REQUESTS_PER_SECOND", 3.7),
-            "concurrency": settings.getint("IGDB_CONCURRENCY", 7),
+            "rate": settings.getfloat("IGDB_REQUESTS_PER_SECOND"),
+            "concurrency": settings.getint("IGDB_CONCURRENCY"),
         }
     }
 
@@ -88,8 +88,8 @@ class RedisAccountLimits:
             if float(limit.get("rate", 0)) <= 0 or int(limit.get("concurrency", 0)) < 1:
                 raise ValueError(f"REDIS_ACCOUNT_LIMITS[{slot!r}] needs rate > 0, concurrency >= 1")
         # A lease outlives the longest download, so a dead worker's leases expire by themselves.
-        self.lease_ms = int((settings.getfloat("DOWNLOAD_TIMEOUT", 60.0) + 10.0) * 1000)
-        self.poll = settings.getfloat("REDIS_LIMITS_POLL", 0.05)
+        self.lease_ms = int((settings.getfloat("DOWNLOAD_TIMEOUT") + 10.0) * 1000)
+        self.poll = settings.getfloat("REDIS_LIMITS_POLL")
         self.redis = Redis.from_url(url, decode_responses=True)
         self._take_lease = self.redis.register_script(TAKE_LEASE)
         self._reserve = self.redis.register_script(RESERVE_START)

@@ -65,7 +65,7 @@ class StorePipeline:
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
         settings = crawler.settings
-        self.batch_size = max(1, settings.getint("STORE_BATCH_SIZE", 500))
+        self.batch_size = max(1, settings.getint("STORE_BATCH_SIZE"))
         self.saved = SavedBatches(Path(settings.get("STORE_FAILED_DIR") or "data/store_failed"))
         self.store: Store = build_store(settings)
         self.stats = crawler.stats

@@ -78,9 +78,9 @@ class DumpSpider(ContentSpider):
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
         spider = super().from_crawler(crawler, *args, **kwargs)
         settings = crawler.settings
-        spider.progress_interval = settings.getfloat("PROGRESS_INTERVAL", 30.0)
+        spider.progress_interval = settings.getfloat("PROGRESS_INTERVAL")
         spider.flow = (
-            ItemFlow(crawler, settings.getint("DUMP_MAX_PENDING_ITEMS", 4))
+            ItemFlow(crawler, settings.getint("DUMP_MAX_PENDING_ITEMS"))
             if spider.imports_dump
             else None
         )

@@ -16,7 +16,7 @@ from contentcrawl.store.base import (
 
 def build_store(settings: BaseSettings) -> Store:
     """The store the settings name: MongoDB when ``MONGO_URI`` is set, else SQLite."""
-    retries = settings.getint("STORE_WRITE_RETRIES", 3)
+    retries = settings.getint("STORE_WRITE_RETRIES")
     mongo_uri = settings.get("MONGO_URI")
     if mongo_uri:
         from contentcrawl.store.mongo import MongoStore
@@ -31,7 +31,7 @@ def build_store(settings: BaseSettings) -> Store:
 
     return SqliteStore(
         settings.get("SQLITE_PATH") or "data/contentcrawl.sqlite3",
-        busy_timeout=settings.getfloat("SQLITE_BUSY_TIMEOUT", 30.0),
+        busy_timeout=settings.getfloat("SQLITE_BUSY_TIMEOUT"),
         write_retries=retries,
     )
 

@@ -68,14 +68,12 @@ class DistributedRun:
         self.crawler = crawler
         self.url = url
         self.redis = redis_client(url)
-        self.seed_batch = max(1, settings.getint("DISTRIBUTED_SEED_BATCH", 500))
-        self.high_water = max(
-            self.seed_batch, settings.getint("DISTRIBUTED_QUEUE_HIGH_WATER", 2000)
-        )
-        self.tick = settings.getfloat("DISTRIBUTED_TICK", 0.5)
-        self.lock_ttl_ms = int(settings.getfloat("DISTRIBUTED_LOCK_TTL", 30.0) * 1000)
-        self.worker_ttl_ms = int(settings.getfloat("DISTRIBUTED_WORKER_TTL", 30.0) * 1000)
-        self.rounds = settings.getint("DISTRIBUTED_RECONCILE_ROUNDS", 2)
+        self.seed_batch = max(1, settings.getint("DISTRIBUTED_SEED_BATCH"))
+        self.high_water = max(self.seed_batch, settings.getint("DISTRIBUTED_QUEUE_HIGH_WATER"))
+        self.tick = settings.getfloat("DISTRIBUTED_TICK")
+        self.lock_ttl_ms = int(settings.getfloat("DISTRIBUTED_LOCK_TTL") * 1000)
+        self.worker_ttl_ms = int(settings.getfloat("DISTRIBUTED_WORKER_TTL") * 1000)
+        self.rounds = settings.getint("DISTRIBUTED_RECONCILE_ROUNDS")
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stats = crawler.stats
         # What callbacks record and settle: they cannot wait for Redis, so it is sent after.

@@ -85,9 +85,9 @@ class IgdbSpider(ReplaysFailures, ContentSpider):
         settings = crawler.settings
         spider.api_url = (settings.get("IGDB_API_URL") or DEFAULT_API_URL).rstrip("/")
         spider.image_base_url = settings.get("IGDB_IMAGE_URL") or DEFAULT_IMAGE_URL
-        spider.page_size = max(1, min(MAX_PAGE_SIZE, settings.getint("IGDB_PAGE_SIZE", 500)))
-        spider.max_ranges = max(1, settings.getint("IGDB_PARALLEL_RANGES", 16))
-        spider.sync_overlap = max(0, settings.getint("IGDB_SYNC_OVERLAP", 900))
+        spider.page_size = max(1, min(MAX_PAGE_SIZE, settings.getint("IGDB_PAGE_SIZE")))
+        spider.max_ranges = max(1, settings.getint("IGDB_PARALLEL_RANGES"))
+        spider.sync_overlap = max(0, settings.getint("IGDB_SYNC_OVERLAP"))
         return spider
 
     @property

@@ -136,11 +136,9 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
         spider.api_url = (settings.get("MUSICBRAINZ_API_URL") or DEFAULT_API_URL).rstrip("/")
         spider.dumps_url = (settings.get("MUSICBRAINZ_DUMPS_URL") or DEFAULT_DUMPS_URL).rstrip("/")
         spider.contact = (settings.get("MUSICBRAINZ_CONTACT") or "").strip()
-        spider.page_size = max(
-            1, min(MAX_PAGE_SIZE, settings.getint("MUSICBRAINZ_PAGE_SIZE", MAX_PAGE_SIZE))
-        )
-        spider.max_results = max(0, settings.getint("MUSICBRAINZ_SEARCH_MAX_RESULTS", 1000))
-        spider.min_score = max(0, settings.getint("MUSICBRAINZ_MIN_SCORE", 0))
+        spider.page_size = max(1, min(MAX_PAGE_SIZE, settings.getint("MUSICBRAINZ_PAGE_SIZE")))
+        spider.max_results = max(0, settings.getint("MUSICBRAINZ_SEARCH_MAX_RESULTS"))
+        spider.min_score = max(0, settings.getint("MUSICBRAINZ_MIN_SCORE"))
         # ";"-separated as -s gives it (a Lucene query may hold commas); a list from settings.py.
         queries = split_list(settings.get("MUSICBRAINZ_QUERIES"), separator=";")
         # A query given twice would be one URL twice: Scrapy's duplicate filter drops it.

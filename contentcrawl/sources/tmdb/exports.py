@@ -222,7 +222,7 @@ class ExportReader:
         """Items straight from export lines, for kinds whose line is the whole record;
         ``to_item`` maps a line's JSON, appending the names of fields of the wrong type,
         which ``count_misshapen`` (the record's key, those names) counts and logs."""
-        flow = ItemFlow(self.crawler, self.crawler.settings.getint("STORE_BATCH_SIZE", 500) * 2)
+        flow = ItemFlow(self.crawler, self.crawler.settings.getint("STORE_BATCH_SIZE") * 2)
         count = 0
         for path in paths:
             bad_before = self.bad_lines
@@ -278,7 +278,7 @@ class ExportReader:
                 export_published,
                 url,
                 user_agent=settings.get("USER_AGENT") or "contentcrawl",
-                timeout=settings.getfloat("DOWNLOAD_TIMEOUT", 60.0),
+                timeout=settings.getfloat("DOWNLOAD_TIMEOUT"),
             )
             if not published:
                 self.logger.info("Export %s is not published (yet)", redact_url(url))

@@ -306,8 +306,8 @@ def is_number(value: Any) -> bool:
 def record_filters(settings: BaseSettings, options: dict[str, Any]) -> RecordFilters:
     """The filters of the spider arguments ``min_budget``, ``min_revenue`` and ``require``,
     else of ``TMDB_MIN_BUDGET``, ``TMDB_MIN_REVENUE`` and ``TMDB_REQUIRE``."""
-    min_budget = options.get("min_budget") or settings.getint("TMDB_MIN_BUDGET", 0)
-    min_revenue = options.get("min_revenue") or settings.getint("TMDB_MIN_REVENUE", 0)
+    min_budget = options.get("min_budget") or settings.getint("TMDB_MIN_BUDGET")
+    min_revenue = options.get("min_revenue") or settings.getint("TMDB_MIN_REVENUE")
     names = set(options.get("require") or settings.getlist("TMDB_REQUIRE"))
     unknown = names - FILTERABLE
     if unknown:

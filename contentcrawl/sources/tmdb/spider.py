@@ -141,18 +141,18 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         self.exports_url = settings.get("TMDB_EXPORTS_URL").rstrip("/")
         self.image_base = settings.get("TMDB_IMAGE_URL")
         self.language = settings.get("TMDB_LANGUAGE") or "en-US"
-        self.changes_max_age = settings.getint("TMDB_CHANGES_MAX_AGE_DAYS", 90)
-        self.backlog = Backlog(max(1, settings.getint("TMDB_START_BACKLOG", 200)))
+        self.changes_max_age = settings.getint("TMDB_CHANGES_MAX_AGE_DAYS")
+        self.backlog = Backlog(max(1, settings.getint("TMDB_START_BACKLOG")))
         if self.list_pages is None:
-            self.list_pages = settings.getint("TMDB_LIST_PAGES", 5)
+            self.list_pages = settings.getint("TMDB_LIST_PAGES")
         self.list_pages = max(1, min(self.list_pages, MAX_LIST_PAGE))
         if self.older_than_days is None:
-            self.older_than_days = settings.getint("TMDB_REFRESH_DAYS", 30)
+            self.older_than_days = settings.getint("TMDB_REFRESH_DAYS")
         self.filters = record_filters(settings, self.options)
         self.stat_prefix = f"tmdb/{self.item_class.collection}"
         collection = self.item_class.collection
         self.progress = ProgressLine(
-            self.logger, collection, settings.getfloat("TMDB_PROGRESS_INTERVAL", 60.0)
+            self.logger, collection, settings.getfloat("TMDB_PROGRESS_INTERVAL")
         )
         self.export = ExportReader(
             crawler,
