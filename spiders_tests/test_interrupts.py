@@ -436,7 +436,10 @@ def test_an_igdb_crawl_stopped_with_a_jobdir_resumes_and_keeps_its_first_sync_po
     first_started = int(time.time())
     log, seconds = stop_midway(command, env, tmp_path, at_least(database, "games", 100))
     assert_stopped_cleanly(log, seconds)
-    while int(time.time()) == first_started:  # the runs start in different seconds
+    # The sync point is the whole second the stopped process started in, any second up to
+    # the one it ended in: the rerun starts in a later second than that.
+    first_ended = int(time.time())
+    while int(time.time()) <= first_ended:
         time.sleep(0.05)
 
     second_started = int(time.time())
