@@ -390,9 +390,9 @@ async def test_memory_stays_flat_as_the_dump_grows(tmp_path: Path) -> None:
     # One batch in the pipelines at a time: with the batch being read and the store's
     # buffer, both sizes reach the most the import ever holds within their first few
     # 1,000-line batches (~3 MiB each), and what differs is only what a leak would hold:
-    # ~3 KiB per line kept (15,000 more lines: > 45 MiB).
-    small = await import_generated(tmp_path, 5_000, traced=True, DUMP_MAX_PENDING_ITEMS=1)
-    large = await import_generated(tmp_path, 20_000, traced=True, DUMP_MAX_PENDING_ITEMS=1)
+    # ~3 KiB per line kept (6,000 more lines: > 18 MiB).
+    small = await import_generated(tmp_path, 3_000, traced=True, DUMP_MAX_PENDING_ITEMS=1)
+    large = await import_generated(tmp_path, 9_000, traced=True, DUMP_MAX_PENDING_ITEMS=1)
     assert large - small < 10 * 1024 * 1024, (small, large)
 
 
@@ -481,7 +481,8 @@ def test_import_killed_midway_reruns_to_every_record_once(tmp_path: Path) -> Non
 
 
 def test_ctrl_c_stops_the_import_at_once_with_what_was_read_stored(tmp_path: Path) -> None:
-    total = 100_000
+    # Far more than the 2,000 stored at the stop and the batches the reader may be ahead.
+    total = 30_000
     command, env, database = import_command(tmp_path, total)
     log = tmp_path / "first.log"
     with log.open("w") as out:
