@@ -193,7 +193,7 @@ async def test_429_backs_off_and_retries_without_losing_a_page(
     fake_server: FakeServer, tmp_path: Path
 ) -> None:
     # IGDB's real limits against a slot twice as fast as they allow.
-    fake = FakeIgdb(fake_server, sample_games(400), requests_per_second=4, max_open=8)
+    fake = FakeIgdb(fake_server, sample_games(200), requests_per_second=4, max_open=8)
     slots = {**IGDB_FAST_SLOTS, "igdb": {"concurrency": 8, "delay": 0.125, "jitter": 0}}
     store_settings = sqlite_settings(tmp_path)
 
@@ -207,9 +207,9 @@ async def test_429_backs_off_and_retries_without_losing_a_page(
     assert stats["retry/igdb/429"] == fake.statuses[429]
     assert "retry/igdb/gave_up" not in stats
     assert "igdb/pages/failed" not in stats
-    assert stats["store/games/inserted"] == 400
+    assert stats["store/games/inserted"] == 200
     games, state = stored(store_settings)
-    assert len(games) == 400
+    assert len(games) == 200
     assert state is not None
 
 
