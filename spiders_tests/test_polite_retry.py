@@ -419,7 +419,7 @@ async def test_a_request_with_a_deadline_fails_at_once_while_its_slot_is_paused(
     )
     fake_server.route("GET", "/image")(ok)
 
-    crawler = await crawl(DeadlineSpider, settings(), base_url=fake_server.url)
+    crawler = await crawl(DeadlineSpider, settings(), base_url=fake_server.url, paths=[])
 
     error, after = crawler.spider.image_failure
     assert isinstance(error, DeadlinePassed)
