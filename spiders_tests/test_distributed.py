@@ -51,14 +51,15 @@ def setting_args(redis_url: str, **extra: Any) -> list[str]:
 def start_worker(
     spider: str, env: dict[str, str], args: list[str], workdir: Path, number: int
 ) -> subprocess.Popen[bytes]:
-    log = (workdir / f"worker{number}.log").open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "scrapy", "crawl", spider, *args],
-        cwd=workdir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    # The child writes to its own copy of the descriptor: this process closes its one.
+    with (workdir / f"worker{number}.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "scrapy", "crawl", spider, *args],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def worker_env(sqlite_path: Path, **extra: str) -> dict[str, str]:
@@ -161,6 +162,7 @@ def test_a_killed_worker_loses_no_record(
     holder = redis.get("contentcrawl:tmdb_movies:lock") or ""
     victim = next((w for w in workers if f":{w.pid}:" in holder), workers[0])
     victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
     survivors = [w for w in workers if w is not victim]
 
     codes = wait_all(survivors, timeout=50)
@@ -269,6 +271,7 @@ def test_a_killed_dump_importer_is_taken_over_and_nothing_is_lost(
     holder = redis.get("contentcrawl:openlibrary_books:lock") or ""
     victim = next(w for w in workers if f":{w.pid}:" in holder)
     victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
     killed_at = count_books(sqlite_path)[0]
     survivors = [w for w in workers if w is not victim]
 
