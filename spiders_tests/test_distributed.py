@@ -176,7 +176,7 @@ def test_a_killed_worker_loses_no_record(
 def test_the_igdb_account_limit_holds_across_three_workers(
     fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    igdb = FakeIgdb(fake_server, sample_games(120), requests_per_second=4, max_open=8, latency=0.3)
+    igdb = FakeIgdb(fake_server, sample_games(60), requests_per_second=4, max_open=8, latency=0.3)
     envs = [
         worker_env(
             tmp_path / f"igdb{n}.sqlite3",
@@ -191,7 +191,7 @@ def test_the_igdb_account_limit_holds_across_three_workers(
         "-a",
         "mode=full",
         "-a",
-        "limit=120",
+        "limit=60",
         *setting_args(
             redis_url,
             SCHEDULER="scrapy.core.scheduler.Scheduler",
@@ -209,7 +209,7 @@ def test_the_igdb_account_limit_holds_across_three_workers(
     assert fake_server.max_requests_in_window(1.0, r"/v4/.*") <= 4
     # Every worker fetched its pages, and they had to wait for each other.
     logs = [(tmp_path / f"worker{n}.log").read_text() for n in range(3)]
-    assert all("'store/games/inserted': 120" in log for log in logs)
+    assert all("'store/games/inserted': 60" in log for log in logs)
     assert sum("redis_limits/igdb/waited" in log for log in logs) >= 2
 
 
