@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from PIL import Image
 from scrapy.utils.defer import deferred_f_from_coro_f
-from scrapy.utils.project import get_project_settings
 
 from contentcrawl.spiders.igdb_games import IgdbGamesSpider
 from spiders_tests.conftest import read_store
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.igdb import FakeIgdb, own_covers, sample_games
 from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer
+from spiders_tests.settings_for import IGDB_FAST_SLOTS, igdb_settings
 
 GAMES = 60
 IMAGES_TIMEOUT = 1.0
@@ -48,18 +48,15 @@ def image_host() -> Iterator[FakeServer]:
     server.stop()
 
 
-def settings_for(
+def image_settings(
     igdb: FakeIgdb, image_host: FakeServer, store_settings: dict[str, Any], tmp_path: Path
 ) -> dict[str, Any]:
-    slots = get_project_settings().getdict("DOWNLOAD_SLOTS")
-    return igdb.settings(
-        **store_settings,
-        DOWNLOAD_SLOTS={
-            **slots,
-            "igdb": {"concurrency": 7, "delay": 0.01, "jitter": 0, "target_concurrency": 7},
-            "twitch": {"concurrency": 1, "delay": 0.0, "jitter": 0},
-            "igdb_images": {**slots["igdb_images"], "backoff_max": IMAGES_TIMEOUT},
-        },
+    """An IGDB crawl with images on, its covers on ``image_host``."""
+    images_slot = {**IGDB_FAST_SLOTS["igdb_images"], "backoff_max": IMAGES_TIMEOUT}
+    return igdb_settings(
+        igdb,
+        store_settings,
+        DOWNLOAD_SLOTS={**IGDB_FAST_SLOTS, "igdb_images": images_slot},
         IGDB_PAGE_SIZE=20,
         IGDB_PARALLEL_RANGES=3,
         IGDB_IMAGE_URL=f"{image_host.url}/t_cover_big",
@@ -88,7 +85,7 @@ async def test_a_dead_image_host_holds_no_record_and_the_next_crawl_fetches_the_
 ) -> None:
     games = own_covers(sample_games(GAMES))
     igdb = FakeIgdb(fake_server, games, requests_per_second=None, max_open=None)
-    settings = settings_for(igdb, image_host, store_settings, tmp_path)
+    settings = image_settings(igdb, image_host, store_settings, tmp_path)
     port = image_host.port
     if dead == "closed_port":
         image_host.stop()

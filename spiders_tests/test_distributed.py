@@ -51,14 +51,15 @@ def setting_args(redis_url: str, **extra: Any) -> list[str]:
 def start_worker(
     spider: str, env: dict[str, str], args: list[str], workdir: Path, number: int
 ) -> subprocess.Popen[bytes]:
-    log = (workdir / f"worker{number}.log").open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "scrapy", "crawl", spider, *args],
-        cwd=workdir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    # The child writes to its own copy of the descriptor: this process closes its one.
+    with (workdir / f"worker{number}.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "scrapy", "crawl", spider, *args],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def worker_env(sqlite_path: Path, **extra: str) -> dict[str, str]:
@@ -161,6 +162,7 @@ def test_a_killed_worker_loses_no_record(
     holder = redis.get("contentcrawl:tmdb_movies:lock") or ""
     victim = next((w for w in workers if f":{w.pid}:" in holder), workers[0])
     victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
     survivors = [w for w in workers if w is not victim]
 
     codes = wait_all(survivors, timeout=50)
@@ -174,7 +176,7 @@ def test_a_killed_worker_loses_no_record(
 def test_the_igdb_account_limit_holds_across_three_workers(
     fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    igdb = FakeIgdb(fake_server, sample_games(120), requests_per_second=4, max_open=8, latency=0.3)
+    igdb = FakeIgdb(fake_server, sample_games(60), requests_per_second=4, max_open=8, latency=0.3)
     envs = [
         worker_env(
             tmp_path / f"igdb{n}.sqlite3",
@@ -189,7 +191,7 @@ def test_the_igdb_account_limit_holds_across_three_workers(
         "-a",
         "mode=full",
         "-a",
-        "limit=120",
+        "limit=60",
         *setting_args(
             redis_url,
             SCHEDULER="scrapy.core.scheduler.Scheduler",
@@ -207,7 +209,7 @@ def test_the_igdb_account_limit_holds_across_three_workers(
     assert fake_server.max_requests_in_window(1.0, r"/v4/.*") <= 4
     # Every worker fetched its pages, and they had to wait for each other.
     logs = [(tmp_path / f"worker{n}.log").read_text() for n in range(3)]
-    assert all("'store/games/inserted': 120" in log for log in logs)
+    assert all("'store/games/inserted': 60" in log for log in logs)
     assert sum("redis_limits/igdb/waited" in log for log in logs) >= 2
 
 
@@ -269,6 +271,7 @@ def test_a_killed_dump_importer_is_taken_over_and_nothing_is_lost(
     holder = redis.get("contentcrawl:openlibrary_books:lock") or ""
     victim = next(w for w in workers if f":{w.pid}:" in holder)
     victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
     killed_at = count_books(sqlite_path)[0]
     survivors = [w for w in workers if w is not victim]
 

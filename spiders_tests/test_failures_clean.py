@@ -31,19 +31,11 @@ from spiders_tests.fakes.openlibrary import sample_dump, sample_lines
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake
 from spiders_tests.mongo_server import free_port
+from spiders_tests.settings_for import dump_settings, sqlite_settings
 
 TODAY = datetime.now(UTC).date()
 # What a dump URL answered with an HTML error page looks like once gunzipped: text lines.
 GARBAGE = [f"<p>Service unavailable, line {number}</p>\n".encode() for number in range(82)]
-
-
-def sqlite_settings(tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    return {
-        "MONGO_URI": "",
-        "SQLITE_PATH": str(tmp_path / "store.sqlite3"),
-        "DUMPS_DIR": str(tmp_path / "dumps"),
-        **extra,
-    }
 
 
 def gz(path: Path, lines: list[bytes]) -> Path:
@@ -93,7 +85,7 @@ def test_bad_line_limit(lines: int, bad: int, failed: bool) -> None:
 async def test_garbage_openlibrary_dump_is_a_failed_import(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = sqlite_settings(tmp_path)
+    settings = dump_settings(sqlite_settings(tmp_path), tmp_path)
     dump = gz(tmp_path / "ol_dump_editions.txt.gz", GARBAGE)
     caplog.set_level(logging.INFO)
 
@@ -116,7 +108,7 @@ async def test_garbage_openlibrary_dump_is_a_failed_import(
 async def test_mostly_bad_openlibrary_dump_fails_and_keeps_its_good_records(
     tmp_path: Path,
 ) -> None:
-    settings = sqlite_settings(tmp_path)
+    settings = dump_settings(sqlite_settings(tmp_path), tmp_path)
     dump = gz(tmp_path / "editions.txt.gz", sample_lines("editions")[:4] + GARBAGE[:8])
 
     crawler = await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
@@ -129,7 +121,7 @@ async def test_mostly_bad_openlibrary_dump_fails_and_keeps_its_good_records(
 
 @deferred_f_from_coro_f
 async def test_one_bad_line_in_three_is_a_skip_not_a_failure(tmp_path: Path) -> None:
-    settings = sqlite_settings(tmp_path)
+    settings = dump_settings(sqlite_settings(tmp_path), tmp_path)
     dump = gz(tmp_path / "editions.txt.gz", [*sample_lines("editions")[:2], GARBAGE[0]])
 
     crawler = await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
@@ -145,7 +137,7 @@ async def test_one_bad_line_in_three_is_a_skip_not_a_failure(tmp_path: Path) -> 
 async def test_garbage_musicbrainz_dump_is_a_failed_import(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = sqlite_settings(tmp_path, MUSICBRAINZ_CONTACT="")
+    settings = dump_settings(sqlite_settings(tmp_path), tmp_path, MUSICBRAINZ_CONTACT="")
     dump = gz(tmp_path / "artist.jsonl.gz", GARBAGE)
 
     crawler = await crawl(MusicBrainzArtistsSpider, settings, mode="dump", dump=str(dump))
@@ -174,7 +166,7 @@ async def test_garbage_tmdb_keywords_export_is_a_failed_import(
 ) -> None:
     name = export_file_name("keyword_ids", TODAY)
     tmdb.export_files[name] = gzip.compress(b"".join(GARBAGE), mtime=0)
-    settings = sqlite_settings(tmp_path, **tmdb.settings())
+    settings = dump_settings(sqlite_settings(tmp_path), tmp_path, **tmdb.settings())
 
     crawler = await crawl(TmdbKeywordsSpider, settings)
 
@@ -206,8 +198,10 @@ def test_a_failed_import_fails_the_run_whatever_else_it_logged() -> None:
 @deferred_f_from_coro_f
 async def test_keywords_export_runs_without_a_tmdb_key(tmdb: TmdbFake, tmp_path: Path) -> None:
     tmdb.add_export("keyword_ids", TODAY, [{"id": 258, "name": "bomb"}, {"id": 591, "name": "cia"}])
-    settings = sqlite_settings(
-        tmp_path, **{**tmdb.settings(), "TMDB_READ_ACCESS_TOKEN": "", "TMDB_API_KEY": ""}
+    settings = dump_settings(
+        sqlite_settings(tmp_path),
+        tmp_path,
+        **{**tmdb.settings(), "TMDB_READ_ACCESS_TOKEN": "", "TMDB_API_KEY": ""},
     )
     assert not get_project_settings().get("TMDB_API_KEY")
 
@@ -221,8 +215,10 @@ async def test_keywords_export_runs_without_a_tmdb_key(tmdb: TmdbFake, tmp_path:
 
 @deferred_f_from_coro_f
 async def test_keywords_by_id_still_need_a_tmdb_key(tmdb: TmdbFake, tmp_path: Path) -> None:
-    settings = sqlite_settings(
-        tmp_path, **{**tmdb.settings(), "TMDB_READ_ACCESS_TOKEN": "", "TMDB_API_KEY": ""}
+    settings = dump_settings(
+        sqlite_settings(tmp_path),
+        tmp_path,
+        **{**tmdb.settings(), "TMDB_READ_ACCESS_TOKEN": "", "TMDB_API_KEY": ""},
     )
 
     crawler = await crawl(TmdbKeywordsSpider, settings, ids="258")
@@ -318,7 +314,9 @@ def test_read_api_on_an_unreachable_mongo_says_so_in_one_line(
 async def test_a_run_closed_before_its_spider_opened_is_logged_not_a_key_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    crawler = make_crawler(OpenLibraryBooksSpider, sqlite_settings(tmp_path))
+    crawler = make_crawler(
+        OpenLibraryBooksSpider, dump_settings(sqlite_settings(tmp_path), tmp_path)
+    )
     crawler.spider = crawler._create_spider()
     recorder = RunRecorder(crawler)
     crawler.stats.set_value("store/connection/unavailable", 1)

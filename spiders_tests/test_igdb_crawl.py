@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f
-from scrapy.utils.project import get_project_settings
 
 from contentcrawl.sources.base import SpiderArgumentError
 from contentcrawl.sources.igdb import GAME_FIELDS
@@ -19,37 +18,13 @@ from spiders_tests.conftest import open_store_for, read_store
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.igdb import FakeIgdb, sample_games
 from spiders_tests.fakes.server import FakeServer
+from spiders_tests.settings_for import IGDB_FAST_SLOTS, igdb_settings, sqlite_settings
 
-PROJECT_SLOTS = get_project_settings().getdict("DOWNLOAD_SLOTS")
-# Faster than IGDB allows: for tests against a fake without its limits.
-FAST_SLOTS = {
-    **PROJECT_SLOTS,
-    "igdb": {"concurrency": 7, "delay": 0.01, "jitter": 0, "target_concurrency": 7},
-    "twitch": {"concurrency": 1, "delay": 0.0, "jitter": 0},
-}
 SYNC_STATE = "igdb_games/sync"
 
 
 def unlimited_fake(server: FakeServer, games: int, **kwargs: Any) -> FakeIgdb:
     return FakeIgdb(server, sample_games(games), requests_per_second=None, max_open=None, **kwargs)
-
-
-def crawl_settings(
-    fake: FakeIgdb, store_settings: dict[str, Any], **overrides: Any
-) -> dict[str, Any]:
-    return fake.settings(
-        **{
-            "DOWNLOAD_SLOTS": FAST_SLOTS,
-            "IGDB_PAGE_SIZE": 25,
-            "IGDB_PARALLEL_RANGES": 8,
-            **store_settings,
-            **overrides,
-        }
-    )
-
-
-def sqlite(tmp_path: Path) -> dict[str, Any]:
-    return {"MONGO_URI": "", "SQLITE_PATH": str(tmp_path / "store.sqlite3")}
 
 
 def stored(store_settings: dict[str, Any], *, state: str = SYNC_STATE) -> tuple[dict, Any]:
@@ -72,9 +47,9 @@ async def test_a_page_out_of_retries_is_replayed_by_mode_failed(
     fake_server: FakeServer, tmp_path: Path
 ) -> None:
     fake = unlimited_fake(fake_server, 60)
-    settings = crawl_settings(
+    settings = igdb_settings(
         fake,
-        sqlite(tmp_path),
+        sqlite_settings(tmp_path),
         IGDB_PARALLEL_RANGES=1,
         RETRY_TIMES=1,
         BACKOFF_BASE=0.01,
@@ -85,15 +60,15 @@ async def test_a_page_out_of_retries_is_replayed_by_mode_failed(
 
     first = await crawl(IgdbGamesSpider, settings, mode="full")
     assert first.stats.get_value("failures/recorded") == 1
-    assert stored(sqlite(tmp_path))[0] == {}
+    assert stored(sqlite_settings(tmp_path))[0] == {}
 
     replay = await crawl(IgdbGamesSpider, settings, mode="failed")
     stats = replay.stats.get_stats()
     assert stats["failures/replay/requested"] == 1
     assert stats["failures/cleared"] == 1
     # The replayed page goes on through its range as the first one would have.
-    assert len(stored(sqlite(tmp_path))[0]) == 60
-    assert read_store(sqlite(tmp_path), lambda store: store.pending_failures()) == []
+    assert len(stored(sqlite_settings(tmp_path))[0]) == 60
+    assert read_store(sqlite_settings(tmp_path), lambda store: store.pending_failures()) == []
 
 
 @deferred_f_from_coro_f
@@ -103,7 +78,7 @@ async def test_full_crawl_stores_every_game_once(
     fake = unlimited_fake(fake_server, 700)
     started = int(time.time())
 
-    crawler = await crawl(IgdbGamesSpider, crawl_settings(fake, store_settings), mode="full")
+    crawler = await crawl(IgdbGamesSpider, igdb_settings(fake, store_settings), mode="full")
 
     stats = crawler.stats.get_stats()
     assert stats["finish_reason"] == "finished"
@@ -128,12 +103,12 @@ async def test_full_crawl_stores_every_game_once(
 @deferred_f_from_coro_f
 async def test_stored_game_has_expanded_fields(fake_server: FakeServer, tmp_path: Path) -> None:
     fake = unlimited_fake(fake_server, 9)
-    store_settings = sqlite(tmp_path)
+    store_settings = sqlite_settings(tmp_path)
     game_id = next(
         i for i, game in fake.games.items() if game["name"].startswith("Samurai Warriors 3")
     )
 
-    await crawl(IgdbGamesSpider, crawl_settings(fake, store_settings))
+    await crawl(IgdbGamesSpider, igdb_settings(fake, store_settings))
 
     games, _ = stored(store_settings)
     game = games[game_id]
@@ -159,7 +134,7 @@ async def test_rerun_writes_nothing(
     fake_server: FakeServer, store_settings: dict[str, Any]
 ) -> None:
     fake = unlimited_fake(fake_server, 300)
-    settings = crawl_settings(fake, store_settings)
+    settings = igdb_settings(fake, store_settings)
 
     await crawl(IgdbGamesSpider, settings, mode="full")
     again = await crawl(IgdbGamesSpider, settings, mode="full")
@@ -180,7 +155,7 @@ async def test_incremental_reads_only_what_changed_since_the_last_clean_run(
     fake_server: FakeServer, store_settings: dict[str, Any]
 ) -> None:
     fake = unlimited_fake(fake_server, 400)
-    settings = crawl_settings(fake, store_settings)
+    settings = igdb_settings(fake, store_settings)
     await crawl(IgdbGamesSpider, settings)
     _, first_state = stored(store_settings)
     before, _ = stored(store_settings)
@@ -218,13 +193,13 @@ async def test_429_backs_off_and_retries_without_losing_a_page(
     fake_server: FakeServer, tmp_path: Path
 ) -> None:
     # IGDB's real limits against a slot twice as fast as they allow.
-    fake = FakeIgdb(fake_server, sample_games(400), requests_per_second=4, max_open=8)
-    slots = {**FAST_SLOTS, "igdb": {"concurrency": 8, "delay": 0.125, "jitter": 0}}
-    store_settings = sqlite(tmp_path)
+    fake = FakeIgdb(fake_server, sample_games(200), requests_per_second=4, max_open=8)
+    slots = {**IGDB_FAST_SLOTS, "igdb": {"concurrency": 8, "delay": 0.125, "jitter": 0}}
+    store_settings = sqlite_settings(tmp_path)
 
     crawler = await crawl(
         IgdbGamesSpider,
-        crawl_settings(fake, store_settings, DOWNLOAD_SLOTS=slots, BACKOFF_BASE=0.3),
+        igdb_settings(fake, store_settings, DOWNLOAD_SLOTS=slots, BACKOFF_BASE=0.3),
     )
 
     stats = crawler.stats.get_stats()
@@ -232,9 +207,9 @@ async def test_429_backs_off_and_retries_without_losing_a_page(
     assert stats["retry/igdb/429"] == fake.statuses[429]
     assert "retry/igdb/gave_up" not in stats
     assert "igdb/pages/failed" not in stats
-    assert stats["store/games/inserted"] == 400
+    assert stats["store/games/inserted"] == 200
     games, state = stored(store_settings)
-    assert len(games) == 400
+    assert len(games) == 200
     assert state is not None
 
 
@@ -249,7 +224,7 @@ async def test_project_igdb_slot_stays_within_igdb_limits(
 
     crawler = await crawl(
         IgdbGamesSpider,
-        fake.settings(**sqlite(tmp_path), IGDB_PAGE_SIZE=50, IGDB_PARALLEL_RANGES=8),
+        fake.settings(**sqlite_settings(tmp_path), IGDB_PAGE_SIZE=50, IGDB_PARALLEL_RANGES=8),
     )
 
     assert fake.statuses[429] == 0
@@ -264,9 +239,9 @@ async def test_limit_stops_early_and_keeps_the_sync_point(
     fake_server: FakeServer, tmp_path: Path
 ) -> None:
     fake = unlimited_fake(fake_server, 300)
-    store_settings = sqlite(tmp_path)
+    store_settings = sqlite_settings(tmp_path)
 
-    crawler = await crawl(IgdbGamesSpider, crawl_settings(fake, store_settings), limit="30")
+    crawler = await crawl(IgdbGamesSpider, igdb_settings(fake, store_settings), limit="30")
 
     assert crawler.stats.get_value("item_scraped_count") == 30
     assert crawler.stats.get_value("igdb/pages/fetched") < 12  # 300 games need 12+ pages
@@ -287,9 +262,9 @@ async def test_rejected_query_is_logged_counted_and_keeps_the_sync_point(
     fake_server: FakeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake = unlimited_fake(fake_server, 60)
-    store_settings = sqlite(tmp_path)
+    store_settings = sqlite_settings(tmp_path)
 
-    crawler = await crawl(BadQueryGamesSpider, crawl_settings(fake, store_settings))
+    crawler = await crawl(BadQueryGamesSpider, igdb_settings(fake, store_settings))
 
     ranges = len(page_queries(fake_server))
     assert ranges >= 2
@@ -315,7 +290,7 @@ async def test_bare_ids_where_names_were_asked_are_counted(
     with_genres = sum(1 for game in fake.games.values() if game.get("genres"))
 
     with caplog.at_level(logging.WARNING):
-        crawler = await crawl(BareGenresGamesSpider, crawl_settings(fake, sqlite(tmp_path)))
+        crawler = await crawl(BareGenresGamesSpider, igdb_settings(fake, sqlite_settings(tmp_path)))
 
     assert crawler.stats.get_value("igdb/games/unexpanded") == with_genres
     assert "genres came back as bare ids, their names are lost" in caplog.text
@@ -339,9 +314,9 @@ async def test_failed_probe_is_logged_and_keeps_the_sync_point(
     fake_server: FakeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake = unlimited_fake(fake_server, 10)
-    store_settings = sqlite(tmp_path)
+    store_settings = sqlite_settings(tmp_path)
 
-    crawler = await crawl(UnknownEndpointSpider, crawl_settings(fake, store_settings))
+    crawler = await crawl(UnknownEndpointSpider, igdb_settings(fake, store_settings))
 
     assert fake.statuses[400] == 1
     assert crawler.stats.get_value("igdb/pages/failed") == 1

@@ -14,7 +14,6 @@ import pytest
 import scrapy
 from scrapy.http import Response
 from scrapy.utils.defer import deferred_f_from_coro_f
-from scrapy.utils.project import get_project_settings
 
 from contentcrawl.middlewares.igdb_oauth import STATE_NAME, where_kept
 from contentcrawl.spiders.igdb_games import IgdbGamesSpider
@@ -22,33 +21,13 @@ from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.igdb import FakeIgdb, sample_games
 from spiders_tests.fakes.server import FakeResponse, FakeServer
+from spiders_tests.settings_for import igdb_settings, sqlite_settings
 
 # Slots faster than IGDB's limits: these tests run against a fake without them.
-FAST_SLOTS = {
-    **get_project_settings().getdict("DOWNLOAD_SLOTS"),
-    "igdb": {"concurrency": 7, "delay": 0.01, "jitter": 0, "target_concurrency": 7},
-    "twitch": {"concurrency": 1, "delay": 0.0, "jitter": 0},
-}
 
 
 def unlimited_fake(server: FakeServer, games: int = 0, **kwargs: Any) -> FakeIgdb:
     return FakeIgdb(server, sample_games(games), requests_per_second=None, max_open=None, **kwargs)
-
-
-def sqlite(tmp_path: Path) -> dict[str, Any]:
-    return {"MONGO_URI": "", "SQLITE_PATH": str(tmp_path / "store.sqlite3")}
-
-
-def crawl_settings(
-    fake: FakeIgdb, store_settings: dict[str, Any], **overrides: Any
-) -> dict[str, Any]:
-    return fake.settings(
-        **store_settings,
-        DOWNLOAD_SLOTS=FAST_SLOTS,
-        IGDB_PAGE_SIZE=25,
-        IGDB_PARALLEL_RANGES=8,
-        **overrides,
-    )
 
 
 def bearer(request: Any) -> str:
@@ -94,7 +73,9 @@ async def test_one_token_request_for_a_burst_of_requests(
     fake = unlimited_fake(fake_server, 20, token_latency=0.5)
     requests = [games_request(fake, n) for n in range(1, 13)]
 
-    crawler = await crawl(RequestsSpider, crawl_settings(fake, sqlite(tmp_path)), requests=requests)
+    crawler = await crawl(
+        RequestsSpider, igdb_settings(fake, sqlite_settings(tmp_path)), requests=requests
+    )
 
     assert fake.token_requests == 1
     (token,) = fake.issued
@@ -111,7 +92,7 @@ async def test_token_is_reused_across_requests_and_runs(
     fake_server: FakeServer, store_settings: dict[str, Any]
 ) -> None:
     fake = unlimited_fake(fake_server, 200)
-    settings = crawl_settings(fake, store_settings)
+    settings = igdb_settings(fake, store_settings)
 
     first = await crawl(IgdbGamesSpider, settings)
     second = await crawl(IgdbGamesSpider, settings, mode="full")
@@ -146,7 +127,7 @@ async def test_stored_token_not_usable_is_replaced(
 ) -> None:
     fake = unlimited_fake(fake_server, 30)
     stale = fake.issue_token()
-    store_settings = sqlite(tmp_path)
+    store_settings = sqlite_settings(tmp_path)
     store = open_store_for(store_settings)
     store.set_state(
         STATE_NAME,
@@ -158,7 +139,7 @@ async def test_stored_token_not_usable_is_replaced(
     )
     store.close()
 
-    crawler = await crawl(IgdbGamesSpider, crawl_settings(fake, store_settings))
+    crawler = await crawl(IgdbGamesSpider, igdb_settings(fake, store_settings))
 
     assert fake.token_requests == 1
     assert not [hit for hit in fake_server.hits(r"/v4/.*") if stale in bearer(hit)]
@@ -175,7 +156,7 @@ async def test_token_expiring_mid_crawl_is_refreshed_once_and_no_page_is_lost(
     # lives through the rest.
     fake = unlimited_fake(fake_server, 1200, token_uses=40)
 
-    crawler = await crawl(IgdbGamesSpider, crawl_settings(fake, store_settings))
+    crawler = await crawl(IgdbGamesSpider, igdb_settings(fake, store_settings))
 
     first, second = fake.issued
     assert fake.token_requests == 2
@@ -212,7 +193,7 @@ async def test_bad_credentials_close_the_spider_at_once(
     message: str,
 ) -> None:
     fake = unlimited_fake(fake_server, 30)
-    settings = crawl_settings(fake, sqlite(tmp_path))
+    settings = igdb_settings(fake, sqlite_settings(tmp_path))
     settings[f"IGDB_{wrong.upper()}"] = "wrong-value-0123456789"
 
     with caplog.at_level(logging.DEBUG):
@@ -227,7 +208,7 @@ async def test_bad_credentials_close_the_spider_at_once(
         "check IGDB_CLIENT_ID and IGDB_CLIENT_SECRET"
     ) in caplog.text
     assert "wrong-value-0123456789" not in caplog.text or wrong == "client_id"
-    store = open_store_for(sqlite(tmp_path))
+    store = open_store_for(sqlite_settings(tmp_path))
     try:
         assert store.get_state("igdb_games/sync") is None
         assert store.get_state(STATE_NAME) is None
@@ -242,7 +223,7 @@ async def test_missing_credentials_close_the_spider(
     fake = unlimited_fake(fake_server, 30)
 
     crawler = await crawl(
-        IgdbGamesSpider, crawl_settings(fake, sqlite(tmp_path), IGDB_CLIENT_SECRET="")
+        IgdbGamesSpider, igdb_settings(fake, sqlite_settings(tmp_path), IGDB_CLIENT_SECRET="")
     )
 
     assert crawler.stats.get_value("finish_reason") == "igdb_credentials_missing"
@@ -258,7 +239,7 @@ async def test_app_refused_even_with_a_new_token_closes_the_spider(
     # Every token dies on first use: the replay after the refresh gets a 401 too.
     fake = unlimited_fake(fake_server, 30, token_uses=0)
 
-    crawler = await crawl(IgdbGamesSpider, crawl_settings(fake, sqlite(tmp_path)))
+    crawler = await crawl(IgdbGamesSpider, igdb_settings(fake, sqlite_settings(tmp_path)))
 
     stats = crawler.stats.get_stats()
     assert stats["finish_reason"] == "igdb_unauthorized"
@@ -280,9 +261,9 @@ async def test_token_endpoint_failing_closes_the_spider(
     def broken(request: Any) -> FakeResponse:
         return FakeResponse(503, b"upstream unavailable")
 
-    settings = crawl_settings(
+    settings = igdb_settings(
         fake,
-        sqlite(tmp_path),
+        sqlite_settings(tmp_path),
         TWITCH_TOKEN_URL=f"{fake_server.url}/broken/token",
         RETRY_TIMES=1,
         BACKOFF_BASE=0.01,
@@ -313,7 +294,9 @@ async def test_only_igdb_api_requests_are_signed(fake_server: FakeServer, tmp_pa
         games_request(fake, 2, headers={"Authorization": "Bearer the-callers-own"}),
     ]
 
-    crawler = await crawl(RequestsSpider, crawl_settings(fake, sqlite(tmp_path)), requests=requests)
+    crawler = await crawl(
+        RequestsSpider, igdb_settings(fake, sqlite_settings(tmp_path)), requests=requests
+    )
 
     (token,) = fake.issued
     signed, callers = sorted(fake_server.hits(r"/v4/games"), key=lambda hit: hit.body)
@@ -333,10 +316,10 @@ async def test_secrets_never_reach_logs_stats_or_records(
     fake_server: FakeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake = unlimited_fake(fake_server, 600, token_uses=22)
-    store_settings = sqlite(tmp_path)
+    store_settings = sqlite_settings(tmp_path)
 
     with caplog.at_level(logging.DEBUG):
-        crawler = await crawl(IgdbGamesSpider, crawl_settings(fake, store_settings))
+        crawler = await crawl(IgdbGamesSpider, igdb_settings(fake, store_settings))
 
     assert crawler.stats.get_value("igdb/requests/replayed")  # a refresh happened
     assert len(fake.issued) >= 2

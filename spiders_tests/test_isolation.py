@@ -98,6 +98,9 @@ def test_the_suite_leaves_the_developers_store_and_checkout_alone(
             "pytest",
             "-p",
             "no:cacheprovider",
+            # In this worker: a few tests gain nothing from workers of their own.
+            "-n",
+            "0",
             f"--basetemp={basetemp}",
             "-q",
             *TESTS_ON_DEFAULTS,

@@ -24,8 +24,8 @@ from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake
 
 TODAY = datetime.now(UTC).date()
-MOVIES = 597
-KILL_AT = 500
+MOVIES = 297
+KILL_AT = 200
 DETAIL = r"/3/movie/(\d+)"
 
 

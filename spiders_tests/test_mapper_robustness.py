@@ -38,18 +38,13 @@ from spiders_tests.fakes.musicbrainz import TOMBS, dump_docs, dump_lines
 from spiders_tests.fakes.openlibrary import sample_lines, write_dump
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, load, movie_550
-from spiders_tests.test_igdb_crawl import crawl_settings as igdb_settings
-from spiders_tests.test_tmdb_crawl import settings_for as tmdb_settings
+from spiders_tests.settings_for import igdb_settings, sqlite_settings, tmdb_settings
 
 COVERS = "https://covers.openlibrary.org/b"
 IMAGES = "https://image.tmdb.org/t/p/w500"
 TODAY = datetime.now(UTC).date()
 # Deeper than the json module follows: it raises RecursionError, not a ValueError.
 TOO_DEEP = "[" * 5000 + "]" * 5000
-
-
-def sqlite(tmp_path: Path) -> dict[str, Any]:
-    return {"MONGO_URI": "", "SQLITE_PATH": str(tmp_path / "store.sqlite3")}
 
 
 def stored(settings: dict[str, Any], collection: str, key: Any) -> dict[str, Any] | None:
@@ -146,7 +141,7 @@ async def test_openlibrary_import_skips_a_line_too_deep_to_parse_and_stores_the_
     lines[3] = with_field(lines[3], "notes", TOO_DEEP)
     lines[5] = with_field(lines[5], "number_of_pages", '"\\u00b9\\u00b2\\u00b3"')
     dump = write_dump(tmp_path / "editions.txt.gz", lines)
-    settings = {**sqlite(tmp_path), "DUMPS_DIR": str(tmp_path / "dumps")}
+    settings = {**sqlite_settings(tmp_path), "DUMPS_DIR": str(tmp_path / "dumps")}
 
     with caplog.at_level(logging.WARNING):
         crawler = await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
@@ -184,7 +179,7 @@ async def test_musicbrainz_dump_skips_a_line_too_deep_to_parse_and_stores_the_re
     lines.insert(1, unparsable.encode())
     plain = tmp_path / "artist.jsonl"
     plain.write_bytes(b"".join(lines))
-    settings = {**sqlite(tmp_path), "DUMPS_DIR": str(tmp_path / "dumps")}
+    settings = {**sqlite_settings(tmp_path), "DUMPS_DIR": str(tmp_path / "dumps")}
 
     with caplog.at_level(logging.WARNING):
         crawler = await crawl(MusicBrainzArtistsSpider, settings, mode="dump", dump=str(plain))
@@ -260,7 +255,7 @@ async def test_igdb_page_keeps_every_game_after_one_with_bad_numbers(
     # NaN and a number past float: the fake's JSON writes them as IGDB never would.
     games[first] = {**games[first], "rating_count": float("nan"), "rating": 10**400}
     fake = FakeIgdb(fake_server, games, requests_per_second=None, max_open=None)
-    settings = igdb_settings(fake, sqlite(tmp_path), IGDB_PARALLEL_RANGES=1)
+    settings = igdb_settings(fake, sqlite_settings(tmp_path), IGDB_PARALLEL_RANGES=1)
 
     crawler = await crawl(IgdbGamesSpider, settings, mode="full")
 
@@ -338,7 +333,7 @@ async def test_tmdb_movie_with_misshapen_parts_is_stored_counted_and_logged(
     payload["keywords"] = "bomb"
     payload["genres"] = {"id": 18, "name": "Drama"}
     tmdb.add("movie", payload)
-    settings = tmdb_settings(tmdb, sqlite(tmp_path), tmp_path)
+    settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
 
     with caplog.at_level(logging.WARNING):
         crawler = await crawl(TmdbMoviesSpider, settings, ids="550")
@@ -357,7 +352,7 @@ async def test_tmdb_movie_with_misshapen_parts_is_stored_counted_and_logged(
 async def test_tmdb_changes_page_with_bad_entries_fetches_the_good_ones(
     tmdb: TmdbFake, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = tmdb_settings(tmdb, sqlite(tmp_path), tmp_path)
+    settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
     store = open_store_for(settings)
     try:
         store.set_state("tmdb_movies/changes", {"synced_through": TODAY.isoformat()})
@@ -414,7 +409,7 @@ async def test_tmdb_keywords_export_cut_short_keeps_what_it_read_and_is_an_error
     whole = gzip.compress("".join(lines).encode())
     name = tmdb.add_export("keyword_ids", TODAY, [])
     tmdb.export_files[name] = whole[: len(whole) * 2 // 3]
-    settings = tmdb_settings(tmdb, sqlite(tmp_path), tmp_path)
+    settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
 
     with caplog.at_level(logging.WARNING):
         crawler = await crawl(TmdbKeywordsSpider, settings)

@@ -12,17 +12,13 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 from contentcrawl.spiders.openlibrary_books import OpenLibraryBooksSpider
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.openlibrary import sample_dump
+from spiders_tests.settings_for import dump_settings, sqlite_settings
 
 
 def import_settings(tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    return {
-        "MONGO_URI": "",
-        "SQLITE_PATH": str(tmp_path / "store.sqlite3"),
-        "DUMPS_DIR": str(tmp_path / "dumps"),
-        "STORE_FAILED_DIR": str(tmp_path / "failed"),
-        "PROGRESS_LIVE": False,
-        **extra,
-    }
+    """An Open Library import into SQLite, without the live progress line."""
+    own = {"STORE_FAILED_DIR": str(tmp_path / "failed"), "PROGRESS_LIVE": False}
+    return dump_settings(sqlite_settings(tmp_path), tmp_path, **{**own, **extra})
 
 
 def shown(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

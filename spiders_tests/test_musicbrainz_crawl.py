@@ -37,32 +37,18 @@ from spiders_tests.fakes.musicbrainz import (
     write_archive,
 )
 from spiders_tests.fakes.server import FakeResponse, FakeServer
+from spiders_tests.settings_for import dump_settings, musicbrainz_settings, sqlite_settings
 
-PROJECT_SLOTS = get_project_settings().getdict("DOWNLOAD_SLOTS")
-# Faster than MusicBrainz allows, for every test but the one of the real limit; the fake
-# still refuses two requests closer than FAST_INTERVAL (a slot that lost its delay), with
-# room for a busy machine's timer lateness.
-FAST_DELAY, FAST_INTERVAL = 0.05, 0.01
-FAST_SLOTS = {
-    **PROJECT_SLOTS,
-    "musicbrainz": {"concurrency": 1, "delay": FAST_DELAY, "jitter": 0},
-}
+# Every test but the one of the real limit runs at MUSICBRAINZ_FAST_DELAY; the fake still
+# refuses two requests closer than FAST_INTERVAL (a slot that lost its delay), with room for
+# a busy machine's timer lateness.
+FAST_INTERVAL = 0.01
 USER_AGENT = f"contentcrawl/{__version__} ( {CONTACT} )"
 ARTISTS = sample_artists()
 
 
 def fast_fake(server: FakeServer, **kwargs: Any) -> FakeMusicBrainz:
     return FakeMusicBrainz(server, min_interval=FAST_INTERVAL, **kwargs)
-
-
-def crawl_settings(
-    fake: FakeMusicBrainz, store_settings: dict[str, Any], **overrides: Any
-) -> dict[str, Any]:
-    return fake.settings(**{"DOWNLOAD_SLOTS": FAST_SLOTS, **store_settings, **overrides})
-
-
-def sqlite(tmp_path: Path) -> dict[str, Any]:
-    return {"MONGO_URI": "", "SQLITE_PATH": str(tmp_path / "store.sqlite3")}
 
 
 def stored(store_settings: dict[str, Any], collection: str) -> dict[str, dict[str, Any]]:
@@ -92,7 +78,7 @@ async def test_search_lookup_and_browse_store_artist_and_all_albums(
     fake_server: FakeServer, store_settings: dict[str, Any]
 ) -> None:
     fake = fast_fake(fake_server)
-    settings = crawl_settings(fake, store_settings, MUSICBRAINZ_PAGE_SIZE=5)
+    settings = musicbrainz_settings(fake, store_settings, MUSICBRAINZ_PAGE_SIZE=5)
 
     crawler = await crawl(MusicBrainzArtistsSpider, settings, query="Tombs")
 
@@ -157,7 +143,7 @@ async def test_search_pages_by_offset_until_its_count(
     fake_server: FakeServer, tmp_path: Path
 ) -> None:
     fake = fast_fake(fake_server)
-    settings = crawl_settings(fake, sqlite(tmp_path), MUSICBRAINZ_PAGE_SIZE=4)
+    settings = musicbrainz_settings(fake, sqlite_settings(tmp_path), MUSICBRAINZ_PAGE_SIZE=4)
 
     crawler = await crawl(MusicBrainzArtistsSpider, settings, query="Manowar")
 
@@ -166,7 +152,7 @@ async def test_search_pages_by_offset_until_its_count(
     searches = fake.answered(r"/ws/2/artist/?")
     assert [hit.param("offset") for hit in searches] == ["0", "4"]  # count 6: two pages
     recorded = {hit["id"] for hit in recorded_searches()["manowar"]}
-    assert set(stored(sqlite(tmp_path), "artists")) == recorded
+    assert set(stored(sqlite_settings(tmp_path), "artists")) == recorded
     assert stats["musicbrainz/search/results"] == 6
     assert stats["musicbrainz/artists/looked_up"] == 6
     # One browse each: the search artists have no release groups in the fake.
@@ -179,9 +165,9 @@ async def test_artist_found_by_several_queries_and_mbids_is_fetched_once(
     fake_server: FakeServer, tmp_path: Path
 ) -> None:
     fake = fast_fake(fake_server)
-    settings = crawl_settings(
+    settings = musicbrainz_settings(
         fake,
-        sqlite(tmp_path),
+        sqlite_settings(tmp_path),
         MUSICBRAINZ_QUERIES=["Manowar", "Eric Adams", "Womanowar", "Manowar"],
     )
 
@@ -217,7 +203,7 @@ async def test_unknown_and_malformed_mbids_are_counted_not_fatal(
     with caplog.at_level(logging.WARNING):
         crawler = await crawl(
             MusicBrainzArtistsSpider,
-            crawl_settings(fake, sqlite(tmp_path)),
+            musicbrainz_settings(fake, sqlite_settings(tmp_path)),
             mbids=f"{unknown}, not-an-mbid ,{PERKELE}",
         )
 
@@ -227,8 +213,8 @@ async def test_unknown_and_malformed_mbids_are_counted_not_fatal(
     assert stats["musicbrainz/mbids/invalid"] == 1
     assert f"Artist {unknown} not found (404)" in caplog.text
     assert "'not-an-mbid' from -a mbids: not an MBID" in caplog.text
-    assert set(stored(sqlite(tmp_path), "artists")) == {PERKELE}
-    albums = stored(sqlite(tmp_path), "albums")
+    assert set(stored(sqlite_settings(tmp_path), "artists")) == {PERKELE}
+    albums = stored(sqlite_settings(tmp_path), "albums")
     assert len(albums) == 15
     demo = next(album for album in albums.values() if album["secondary_types"] == ["Demo"])
     assert demo["primary_type"] is None
@@ -237,7 +223,7 @@ async def test_unknown_and_malformed_mbids_are_counted_not_fatal(
 @deferred_f_from_coro_f
 async def test_limit_caps_the_artists_looked_up(fake_server: FakeServer, tmp_path: Path) -> None:
     fake = fast_fake(fake_server)
-    settings = crawl_settings(fake, sqlite(tmp_path), MUSICBRAINZ_PAGE_SIZE=10)
+    settings = musicbrainz_settings(fake, sqlite_settings(tmp_path), MUSICBRAINZ_PAGE_SIZE=10)
 
     crawler = await crawl(MusicBrainzArtistsSpider, settings, query="Solstice", limit="3")
 
@@ -250,28 +236,28 @@ async def test_a_lookup_out_of_retries_is_replayed_by_mode_failed(
     fake_server: FakeServer, tmp_path: Path
 ) -> None:
     fake = fast_fake(fake_server)
-    settings = crawl_settings(
-        fake, sqlite(tmp_path), RETRY_TIMES=1, BACKOFF_BASE=0.01, BACKOFF_MAX=0.05
+    settings = musicbrainz_settings(
+        fake, sqlite_settings(tmp_path), RETRY_TIMES=1, BACKOFF_BASE=0.01, BACKOFF_MAX=0.05
     )
     fake_server.fail(rf"/ws/2/artist/{PERKELE}", 503, 503)
 
     first = await crawl(MusicBrainzArtistsSpider, settings, mbids=PERKELE)
     assert first.stats.get_value("failures/recorded") == 1
-    assert stored(sqlite(tmp_path), "artists") == {}
+    assert stored(sqlite_settings(tmp_path), "artists") == {}
 
     replay = await crawl(MusicBrainzArtistsSpider, settings, mode="failed")
     stats = replay.stats.get_stats()
     assert stats["failures/replay/requested"] == 1
     assert stats["failures/cleared"] == 1
-    assert list(stored(sqlite(tmp_path), "artists")) == [PERKELE]
+    assert list(stored(sqlite_settings(tmp_path), "artists")) == [PERKELE]
     # The replayed lookup goes on as the first one would have: the artist's albums too.
     assert stats["store/albums/inserted"] == len(fake.artists[PERKELE].release_groups)
-    assert read_store(sqlite(tmp_path), lambda store: store.pending_failures()) == []
+    assert read_store(sqlite_settings(tmp_path), lambda store: store.pending_failures()) == []
 
 
 @deferred_f_from_coro_f
 async def test_a_replay_with_nothing_pending_needs_no_contact(tmp_path: Path) -> None:
-    settings = {**sqlite(tmp_path), "MUSICBRAINZ_CONTACT": ""}
+    settings = {**sqlite_settings(tmp_path), "MUSICBRAINZ_CONTACT": ""}
     crawler = await crawl(MusicBrainzArtistsSpider, settings, mode="failed")
     assert crawler.stats.get_value("finish_reason") == "finished"
     assert crawler.stats.get_value("failures/replay/pending") == 0
@@ -285,7 +271,7 @@ async def test_project_rate_never_puts_two_requests_in_one_second(
     fake_server: FakeServer, tmp_path: Path
 ) -> None:
     fake = FakeMusicBrainz(fake_server)  # MusicBrainz's own 1 s
-    settings = fake.settings(**sqlite(tmp_path), MUSICBRAINZ_PAGE_SIZE=5)  # project slots
+    settings = fake.settings(**sqlite_settings(tmp_path), MUSICBRAINZ_PAGE_SIZE=5)  # project slots
 
     crawler = await crawl(MusicBrainzArtistsSpider, settings, query="Tombs")
 
@@ -320,7 +306,9 @@ async def test_503_with_retry_after_pauses_the_slot_then_retries(
     fake.reject_next = 2
 
     crawler = await crawl(
-        MusicBrainzArtistsSpider, crawl_settings(fake, sqlite(tmp_path)), mbids=PERKELE
+        MusicBrainzArtistsSpider,
+        musicbrainz_settings(fake, sqlite_settings(tmp_path)),
+        mbids=PERKELE,
     )
 
     stats = crawler.stats.get_stats()
@@ -333,7 +321,7 @@ async def test_503_with_retry_after_pauses_the_slot_then_retries(
     assert gaps(hits[:3])[0] >= 0.95
     assert gaps(hits[:3])[1] >= 0.95
     assert len(fake.rejected) == 2
-    assert set(stored(sqlite(tmp_path), "artists")) == {PERKELE}
+    assert set(stored(sqlite_settings(tmp_path), "artists")) == {PERKELE}
 
 
 @deferred_f_from_coro_f
@@ -344,7 +332,7 @@ async def test_too_fast_a_slot_is_refused_and_slowed_down(
 
     crawler = await crawl(
         MusicBrainzArtistsSpider,
-        crawl_settings(fake, sqlite(tmp_path), MUSICBRAINZ_PAGE_SIZE=5),
+        musicbrainz_settings(fake, sqlite_settings(tmp_path), MUSICBRAINZ_PAGE_SIZE=5),
         mbids=TOMBS,
     )
 
@@ -363,7 +351,7 @@ async def test_missing_contact_refuses_to_start(
     fake_server: FakeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake = fast_fake(fake_server)
-    settings = crawl_settings(fake, sqlite(tmp_path), MUSICBRAINZ_CONTACT="  ")
+    settings = musicbrainz_settings(fake, sqlite_settings(tmp_path), MUSICBRAINZ_CONTACT="  ")
 
     with caplog.at_level(logging.ERROR):
         crawler = await crawl(MusicBrainzArtistsSpider, settings, query="Tombs")
@@ -380,7 +368,9 @@ async def test_nothing_to_crawl_is_a_clear_error(
 ) -> None:
     fake = fast_fake(fake_server)
     with caplog.at_level(logging.ERROR):
-        crawler = await crawl(MusicBrainzArtistsSpider, crawl_settings(fake, sqlite(tmp_path)))
+        crawler = await crawl(
+            MusicBrainzArtistsSpider, musicbrainz_settings(fake, sqlite_settings(tmp_path))
+        )
     assert crawler.stats.get_value("finish_reason") == "nothing_to_crawl"
     assert "MUSICBRAINZ_QUERIES" in caplog.text
     assert fake_server.hits() == []
@@ -392,7 +382,7 @@ async def test_request_out_of_retries_is_logged_and_counted(
 ) -> None:
     fake = fast_fake(fake_server, retry_after="0")
     fake.reject_next = 2
-    settings = crawl_settings(fake, sqlite(tmp_path), RETRY_TIMES=1)
+    settings = musicbrainz_settings(fake, sqlite_settings(tmp_path), RETRY_TIMES=1)
 
     with caplog.at_level(logging.ERROR):
         crawler = await crawl(MusicBrainzArtistsSpider, settings, mbids=PERKELE)
@@ -421,7 +411,7 @@ async def test_unreadable_answer_is_logged_and_counted(
     with caplog.at_level(logging.ERROR):
         crawler = await crawl(
             MusicBrainzArtistsSpider,
-            crawl_settings(fake, sqlite(tmp_path)),
+            musicbrainz_settings(fake, sqlite_settings(tmp_path)),
             mbids=f"{PERKELE},{TOMBS}",
         )
 
@@ -429,7 +419,7 @@ async def test_unreadable_answer_is_logged_and_counted(
     assert stats["finish_reason"] == "finished"
     assert stats["musicbrainz/requests/failed"] == 1
     assert "not an artist: '<html>Down for maintenance</html>'" in caplog.text
-    assert set(stored(sqlite(tmp_path), "artists")) == {TOMBS}
+    assert set(stored(sqlite_settings(tmp_path), "artists")) == {TOMBS}
 
 
 # --- dumps --------------------------------------------------------------------------------
@@ -441,10 +431,6 @@ def dump_fake(server: FakeServer, tmp_path: Path) -> FakeMusicBrainz:
         for entity in ("artist", "release-group")
     }
     return fast_fake(server, dumps=files)
-
-
-def dump_settings(store_settings: dict[str, Any], tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    return {**store_settings, "DUMPS_DIR": str(tmp_path / "dumps"), **extra}
 
 
 @deferred_f_from_coro_f
@@ -506,7 +492,7 @@ async def test_latest_dumps_import_then_reimport_writes_nothing(
 @deferred_f_from_coro_f
 async def test_dump_and_api_give_the_same_records(fake_server: FakeServer, tmp_path: Path) -> None:
     fake = dump_fake(fake_server, tmp_path)
-    settings = crawl_settings(fake, dump_settings(sqlite(tmp_path), tmp_path))
+    settings = musicbrainz_settings(fake, dump_settings(sqlite_settings(tmp_path), tmp_path))
     await crawl(MusicBrainzArtistsSpider, settings, mode="dump")
 
     crawler = await crawl(
@@ -532,7 +518,7 @@ async def test_dump_and_api_give_the_same_records(fake_server: FakeServer, tmp_p
 async def test_plain_json_lines_dump_needs_no_contact(tmp_path: Path) -> None:
     plain = tmp_path / "artist.jsonl"
     plain.write_bytes(b"".join(dump_lines(dump_docs("artist"))))
-    settings = dump_settings(sqlite(tmp_path), tmp_path, MUSICBRAINZ_CONTACT="")
+    settings = dump_settings(sqlite_settings(tmp_path), tmp_path, MUSICBRAINZ_CONTACT="")
 
     crawler = await crawl(MusicBrainzArtistsSpider, settings, mode="dump", dump=str(plain))
 
@@ -549,7 +535,7 @@ async def test_bad_lines_are_counted_and_skipped_and_limit_holds(
     lines = list(dump_lines(dump_docs("release-group")[:5]))
     lines[1:1] = [b"{not json\n", b'{"title": "no id"}\n', b"\n"]
     archive = write_archive(tmp_path / "release-group.tar.xz", "release-group", lines)
-    settings = dump_settings(sqlite(tmp_path), tmp_path)
+    settings = dump_settings(sqlite_settings(tmp_path), tmp_path)
 
     with caplog.at_level(logging.WARNING):
         crawler = await crawl(MusicBrainzArtistsSpider, settings, mode="dump", dump=str(archive))
@@ -573,7 +559,7 @@ async def test_dump_argument_alone_imports_and_limit_spans_the_files(tmp_path: P
     artists.write_bytes(b"".join(dump_lines(dump_docs("artist"))))
     albums = tmp_path / "release-group.jsonl"
     albums.write_bytes(b"".join(dump_lines(dump_docs("release-group"))))
-    settings = dump_settings(sqlite(tmp_path), tmp_path)
+    settings = dump_settings(sqlite_settings(tmp_path), tmp_path)
     limit = len(ARTISTS) + 2
 
     crawler = await crawl(
@@ -604,7 +590,7 @@ async def test_truncated_archive_keeps_what_it_read_and_is_an_error(
     whole = write_archive(tmp_path / "whole" / "artist.tar.xz", "artist", dump_lines(docs))
     cut = tmp_path / "artist.tar.xz"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
-    settings = dump_settings(sqlite(tmp_path), tmp_path)
+    settings = dump_settings(sqlite_settings(tmp_path), tmp_path)
 
     with caplog.at_level(logging.ERROR):
         crawler = await crawl(MusicBrainzArtistsSpider, settings, mode="dump", dump=str(cut))
@@ -624,7 +610,7 @@ async def test_missing_latest_or_archive_closes_with_a_reason(
 ) -> None:
     artists = build_archive("artist", dump_docs("artist")[:2], tmp_path / "built")
     fake = fast_fake(fake_server, dumps={"artist.tar.xz": artists})
-    settings = fake.settings(**dump_settings(sqlite(tmp_path), tmp_path))
+    settings = fake.settings(**dump_settings(sqlite_settings(tmp_path), tmp_path))
 
     with caplog.at_level(logging.ERROR):
         nowhere = await crawl(
@@ -651,7 +637,7 @@ async def test_unknown_plain_dump_name_is_refused(
     with caplog.at_level(logging.ERROR):
         crawler = await crawl(
             MusicBrainzArtistsSpider,
-            dump_settings(sqlite(tmp_path), tmp_path),
+            dump_settings(sqlite_settings(tmp_path), tmp_path),
             mode="dump",
             dump=str(plain),
         )

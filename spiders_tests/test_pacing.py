@@ -15,8 +15,7 @@ from contentcrawl.spiders.tmdb_movies import TmdbMoviesSpider
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, load
-
-AUTH_MIDDLEWARE = "contentcrawl.middlewares.tmdb_auth.TmdbAuthMiddleware"
+from spiders_tests.settings_for import with_tmdb_auth
 
 
 # -- the rate ----------------------------------------------------------------------------
@@ -119,13 +118,12 @@ async def test_the_slot_learns_a_lower_limit_and_stops_drawing_429s(
 ) -> None:
     project = get_project_settings()
     assert 1 / project.getdict("DOWNLOAD_SLOTS")["tmdb"]["delay"] > FAKE_LIMIT * 1.5
-    middlewares = {**project.getdict("DOWNLOADER_MIDDLEWARES"), AUTH_MIDDLEWARE: 950}
     settings = {
         **tmdb_at_20.settings(),
         "MONGO_URI": "",
         "SQLITE_PATH": str(tmp_path / "store.sqlite3"),
         "STORE_FAILED_DIR": str(tmp_path / "failed"),
-        "DOWNLOADER_MIDDLEWARES": middlewares,
+        "DOWNLOADER_MIDDLEWARES": with_tmdb_auth(),
         "SPIDERMON_ENABLED": False,
         "LOG_LEVEL": "INFO",
     }

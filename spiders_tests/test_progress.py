@@ -19,7 +19,7 @@ from contentcrawl.spiders.tmdb_movies import TmdbMoviesSpider
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
-from spiders_tests.test_runs import ops_settings, sqlite_settings
+from spiders_tests.settings_for import sqlite_settings, tmdb_run_settings
 
 PROGRESS = "contentcrawl.extensions.progress.Progress"
 IDS = "1,2,3,4,5,6"
@@ -50,7 +50,7 @@ def slow_tmdb() -> Iterator[TmdbFake]:
 
 
 def progress_settings(fake: TmdbFake, tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    settings = ops_settings(fake, sqlite_settings(tmp_path), tmp_path, **extra)
+    settings = tmdb_run_settings(fake, sqlite_settings(tmp_path), tmp_path, **extra)
     # One request at a time: the crawl lasts several progress intervals.
     settings["DOWNLOAD_SLOTS"]["tmdb"]["concurrency"] = 1
     return settings

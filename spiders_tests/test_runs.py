@@ -26,29 +26,7 @@ from spiders_tests.crawling import crawl
 from spiders_tests.fakes.openlibrary import sample_dump
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, load, movie_550
-
-
-def ops_settings(fake: TmdbFake, store_settings: dict[str, Any], tmp_path: Path, **extra: Any):
-    """Project settings (run records and spidermon on) + the TMDB fake + a store."""
-    project = get_project_settings()
-    slots = {name: dict(conf) for name, conf in project.getdict("DOWNLOAD_SLOTS").items()}
-    slots["tmdb"]["delay"] = 0.002
-    return {
-        **store_settings,
-        **fake.settings(),
-        "DOWNLOAD_SLOTS": slots,
-        "DUMPS_DIR": str(tmp_path / "dumps"),
-        "STORE_FAILED_DIR": str(tmp_path / "failed"),
-        "IMAGES_ENABLED": False,
-        "BACKOFF_BASE": 0.01,
-        "BACKOFF_MAX": 0.05,
-        "RETRY_TIMES": 1,
-        **extra,
-    }
-
-
-def sqlite_settings(tmp_path: Path) -> dict[str, Any]:
-    return {"MONGO_URI": "", "SQLITE_PATH": str(tmp_path / "store.sqlite3")}
+from spiders_tests.settings_for import sqlite_settings, tmdb_run_settings
 
 
 @pytest.fixture
@@ -73,7 +51,7 @@ def api_key_auth(fake: TmdbFake) -> dict[str, str]:
 async def test_every_crawl_writes_a_run_record(
     tmdb: TmdbFake, store_settings: dict[str, Any], tmp_path: Path
 ) -> None:
-    settings = ops_settings(tmdb, store_settings, tmp_path)
+    settings = tmdb_run_settings(tmdb, store_settings, tmp_path)
 
     crawler = await crawl(TmdbMoviesSpider, settings, ids="550,47964", _job="job-1", _version="r7")
 
@@ -96,7 +74,7 @@ async def test_every_crawl_writes_a_run_record(
 @deferred_f_from_coro_f
 async def test_a_failed_monitor_marks_the_run_failed(tmdb: TmdbFake, tmp_path: Path) -> None:
     store_settings = sqlite_settings(tmp_path)
-    settings = ops_settings(tmdb, store_settings, tmp_path, SPIDERMON_MIN_ITEMS=5)
+    settings = tmdb_run_settings(tmdb, store_settings, tmp_path, SPIDERMON_MIN_ITEMS=5)
 
     crawler = await crawl(TmdbMoviesSpider, settings, ids="550,47964")
 
@@ -173,7 +151,7 @@ async def test_a_request_out_of_retries_becomes_a_failure_and_a_replay_clears_it
     tmdb: TmdbFake, store_settings: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    settings = ops_settings(tmdb, store_settings, tmp_path, **api_key_auth(tmdb))
+    settings = tmdb_run_settings(tmdb, store_settings, tmp_path, **api_key_auth(tmdb))
     tmdb.fail(r"/3/movie/550", 500, 500)
 
     first = await crawl(TmdbMoviesSpider, settings, ids="550,47964,230")
@@ -224,7 +202,7 @@ async def test_a_request_out_of_retries_becomes_a_failure_and_a_replay_clears_it
 @deferred_f_from_coro_f
 async def test_a_replay_that_fails_again_keeps_the_failure(tmdb: TmdbFake, tmp_path: Path) -> None:
     store_settings = sqlite_settings(tmp_path)
-    settings = ops_settings(tmdb, store_settings, tmp_path)
+    settings = tmdb_run_settings(tmdb, store_settings, tmp_path)
     tmdb.fail(r"/3/movie/550", 503, 503, 503, 503)
 
     await crawl(TmdbMoviesSpider, settings, ids="550")
@@ -254,7 +232,7 @@ async def test_a_listing_page_that_cannot_be_replayed_is_not_kept(
         store_settings,
         lambda store: store.set_state("tmdb_movies/changes", {"synced_through": yesterday}),
     )
-    settings = ops_settings(tmdb, store_settings, tmp_path)
+    settings = tmdb_run_settings(tmdb, store_settings, tmp_path)
     tmdb.fail(r"/3/movie/changes", 500, 500)
 
     crawler = await crawl(TmdbMoviesSpider, settings, mode="changes")

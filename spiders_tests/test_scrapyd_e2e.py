@@ -91,11 +91,16 @@ class Scrapyd:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        log = (self.home / "scrapyd.out").open("ab")
-        # cwd = home: scrapyd reads ./scrapyd.conf, and relative job paths land here.
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "scrapyd"], cwd=self.home, env=self.env, stdout=log, stderr=log
-        )
+        # cwd = home: scrapyd reads ./scrapyd.conf, and relative job paths land here. The
+        # child writes to its own copy of the log's descriptor: this process closes its one.
+        with (self.home / "scrapyd.out").open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "scrapyd"],
+                cwd=self.home,
+                env=self.env,
+                stdout=log,
+                stderr=log,
+            )
         wait_until(
             lambda: get_json(f"{self.url}daemonstatus.json")["status"] == "ok", 20, "scrapyd"
         )

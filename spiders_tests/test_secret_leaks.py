@@ -34,6 +34,7 @@ from spiders_tests.fakes.igdb import FakeIgdb, sample_games
 from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
 from spiders_tests.mongo_server import free_port
+from spiders_tests.settings_for import igdb_settings
 
 PROJECT = Path(__file__).resolve().parent.parent
 CLIENT_ID = "leaktest-client-id-7Qm2"
@@ -63,10 +64,12 @@ def igdb_fake(server: FakeServer, **kwargs: Any) -> FakeIgdb:
     )
 
 
-def igdb_settings(fake: FakeIgdb, **overrides: Any) -> dict[str, Any]:
-    return fake.settings(
+def leak_settings(fake: FakeIgdb, **overrides: Any) -> dict[str, Any]:
+    """A crawl of ``fake`` over 2 id ranges, retried once after a short pause."""
+    return igdb_settings(
+        fake,
+        {},
         DOWNLOAD_SLOTS=FAST_SLOTS,
-        IGDB_PAGE_SIZE=25,
         IGDB_PARALLEL_RANGES=2,
         RETRY_TIMES=1,
         BACKOFF_BASE=0.01,
@@ -124,8 +127,8 @@ async def test_igdb_token_stays_out_of_the_mongodb_drivers_debug_log(
     store = {"MONGO_URI": mongo_uri, "MONGO_DATABASE": f"test_{uuid.uuid4().hex[:12]}"}
 
     # The first run stores the token it got, the second reads it back.
-    first = await crawl(IgdbGamesSpider, igdb_settings(fake, **store), mode="full")
-    second = await crawl(IgdbGamesSpider, igdb_settings(fake, **store), mode="full")
+    first = await crawl(IgdbGamesSpider, leak_settings(fake, **store), mode="full")
+    second = await crawl(IgdbGamesSpider, leak_settings(fake, **store), mode="full")
 
     assert first.stats.get_value("igdb/token/fetched") == 1
     assert second.stats.get_value("igdb/token/loaded") == 1
@@ -166,7 +169,7 @@ async def test_retried_requests_carry_no_credentials_into_the_shared_redis_queue
             mode="ids",
             ids="550",
         )
-        games = await crawl(IgdbGamesSpider, igdb_settings(igdb, **distributed), mode="full")
+        games = await crawl(IgdbGamesSpider, leak_settings(igdb, **distributed), mode="full")
     finally:
         seen = monitor.stop()
         exports.stop()
@@ -236,7 +239,7 @@ async def test_the_twitch_token_request_is_never_kept_as_a_dead_letter(
     try:
         crawler = await crawl(
             IgdbGamesSpider,
-            igdb_settings(fake, TWITCH_TOKEN_URL=unreachable, **store_settings),
+            leak_settings(fake, TWITCH_TOKEN_URL=unreachable, **store_settings),
             mode="full",
         )
     finally:

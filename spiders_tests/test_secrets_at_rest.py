@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from redis import Redis
 from scrapy.utils.defer import deferred_f_from_coro_f
-from scrapy.utils.project import get_project_settings
 
 from contentcrawl.middlewares.igdb_oauth import REDIS_KEY, STATE_NAME
 from contentcrawl.spiders.igdb_games import IgdbGamesSpider
@@ -29,14 +28,9 @@ from spiders_tests.crawling import child_env, crawl
 from spiders_tests.fakes.igdb import FakeIgdb, sample_games
 from spiders_tests.fakes.openlibrary import FakeOpenLibraryDumps, generated_lines, write_dump
 from spiders_tests.fakes.server import FakeServer
+from spiders_tests.settings_for import igdb_settings, sqlite_settings
 
 WIDE_FILE, WIDE_DIR = 0o644, 0o755
-# Faster than IGDB's limits: the fake has none.
-FAST_SLOTS = {
-    **get_project_settings().getdict("DOWNLOAD_SLOTS"),
-    "igdb": {"concurrency": 7, "delay": 0.01, "jitter": 0, "target_concurrency": 7},
-    "twitch": {"concurrency": 1, "delay": 0.0, "jitter": 0},
-}
 
 
 @contextmanager
@@ -161,15 +155,9 @@ def test_a_crawl_leaves_every_file_and_directory_it_writes_owner_only(
 # --- the IGDB token ------------------------------------------------------------------------
 
 
-def igdb_settings(fake: FakeIgdb, database: Path, **overrides: Any) -> dict[str, Any]:
-    return fake.settings(
-        MONGO_URI="",
-        SQLITE_PATH=str(database),
-        DOWNLOAD_SLOTS=FAST_SLOTS,
-        IGDB_PAGE_SIZE=25,
-        IGDB_PARALLEL_RANGES=4,
-        **overrides,
-    )
+def token_settings(fake: FakeIgdb, database: Path, **overrides: Any) -> dict[str, Any]:
+    """A crawl of ``fake`` into the SQLite file ``database``, over 4 id ranges."""
+    return igdb_settings(fake, sqlite_settings(database), IGDB_PARALLEL_RANGES=4, **overrides)
 
 
 def bytes_at_rest(database: Path) -> bytes:
@@ -195,7 +183,7 @@ async def test_the_igdb_token_stays_out_of_the_sqlite_file_and_its_wal_unless_ke
     with closing(sqlite3.connect(database)) as reader:
         reader.execute("SELECT COUNT(*) FROM games").fetchone()
 
-        crawler = await crawl(IgdbGamesSpider, igdb_settings(fake, database, **extra))
+        crawler = await crawl(IgdbGamesSpider, token_settings(fake, database, **extra))
 
         at_rest = bytes_at_rest(database)
     assert crawler.stats.get_value("item_scraped_count") == 60
@@ -213,14 +201,14 @@ async def test_redis_shares_one_token_across_crawls_and_expires_it_with_the_toke
     # Two crawls on two stores: only Redis can carry the token from one to the other.
     first = await crawl(
         IgdbGamesSpider,
-        igdb_settings(fake, tmp_path / "first.sqlite3", **redis_kept),
+        token_settings(fake, tmp_path / "first.sqlite3", **redis_kept),
     )
     # A later run: the first run's shared queue, duplicate filter and run state are gone.
     token_keys = set(redis.keys(REDIS_KEY.format(app="*")))
     redis.delete(*(set(redis.keys("*")) - token_keys))
     second = await crawl(
         IgdbGamesSpider,
-        igdb_settings(fake, tmp_path / "second.sqlite3", **redis_kept),
+        token_settings(fake, tmp_path / "second.sqlite3", **redis_kept),
     )
 
     assert fake.token_requests == 1
@@ -245,7 +233,7 @@ async def test_memory_keeps_the_token_to_its_own_crawl(
 ) -> None:
     fake = FakeIgdb(fake_server, sample_games(30), requests_per_second=None, max_open=None)
     memory = {"IGDB_TOKEN_STORE": "memory"}
-    settings = igdb_settings(fake, tmp_path / "store.sqlite3", **memory)
+    settings = token_settings(fake, tmp_path / "store.sqlite3", **memory)
 
     first = await crawl(IgdbGamesSpider, settings)
     second = await crawl(IgdbGamesSpider, settings)

@@ -168,6 +168,7 @@ def test_status_piped_into_a_reader_that_stops_early_exits_quietly(tmp_path: Pat
         assert child.stderr is not None
         child.stdout.close()
         stderr = child.stderr.read().decode()
+        child.stderr.close()
         assert child.wait(timeout=60) == 0, stderr
         assert "Traceback" not in stderr
         assert "BrokenPipeError" not in stderr

@@ -22,7 +22,7 @@ from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, load, movie_550
-from spiders_tests.test_tmdb_crawl import settings_for
+from spiders_tests.settings_for import tmdb_settings
 
 API = "https://api.themoviedb.org/3"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.test-read-access-token"  # noqa: S105 - a test credential
@@ -129,7 +129,7 @@ async def test_api_key_never_reaches_logs_stats_or_records(
         fake.add("movie", load("movie_47964_append_15_parts.json"))
         fake.fail(r"/3/movie/47964", 503)
         store_settings = {"MONGO_URI": "", "SQLITE_PATH": str(tmp_path / "store.sqlite3")}
-        settings = settings_for(
+        settings = tmdb_settings(
             fake,
             store_settings,
             tmp_path,

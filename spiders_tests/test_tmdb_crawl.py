@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from scrapy import signals
 from scrapy.utils.defer import deferred_f_from_coro_f
-from scrapy.utils.project import get_project_settings
 
 from contentcrawl.spiders.tmdb_collections import TmdbCollectionsSpider
 from contentcrawl.spiders.tmdb_keywords import TmdbKeywordsSpider
@@ -22,10 +21,11 @@ from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import crawl, make_crawler
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, load, movie_550
+from spiders_tests.settings_for import sqlite_settings, tmdb_settings
 
-AUTH_MIDDLEWARE = "contentcrawl.middlewares.tmdb_auth.TmdbAuthMiddleware"
 TODAY = datetime.now(UTC).date()
 YESTERDAY = TODAY - timedelta(days=1)
+EXPORT_IDS = 45
 
 
 @pytest.fixture
@@ -42,33 +42,6 @@ def tmdb(fake_server: FakeServer) -> Iterator[TmdbFake]:
     fake.add("person", load("person_287_2024.json"))
     yield fake
     exports.stop()
-
-
-def settings_for(
-    fake: TmdbFake, store_settings: dict[str, Any], tmp_path: Path, **extra: Any
-) -> dict[str, Any]:
-    """Project settings + the fake + the store, with the auth middleware registered."""
-    project = get_project_settings()
-    middlewares = dict(project.getdict("DOWNLOADER_MIDDLEWARES"))
-    middlewares[AUTH_MIDDLEWARE] = 950
-    slots = {name: dict(conf) for name, conf in project.getdict("DOWNLOAD_SLOTS").items()}
-    slots["tmdb"]["delay"] = 0.002
-    return {
-        **store_settings,
-        **fake.settings(),
-        "DOWNLOADER_MIDDLEWARES": middlewares,
-        "DOWNLOAD_SLOTS": slots,
-        "DUMPS_DIR": str(tmp_path / "dumps"),
-        "STORE_FAILED_DIR": str(tmp_path / "failed"),
-        "IMAGES_ENABLED": False,
-        "BACKOFF_BASE": 0.05,
-        "LOG_LEVEL": "DEBUG",
-        **extra,
-    }
-
-
-def sqlite_settings(tmp_path: Path) -> dict[str, Any]:
-    return {"MONGO_URI": "", "SQLITE_PATH": str(tmp_path / "store.sqlite3")}
 
 
 def stats_of(crawler: Any) -> dict[str, Any]:
@@ -91,7 +64,7 @@ def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
 async def test_ids_mode_stores_records_and_rerun_writes_nothing(
     tmdb: TmdbFake, store_settings: dict[str, Any], tmp_path: Path
 ) -> None:
-    settings = settings_for(tmdb, store_settings, tmp_path)
+    settings = tmdb_settings(tmdb, store_settings, tmp_path)
 
     first = await crawl(TmdbMoviesSpider, settings, ids="550,47964")
     second = await crawl(TmdbMoviesSpider, settings, ids="550,47964")
@@ -130,7 +103,7 @@ async def test_ids_mode_stores_records_and_rerun_writes_nothing(
 async def test_ids_file_and_limit(tmdb: TmdbFake, tmp_path: Path) -> None:
     ids_file = tmp_path / "ids.txt"
     ids_file.write_text("550\n47964\n", encoding="utf-8")
-    settings = settings_for(tmdb, sqlite_settings(tmp_path), tmp_path)
+    settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
 
     crawler = await crawl(TmdbMoviesSpider, settings, ids_file=str(ids_file), limit="1")
 
@@ -145,7 +118,7 @@ async def test_ids_file_and_limit(tmdb: TmdbFake, tmp_path: Path) -> None:
 async def test_404_is_counted_not_an_error(
     tmdb: TmdbFake, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = settings_for(tmdb, sqlite_settings(tmp_path), tmp_path)
+    settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
 
     crawler = await crawl(TmdbMoviesSpider, settings, ids="550,230")
 
@@ -178,7 +151,7 @@ async def test_401_closes_the_spider_at_once(
     for tmdb_id in range(1000, 1200):
         tmdb.add_clone("movie", movie_550(), tmdb_id)
     wrong = {"TMDB_READ_ACCESS_TOKEN": "wrong-token"}
-    settings = settings_for(
+    settings = tmdb_settings(
         tmdb, sqlite_settings(tmp_path), tmp_path, CONCURRENT_REQUESTS=32, **wrong
     )
 
@@ -203,7 +176,7 @@ async def test_401_closes_the_spider_at_once(
 async def test_no_credentials_refuses_to_start(
     tmdb: TmdbFake, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = settings_for(
+    settings = tmdb_settings(
         tmdb, sqlite_settings(tmp_path), tmp_path, TMDB_READ_ACCESS_TOKEN="", TMDB_API_KEY=""
     )
 
@@ -217,7 +190,7 @@ async def test_no_credentials_refuses_to_start(
 @deferred_f_from_coro_f
 async def test_5xx_then_success(tmdb: TmdbFake, tmp_path: Path) -> None:
     tmdb.fail(r"/3/movie/550", 503, 502)
-    settings = settings_for(tmdb, sqlite_settings(tmp_path), tmp_path)
+    settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
 
     crawler = await crawl(TmdbMoviesSpider, settings, ids="550")
 
@@ -233,7 +206,7 @@ async def test_429_honours_retry_after(tmdb: TmdbFake, tmp_path: Path) -> None:
     for tmdb_id in ids:
         tmdb.add_clone("movie", movie_550(), tmdb_id)
     tmdb.rate_limit = 4
-    settings = settings_for(tmdb, sqlite_settings(tmp_path), tmp_path)
+    settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
 
     crawler = await crawl(TmdbMoviesSpider, settings, ids=",".join(map(str, ids)))
 
@@ -278,7 +251,7 @@ async def test_export_falls_back_to_the_previous_day_and_saves_the_sync_state(
     tmdb: TmdbFake, store_settings: dict[str, Any], tmp_path: Path
 ) -> None:
     tmdb.add_export("movie_ids", YESTERDAY, movie_export_lines())
-    settings = settings_for(tmdb, store_settings, tmp_path)
+    settings = tmdb_settings(tmdb, store_settings, tmp_path)
 
     crawler = await crawl(TmdbMoviesSpider, settings, mode="export")
 
@@ -314,7 +287,7 @@ async def test_export_with_adult_file_and_popularity_floor(tmdb: TmdbFake, tmp_p
         TODAY,
         [{"adult": True, "id": 9003, "original_title": "X", "popularity": 50.0, "video": False}],
     )
-    settings = settings_for(tmdb, sqlite_settings(tmp_path), tmp_path)
+    settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
 
     crawler = await crawl(
         TmdbMoviesSpider, settings, mode="export", include_adult="1", min_popularity="10"
@@ -331,7 +304,7 @@ async def test_export_with_adult_file_and_popularity_floor(tmdb: TmdbFake, tmp_p
 async def test_export_unavailable_closes_with_an_error(
     tmdb: TmdbFake, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = settings_for(tmdb, sqlite_settings(tmp_path), tmp_path)
+    settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
 
     crawler = await crawl(TmdbMoviesSpider, settings, mode="export")
 
@@ -345,18 +318,19 @@ async def test_damaged_export_fetches_what_it_can_and_keeps_the_sync_state(
     tmdb: TmdbFake, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store_settings = sqlite_settings(tmp_path)
+    # 45 ids, cut two thirds in: some read before the damage, the rest lost with it.
     name = tmdb.add_export(
-        "movie_ids", TODAY, [{"id": i, "popularity": float(i)} for i in range(1, 2001)]
+        "movie_ids", TODAY, [{"id": i, "popularity": float(i)} for i in range(1, EXPORT_IDS + 1)]
     )
     whole = tmdb.export_files[name]
     tmdb.export_files[name] = whole[: len(whole) * 2 // 3]
-    settings = settings_for(tmdb, store_settings, tmp_path)
+    settings = tmdb_settings(tmdb, store_settings, tmp_path)
 
     crawler = await crawl(TmdbMoviesSpider, settings, mode="export")
 
     stats = stats_of(crawler)
     assert stats["tmdb/movies/export/damaged"] == 1
-    assert 0 < stats["tmdb/movies/requested"] < 2000
+    assert 0 < stats["tmdb/movies/requested"] < EXPORT_IDS
     assert any("is damaged" in message for message in errors(caplog))
     assert read_state(store_settings, "tmdb_movies/export") is None
 
@@ -370,7 +344,7 @@ async def test_export_backlog_keeps_the_scheduler_small_and_logs_progress(
     for tmdb_id in ids:
         tmdb.add_clone("movie", movie_550(), tmdb_id)
     tmdb.add_export("movie_ids", TODAY, [{"id": i, "popularity": 1.0} for i in ids])
-    settings = settings_for(
+    settings = tmdb_settings(
         tmdb, sqlite_settings(tmp_path), tmp_path, TMDB_START_BACKLOG=5, TMDB_PROGRESS_INTERVAL=0
     )
     counts = {"scheduled": 0, "answered": 0, "most_pending": 0}
@@ -396,7 +370,7 @@ async def test_export_backlog_keeps_the_scheduler_small_and_logs_progress(
 @deferred_f_from_coro_f
 async def test_keywords_export_needs_no_api_requests(tmdb: TmdbFake, tmp_path: Path) -> None:
     tmdb.add_export("keyword_ids", TODAY, [{"id": 258, "name": "bomb"}, {"id": 591, "name": "cia"}])
-    settings = settings_for(tmdb, sqlite_settings(tmp_path), tmp_path)
+    settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
 
     crawler = await crawl(TmdbKeywordsSpider, settings)
 
@@ -437,7 +411,7 @@ async def test_changes_in_14_day_windows_all_pages_then_state_advances(
     tmdb.add_change("movie", since + timedelta(days=3), 550)
     tmdb.add_change("movie", since + timedelta(days=3), 9999, adult=True)
     tmdb.add_change("movie", since + timedelta(days=20), 47964, adult=None)
-    settings = settings_for(tmdb, store_settings, tmp_path)
+    settings = tmdb_settings(tmdb, store_settings, tmp_path)
 
     crawler = await crawl(TmdbMoviesSpider, settings, mode="changes")
 
@@ -468,7 +442,7 @@ async def test_changes_pages_past_the_2019_total_pages_lie(tmdb: TmdbFake, tmp_p
     for tmdb_id in range(6000, 6120):
         tmdb.add_clone("movie", movie_550(), tmdb_id)
         tmdb.add_change("movie", TODAY, tmdb_id)
-    settings = settings_for(tmdb, store_settings, tmp_path)
+    settings = tmdb_settings(tmdb, store_settings, tmp_path)
 
     crawler = await crawl(TmdbMoviesSpider, settings, mode="changes")
 
@@ -484,7 +458,7 @@ async def test_changes_state_not_advanced_after_a_failure(tmdb: TmdbFake, tmp_pa
     tmdb.add_change("tv", TODAY, 1396)
     tmdb.add_change("tv", TODAY, 1399)
     tmdb.fail(r"/3/tv/1399", *[500] * 10)
-    settings = settings_for(tmdb, store_settings, tmp_path, RETRY_TIMES=1)
+    settings = tmdb_settings(tmdb, store_settings, tmp_path, RETRY_TIMES=1)
 
     crawler = await crawl(TmdbSeriesSpider, settings)
 
@@ -502,7 +476,7 @@ async def test_changes_without_a_previous_sync_runs_an_export(
 ) -> None:
     caplog.set_level(logging.INFO)
     tmdb.add_export("person_ids", TODAY, [{"adult": False, "id": 62, "name": "B", "popularity": 1}])
-    settings = settings_for(tmdb, sqlite_settings(tmp_path), tmp_path)
+    settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
 
     crawler = await crawl(TmdbPeopleSpider, settings)
 
@@ -521,7 +495,7 @@ async def test_changes_older_than_tmdb_keeps_runs_an_export(
     old = TODAY - timedelta(days=200)
     seed_state(store_settings, "tmdb_movies/changes", {"synced_through": old.isoformat()})
     tmdb.add_export("movie_ids", TODAY, movie_export_lines()[:1])
-    settings = settings_for(tmdb, store_settings, tmp_path)
+    settings = tmdb_settings(tmdb, store_settings, tmp_path)
 
     crawler = await crawl(TmdbMoviesSpider, settings, mode="changes")
 
@@ -542,7 +516,7 @@ async def test_lists_mode_follows_pages_up_to_the_limit(tmdb: TmdbFake, tmp_path
         tmdb.add_clone("movie", movie_550(), tmdb_id)
     tmdb.lists["movie/popular"] = ids  # 3 pages of 20
     tmdb.lists["trending/movie/week"] = [550, 7000]
-    settings = settings_for(tmdb, sqlite_settings(tmp_path), tmp_path)
+    settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
 
     crawler = await crawl(TmdbMoviesSpider, settings, mode="lists", pages="2")
 
@@ -555,7 +529,7 @@ async def test_lists_mode_follows_pages_up_to_the_limit(tmdb: TmdbFake, tmp_path
 
 @deferred_f_from_coro_f
 async def test_refresh_fetches_only_stale_records(tmdb: TmdbFake, tmp_path: Path) -> None:
-    settings = settings_for(tmdb, sqlite_settings(tmp_path), tmp_path)
+    settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
     await crawl(TmdbMoviesSpider, settings, ids="550,47964")
 
     fresh = await crawl(TmdbMoviesSpider, settings, mode="refresh", older_than_days="1")
@@ -581,7 +555,7 @@ async def test_missing_fetches_referenced_records_not_stored(
     tmdb: TmdbFake, tmp_path: Path
 ) -> None:
     tmdb.add("collection", {"id": 1570, "name": "Die Hard Collection", "parts": [{"id": 47964}]})
-    settings = settings_for(tmdb, sqlite_settings(tmp_path), tmp_path)
+    settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
     await crawl(TmdbMoviesSpider, settings, ids="47964")
 
     collections = await crawl(TmdbCollectionsSpider, settings, mode="missing")
@@ -594,7 +568,7 @@ async def test_missing_fetches_referenced_records_not_stored(
 
 @deferred_f_from_coro_f
 async def test_series_episodes_ride_one_appended_request(tmdb: TmdbFake, tmp_path: Path) -> None:
-    settings = settings_for(tmdb, sqlite_settings(tmp_path), tmp_path)
+    settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
 
     await crawl(TmdbSeriesSpider, settings, ids="1396", episodes="1")
 
@@ -614,7 +588,7 @@ async def test_series_episodes_ride_one_appended_request(tmdb: TmdbFake, tmp_pat
 
 @deferred_f_from_coro_f
 async def test_filters_count_and_skip_records(tmdb: TmdbFake, tmp_path: Path) -> None:
-    settings = settings_for(tmdb, sqlite_settings(tmp_path), tmp_path)
+    settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
 
     crawler = await crawl(TmdbMoviesSpider, settings, ids="550,47964", min_budget="80000000")
 

@@ -189,6 +189,7 @@ def download_dump(
                     chunk_size,
                 )
         except urllib.error.HTTPError as error:
+            error.close()  # it holds the response, and so its socket, open until closed
             if error.code == 304 and conditional:
                 logger.info("%s is unchanged (304): keeping %s", shown, final)
                 return DownloadResult(

@@ -110,6 +110,7 @@ def export_published(url: str, *, user_agent: str, timeout: float) -> bool:
         with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310
             return True
     except urllib.error.HTTPError as error:
+        error.close()  # it holds the response, and so its socket, open until closed
         if error.code in EXPORT_MISSING_STATUSES:
             return False
         raise DownloadError(f"{redact_url(url)}: HTTP {error.code} {error.reason}") from None
