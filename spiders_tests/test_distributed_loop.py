@@ -22,8 +22,9 @@ from contentcrawl.extensions.distributed.writes import PendingAdditions
 from spiders_tests.crawling import crawl
 from spiders_tests.redis_server import free_port
 
-# How long the slow Redis holds each worker-state report (the run's SET of its state key).
-REDIS_DELAY = 0.3
+# How long the slow Redis holds each worker-state report (the run's SET of its state key):
+# long enough that a blocked loop stands out from the stalls of a loaded machine.
+REDIS_DELAY = 1.0
 
 
 class IdleSpider(scrapy.Spider):
