@@ -1,4 +1,4 @@
-"""Date normalisation on the shapes the sources really send (see fixtures QUIRKS.md)."""
+"""Date normalisation on the shapes the sources really send (docs/sources.md, API quirks)."""
 
 import pytest
 

@@ -4,7 +4,7 @@ API routes on a ``FakeServer`` under ``/ws/2``: artist search (``/artist?query=`
 lookup (``/artist/<mbid>?inc=``), release-group browse (``/release-group?artist=``) and
 lookup (``/release-group/<mbid>?inc=``). ``hold(n)`` leaves the n-th API request matching a
 pattern unanswered until ``release()`` (a request in flight when a test kills its crawler).
-What it does as MusicBrainz does (see ``data/musicbrainz`` and QUIRKS.md):
+What it does as MusicBrainz does (see ``data/musicbrainz`` and docs/sources.md):
 
 - every JSON object comes back with its keys in a new random order;
 - a search answers ``{created, count, offset, artists}``, 25 hits unless ``limit`` (≤ 100)

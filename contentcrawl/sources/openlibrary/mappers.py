@@ -12,7 +12,7 @@ from contentcrawl.items import AuthorItem, BookItem, Json, WorkItem
 
 
 def text_value(value: Any) -> str | None:
-    """A text field that is a string or ``{"type": "/type/text", "value": ...}`` (QUIRKS)."""
+    """A text field that is a string or ``{"type": "/type/text", "value": ...}`` (both occur)."""
     if isinstance(value, dict):
         value = value.get("value")
     return value if isinstance(value, str) else None
@@ -53,7 +53,7 @@ def work_author_keys(value: Any) -> list[str]:
 
 
 def positive_ids(value: Any) -> list[int]:
-    """Cover/photo ids, without the ``-1`` placeholders the dumps carry (QUIRKS)."""
+    """Cover/photo ids, without the ``-1`` placeholders the dumps carry."""
     if not isinstance(value, list):
         return []
     return [
