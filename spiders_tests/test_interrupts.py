@@ -38,7 +38,7 @@ from spiders_tests.fakes.musicbrainz import (
     write_archive,
 )
 from spiders_tests.fakes.server import FakeServer
-from spiders_tests.fakes.tmdb import TmdbFake
+from spiders_tests.fakes.tmdb import TmdbFake, exported_movies
 
 TODAY = datetime.now(UTC).date()
 TMDB_DETAIL = r"/3/movie/\d+"
@@ -159,16 +159,9 @@ def at_least(database: Path, collection: str, count: int) -> Callable[[], bool]:
 
 @pytest.fixture
 def tmdb() -> Iterator[TmdbFake]:
-    """A TMDB of ``MOVIES`` small movies, all in today's export; 10 ms an answer."""
-    api, exports = FakeServer(latency=0.01).start(), FakeServer().start()
-    fake = TmdbFake(api, exports, rate_limit=100_000)
-    ids = range(1, MOVIES + 1)
-    for tmdb_id in ids:
-        fake.add("movie", {"id": tmdb_id, "title": f"Movie {tmdb_id}"})
-    fake.add_export("movie_ids", TODAY, [{"id": i, "adult": False, "video": False} for i in ids])
-    yield fake
-    api.stop()
-    exports.stop()
+    """A TMDB of ``MOVIES`` small movies, all in today's export."""
+    with exported_movies(MOVIES, TODAY) as fake:
+        yield fake
 
 
 def tmdb_env(fake: TmdbFake, tmp_path: Path) -> dict[str, str]:

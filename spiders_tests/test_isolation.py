@@ -4,18 +4,12 @@ write into a checkout, git ignores."""
 
 from __future__ import annotations
 
-import configparser
-import json
 import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.parse
-import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pymongo
 import pytest
@@ -31,6 +25,7 @@ from spiders_tests.crawling import (
 )
 from spiders_tests.fakes.openlibrary import sample_dump
 from spiders_tests.mongo_server import free_port
+from spiders_tests.scrapyd_http import get_json, point_deploy_at, wait_until
 
 # Tests that named no store before the fix, and so wrote run records and a dead letter into
 # the checkout's data/contentcrawl.sqlite3; and one that runs `scrapy` in a child process.
@@ -171,25 +166,6 @@ def git(checkout: Path, *args: str) -> str:
     return done.stdout
 
 
-def get_json(url: str, data: dict[str, str] | None = None) -> Any:
-    body = urllib.parse.urlencode(data).encode() if data is not None else None
-    with urllib.request.urlopen(url, body, timeout=5) as response:  # noqa: S310 - 127.0.0.1
-        return json.loads(response.read())
-
-
-def wait_for(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-        except OSError:
-            result = None
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def test_what_scrapyd_and_a_crawl_write_into_the_checkout_git_ignores(tmp_path: Path) -> None:
     checkout = checkout_copy(tmp_path / "checkout")
     shutil.copy(PROJECT / ".gitignore", checkout / ".gitignore")
@@ -200,11 +176,7 @@ def test_what_scrapyd_and_a_crawl_write_into_the_checkout_git_ignores(tmp_path: 
         f"[scrapyd]\nbind_address = 127.0.0.1\nhttp_port = {port}\npoll_interval = 0.2\n",
         encoding="utf-8",
     )
-    config = configparser.ConfigParser()
-    config.read(checkout / "scrapy.cfg")
-    config["deploy"]["url"] = url
-    with (checkout / "scrapy.cfg").open("w", encoding="utf-8") as cfg:
-        config.write(cfg)
+    point_deploy_at(checkout / "scrapy.cfg", url)
     git(checkout, "init", "-q")
     git(checkout, "add", "-A")
     git(checkout, "commit", "-q", "-m", "clone")
@@ -217,7 +189,7 @@ def test_what_scrapyd_and_a_crawl_write_into_the_checkout_git_ignores(tmp_path: 
             [sys.executable, "-m", "scrapyd"], cwd=checkout, env=env, stdout=out, stderr=out
         )
     try:
-        wait_for(lambda: get_json(f"{url}daemonstatus.json")["status"] == "ok", 20, "scrapyd")
+        wait_until(lambda: get_json(f"{url}daemonstatus.json")["status"] == "ok", 20, "scrapyd")
         deployed = subprocess.run(
             [deploy], cwd=checkout, env=env, capture_output=True, text=True, timeout=60
         )
@@ -229,7 +201,7 @@ def test_what_scrapyd_and_a_crawl_write_into_the_checkout_git_ignores(tmp_path: 
             "setting": "JOBDIR=crawls/openlibrary_books",
         }
         assert get_json(f"{url}schedule.json", job)["status"] == "ok"
-        finished = wait_for(
+        finished = wait_until(
             lambda: get_json(f"{url}listjobs.json?project=contentcrawl")["finished"], 30, "the job"
         )
     finally:

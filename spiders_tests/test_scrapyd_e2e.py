@@ -9,13 +9,10 @@ against local fakes, configured, credentials included, through scrapyd's environ
 from __future__ import annotations
 
 import configparser
-import json
 import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +26,7 @@ from spiders_tests.fakes.openlibrary import FakeOpenLibraryDumps, sample_dump
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
 from spiders_tests.mongo_server import free_port
+from spiders_tests.scrapyd_http import get_json, point_deploy_at, wait_until
 
 PROJECT = Path(__file__).resolve().parent.parent
 TOKEN = "e2e-secret-read-token"  # noqa: S105 - a test credential
@@ -41,11 +39,8 @@ def checkout_copy(target: Path, scrapyd_url: str) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "data", ".env")
     shutil.copytree(PROJECT / "contentcrawl", target / "contentcrawl", ignore=ignore)
     shutil.copy(PROJECT / "pyproject.toml", target / "pyproject.toml")
-    config = configparser.ConfigParser()
-    config.read(PROJECT / "scrapy.cfg")
-    config["deploy"]["url"] = scrapyd_url
-    with (target / "scrapy.cfg").open("w") as cfg:
-        config.write(cfg)
+    shutil.copy(PROJECT / "scrapy.cfg", target / "scrapy.cfg")
+    point_deploy_at(target / "scrapy.cfg", scrapyd_url)
     return target
 
 
@@ -63,25 +58,6 @@ def scrapyd_home(home: Path, port: int, poll_interval: float = 0.2) -> Path:
     with (home / "scrapyd.conf").open("w") as conf:
         config.write(conf)
     return home
-
-
-def get_json(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - 127.0.0.1
-        return json.loads(response.read())
-
-
-def wait_until(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-        except OSError:
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 class Scrapyd:
@@ -212,29 +188,42 @@ def test_deploy_schedule_run_and_no_duplicate_while_running(
             "both jobs to finish",
         )
         assert sorted(job["spider"] for job in finished) == ["openlibrary_authors", "tmdb_movies"]
+        # A job that fails (its dump does not exist) exits non-zero: scrapyd's log says so,
+        # and so does its run record (below).
+        missing_dump = {"project": "contentcrawl", "spider": "openlibrary_books"}
+        missing_dump["dump"] = str(tmp_path / "no_such_dump.txt.gz")
+        assert get_json(f"{scrapyd.url}schedule.json", missing_dump)["status"] == "ok"
+        wait_until(lambda: len(scrapyd.jobs()["finished"]) == 3, 30, "the failing job to end")
 
         # Job history is in SQLite: it survives a scrapyd restart.
         scrapyd.stop()
         scrapyd.start()
-        assert len(scrapyd.jobs()["finished"]) == 2
+        assert len(scrapyd.jobs()["finished"]) == 3
     finally:
         scrapyd.stop()
+
+    scrapyd_log = (tmp_path / "scrapyd" / "scrapyd.out").read_text()
+    assert scrapyd_log.count("Process died: exitstatus=") == 1
+    assert "Process died: exitstatus=1" in scrapyd_log
 
     with SqliteStore(store_path) as store:
         assert store.count("movies") == 3
         assert store.count("authors") > 0
         runs = {run["spider"]: run for run in store.recent_runs()}
-    assert set(runs) == {"tmdb_movies", "openlibrary_authors"}
+    assert set(runs) == {"tmdb_movies", "openlibrary_authors", "openlibrary_books"}
+    failed_run = runs["openlibrary_books"]
+    assert (failed_run["result"], failed_run["exit_code"]) == ("failed", 1)
+    assert failed_run["problems"] == ["finish reason 'dump_not_found'", "1 errors logged"]
     movies_run = runs["tmdb_movies"]
     assert movies_run["id"].startswith(f"{TMDB_JOB}-")
-    assert movies_run["result"] == "ok", movies_run["problems"]
+    assert (movies_run["result"], movies_run["exit_code"]) == ("ok", 0), movies_run["problems"]
     assert movies_run["arguments"] == {"mode": "changes"}
     assert (movies_run["items"], movies_run["inserted"]) == (3, 3)
     assert runs["openlibrary_authors"]["result"] == "ok", runs["openlibrary_authors"]["problems"]
     assert runs["openlibrary_authors"]["inserted"] > 0
     assert len(tmdb.api.hits(r"/3/movie/55[012]")) == 3
     logs = list((tmp_path / "scrapyd" / "logs_dir").rglob("*.log"))
-    assert len(logs) == 2
+    assert len(logs) == 3
     assert all(TOKEN not in log.read_text() for log in logs)
     assert all(job["spider"] for job in finished)
 

@@ -17,6 +17,8 @@ import json
 import re
 import threading
 from collections import defaultdict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -283,3 +285,20 @@ def _page(results: list[Any], page: int, size: int) -> dict[str, Any]:
         "total_pages": total_pages,
         "total_results": len(results),
     }
+
+
+@contextmanager
+def exported_movies(count: int, day: date) -> Iterator[TmdbFake]:
+    """A TMDB of ``count`` small movies (ids 1..count), all in ``day``'s export; 10 ms an
+    answer and no rate limit to speak of."""
+    api, exports = FakeServer(latency=0.01).start(), FakeServer().start()
+    fake = TmdbFake(api, exports, rate_limit=100_000)
+    ids = range(1, count + 1)
+    for tmdb_id in ids:
+        fake.add("movie", {"id": tmdb_id, "title": f"Movie {tmdb_id}"})
+    fake.add_export("movie_ids", day, [{"id": i, "adult": False, "video": False} for i in ids])
+    try:
+        yield fake
+    finally:
+        api.stop()
+        exports.stop()
