@@ -16,7 +16,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.project import get_project_settings
 from scrapy.utils.test import get_crawler
 
-from contentcrawl.middlewares.tmdb_auth import TmdbAuthMiddleware
+from contentcrawl.middlewares.tmdb_auth import CredentialsRejected, TmdbAuthMiddleware
 from contentcrawl.spiders.tmdb_movies import TmdbMoviesSpider
 from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import crawl
@@ -88,6 +88,33 @@ def test_api_key_is_taken_out_of_download_errors() -> None:
     assert KEY not in str(error)
     assert "api_key=***" in str(error)
     assert request.url == f"{API}/movie/550"
+
+
+def test_after_a_401_no_further_api_request_goes_out() -> None:
+    """The engine may hand the downloader new requests before the spider's callback sees
+    the 401 and closes: they fail unsent, so a rejected key is not tried again."""
+    auth = middleware(TMDB_API_KEY=KEY)
+    first = Request(f"{API}/movie/550")
+    auth.process_request(first)
+    rejected = TextResponse(
+        first.url, status=401, body=b'{"status_code": 7}', encoding="utf-8", request=first
+    )
+    auth.process_response(first, rejected)
+
+    with pytest.raises(CredentialsRejected):
+        auth.process_request(Request(f"{API}/movie/551"))
+    export = Request("https://files.tmdb.org/p/exports/movie_ids_05_15_2024.json.gz")
+    assert auth.process_request(export) is None
+
+
+def test_a_401_from_another_host_rejects_nothing() -> None:
+    auth = middleware(TMDB_READ_ACCESS_TOKEN=TOKEN)
+    image = Request("https://image.tmdb.org/t/p/original/a.jpg")
+    auth.process_response(image, TextResponse(image.url, status=401, request=image))
+
+    request = Request(f"{API}/movie/550")
+    assert auth.process_request(request) is None
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}".encode()
 
 
 def test_a_callers_api_key_is_kept() -> None:

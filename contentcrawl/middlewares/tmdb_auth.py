@@ -11,6 +11,11 @@ thus goes back to the scheduler without it, which matters with ``REDIS_URL`` set
 shared Redis queue stores whole pickled requests, headers included. The download handler's
 own rare warnings that quote a URL (data loss, size limits) are masked by the
 ``LogRedaction`` extension, which knows the key's value.
+
+Once TMDB answers 401, no further API request goes out: each fails unsent with
+``CredentialsRejected``. The spider closes on that first 401, but its callback runs a moment
+after the response freed a downloader slot, and under load the engine fills the slot with
+new requests in between; a rejected key must not be tried again by them.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from scrapy import Request
-from scrapy.exceptions import NotConfigured
+from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.utils.httpobj import urlparse_cached
 
 from contentcrawl.redaction import redact_text
@@ -40,6 +45,10 @@ _CLEAN_URL = "_tmdb_auth_clean_url"
 # Request meta key set while the request carries the Authorization header added here.
 _BEARER_ADDED = "_tmdb_auth_bearer_added"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class CredentialsRejected(IgnoreRequest):
+    """A TMDB API request not sent because TMDB already rejected the credentials (401)."""
 
 
 def tmdb_credentials_configured(settings: BaseSettings) -> bool:
@@ -73,6 +82,7 @@ class TmdbAuthMiddleware:
         api = urlsplit(settings.get("TMDB_API_URL") or "https://api.themoviedb.org/3")
         self.scheme = api.scheme
         self.host_port = _host_port(api.scheme, api.hostname, api.port)
+        self.rejected = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -89,6 +99,8 @@ class TmdbAuthMiddleware:
     def process_request(self, request: Request) -> None:
         if not self.is_api_request(request):
             return
+        if self.rejected:
+            raise CredentialsRejected("TMDB already rejected the credentials (HTTP 401)")
         if self.token:
             if b"Authorization" not in request.headers:
                 request.headers["Authorization"] = f"Bearer {self.token}"
@@ -115,6 +127,8 @@ class TmdbAuthMiddleware:
 
     def process_response(self, request: Request, response: Response) -> Response:
         clean_url = self._restore(request)
+        if response.status == 401 and self.is_api_request(request):
+            self.rejected = True
         if clean_url is None:
             return response
         response = response.replace(url=clean_url)

@@ -14,7 +14,7 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.failures import ReplaysFailures
 from contentcrawl.items import ContentItem, Json, SeriesItem
-from contentcrawl.middlewares.tmdb_auth import tmdb_credentials_configured
+from contentcrawl.middlewares.tmdb_auth import CredentialsRejected, tmdb_credentials_configured
 from contentcrawl.redaction import redact_url
 from contentcrawl.sources.base import (
     FLAG,
@@ -468,6 +468,9 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         """A detail request that failed for good (after retries): counted, logged."""
         request = failure.request
         self.backlog.answered(request)
+        if failure.check(CredentialsRejected):
+            # Unsent after the 401 that closes the spider, which logged it: still pending.
+            return
         self.crawler.stats.inc_value(f"{self.stat_prefix}/failed")
         self.logger.error(
             "Gave up on %s %s: %s",
@@ -478,6 +481,8 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
 
     def errback_listing(self, failure: Failure) -> None:
         """A changes or list page that failed for good: counted, logged (sync not advanced)."""
+        if failure.check(CredentialsRejected):
+            return
         self.crawler.stats.inc_value(f"{self.stat_prefix}/failed")
         self.logger.error(
             "Gave up on a TMDB listing page %s: %s",
