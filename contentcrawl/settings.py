@@ -270,6 +270,8 @@ EXTENSIONS = {
     "scrapy.extensions.throttle.AutoThrottle": None,
     # First: the umask is owner-only before any other component writes a file.
     "contentcrawl.extensions.private_files.PrivateFiles": -100,
+    # The crawl's one store, for every component that reads or writes it.
+    "contentcrawl.extensions.crawl_store.CrawlStore": -50,
     "contentcrawl.extensions.slot_throttle.SlotAutoThrottle": 0,
     "contentcrawl.extensions.log_redaction.LogRedaction": 0,
     # log_count/<LEVEL> of this crawl only, when `scrapy syncall` runs several in one process.
