@@ -63,6 +63,12 @@ class IgdbSpider(ReplaysFailures, ContentSpider):
     fields: ClassVar[tuple[str, ...]]
     expanded_fields: ClassVar[tuple[str, ...]] = ()
     spider_arguments: ClassVar[dict[str, Argument]] = {"mode": choice(*MODES)}
+    # Read from the settings by from_crawler.
+    api_url: str
+    image_base_url: str
+    page_size: int
+    max_ranges: int
+    sync_overlap: int
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -214,11 +220,11 @@ class IgdbSpider(ReplaysFailures, ContentSpider):
         count = by_name.get("count", {}).get("count")
         last = by_name.get("last", {}).get("result")
         if not isinstance(count, int) or not isinstance(last, list):
-            self._page_error(response.request, f"unexpected multiquery answer: {results!r:.200}")
+            self._bad_answer(response, f"unexpected multiquery answer: {results!r:.200}")
             return
         high = last[0]["id"] if last and valid_id(last[0]) else 0
         if count and not high:
-            self._page_error(response.request, f"{count} records match but no id came back")
+            self._bad_answer(response, f"{count} records match but no id came back")
             return
         ranges = plan_ranges(0, high, count, self.page_size, self.max_ranges)
         self.crawler.stats.set_value(f"igdb/{self.endpoint}/expected", count)
@@ -268,7 +274,7 @@ class IgdbSpider(ReplaysFailures, ContentSpider):
     ) -> AsyncIterator[ContentItem | Request]:
         records = _json(response)
         if not isinstance(records, list):
-            self._page_error(response.request, f"expected a JSON array, got {records!r:.200}")
+            self._bad_answer(response, f"expected a JSON array, got {records!r:.200}")
             return
         self.crawler.stats.inc_value("igdb/pages/fetched")
         valid = self._valid(records)
@@ -294,7 +300,7 @@ class IgdbSpider(ReplaysFailures, ContentSpider):
     async def parse_record(self, response: Response, record_id: int) -> AsyncIterator[ContentItem]:
         records = _json(response)
         if not isinstance(records, list):
-            self._page_error(response.request, f"expected a JSON array, got {records!r:.200}")
+            self._bad_answer(response, f"expected a JSON array, got {records!r:.200}")
             return
         self.crawler.stats.inc_value("igdb/pages/fetched")
         valid = [payload for payload in self._valid(records) if payload["id"] == record_id]
@@ -347,6 +353,11 @@ class IgdbSpider(ReplaysFailures, ContentSpider):
         else:
             detail = f"{type(failure.value).__name__}: {failure.value}"
         self._page_error(request, detail)
+
+    def _bad_answer(self, response: Response, detail: str) -> None:
+        # Scrapy sets the request of every response it hands to a callback.
+        assert response.request is not None
+        self._page_error(response.request, detail)
 
     def _page_error(self, request: Request, detail: str) -> None:
         self.crawler.stats.inc_value("igdb/pages/failed")

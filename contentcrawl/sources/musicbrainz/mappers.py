@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from contentcrawl.items import AlbumItem, ArtistItem, ContentItem, Json
 
@@ -15,7 +15,7 @@ from contentcrawl.items import AlbumItem, ArtistItem, ContentItem, Json
 _MBID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def is_mbid(value: Any) -> bool:
+def is_mbid(value: Any) -> TypeGuard[str]:
     """Whether ``value`` is an MBID (a lower-case UUID string)."""
     return isinstance(value, str) and _MBID.fullmatch(value) is not None
 

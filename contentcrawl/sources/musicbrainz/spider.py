@@ -91,6 +91,14 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
         "dump": TEXT,
         "entities": subset(*DUMP_MAPPERS),
     }
+    # Read from the settings by from_crawler.
+    api_url: str
+    dumps_url: str
+    contact: str
+    page_size: int
+    max_results: int
+    min_score: int
+    queries: list[str]
 
     @classmethod
     def check_arguments(cls, options: dict[str, Any]) -> None:
@@ -347,7 +355,7 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
         entries = payload.get(list_key) if payload else None
         total = whole_number(payload.get(count_key)) if payload else None
         if not isinstance(entries, list) or total is None:
-            self._lost(response.request, f"not {what}: {body_start(response)!r}")
+            self._lost_answer(response, f"not {what}: {body_start(response)!r}")
             return None
         return entries, total
 
@@ -391,7 +399,7 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
     def parse_artist(self, response: Response, mbid: str) -> Iterator[ContentItem | Request]:
         payload = json_object(response)
         if payload is None or not is_mbid(payload.get("id")):
-            self._lost(response.request, f"not an artist: {body_start(response)!r}")
+            self._lost_answer(response, f"not an artist: {body_start(response)!r}")
             return
         found = payload["id"]
         # A merged artist answers with the MBID it was merged into.
@@ -447,7 +455,7 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
     def parse_release_group(self, response: Response, mbid: str) -> Iterator[ContentItem]:
         payload = json_object(response)
         if payload is None or not is_mbid(payload.get("id")):
-            self._lost(response.request, f"not a release group: {body_start(response)!r}")
+            self._lost_answer(response, f"not a release group: {body_start(response)!r}")
             return
         found = payload["id"]
         if found != mbid:
@@ -480,6 +488,11 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
         else:
             detail = f"{type(failure.value).__name__}: {failure.value}"
         self._lost(request, detail)
+
+    def _lost_answer(self, response: Response, detail: str) -> None:
+        # Scrapy sets the request of every response it hands to a callback.
+        assert response.request is not None
+        self._lost(response.request, detail)
 
     def _lost(self, request: Request, detail: str) -> None:
         self.crawler.stats.inc_value("musicbrainz/requests/failed")
