@@ -36,6 +36,7 @@ from contentcrawl.api.mirror import (
     RecordDeletedError,
     RecordNotFoundError,
 )
+from contentcrawl.api.queries import Json
 from contentcrawl.api.read_indexes import ensure_read_indexes
 from contentcrawl.store import Store, build_store
 
@@ -61,7 +62,7 @@ def create_app(store: Store | None = None, settings: BaseSettings | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = store is None
-        opened = build_store(settings) if owned else store
+        opened = build_store(settings) if store is None else store
         if owned:
             await run_in_threadpool(opened.open)
         try:
@@ -136,7 +137,7 @@ def _list_query_model(kind: Kind) -> type[BaseModel]:
     fields: dict[str, Any] = {
         "page": (int, Field(1, ge=1)),
         "page_size": (int, Field(20, ge=1, le=MAX_PAGE_SIZE)),
-        "sort": (Literal[sorts], Field(model.rank.name)),  # type: ignore[valid-type]
+        "sort": (Literal[sorts], Field(model.rank.name)),
     }
     for item in model.filters:
         if item.name in UNLISTED_FILTERS:
@@ -150,19 +151,17 @@ def _list_query_model(kind: Kind) -> type[BaseModel]:
     )
 
 
-def _id_param(kind: Kind) -> Any:
+def _id_path(kind: Kind) -> Any:
+    """The path parameter of a record id of ``kind`` (``Annotated[str, _id_path(kind)]``)."""
     example = {"tmdb_id": "550", "igdb_id": "7346", "mbid": "b8a7c51f-..."}.get(
         kind.key_field, f"OL1{kind.key_suffix}"
     )
-    return Annotated[
-        str,
-        PathParam(pattern=kind.key_pattern, description=f"The {kind.singular}'s id ({example})."),
-    ]
+    return PathParam(pattern=kind.key_pattern, description=f"The {kind.singular}'s id ({example}).")
 
 
 def _add_kind_routes(app: FastAPI, kind: Kind) -> None:
     tag = kind.name
-    id_param = _id_param(kind)
+    id_path = _id_path(kind)
 
     if kind.name in LISTED:
         query_model = _list_query_model(kind)
@@ -170,24 +169,28 @@ def _add_kind_routes(app: FastAPI, kind: Kind) -> None:
             item.name for item in kind.model.filters if item.name not in UNLISTED_FILTERS
         ]
 
-        def list_records(request: Request, params: Annotated[query_model, Query()]) -> PageOut:
-            values = params.model_dump()
-            filters = {name: values[name] for name in filter_names}
-            page = mirror_of(request).list(
-                kind, filters, values["sort"], values["page"], values["page_size"]
-            )
-            return page.as_json()
+        # FastAPI reads the kind's query model, made at run time, from the annotation; to
+        # mypy a variable is no type (_list_page takes it as the BaseModel it is).
+        def list_records(
+            request: Request,
+            params: Annotated[query_model, Query()],  # type: ignore[valid-type]
+        ) -> Json:
+            return _list_page(mirror_of(request), kind, filter_names, params)
 
-        _route(app, f"/{kind.name}", list_records, tag, f"List {kind.name}, filtered and sorted.")
+        _page_route(
+            app, f"/{kind.name}", list_records, tag, f"List {kind.name}, filtered and sorted."
+        )
 
-    def search_records(request: Request, params: Annotated[SearchQuery, Query()]) -> PageOut:
+    def search_records(request: Request, params: Annotated[SearchQuery, Query()]) -> Json:
         page = mirror_of(request).search(kind, params.query, params.page, params.page_size)
         return page.as_json()
 
     searched = ", ".join(path.replace("[]", "").split(".")[0] for path in kind.model.search)
     if kind.name == "books":
         searched += "; or an ISBN-10/13"
-    _route(app, f"/{kind.name}/search", search_records, tag, f"Search {kind.name} by {searched}.")
+    _page_route(
+        app, f"/{kind.name}/search", search_records, tag, f"Search {kind.name} by {searched}."
+    )
 
     if any(item.name == "genre" for item in kind.model.filters):
 
@@ -196,14 +199,14 @@ def _add_kind_routes(app: FastAPI, kind: Kind) -> None:
 
         _route(app, f"/{kind.name}/genres", genres, tag, f"Genres of {kind.name} with counts.")
 
-    def detail(request: Request, record_id: id_param) -> dict[str, Any]:
+    def detail(request: Request, record_id: Annotated[str, id_path]) -> dict[str, Any]:
         return mirror_of(request).detail(kind, record_id)
 
     _route(app, f"/{kind.name}/{{record_id}}", detail, tag, f"One {kind.singular}.")
 
     if kind.name in ("movies", "series", "games"):
 
-        def record_credits(request: Request, record_id: id_param) -> dict[str, Any]:
+        def record_credits(request: Request, record_id: Annotated[str, id_path]) -> dict[str, Any]:
             return mirror_of(request).credits(kind, record_id)
 
         what = "Companies" if kind.name == "games" else "Cast and crew"
@@ -220,10 +223,10 @@ def _add_kind_routes(app: FastAPI, kind: Kind) -> None:
 
         def artist_albums(
             request: Request,
-            record_id: id_param,
+            record_id: Annotated[str, id_path],
             page: Annotated[int, Query(ge=1)] = 1,
             page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
-        ) -> PageOut:
+        ) -> Json:
             mirror = mirror_of(request)
             mirror.record(kind, record_id)
             result = mirror.list(
@@ -231,11 +234,28 @@ def _add_kind_routes(app: FastAPI, kind: Kind) -> None:
             )
             return result.as_json()
 
-        _route(app, "/artists/{record_id}/albums", artist_albums, tag, "Albums of an artist.")
+        _page_route(app, "/artists/{record_id}/albums", artist_albums, tag, "Albums of an artist.")
+
+
+def _list_page(mirror: Mirror, kind: Kind, filter_names: list[str], params: BaseModel) -> Json:
+    values = params.model_dump()
+    filters = {name: values[name] for name in filter_names}
+    page = mirror.list(kind, filters, values["sort"], values["page"], values["page_size"])
+    return page.as_json()
 
 
 def _route(app: FastAPI, path: str, endpoint: Callable[..., Any], tag: str, summary: str) -> None:
     app.add_api_route(path, endpoint, methods=["GET"], tags=[tag], summary=summary)
+
+
+def _page_route(
+    app: FastAPI, path: str, endpoint: Callable[..., Json], tag: str, summary: str
+) -> None:
+    """A route whose endpoint returns a page's JSON, which FastAPI checks and documents as
+    ``PageOut``."""
+    app.add_api_route(
+        path, endpoint, methods=["GET"], tags=[tag], summary=summary, response_model=PageOut
+    )
 
 
 def _add_overview_routes(app: FastAPI) -> None:

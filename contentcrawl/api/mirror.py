@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# Inside Mirror, ``list`` is its method: annotations there say ``builtins.list``.
+import builtins
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +133,7 @@ class Mirror:
             )
         return (page - 1) * page_size
 
-    def _page(self, kind: Kind, records: list[Json], page: int, page_size: int) -> Page:
+    def _page(self, kind: Kind, records: builtins.list[Json], page: int, page_size: int) -> Page:
         return Page(
             [self.summary(kind, record) for record in records[:page_size]],
             page,
@@ -200,11 +202,11 @@ class Mirror:
             return {"companies": record.get("involved_companies") or []}
         return self._flag_credits(record.get("credits"), "people")
 
-    def related(self, kind: Kind, filter_name: str, value: Any) -> list[Json]:
+    def related(self, kind: Kind, filter_name: str, value: Any) -> builtins.list[Json]:
         """Up to ``RELATED_LIMIT`` records of ``kind`` whose ``filter_name`` matches ``value``."""
         return self.list(kind, {filter_name: value}, kind.model.rank.name, 1, RELATED_LIMIT).items
 
-    def _linked(self, kind: Kind, keys: Iterable[Any]) -> list[Json]:
+    def _linked(self, kind: Kind, keys: Iterable[Any]) -> builtins.list[Json]:
         """Summaries of the records among ``keys`` that the mirror has, in ``keys`` order."""
         wanted = [key for key in keys if key]
         found = self.queries.get_many(kind.name, wanted, kind.summary_fields())
@@ -222,7 +224,7 @@ class Mirror:
         return parts
 
     # -- overviews --------------------------------------------------------------------
-    def genres(self, kind: Kind) -> list[Json]:
+    def genres(self, kind: Kind) -> builtins.list[Json]:
         """The genres of a kind with their number of records, most common first."""
         model = kind.model
         return [

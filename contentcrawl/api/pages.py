@@ -131,7 +131,7 @@ def _year(value: Any) -> str | None:
     return str(value)[:4] if value else None
 
 
-def _names(values: Iterable[Any], field: str = "name") -> str | None:
+def _names(values: Iterable[Any] | None, field: str = "name") -> str | None:
     names = [v.get(field) if isinstance(v, dict) else v for v in values or []]
     return ", ".join(str(name) for name in names if name) or None
 

@@ -280,8 +280,8 @@ def sqlite_definition(model: ReadModel) -> list[str]:
     for item in model.filters:
         if item.op != "member":
             indexed_paths[item.paths[0]] = None
-    for item in (model.rank, *model.sorts):
-        indexed_paths[item.path] = None
+    for order in (model.rank, *model.sorts):
+        indexed_paths[order.path] = None
     for path in indexed_paths:
         statements.append(
             f'CREATE INDEX "{name}__{path}" ON "{name}"({sql_field(path)}, {key_value}) '
@@ -380,6 +380,6 @@ def ensure_mongo_read_indexes(db: Database) -> None:
         for item in model.filters:
             for path in item.paths:
                 collection.create_index([(mongo_path(path), ASCENDING), (key, ASCENDING)])
-        for item in (model.rank, *model.sorts):
-            direction = DESCENDING if item.descending else ASCENDING
-            collection.create_index([(mongo_path(item.path), direction), (key, direction)])
+        for order in (model.rank, *model.sorts):
+            direction = DESCENDING if order.descending else ASCENDING
+            collection.create_index([(mongo_path(order.path), direction), (key, direction)])

@@ -121,7 +121,7 @@ class MongoReadQueries(ReadQueries):
         path = filter_.paths[0]
         array, _, sub = path.partition("[]")
         value = f"${array}{sub}"
-        pipeline = [
+        pipeline: list[Json] = [
             {"$match": LIVE},
             {"$unwind": f"${array}"},
             {"$project": {"_id": 0, "value": value}},
