@@ -84,7 +84,8 @@ class SyncAll:
         if isinstance(handle, Deferred):
             handle.addBoth(done)
         else:
-            handle.add_done_callback(done)
+            # AsyncCrawlerProcess's crawl() returns a Task, which ensure_future returns as is.
+            asyncio.ensure_future(handle).add_done_callback(done)
 
     def _finished(self, job: Job, crawler: Crawler | None, error: BaseException | None) -> None:
         if error is not None or crawler is None or crawler.stats is None:

@@ -13,6 +13,7 @@ from scrapy.exceptions import NotConfigured
 from twisted.internet.task import LoopingCall
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Self
 
     from scrapy import Spider
@@ -70,22 +71,24 @@ class Progress:
 
     def spider_opened(self, spider: Spider) -> None:
         self._started = time.monotonic()
-        self._tasks.append(self._every(self.interval, self.log))
+        self._tasks.append(self._every(self.interval, self.log, spider))
         if self.live:
-            self._tasks.append(self._every(1.0, self.draw))
+            self._tasks.append(self._every(1.0, self.draw, spider))
 
-    def _every(self, seconds: float, function: object) -> LoopingCall:
-        task = LoopingCall(function)
+    def _every(
+        self, seconds: float, function: Callable[[Spider], None], spider: Spider
+    ) -> LoopingCall:
+        task = LoopingCall(function, spider)
         task.start(seconds, now=False)
         return task
 
-    def log(self) -> None:
+    def log(self, spider: Spider) -> None:
         """Write the periodic progress log line."""
-        logger.info("Progress of %s: %s", self.crawler.spider.name, self.status())
+        logger.info("Progress of %s: %s", spider.name, self.status())
 
-    def draw(self) -> None:
+    def draw(self, spider: Spider) -> None:
         """Redraw the live status line (terminal only)."""
-        self.stream.write(f"\r\x1b[K{self.crawler.spider.name}: {self.status()}")
+        self.stream.write(f"\r\x1b[K{spider.name}: {self.status()}")
         self.stream.flush()
 
     def spider_closed(self, spider: Spider) -> None:

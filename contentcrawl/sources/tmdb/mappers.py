@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from contentcrawl.items import (
     CollectionItem,
@@ -298,7 +298,7 @@ class RecordFilters:
 FILTERABLE = frozenset({"genres", "cast", "crew"})
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
     """Whether ``value`` is a number (an int or float, not a bool)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
