@@ -3,7 +3,8 @@
 A whole ``tmdb_movies -a mode=export`` crawl with the project's default settings (pipelines,
 SQLite store, PacingMiddleware, PoliteRetryMiddleware, AutoThrottle) and the TMDB auth
 middleware. The figure is the rate of stored records between the 10th and 90th percentile of
-the run (ramp-up and tail left out), as a ratio of TMDB's 40 requests/s, and the share of 429 responses.
+the run (ramp-up and tail left out), as a ratio of TMDB's 40 requests/s, and the share of 429
+responses.
 Target: ratio >= 0.95 with < 1 % 429s.
 
     python bench/tmdb_crawl.py [--records 1600] [--latency 0.05] [--limit 40] [--body full|plain]

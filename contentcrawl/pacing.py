@@ -3,8 +3,8 @@
 A slot's configured ``rate`` (``DOWNLOAD_SLOTS``) is the source's published limit (TMDB
 ~40/s, IGDB 4/s, MusicBrainz 1/s). A server may enforce less: a shared IP, a plan with a
 lower quota, a proxy. ``AimdRate`` keeps one slot's rate: each success adds a little to it,
-up to the configured limit; each 429/503 multiplies it by ``DECREASE``. The rate then saws just below
-the limit the server really enforces, drawing one refusal per ``RECOVERY_REQUESTS``
+up to the configured limit; each 429/503 multiplies it by ``DECREASE``. The rate then saws
+just below the limit the server really enforces, drawing one refusal per ``RECOVERY_REQUESTS``
 successes whatever that limit is. ``SlotRates`` holds one ``AimdRate`` per limited slot of
 ``DOWNLOAD_SLOTS``. ``SlotClock`` turns one slot's rate and backoff pause into start times,
 and ``parse_retry_after`` reads how long a server asks a slot to pause.
