@@ -1,9 +1,9 @@
 """Requests/s against a rate-limited fake, as a ratio of its limit, and how many drew a 429.
 
 The fake answers 429 whenever more than R requests arrived within the last second (sliding
-window, rejected requests included). The crawl's slot delay is set at the limit (1/R s).
+window, rejected requests included). The crawl's slot rate is set at the limit (R/s).
 
-1. contentcrawl: PoliteRetryMiddleware + SlotAutoThrottle (the project's settings).
+1. contentcrawl: PacingMiddleware, PoliteRetryMiddleware, AutoThrottle (the project's settings).
 2. baseline: stock RetryMiddleware + stock AutoThrottle on the same slot, for comparison.
 3. Retry-After: the fake opens with a burst of 429 + Retry-After; the figure is the time from
    each of those 429s to the next request, as a ratio of Retry-After (>= 1 means honoured).
@@ -89,7 +89,6 @@ class BenchSpider(ContentSpider):
 
 
 def crawl_settings(rate: float, stock: bool) -> dict[str, Any]:
-    delay = 1.0 / rate
     settings: dict[str, Any] = {
         "ITEM_PIPELINES": {},
         "LOG_LEVEL": "WARNING",
@@ -97,18 +96,16 @@ def crawl_settings(rate: float, stock: bool) -> dict[str, Any]:
         "RUNS_ENABLED": False,
         "SPIDERMON_ENABLED": False,
         "RETRY_TIMES": 10,
-        "DOWNLOAD_SLOTS": {
-            SLOT: {"concurrency": 4, "delay": delay, "jitter": 0, "target_concurrency": 4}
-        },
+        "DOWNLOAD_SLOTS": {SLOT: {"concurrency": 4, "delay": 0.0, "jitter": 0, "rate": rate}},
     }
     if stock:
+        # Scrapy alone: the slot's delay, stock retries, AutoThrottle at its default target.
+        settings["DOWNLOAD_SLOTS"] = {SLOT: {"concurrency": 4, "delay": 1.0 / rate, "jitter": 0}}
+        settings["AUTOTHROTTLE_TARGET_CONCURRENCY"] = 1.0
         settings["DOWNLOADER_MIDDLEWARES"] = {
             "scrapy.downloadermiddlewares.retry.RetryMiddleware": 550,
             "contentcrawl.middlewares.polite_retry.PoliteRetryMiddleware": None,
-        }
-        settings["EXTENSIONS"] = {
-            "scrapy.extensions.throttle.AutoThrottle": 0,
-            "contentcrawl.extensions.slot_throttle.SlotAutoThrottle": None,
+            "contentcrawl.middlewares.pacing.PacingMiddleware": None,
         }
     return settings
 

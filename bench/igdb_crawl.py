@@ -14,7 +14,7 @@ answer times several requests are open at once, which is what the 8-open limit i
 pace without validation and storage. The fake runs in its own process so that its work does
 not slow the crawler. The default run takes about 40 s.
 
-The slot's delay (1/3.7 s) caps the ratio at 0.925; the rest is the reactor's lateness in
+The slot's rate (3.7/s) caps the ratio at 0.925; the rest is the reactor's lateness in
 starting each request, which the item pipelines' work adds to.
 
 ``--dead-image-host`` runs with ``IMAGES_ENABLED`` and every game's cover (one per game) on
@@ -113,7 +113,7 @@ async def run(args: argparse.Namespace, fake_settings: dict[str, Any]) -> dict[s
             )
         if args.slot_rate:
             slots = get_project_settings().getdict("DOWNLOAD_SLOTS")
-            slots["igdb"] = {**slots["igdb"], "delay": 1.0 / args.slot_rate}
+            slots["igdb"] = {**slots["igdb"], "rate": args.slot_rate}
             settings["DOWNLOAD_SLOTS"] = slots
         crawler = make_crawler(IgdbGamesSpider, settings)
         if args.dead_image_host:

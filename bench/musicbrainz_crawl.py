@@ -93,7 +93,7 @@ async def run(args: argparse.Namespace, workdir: Path, dump: Path) -> dict[str, 
         )
         if args.slot_delay:
             slots = get_project_settings().getdict("DOWNLOAD_SLOTS")
-            slots["musicbrainz"] = {**slots["musicbrainz"], "delay": args.slot_delay}
+            slots["musicbrainz"] = {**slots["musicbrainz"], "rate": 1.0 / args.slot_delay}
             settings["DOWNLOAD_SLOTS"] = slots
         api = await crawl(
             MusicBrainzArtistsSpider, settings, query="Solstice", limit=str(args.artists)
@@ -128,7 +128,7 @@ def report_api(args: argparse.Namespace, stats: dict[str, Any], seen: dict[str, 
     low, high = RATE_TARGET
     verdict = "ok" if low <= ratio <= high and seen["most_in_1s"] <= 1 else "OUT OF TARGET"
     slot = get_project_settings().getdict("DOWNLOAD_SLOTS")["musicbrainz"]
-    delay = args.slot_delay or slot["delay"]
+    delay = args.slot_delay or 1.0 / slot["rate"]
     print(f"API crawl           finish: {stats.get('finish_reason')}, slot delay {delay:.3f} s")
     print(
         f"API requests        {len(arrivals)} ({stats.get('musicbrainz/artists/looked_up', 0)}"

@@ -1,19 +1,24 @@
-"""AIMD pacing: a slot's request rate learns a limit lower than its configured one.
+"""Pacing, pure: when a slot's next request may start, and the rate it learns under a limit.
 
-A slot's configured delay is the source's published limit (TMDB ~40/s, IGDB 4/s,
-MusicBrainz 1/s). A server may enforce less: a shared IP, a plan with a lower quota, a
-proxy. ``AimdRate`` keeps one slot's rate: each success adds a little to it, up to the
-configured limit; each 429/503 multiplies it by ``DECREASE``. The rate then saws just below
-the limit the server really enforces, drawing one refusal per ``RECOVERY_REQUESTS``
+A slot's configured ``rate`` (``DOWNLOAD_SLOTS``) is the source's published limit (TMDB
+~40/s, IGDB 4/s, MusicBrainz 1/s). A server may enforce less: a shared IP, a plan with a
+lower quota, a proxy. ``AimdRate`` keeps one slot's rate: each success adds a little to it,
+up to the configured limit; each 429/503 multiplies it by ``DECREASE``. The rate then saws
+just below the limit the server really enforces, drawing one refusal per ``RECOVERY_REQUESTS``
 successes whatever that limit is. ``SlotRates`` holds one ``AimdRate`` per limited slot of
-``DOWNLOAD_SLOTS``; the slot's delay is never below ``1 / rate``.
+``DOWNLOAD_SLOTS``. ``SlotClock`` turns one slot's rate and backoff pause into start times,
+and ``parse_retry_after`` reads how long a server asks a slot to pause.
 
-Pure: no Scrapy, no clock of its own (callers pass ``time.monotonic()`` values).
+Pure: no Scrapy, no monotonic clock of its own (callers pass ``time.monotonic()`` values).
 """
 
 from __future__ import annotations
 
+import email.utils
+import math
+import time
 from collections.abc import Mapping
+from datetime import UTC
 from typing import Any
 
 # A refusal leaves this share of the rate: 0.8 keeps about 90 % of the enforced limit on
@@ -22,6 +27,9 @@ DECREASE = 0.8
 # Successes that bring the rate back to where it was refused: about one refusal per this
 # many requests once settled (0.4 % at 250).
 RECOVERY_REQUESTS = 250
+# Request meta: the time.monotonic() after which a request still waiting for its slot fails
+# unsent (contentcrawl.middlewares.pacing).
+DOWNLOAD_DEADLINE = "download_deadline"
 # ``<configured slot>@<host>``: a slot of its own per host that takes its settings from the
 # configured one (one image slot per image host, so one dead host holds no other).
 HOST_SLOT_SEPARATOR = "@"
@@ -91,14 +99,14 @@ class AimdRate:
 
 
 class SlotRates:
-    """The ``AimdRate`` of each slot whose ``DOWNLOAD_SLOTS`` entry has a delay above zero
-    (a per-host slot gets its own, from its configured slot's delay)."""
+    """The ``AimdRate`` of each slot whose ``DOWNLOAD_SLOTS`` entry has a ``rate`` above zero
+    (a per-host slot gets its own, from its configured slot's rate)."""
 
     def __init__(self, slots: Mapping[str, Mapping[str, Any]], **options: Any) -> None:
         self.limits = {
-            key: 1.0 / float(conf["delay"])
+            key: float(conf["rate"])
             for key, conf in slots.items()
-            if float(conf.get("delay") or 0) > 0
+            if float(conf.get("rate") or 0) > 0
         }
         self.options = options
         self.rates: dict[str, AimdRate] = {}
@@ -113,7 +121,67 @@ class SlotRates:
             rate = self.rates[key] = AimdRate(limit, **self.options)
         return rate
 
-    def delay(self, key: str, default: float) -> float:
-        """The slot's delay at its current rate, ``default`` for a slot without a limit."""
-        rate = self.get(key)
-        return default if rate is None else rate.delay
+
+class SlotClock:
+    """When one slot's next request may start: one ``interval`` of its rate after the
+    previous start, and not before its backoff pause (``resume_at``) ends.
+
+    A ``paced`` slot counts the interval from when the previous start was *due*, so timers
+    that fire a little late (about a millisecond on asyncio, more on a busy machine) do not
+    add up: 39/s runs at 39/s. A start may then come a little less than one interval after
+    a late one, so a paced slot's rate needs a margin under a strict per-second limit. An
+    unpaced slot counts it from the previous *actual* start: a minimum gap, for hard rules
+    such as MusicBrainz's. After an idle spell (a start more than one interval late) either
+    kind counts from now.
+    """
+
+    def __init__(self, rate: AimdRate | None, *, paced: bool) -> None:
+        self.rate = rate
+        self.paced = paced
+        self.last_start = float("-inf")
+        self.resume_at = float("-inf")
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two starts at the slot's current rate (0: no rate limit)."""
+        return 0.0 if self.rate is None else self.rate.delay
+
+    def next_start(self) -> float:
+        """The earliest ``time.monotonic()`` at which the slot's next request may start."""
+        return max(self.last_start + self.interval, self.resume_at)
+
+    def started(self, now: float) -> None:
+        """Record a start at ``now``."""
+        due = self.last_start + self.interval
+        if self.paced and self.interval and due <= now < due + self.interval:
+            self.last_start = due
+        else:
+            self.last_start = now
+
+    def pause(self, until: float, now: float) -> float:
+        """Start nothing before ``until``; return the seconds this adds to the pause."""
+        added = max(0.0, until - max(self.resume_at, now))
+        self.resume_at = max(self.resume_at, until)
+        return added
+
+
+def parse_retry_after(value: str | bytes | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` (delta-seconds or HTTP-date); None if unreadable."""
+    if value is None:
+        return None
+    text = (value.decode("latin-1") if isinstance(value, bytes) else value).strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT; "-0000" parses as naive
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)

@@ -162,12 +162,14 @@ LOG_LEVEL = _env("LOG_LEVEL", "INFO")
 # --- Rate limits: per source, never per host ----------------------------------
 # Each source's requests carry meta["download_slot"] = <source>, so these limits hold
 # whatever host a base URL points at (a mirror, a proxy, a test fake on 127.0.0.1).
-# "delay" is the minimum gap between two request starts: the published rate limit.
-# SlotAutoThrottle never lowers a slot below it; PoliteRetryMiddleware raises it on 429/503
-# (contentcrawl/pacing.py: the slot learns the rate the server really allows) and never
-# pauses a slot longer than its "backoff_max" (default: RETRY_AFTER_MAX).
-# TMDB: ~40/s. The tmdb slot is paced (contentcrawl/downloader.py): it runs at this rate,
-# 1/40 under TMDB's so that no second holds more than 40 requests (bench/tmdb_crawl.py).
+# "rate" is the published limit in requests/s, held by PacingMiddleware
+# (contentcrawl/middlewares/pacing.py), which also lowers it on 429/503 (the slot learns
+# the rate the server really allows, contentcrawl/pacing.py), pauses a slot on failures and
+# never for longer than its "backoff_max" (default: RETRY_AFTER_MAX). "concurrency",
+# "delay" and "jitter" are Scrapy's: "delay" 0, AutoThrottle raises it when a server
+# answers slowly.
+# TMDB: ~40/s. The tmdb slot is paced ("pace": its rate is kept, not a minimum gap): 1/40
+# under TMDB's so that no second holds more than 40 requests (bench/tmdb_crawl.py).
 TMDB_REQUESTS_PER_SECOND = _env_float("TMDB_REQUESTS_PER_SECOND", 39.0)
 TMDB_CONCURRENCY = _env_int("TMDB_CONCURRENCY", 16)  # TMDB: 20 connections per IP
 IGDB_REQUESTS_PER_SECOND = _env_float("IGDB_REQUESTS_PER_SECOND", 3.7)  # IGDB: 4/s
@@ -176,10 +178,10 @@ MUSICBRAINZ_REQUESTS_PER_SECOND = _env_float("MUSICBRAINZ_REQUESTS_PER_SECOND", 
 DOWNLOAD_SLOTS = {
     "tmdb": {
         "concurrency": TMDB_CONCURRENCY,
-        "delay": 1.0 / TMDB_REQUESTS_PER_SECOND,
+        "delay": 0.0,
         "jitter": 0,
+        "rate": TMDB_REQUESTS_PER_SECOND,
         "pace": True,
-        "target_concurrency": TMDB_CONCURRENCY,
     },
     # Image slots: one per image host (<slot>@<host>, contentcrawl/pacing.py), each with
     # these settings; a dead host's pauses never outlast a record's image deadline.
@@ -187,58 +189,57 @@ DOWNLOAD_SLOTS = {
         "concurrency": 8,
         "delay": 0.0,
         "jitter": 0,
-        "target_concurrency": 8,
         "backoff_max": IMAGES_TIMEOUT,
     },
     "igdb_images": {
         "concurrency": 8,
         "delay": 0.0,
         "jitter": 0,
-        "target_concurrency": 8,
         "backoff_max": IMAGES_TIMEOUT,
     },
     "igdb": {
         "concurrency": IGDB_CONCURRENCY,
-        "delay": 1.0 / IGDB_REQUESTS_PER_SECOND,
+        "delay": 0.0,
         "jitter": 0,
+        "rate": IGDB_REQUESTS_PER_SECOND,
         "pace": True,
-        "target_concurrency": IGDB_CONCURRENCY,
     },
-    "twitch": {"concurrency": 1, "delay": 1.0, "jitter": 0},
-    # 5 % above MusicBrainz's 1/s: the gap is measured when a request leaves the slot's
-    # queue, and a request reaches the server up to tens of ms later than that (a garbage
-    # collection pause between the two measured 40 ms), so a 2 % margin let two land
-    # 0.98 s apart and drew a 503 (bench/musicbrainz_crawl.py).
+    "twitch": {"concurrency": 1, "delay": 0.0, "jitter": 0, "rate": 1.0},
+    # 5 % under MusicBrainz's 1/s, as a minimum gap: the gap is measured when a request
+    # leaves PacingMiddleware, and a request reaches the server up to tens of ms later than
+    # that (a garbage collection pause between the two measured 40 ms), so a 2 % margin let
+    # two land 0.98 s apart and drew a 503 (bench/musicbrainz_crawl.py).
     "musicbrainz": {
         "concurrency": 1,
-        "delay": 1.05 / MUSICBRAINZ_REQUESTS_PER_SECOND,
+        "delay": 0.0,
         "jitter": 0,
+        "rate": MUSICBRAINZ_REQUESTS_PER_SECOND / 1.05,
     },
     "musicbrainz_dumps": {"concurrency": 1, "delay": 0.0, "jitter": 0},
     "openlibrary_dumps": {"concurrency": 1, "delay": 0.0, "jitter": 0},
     "openlibrary_covers": {
         "concurrency": 4,
-        "delay": 0.1,
+        "delay": 0.0,
         "jitter": 0,
-        "target_concurrency": 4,
+        "rate": 10.0,
         "backoff_max": IMAGES_TIMEOUT,
     },
 }
-# Slots marked "pace" below keep their delay as a rate (stock Scrapy lets timer lateness
-# slow every slot down); the others keep a minimum gap between request starts.
-DOWNLOADER = "contentcrawl.downloader.PacedDownloader"
 CONCURRENT_REQUESTS = _env_int("CONCURRENT_REQUESTS", 32)
 CONCURRENT_REQUESTS_PER_DOMAIN = 8
 DOWNLOAD_TIMEOUT = _env_int("DOWNLOAD_TIMEOUT", 60)
 
+# Scrapy's AutoThrottle: a slot's delay follows its answers' latency / this target, never
+# under the slot's "rate" (PacingMiddleware holds that). 16, the most open requests any
+# slot allows (tmdb): a slot's own "concurrency" bounds it anyway, so AutoThrottle only
+# slows a slot whose answers take longer than 16 of its rate's intervals.
 AUTOTHROTTLE_ENABLED = _env_bool("AUTOTHROTTLE_ENABLED", True)
 AUTOTHROTTLE_START_DELAY = 1.0
 AUTOTHROTTLE_MAX_DELAY = 60.0
-# Slots that set "target_concurrency" in DOWNLOAD_SLOTS use theirs instead.
-AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 16.0
 
 # --- Retries and backoff ------------------------------------------------------
-# BACKOFF_* and RETRY_AFTER_MAX are PoliteRetryMiddleware's (middlewares/polite_retry.py);
+# BACKOFF_* and RETRY_AFTER_MAX are PacingMiddleware's (middlewares/pacing.py);
 # BACKOFF_MAX caps the backoff without a Retry-After, unlike a slot's "backoff_max" above,
 # which caps every pause of that slot.
 RETRY_ENABLED = True
@@ -253,11 +254,14 @@ BACKOFF_JITTER = 0.25
 RETRY_AFTER_MAX = _env_float("RETRY_AFTER_MAX", 3600.0)
 
 DOWNLOADER_MIDDLEWARES = {
-    # Outermost: requests a stopping crawl's downloader hands back unsent go back to the
-    # scheduler (contentcrawl/downloader.py).
-    "contentcrawl.downloader.HandBackMiddleware": 10,
+    # Outermost: requests a stopping crawl hands back unsent go back to the scheduler
+    # (contentcrawl/middlewares/pacing.py).
+    "contentcrawl.middlewares.pacing.HandBackMiddleware": 10,
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "contentcrawl.middlewares.polite_retry.PoliteRetryMiddleware": 550,
+    # After the retry and redirect middlewares, so it sees every answer first and a retry
+    # waits for its slot; before the TMDB key goes into the URL.
+    "contentcrawl.middlewares.pacing.PacingMiddleware": 900,
     # Closest to the downloader, so no other middleware (retry, redirect, cache) ever holds
     # a request with the TMDB key in its URL.
     "contentcrawl.middlewares.tmdb_auth.TmdbAuthMiddleware": 950,
@@ -267,12 +271,10 @@ DOWNLOADER_MIDDLEWARES = {
     "contentcrawl.middlewares.redis_limits.RedisAccountLimits": 990,
 }
 EXTENSIONS = {
-    "scrapy.extensions.throttle.AutoThrottle": None,
     # First: the umask is owner-only before any other component writes a file.
     "contentcrawl.extensions.private_files.PrivateFiles": -100,
     # The crawl's one store, for every component that reads or writes it.
     "contentcrawl.extensions.crawl_store.CrawlStore": -50,
-    "contentcrawl.extensions.slot_throttle.SlotAutoThrottle": 0,
     "contentcrawl.extensions.log_redaction.LogRedaction": 0,
     # log_count/<LEVEL> of this crawl only, when `scrapy syncall` runs several in one process.
     "scrapy.extensions.logcount.LogCount": None,

@@ -25,12 +25,17 @@ def project_slots() -> dict[str, dict[str, Any]]:
 # The IGDB and Twitch slots without their real pace (4/s, 8 open): a test crawl in seconds.
 IGDB_FAST_SLOTS = {
     **project_slots(),
-    "igdb": {"concurrency": 7, "delay": 0.01, "jitter": 0, "target_concurrency": 7},
+    "igdb": {"concurrency": 7, "delay": 0.0, "rate": 100.0, "jitter": 0},
     "twitch": {"concurrency": 1, "delay": 0.0, "jitter": 0},
 }
 MUSICBRAINZ_FAST_SLOTS = {
     **project_slots(),
-    "musicbrainz": {"concurrency": 1, "delay": MUSICBRAINZ_FAST_DELAY, "jitter": 0},
+    "musicbrainz": {
+        "concurrency": 1,
+        "delay": 0.0,
+        "jitter": 0,
+        "rate": 1 / MUSICBRAINZ_FAST_DELAY,
+    },
 }
 
 
@@ -66,7 +71,7 @@ def _tmdb_base(
 ) -> dict[str, Any]:
     # The tmdb slot at 500/s: the fake has TMDB's limit only where a test gives it one.
     slots = project_slots()
-    slots["tmdb"]["delay"] = 0.002
+    slots["tmdb"]["rate"] = 500.0
     return {
         **store_settings,
         **fake.settings(),

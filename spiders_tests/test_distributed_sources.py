@@ -407,7 +407,10 @@ async def test_the_musicbrainz_reconcile_asks_again_for_every_kind_of_key(
     settings = {
         **fake.settings(),
         **run_settings(redis_url, tmp_path / "store.sqlite3"),
-        "DOWNLOAD_SLOTS": {**slots, "musicbrainz": {"concurrency": 1, "delay": 0.02, "jitter": 0}},
+        "DOWNLOAD_SLOTS": {
+            **slots,
+            "musicbrainz": {"concurrency": 1, "delay": 0.0, "rate": 50.0, "jitter": 0},
+        },
         "MUSICBRAINZ_PAGE_SIZE": 5,
     }
 

@@ -194,7 +194,7 @@ async def test_429_backs_off_and_retries_without_losing_a_page(
 ) -> None:
     # IGDB's real limits against a slot twice as fast as they allow.
     fake = FakeIgdb(fake_server, sample_games(200), requests_per_second=4, max_open=8)
-    slots = {**IGDB_FAST_SLOTS, "igdb": {"concurrency": 8, "delay": 0.125, "jitter": 0}}
+    slots = {**IGDB_FAST_SLOTS, "igdb": {"concurrency": 8, "delay": 0.0, "rate": 8.0, "jitter": 0}}
     store_settings = sqlite_settings(tmp_path)
 
     crawler = await crawl(

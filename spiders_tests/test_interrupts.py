@@ -380,7 +380,9 @@ def test_a_stop_during_a_backoff_pause_hands_the_waiting_requests_back(
     # Not a minute: the requests waiting out the pause went back to the queue, unsent.
     assert seconds < 5
     assert_stopped_cleanly(log, seconds)
-    assert stat(log, "downloader/exception_type_count/contentcrawl.downloader.RequestHandedBack")
+    assert stat(
+        log, "downloader/exception_type_count/contentcrawl.middlewares.pacing.RequestHandedBack"
+    )
     # Kept in JOBDIR, with no credential in them: the resumed run asks for each movie once
     # (the one answered 503 twice).
     assert tmdb.token.encode() not in b"".join(

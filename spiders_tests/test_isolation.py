@@ -32,7 +32,6 @@ from spiders_tests.scrapyd_http import get_json, point_deploy_at, wait_until
 TESTS_ON_DEFAULTS = [
     "spiders_tests/test_polite_retry.py::test_give_up_sends_signal_once_and_logs_redacted_url",
     "spiders_tests/test_polite_retry.py::test_cut_connection_is_retried_with_backoff",
-    "spiders_tests/test_slot_throttle.py::test_target_concurrency_is_per_slot",
     "spiders_tests/test_project_commands.py::test_scrapy_shell_is_authenticated_for_the_api_host",
 ]
 

@@ -288,14 +288,15 @@ async def test_project_rate_never_puts_two_requests_in_one_second(
 
 
 def test_project_slot_keeps_a_margin_above_one_second() -> None:
-    """The slot's delay is measured where requests leave the queue; they reach the server a
-    few milliseconds apart from that, so a delay of exactly 1 s lets two land 0.999 s apart."""
+    """The slot's gap is measured where requests leave the pacer; they reach the server a
+    few milliseconds apart from that, so a gap of exactly 1 s lets two land 0.999 s apart."""
     settings = get_project_settings()
     slot = settings.getdict("DOWNLOAD_SLOTS")["musicbrainz"]
     rate = settings.getfloat("MUSICBRAINZ_REQUESTS_PER_SECOND")
     assert slot["concurrency"] == 1
     assert slot["jitter"] == 0
-    assert 1.0 / rate < slot["delay"] <= 1.05 / rate
+    assert not slot.get("pace")  # a minimum gap, not a rate kept on average
+    assert 1.0 / rate < 1.0 / slot["rate"] <= 1.05 / rate
 
 
 @deferred_f_from_coro_f

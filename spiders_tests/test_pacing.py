@@ -75,8 +75,8 @@ def test_a_rate_refuses_settings_that_cannot_work(
 def test_slot_rates_cover_limited_slots_and_give_each_host_slot_its_own() -> None:
     rates = SlotRates(
         {
-            "tmdb": {"delay": 1 / 39},
-            "covers": {"delay": 0.1},
+            "tmdb": {"rate": 39.0},
+            "covers": {"rate": 10.0},
             "tmdb_images": {"delay": 0.0},
             "twitch": {"concurrency": 1},
         }
@@ -85,7 +85,6 @@ def test_slot_rates_cover_limited_slots_and_give_each_host_slot_its_own() -> Non
     assert rates.get("tmdb_images") is None
     assert rates.get("twitch") is None
     assert rates.get("unknown") is None
-    assert rates.delay("tmdb_images", 0.5) == 0.5
     one, other = host_slot("covers", "a.example"), host_slot("covers", "b.example:8080")
     assert configured_slot(one) == configured_slot(other) == "covers"
     assert configured_slot("covers") == "covers"
@@ -117,7 +116,7 @@ async def test_the_slot_learns_a_lower_limit_and_stops_drawing_429s(
     tmdb_at_20: TmdbFake, tmp_path: Path
 ) -> None:
     project = get_project_settings()
-    assert 1 / project.getdict("DOWNLOAD_SLOTS")["tmdb"]["delay"] > FAKE_LIMIT * 1.5
+    assert project.getdict("DOWNLOAD_SLOTS")["tmdb"]["rate"] > FAKE_LIMIT * 1.5
     settings = {
         **tmdb_at_20.settings(),
         "MONGO_URI": "",

@@ -1,4 +1,5 @@
-"""PoliteRetryMiddleware: whole-slot pauses on 429/503/network errors, recovery, giving up."""
+"""Retries and their pauses (PoliteRetryMiddleware, PacingMiddleware): whole-slot pauses on
+429/503/network errors, recovery, giving up."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.project import get_project_settings
 from scrapy.utils.response import response_status_message
 
-from contentcrawl.downloader import DOWNLOAD_DEADLINE, DeadlinePassed
-from contentcrawl.middlewares.polite_retry import parse_retry_after
+from contentcrawl.middlewares.pacing import DeadlinePassed, PacingMiddleware
+from contentcrawl.pacing import DOWNLOAD_DEADLINE, parse_retry_after
 from contentcrawl.signals import request_gave_up
 from contentcrawl.sources.base import ContentSpider
 from spiders_tests.crawling import crawl, make_crawler
@@ -71,7 +72,7 @@ def settings(**overrides: Any) -> dict[str, Any]:
         "RETRY_TIMES": 5,
         "BACKOFF_BASE": 0.1,
         "BACKOFF_JITTER": 0,
-        "DOWNLOAD_SLOTS": {"api": {"concurrency": 2, "delay": 0.2, "jitter": 0}},
+        "DOWNLOAD_SLOTS": {"api": {"concurrency": 2, "delay": 0.0, "rate": 5.0, "jitter": 0}},
         **overrides,
     }
 
@@ -154,7 +155,7 @@ async def test_responses_in_flight_during_a_pause_do_not_shorten_it(
     )
     fake_server.route("GET", r"/slow/(?P<n>\d+)")(slow)
     fake_server.route("GET", r"/after/\d+")(ok)
-    slots = {"api": {"concurrency": 4, "delay": 0.2, "jitter": 0}}
+    slots = {"api": {"concurrency": 4, "delay": 0.0, "rate": 5.0, "jitter": 0}}
     paths = [("/slow/0", "api"), ("/slow/1", "api"), ("/limited", "api")]
     paths += [(f"/after/{n}", "api") for n in range(3)]
 
@@ -181,7 +182,7 @@ async def test_503_backs_off_exponentially_then_recovers(fake_server: FakeServer
     fake_server.route("GET", "/flaky")(failing_first(4, FakeResponse(503, b"busy")))
     fake_server.route("GET", r"/after/\d+")(ok)
     paths = [("/flaky", "api")] + [(f"/after/{n}", "api") for n in range(10)]
-    slots = {"api": {"concurrency": 1, "delay": 0.05, "jitter": 0}}
+    slots = {"api": {"concurrency": 1, "delay": 0.0, "rate": 20.0, "jitter": 0}}
 
     crawler = await crawl(
         ChainSpider, settings(DOWNLOAD_SLOTS=slots), base_url=fake_server.url, paths=paths
@@ -195,9 +196,8 @@ async def test_503_backs_off_exponentially_then_recovers(fake_server: FakeServer
     # Each 503 answered a request sent after the previous one lowered the slot's rate
     # (20/s configured): the slot goes on at the learnt rate, 0.8**4 of it plus what ten
     # successes added back, not at its configured 0.05 s.
-    rate = crawler.engine.downloader.rates.get("api")
+    rate = crawler.get_downloader_middleware(PacingMiddleware).rates.get("api")
     assert 20 * 0.8**4 < rate.rate < 20 * 0.8**3
-    assert crawler.engine.downloader.slots["api"].delay == pytest.approx(rate.delay)
     after = arrivals(fake_server, r"/after/\d+")
     tail = [b - a for a, b in pairwise(after)][-2:]
     assert all(rate.delay * 0.95 <= gap < 0.25 for gap in tail), tail
@@ -319,8 +319,8 @@ async def test_another_slot_is_not_slowed(fake_server: FakeServer) -> None:
     )
     fake_server.route("GET", r"/b/\d+")(ok)
     slots = {
-        "a": {"concurrency": 1, "delay": 0.1, "jitter": 0},
-        "b": {"concurrency": 1, "delay": 0.1, "jitter": 0},
+        "a": {"concurrency": 1, "delay": 0.0, "rate": 10.0, "jitter": 0},
+        "b": {"concurrency": 1, "delay": 0.0, "rate": 10.0, "jitter": 0},
     }
     paths = [("/a/limited", "a")] + [(f"/b/{n}", "b") for n in range(6)]
 
@@ -344,7 +344,7 @@ async def test_a_slot_backoff_max_caps_its_pauses_retry_after_included(
     fake_server.route("GET", "/capped")(
         failing_first(1, FakeResponse(429, b"", {"Retry-After": "30"}))
     )
-    slots = {"api": {"concurrency": 1, "delay": 0.05, "jitter": 0, "backoff_max": 0.3}}
+    slots = {"api": {"concurrency": 1, "delay": 0.0, "rate": 20.0, "jitter": 0, "backoff_max": 0.3}}
 
     crawler = await crawl(
         PathsSpider,

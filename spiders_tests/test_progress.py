@@ -89,7 +89,7 @@ async def test_on_a_terminal_a_live_line_is_redrawn(slow_tmdb: TmdbFake, tmp_pat
 
     project = get_project_settings().getdict("EXTENSIONS")
     settings["EXTENSIONS"] = {**project, PROGRESS: None, OnTerminal: 800}
-    settings["DOWNLOAD_SLOTS"]["tmdb"]["delay"] = 0.25
+    settings["DOWNLOAD_SLOTS"]["tmdb"]["rate"] = 4.0
 
     await crawl(CountedMoviesSpider, settings, ids=IDS)
 

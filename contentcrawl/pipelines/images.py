@@ -2,7 +2,7 @@
 
 Images never hold a record back. A record's downloads share one deadline,
 ``IMAGES_TIMEOUT`` seconds after the record reached the pipeline: a download still waiting
-for its slot then fails unsent, one on the wire times out (``contentcrawl.downloader``),
+for its slot then fails unsent, one on the wire times out (``contentcrawl.middlewares.pacing``),
 and the record goes on to the store with the images it got. A failed image is not retried
 within the crawl (a dead host would only fail again); each image host has a download slot
 of its own, whose pauses are capped (``backoff_max`` in ``DOWNLOAD_SLOTS``) and hold no
@@ -32,9 +32,8 @@ from scrapy.http.request import NO_CALLBACK
 from scrapy.pipelines.images import ImagesPipeline
 from twisted.python.failure import Failure
 
-from contentcrawl.downloader import DOWNLOAD_DEADLINE
 from contentcrawl.items import ITEM_CLASSES, ContentItem, records_of
-from contentcrawl.pacing import host_slot
+from contentcrawl.pacing import DOWNLOAD_DEADLINE, host_slot
 from contentcrawl.pipelines.store import to_record
 from contentcrawl.redaction import redact_text
 from contentcrawl.store import build_store

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 
 KEY_PREFIX = "contentcrawl:%(spider)s"
 # Slots whose limits belong to an account, not an IP: contentcrawl.middlewares.redis_limits
-# spaces their requests across workers, so the per-worker slot delay is taken off.
+# spaces their requests across workers, so the per-worker slot rate is taken off.
 ACCOUNT_SLOTS = ("igdb",)
 
 
@@ -18,8 +18,8 @@ def distributed_settings(
 ) -> dict[str, Any]:
     """Settings that switch a project to distributed mode on ``redis_url`` (empty: none).
 
-    ``download_slots`` (the project's ``DOWNLOAD_SLOTS``) comes back with the account-limited
-    slots' per-worker delay at 0: their spacing is done across workers in Redis.
+    ``download_slots`` (the project's ``DOWNLOAD_SLOTS``) comes back without the account-limited
+    slots' per-worker ``rate``: their spacing is done across workers in Redis.
     """
     if not redis_url:
         return {}
@@ -41,7 +41,7 @@ def distributed_settings(
         slots = {name: dict(conf) for name, conf in download_slots.items()}
         for name in ACCOUNT_SLOTS:
             if name in slots:
-                slots[name]["delay"] = 0.0
+                slots[name].pop("rate", None)
         settings["DOWNLOAD_SLOTS"] = slots
     return settings
 
