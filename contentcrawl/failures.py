@@ -14,7 +14,7 @@ way out by the source's own middleware. A spider whose requests cannot be rebuil
 overrides ``requests_for_failures``.
 
 The recorder (an extension) and the spiders both use this module, so it belongs to neither
-room: it imports only the crawl's store (``CrawlStore``) and the redaction helpers.
+room: it imports only the crawl's store (``CrawlStore``) and the store and redaction helpers.
 """
 
 from __future__ import annotations

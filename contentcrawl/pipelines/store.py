@@ -255,7 +255,8 @@ class StorePipeline:
         async with self._write_lock:
             for collection in list(self._buffers):
                 await self._flush(collection)
-            # After the last batch, as a record stored in this crawl and gone since is.
+            # After the last batch: a 404 is the newest word on a record, and writing the
+            # record after its flag would clear it.
             await self._apply_marks()
             self._closed = True
 
