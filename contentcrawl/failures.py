@@ -14,12 +14,11 @@ way out by the source's own middleware. A spider whose requests cannot be rebuil
 overrides ``requests_for_failures``.
 
 The recorder (an extension) and the spiders both use this module, so it belongs to neither
-room: it imports only the store and redaction helpers.
+room: it imports only the crawl's store (``CrawlStore``) and the store and redaction helpers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -29,8 +28,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from scrapy import Request, Spider
 
+from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.redaction import SECRET_PARAMS, redact_text
-from contentcrawl.store import build_store
 from contentcrawl.store.base import utc_now
 
 if TYPE_CHECKING:
@@ -200,12 +199,9 @@ class ReplaysFailures:
     async def replay_failures(self) -> AsyncIterator[Request]:
         """The requests replaying this spider's pending failures."""
         limit = self.crawler.settings.getint("FAILURES_REPLAY_LIMIT") or self.replay_limit
-
-        def load() -> list[dict[str, Any]]:
-            with build_store(self.crawler.settings) as store:
-                return store.pending_failures(self.name, limit)
-
-        failures = await asyncio.to_thread(load)
+        failures = await crawl_store(self.crawler).run(
+            lambda store: store.pending_failures(self.name, limit)
+        )
         self.logger.info("Replaying %d failed requests of %s", len(failures), self.name)
         self.crawler.stats.set_value("failures/replay/pending", len(failures))
         for request in self.requests_for_failures(failures):

@@ -15,6 +15,8 @@ Dump readers yield ``ItemBatch``es: one Scrapy item carrying many records, becau
 own cost per item (signals, deferreds, a log record) is several times that of reading and
 storing a dump line. The pipelines validate, fetch images for and store each record of a
 batch as they would a lone item; ``item_scraped_count`` counts the records.
+
+A spider tells the store that a record is gone at its source with a ``DeletionMark``.
 """
 
 from dataclasses import dataclass, field
@@ -66,6 +68,27 @@ class ItemBatch:
             f"ItemBatch({len(self.items)} {kinds} records, "
             f"{getattr(first, first.key_field, None)!r} … {getattr(last, last.key_field, None)!r})"
         )
+
+
+@dataclass(frozen=True)
+class DeletionMark:
+    """A record its source no longer has (a 404 for its id), for the store to flag.
+
+    Not a record: validation and images let it pass, the store pipeline sets the stored
+    record's ``_meta.deleted_at`` (``Store.mark_deleted``, the record is kept) and counts
+    it in ``<source>/<collection>/marked_deleted``; it counts in no item total.
+    """
+
+    source: str
+    collection: str
+    key: Any
+
+
+def record_count(item: object) -> int:
+    """How many records an item stands for: a batch's, none for a deletion mark, else one."""
+    if isinstance(item, ItemBatch):
+        return len(item)
+    return 0 if isinstance(item, DeletionMark) else 1
 
 
 def records_of(item: object) -> list[ContentItem]:

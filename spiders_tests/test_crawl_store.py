@@ -1,9 +1,15 @@
-"""CrawlStore: the crawl's one store, opened once, on one thread, closed when the engine stops."""
+"""CrawlStore: the crawl's one store, opened once, on one thread, closed when the engine stops;
+and a whole crawl whose every part goes through it."""
 
 from __future__ import annotations
 
+import sys
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scrapy import signals
@@ -11,9 +17,14 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.test import get_crawler
 
 from contentcrawl.extensions.crawl_store import CrawlStore
+from contentcrawl.spiders.tmdb_movies import TmdbMoviesSpider
 from contentcrawl.store import Store, StoreError
 from contentcrawl.store.sqlite import SqliteStore
-from spiders_tests.settings_for import sqlite_settings
+from spiders_tests.conftest import open_store_for, read_store
+from spiders_tests.crawling import crawl
+from spiders_tests.fakes.server import FakeServer
+from spiders_tests.fakes.tmdb import TmdbFake, load, movie_550
+from spiders_tests.settings_for import sqlite_settings, tmdb_run_settings
 
 
 def service_for(path: Path) -> CrawlStore:
@@ -81,3 +92,90 @@ async def test_close_without_a_call_opens_nothing(tmp_path: Path) -> None:
     await service.close()
 
     assert not (tmp_path / "store.sqlite3").exists()
+
+
+# -- a whole crawl: one connection, opened on the store's thread ------------------------------
+
+CURSOR = "tmdb_movies/changes"
+# The hook below once added (an audit hook cannot be removed), and what it notes meanwhile.
+_AUDIT_HOOKS: list[Callable[[str, tuple[Any, ...]], None]] = []
+_connections: list[tuple[str, str]] | None = None
+
+
+def _note_sqlite_connection(event: str, arguments: tuple[Any, ...]) -> None:
+    if event == "sqlite3.connect" and _connections is not None:
+        _connections.append((str(arguments[0]), threading.current_thread().name))
+
+
+@contextmanager
+def sqlite_connections() -> Iterator[list[tuple[str, str]]]:
+    """Every ``sqlite3.connect`` made meanwhile in this process (Python's audit event), as
+    (database, thread name)."""
+    global _connections
+    if _note_sqlite_connection not in _AUDIT_HOOKS:
+        # Added once; it notes nothing outside this block.
+        sys.addaudithook(_note_sqlite_connection)
+        _AUDIT_HOOKS.append(_note_sqlite_connection)
+    _connections = []
+    try:
+        yield _connections
+    finally:
+        _connections = None
+
+
+@pytest.fixture
+def tmdb(fake_server: FakeServer) -> Iterator[TmdbFake]:
+    """The fake TMDB with Fight Club (550) and A Good Day to Die Hard (47964)."""
+    exports = FakeServer().start()
+    fake = TmdbFake(fake_server, exports, rate_limit=10_000)
+    fake.add("movie", movie_550())
+    fake.add("movie", load("movie_47964_append_15_parts.json"))
+    yield fake
+    exports.stop()
+
+
+@deferred_f_from_coro_f
+async def test_a_crawl_opens_its_store_once_for_records_marks_failures_runs_and_cursors(
+    tmdb: TmdbFake, tmp_path: Path
+) -> None:
+    store_settings = sqlite_settings(tmp_path)
+    settings = tmdb_run_settings(
+        tmdb,
+        store_settings,
+        tmp_path,
+        RUNS_HEARTBEAT_INTERVAL=0.1,
+        # One request given up (its dead letter kept, two ERROR lines) still makes a clean
+        # run here, so that its cursor is saved too.
+        SPIDERMON_MAX_RETRIES=1,
+        SPIDERMON_MAX_ERRORS=2,
+    )
+    await crawl(TmdbMoviesSpider, settings, ids="550")
+    today = datetime.now(UTC).date()
+    since = (today - timedelta(days=2)).isoformat()
+    read_store(store_settings, lambda store: store.set_state(CURSOR, {"synced_through": since}))
+    del tmdb.records["movie"][550]  # TMDB deleted it: its stored record gets flagged
+    tmdb.fail(r"/3/movie/1234$", *[500] * 5)  # out of retries: a dead letter
+    for tmdb_id in (550, 47964, 1234):
+        tmdb.add_change("movie", today, tmdb_id)
+
+    with sqlite_connections() as connections:
+        crawler = await crawl(TmdbMoviesSpider, settings, mode="changes")
+
+    stats = crawler.stats.get_stats()
+    assert stats["runs/result/ok"] == 1
+    assert stats["store/movies/inserted"] == 1
+    assert stats["tmdb/movies/marked_deleted"] == 1
+    assert stats["failures/recorded"] == 1
+    assert stats["sync_state/saved"] == 1
+    assert connections == [(store_settings["SQLITE_PATH"], "store_0")]
+    # What each part wrote is there, through that one connection.
+    store = open_store_for(store_settings)
+    try:
+        assert store.get("movies", 47964) is not None
+        assert (store.get("movies", 550) or {})["_meta"]["deleted_at"]
+        assert [failure["id"] for failure in store.pending_failures("tmdb_movies")] == [1234]
+        assert store.get_state(CURSOR) == {"synced_through": today.isoformat()}
+        run = store.recent_runs("tmdb_movies", 1)[0]
+    finally:
+        store.close()
+    assert (run["result"], run["failures_recorded"], run["inserted"]) == ("ok", 1, 1)

@@ -23,7 +23,7 @@ from scrapy import signals
 from scrapy.utils.defer import deferred_f_from_coro_f
 
 from contentcrawl.dumps import IMPORT_GC_THRESHOLD
-from contentcrawl.pipelines.store import StorePipeline
+from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.spiders.openlibrary_books import OpenLibraryBooksSpider
 from contentcrawl.store import Record, StoreFullError
 from contentcrawl.store.mongo import out_of_space
@@ -82,20 +82,34 @@ def run_record(database: Path) -> dict[str, Any] | None:
 
 
 def cap_the_store(crawler: Any, pages: int) -> None:
-    """Once the crawl's store is open, let its file grow by ``pages`` pages at most."""
+    """Once the crawl's store is open, let its file grow by ``pages`` pages at most.
 
-    def cap() -> None:
-        (pipeline,) = [
-            component
-            for component in crawler.engine.scraper.itemproc.middlewares
-            if isinstance(component, StorePipeline)
-        ]
-        connection = pipeline.store.connection
-        (used,) = connection.execute("PRAGMA page_count").fetchone()
-        connection.execute(f"PRAGMA max_page_count = {used + pages}")
+    The cap holds for the crawl's one connection, run records included: it is lifted once
+    the store pipeline has found the store full (it tries no write after that), as freeing
+    room would, so that the run record can be written.
+    """
 
-    # weak=False: the function is local, nothing else keeps it alive.
-    crawler.signals.connect(cap, signal=signals.spider_opened, weak=False)
+    def cap(store: SqliteStore) -> None:
+        (used,) = store.connection.execute("PRAGMA page_count").fetchone()
+        store.connection.execute(f"PRAGMA max_page_count = {used + pages}")
+
+    def lift(store: SqliteStore) -> None:
+        store.connection.execute(f"PRAGMA max_page_count = {2**31}")
+
+    async def capped() -> None:
+        await crawl_store(crawler).run(cap)
+
+    lifted = False
+
+    async def lift_once_full() -> None:
+        nonlocal lifted
+        if not lifted and crawler.stats.get_value("store/books/failed"):
+            lifted = True
+            await crawl_store(crawler).run(lift)
+
+    # weak=False: the functions are local, nothing else keeps them alive.
+    crawler.signals.connect(capped, signal=signals.spider_opened, weak=False)
+    crawler.signals.connect(lift_once_full, signal=signals.item_scraped, weak=False)
 
 
 def assert_ended_at_the_first_full_batch(
@@ -174,7 +188,7 @@ async def test_a_store_at_its_size_cap_ends_the_crawl_at_once_with_every_record_
     await crawler.crawl_async(dump=str(dump))
 
     assert_ended_at_the_first_full_batch(crawler, caplog, database, failed_dir)
-    # The run record (written by its own connection, without the cap) says why.
+    # The run record says why.
     run = run_record(database)
     assert run is not None
     assert run["result"] == "failed"

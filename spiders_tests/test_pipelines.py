@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import json
@@ -15,15 +14,14 @@ from typing import Any
 import pytest
 from PIL import Image
 from scrapy.utils.defer import deferred_f_from_coro_f
-from scrapy.utils.misc import build_from_crawler
 
 from contentcrawl.items import BookItem, ContentItem, GameItem, ItemBatch, MovieItem, WorkItem
-from contentcrawl.pipelines.store import SavedBatches, StorePipeline
+from contentcrawl.pipelines.store import SavedBatches
 from contentcrawl.pipelines.validation import blank_to_none, checked_key
 from contentcrawl.sources.base import ContentSpider
 from contentcrawl.store import Record, Store
 from spiders_tests.conftest import open_store_for
-from spiders_tests.crawling import crawl, make_crawler
+from spiders_tests.crawling import crawl
 from spiders_tests.fakes.server import FakeResponse, FakeServer
 
 
@@ -432,70 +430,3 @@ async def test_unreachable_store_stops_the_crawl_with_a_clear_error(
         caplog.text
     )
     assert "pw-8812" not in caplog.text
-
-
-def saved_movie_ids(failed_dir: Path) -> list[int]:
-    lines = (failed_dir / "movies.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line)["content"]["tmdb_id"] for line in lines]
-
-
-@deferred_f_from_coro_f
-async def test_records_reaching_the_store_pipeline_after_it_closed_are_saved(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    failed_dir = tmp_path / "failed"
-    settings = {
-        "MONGO_URI": "",
-        "SQLITE_PATH": str(tmp_path / "store.sqlite3"),
-        "STORE_FAILED_DIR": str(failed_dir),
-        "STORE_BATCH_SIZE": 4,
-    }
-    crawler = make_crawler(ItemsSpider, settings)
-    pipeline = build_from_crawler(StorePipeline, crawler)
-    await pipeline.open_spider()
-    await pipeline.close_spider()
-
-    # Scrapy 2.19 still hands start() items to the pipelines while the spider closes: a
-    # batch larger than STORE_BATCH_SIZE, then one item, which no later flush would write.
-    await pipeline.process_item(ItemBatch(movies(5)))
-    await pipeline.process_item(MovieItem(tmdb_id=6, title="Movie 6"))
-
-    assert saved_movie_ids(failed_dir) == [1, 2, 3, 4, 5, 6]
-    assert crawler.stats.get_value("store/movies/failed") == 6
-    assert crawler.stats.get_value("store/movies/received") == 6
-    assert "The store is closed: 5 movies records saved to" in caplog.text
-    assert "The store is closed: 1 movies records saved to" in caplog.text
-
-
-@deferred_f_from_coro_f
-async def test_the_store_pipeline_closes_after_the_batch_it_is_writing(tmp_path: Path) -> None:
-    database = tmp_path / "store.sqlite3"
-    open_store_for({"SQLITE_PATH": str(database)}).close()
-    with sqlite3.connect(database) as connection:
-        connection.execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON movies "
-            "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
-        )
-    failed_dir = tmp_path / "failed"
-    settings = {
-        "MONGO_URI": "",
-        "SQLITE_PATH": str(database),
-        "STORE_FAILED_DIR": str(failed_dir),
-        "STORE_BATCH_SIZE": 4,
-    }
-    crawler = make_crawler(ItemsSpider, settings)
-    pipeline = build_from_crawler(StorePipeline, crawler)
-    await pipeline.open_spider()
-    writing = asyncio.ensure_future(pipeline.process_item(ItemBatch(movies(4))))
-    # One turn of the loop: the batch has left the buffers and is in the store's thread,
-    # where the store refuses it; saving it is a second trip there.
-    await asyncio.sleep(0)
-
-    await pipeline.close_spider()
-
-    # Closed only once the batch in flight was saved and counted, so nothing counted
-    # after the run's stats were read, and nothing left for a thread already shut down.
-    assert writing.done()
-    await writing
-    assert saved_movie_ids(failed_dir) == [1, 2, 3, 4]
-    assert crawler.stats.get_value("store/movies/failed") == 4

@@ -143,6 +143,16 @@ def test_fetched_times_of_stored_records_in_one_call(store: Store) -> None:
     assert store.fetched_times("movies", []) == {}
 
 
+def test_existing_keys_are_the_stored_ones_flagged_deleted_or_not(store: Store) -> None:
+    store.upsert_many("movies", [movie(1), movie(2), movie(3)])
+    store.mark_deleted("movies", [2])
+
+    assert store.existing_keys("movies", [1, 2, 4]) == {1, 2}
+    assert store.existing_keys("movies", []) == set()
+    with pytest.raises(UnknownCollectionError):
+        store.existing_keys("films", [1])
+
+
 def test_hash_ignores_key_order() -> None:
     assert content_hash({"a": 1, "b": {"x": 1, "y": 2}}) == content_hash(
         {"b": {"y": 2, "x": 1}, "a": 1}

@@ -1,9 +1,10 @@
-"""Scrapy's per-item extensions, made to see the records an ``ItemBatch`` carries.
+"""Scrapy's per-item extensions, made to see the records an item carries.
 
 A dump import sends its records through the pipelines 1,000 at a time, one ``ItemBatch``
-item each (``contentcrawl/items.py``). Scrapy's own counts, feed exports and
-``CLOSESPIDER_ITEMCOUNT`` work per item; each class here makes one of them work per record,
-so a dump spider behaves like any other spider to whoever runs it.
+item each, and a ``DeletionMark`` carries no record at all (``contentcrawl/items.py``).
+Scrapy's own counts, feed exports and ``CLOSESPIDER_ITEMCOUNT`` work per item; each class
+here makes one of them work per record, so a dump spider behaves like any other spider to
+whoever runs it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from scrapy import signals
 from scrapy.extensions.closespider import CloseSpider
 from scrapy.extensions.feedexport import FeedExporter
 
-from contentcrawl.items import ItemBatch
+from contentcrawl.items import DeletionMark, ItemBatch, record_count
 
 if TYPE_CHECKING:
     from typing import Self
@@ -24,11 +25,12 @@ if TYPE_CHECKING:
 
 
 class RecordCounts:
-    """Adds the other records of each scraped ``ItemBatch`` to ``item_scraped_count``.
+    """Makes ``item_scraped_count`` count records: the others of each scraped ``ItemBatch``
+    are added, a ``DeletionMark`` takes its count back.
 
     Scrapy's core stats count one per item; a batch of 1,000 records would count 1, and the
     progress lines, run records and monitors that read the stat would be off by that much.
-    A batch emptied by validation takes its own count back.
+    A batch emptied by validation takes its own count back too.
     """
 
     def __init__(self, crawler: Crawler) -> None:
@@ -40,8 +42,9 @@ class RecordCounts:
         return cls(crawler)
 
     def item_scraped(self, item: Any) -> None:
-        if isinstance(item, ItemBatch):
-            self.crawler.stats.inc_value("item_scraped_count", len(item) - 1)
+        count = record_count(item)
+        if count != 1:
+            self.crawler.stats.inc_value("item_scraped_count", count - 1)
 
 
 class RecordFeedExporter(FeedExporter):
@@ -49,14 +52,14 @@ class RecordFeedExporter(FeedExporter):
 
     Each record of a batch goes through the feed as a scraped item would, so every format
     writes records, ``item_classes`` filters on the record's class and
-    ``batch_item_count`` counts records.
+    ``batch_item_count`` counts records. A deletion mark is not exported.
     """
 
     def item_scraped(self, item: Any, spider: Spider) -> None:
         if isinstance(item, ItemBatch):
             for record in item.items:
                 super().item_scraped(record, spider)
-        else:
+        elif not isinstance(item, DeletionMark):
             super().item_scraped(item, spider)
 
 
@@ -70,7 +73,7 @@ class RecordCloseSpider(CloseSpider):
 
     def item_scraped(self, item: Any, spider: Spider) -> None:
         before = self.counter["itemcount"]
-        self.counter["itemcount"] += len(item) if isinstance(item, ItemBatch) else 1
+        self.counter["itemcount"] += record_count(item)
         self.counter["pagecount_since_last_item"] = 0
         limit = self.close_on["itemcount"]
         if limit and before < limit <= self.counter["itemcount"]:

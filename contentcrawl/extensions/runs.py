@@ -15,18 +15,21 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
+from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.failures import REPLAY_META, dead_letter_for
 from contentcrawl.redaction import MASK, redact_text
 from contentcrawl.signals import request_gave_up
-from contentcrawl.store import Store, build_store
 from contentcrawl.verdict import run_verdict
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Self
 
     from scrapy import Request, Spider
     from scrapy.crawler import Crawler
     from scrapy.http import Response
+
+    from contentcrawl.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -315,15 +318,10 @@ class RunRecorder:
             len(cleared),
         )
 
-    async def _write(self, action: Any) -> None:
-        """Run ``action(store)`` on a worker thread; a store error is logged, never raised."""
-
-        def run() -> None:
-            with build_store(self.crawler.settings) as store:
-                action(store)
-
+    async def _write(self, action: Callable[[Store], None]) -> None:
+        """Run ``action(store)`` on the crawl's store; a store error is logged, never raised."""
         try:
-            await asyncio.to_thread(run)
+            await crawl_store(self.crawler).run(action)
         except Exception as error:
             self.crawler.stats.inc_value("runs/store/failed")
             logger.error("Could not save the run record: %s", redact_text(str(error)))

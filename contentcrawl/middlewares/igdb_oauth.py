@@ -46,8 +46,8 @@ from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http.request import NO_CALLBACK
 from scrapy.utils.httpobj import urlparse_cached
 
+from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.redaction import redact_text, register_secret
-from contentcrawl.store import Store, build_store
 from contentcrawl.store.base import utc_now
 
 if TYPE_CHECKING:
@@ -138,7 +138,6 @@ class IgdbOAuthMiddleware:
         self._rejected: set[str] = set()
         self._lock = asyncio.Lock()
         self._failure: str | None = None
-        self._store: Store | None = None
         self._closing: asyncio.Task[None] | None = None
         self._redis: AsyncRedis | None = None
         redis_url = settings.get("REDIS_URL")
@@ -331,7 +330,7 @@ class IgdbOAuthMiddleware:
             text = await self._redis.get(self.redis_key)
             state = json.loads(text) if text else None
         else:
-            state = await asyncio.to_thread(lambda: self._open_store().get_state(STATE_NAME))
+            state = await crawl_store(self.crawler).run(lambda store: store.get_state(STATE_NAME))
         return self._usable(state)
 
     async def _save(self, token: AppToken) -> None:
@@ -348,7 +347,7 @@ class IgdbOAuthMiddleware:
             if lifetime_ms > 0:
                 await self._redis.set(self.redis_key, json.dumps(state), px=lifetime_ms)
         elif self.kept_in == "store":
-            await asyncio.to_thread(lambda: self._open_store().set_state(STATE_NAME, state))
+            await crawl_store(self.crawler).run(lambda store: store.set_state(STATE_NAME, state))
 
     def _usable(self, state: dict[str, Any] | None) -> AppToken | None:
         if not state or state.get("client_id") != self.client_id:
@@ -361,21 +360,7 @@ class IgdbOAuthMiddleware:
             return None
         return token
 
-    # -- the store (blocking: always called through asyncio.to_thread) ----------------
-    def _open_store(self) -> Store:
-        if self._store is None:
-            store = build_store(self.crawler.settings)
-            store.open()
-            self._store = store
-        return self._store
-
-    def _close_store(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-
     async def _spider_closed(self) -> None:
-        await asyncio.to_thread(self._close_store)
         if self._redis is not None:
             await self._redis.aclose()
 

@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+from collections import Counter, defaultdict
 from time import monotonic
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
@@ -32,11 +33,11 @@ from scrapy.http.request import NO_CALLBACK
 from scrapy.pipelines.images import ImagesPipeline
 from twisted.python.failure import Failure
 
+from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.items import ITEM_CLASSES, ContentItem, records_of
 from contentcrawl.pacing import DOWNLOAD_DEADLINE, host_slot
 from contentcrawl.pipelines.store import to_record
 from contentcrawl.redaction import redact_text
-from contentcrawl.store import build_store
 from contentcrawl.store.base import META
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from scrapy.http import Response
     from scrapy.pipelines.media import MediaPipeline
 
-    from contentcrawl.store import Store
+    from contentcrawl.store import Record, Store
 
 logger = logging.getLogger(__name__)
 
@@ -181,57 +182,51 @@ class ContentImagesPipeline(ImagesPipeline):
 
     async def replay_missing(self) -> None:
         """Fetch the images earlier crawls of this spider missed; rewrite completed records."""
-        store = build_store(self.crawler.settings)
-        await asyncio.to_thread(store.open)
-        try:
-            noted = await asyncio.to_thread(store.get_state, self._ledger_name())
-            entries = (noted or {}).get("records") or []
-            if entries:
-                logger.info("Fetching the images of %d records earlier crawls missed", len(entries))
-            for start in range(0, len(entries), REPLAY_BATCH):
-                if not await self._replay_batch(store, entries[start : start + REPLAY_BATCH]):
-                    logger.info("Image hosts still fail: the rest waits for the next crawl")
-                    break
-        finally:
-            await asyncio.to_thread(store.close)
+        name = self._ledger_name()
+        noted = await crawl_store(self.crawler).run(lambda store: store.get_state(name))
+        entries = (noted or {}).get("records") or []
+        if entries:
+            logger.info("Fetching the images of %d records earlier crawls missed", len(entries))
+        for start in range(0, len(entries), REPLAY_BATCH):
+            if not await self._replay_batch(entries[start : start + REPLAY_BATCH]):
+                logger.info("Image hosts still fail: the rest waits for the next crawl")
+                break
 
-    async def _replay_batch(self, store: Store, entries: list[dict[str, Any]]) -> bool:
+    async def _replay_batch(self, entries: list[dict[str, Any]]) -> bool:
         """Fetch one batch's images, rewrite the records that got them all; False if none did."""
         for entry in entries:
             # Gone from the store, or completed below: either way no longer missing.
             self.seen.add((entry["collection"], entry["key"]))
-        records = await asyncio.to_thread(stored_records, store, entries)
+        records = await crawl_store(self.crawler).run(stored_records, entries)
         await asyncio.gather(*(self.process_item(record) for record in records))
         recovered = [
             record
             for record in records
             if (record.collection, getattr(record, record.key_field)) not in self.missing
         ]
-        for collection in {record.collection for record in recovered}:
-            same = [to_record(record) for record in recovered if record.collection == collection]
-            await asyncio.to_thread(store.upsert_many, collection, same)
-            self.crawler.stats.inc_value(f"images/{collection}/recovered", len(same))
+        rewritten = await crawl_store(self.crawler).run(rewrite, recovered)
+        for collection, count in rewritten.items():
+            self.crawler.stats.inc_value(f"images/{collection}/recovered", count)
         return bool(recovered)
 
     async def close_spider(self) -> None:
         """Note the records still missing images for the next crawl of this spider."""
 
-        def save() -> None:
-            with build_store(self.crawler.settings) as store:
-                noted = store.get_state(self._ledger_name()) or {}
-                kept = [
-                    entry
-                    for entry in noted.get("records") or []
-                    if (entry["collection"], entry["key"]) not in self.seen
-                ]
-                kept += [
-                    {"collection": collection, "key": key, "urls": urls}
-                    for (collection, key), urls in self.missing.items()
-                ]
-                if kept or noted:
-                    store.set_state(self._ledger_name(), {"records": kept})
+        def save(store: Store) -> None:
+            noted = store.get_state(self._ledger_name()) or {}
+            kept = [
+                entry
+                for entry in noted.get("records") or []
+                if (entry["collection"], entry["key"]) not in self.seen
+            ]
+            kept += [
+                {"collection": collection, "key": key, "urls": urls}
+                for (collection, key), urls in self.missing.items()
+            ]
+            if kept or noted:
+                store.set_state(self._ledger_name(), {"records": kept})
 
-        await asyncio.to_thread(save)
+        await crawl_store(self.crawler).run(save)
 
 
 def stored_records(store: Store, entries: list[dict[str, Any]]) -> list[ContentItem]:
@@ -248,6 +243,16 @@ def stored_records(store: Store, entries: list[dict[str, Any]]) -> list[ContentI
         content.update(revision=meta.get("revision"), fetched_at=meta.get("fetched_at"))
         records.append(item_class(**content))
     return records
+
+
+def rewrite(store: Store, records: list[ContentItem]) -> Counter[str]:
+    """Store ``records`` again (with their images now); how many per collection (blocking)."""
+    by_collection: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        by_collection[record.collection].append(to_record(record))
+    for collection, same in by_collection.items():
+        store.upsert_many(collection, same)
+    return Counter({collection: len(same) for collection, same in by_collection.items()})
 
 
 def record_folder(record: ContentItem) -> str:

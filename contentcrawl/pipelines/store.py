@@ -1,4 +1,4 @@
-"""Store pipeline: batches records per collection and upserts them into the configured store."""
+"""Store pipeline: batches records per collection and upserts them into the crawl's store."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ import os
 import re
 import uuid
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
 from scrapy.exceptions import CloseSpider, DropItem
 
-from contentcrawl.items import ContentItem, ItemBatch
+from contentcrawl.extensions.crawl_store import crawl_store
+from contentcrawl.items import ContentItem, DeletionMark, ItemBatch
 from contentcrawl.private_files import make_dir, open_private
+from contentcrawl.redaction import redact_text
 from contentcrawl.store import (
     Record,
     Store,
@@ -25,7 +26,6 @@ from contentcrawl.store import (
     StoreFullError,
     StoreUnavailableError,
     UpsertResult,
-    build_store,
 )
 from contentcrawl.store.base import COLLECTION_KEYS, utc_now
 
@@ -49,17 +49,22 @@ class UnstorableItem(DropItem):
 class StorePipeline:
     """Upserts items in batches of ``STORE_BATCH_SIZE`` per collection.
 
-    Store calls are blocking (sqlite3, pymongo) and run on one dedicated thread, so the
-    reactor never waits on the database and writes stay in order. A batch is written when
-    full, when the spider goes idle and when it closes. A batch that fails (after the
-    store's own retries of transient errors) is counted as ``store/<collection>/failed``
-    and saved as JSON lines under ``STORE_FAILED_DIR`` so nothing is lost; the next crawl
-    stores them first (``SavedBatches.replay``). A batch the store refuses for what it
-    holds is written again a record at a time, so only the records it cannot take fail.
-    A full store (``StoreFullError``) closes the spider at once (reason ``store_full``):
-    that batch and every later one go straight to ``STORE_FAILED_DIR``, as does a record
-    that reaches the pipeline after ``close_spider`` closed the store. A record counted as
+    Store calls are blocking (sqlite3, pymongo) and run on the crawl's store thread
+    (``CrawlStore``), so the reactor never waits on the database and writes stay in order.
+    A batch is written when full, when the spider goes idle and when it closes. A batch
+    that fails (after the store's own retries of transient errors) is counted as
+    ``store/<collection>/failed`` and saved as JSON lines under ``STORE_FAILED_DIR`` so
+    nothing is lost; the next crawl stores them first (``SavedBatches.replay``). A batch
+    the store refuses for what it holds is written again a record at a time, so only the
+    records it cannot take fail. A full store (``StoreFullError``) closes the spider at
+    once (reason ``store_full``): that batch and every later one go straight to
+    ``STORE_FAILED_DIR``, as does a record that reaches the pipeline after its
+    ``close_spider`` wrote the last batch. A record counted as
     ``failed`` is always in ``STORE_FAILED_DIR``: it is counted once its save returned.
+
+    A ``DeletionMark`` flags its stored record deleted when the spider closes, after the
+    last batch (or at once when it comes later); counted in
+    ``<source>/<collection>/marked_deleted``.
     """
 
     def __init__(self, crawler: Crawler) -> None:
@@ -67,17 +72,18 @@ class StorePipeline:
         settings = crawler.settings
         self.batch_size = max(1, settings.getint("STORE_BATCH_SIZE"))
         self.saved = SavedBatches(Path(settings.get("STORE_FAILED_DIR") or "data/store_failed"))
-        self.store: Store = build_store(settings)
+        self.crawl_store = crawl_store(crawler)
         self.stats = crawler.stats
         self._buffers: dict[str, list[Record]] = defaultdict(list)
+        # (source, collection) -> keys of the records to flag deleted.
+        self._marks: dict[tuple[str, str], set[Any]] = defaultdict(set)
         self._pending: set[asyncio.Future[Any]] = set()
         # One batch is written at a time; see process_item.
         self._write_lock = asyncio.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         # Set by the first StoreFullError: no write is tried after it.
         self._full: StoreFullError | None = None
         self._closing: asyncio.Future[None] | None = None
-        # Set once close_spider closed the store and its thread: a later record is saved.
+        # Set once close_spider wrote the last batch: a later record is saved.
         self._closed = False
         crawler.signals.connect(self._flush_on_idle, signal=signals.spider_idle)
 
@@ -85,22 +91,24 @@ class StorePipeline:
     def from_crawler(cls, crawler: Crawler) -> Self:
         return cls(crawler)
 
-    async def _in_store_thread(self, function: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
-
     async def open_spider(self) -> None:
         try:
-            await self._in_store_thread(self.store.open)
+            await self.crawl_store.open()
         except StoreError as error:
             # Nothing can be stored: close at once with a reason that says so (Scrapy opens
             # and closes the other components normally), rather than a traceback.
             self.stats.set_value("store/connection/unavailable", 1)
             logger.error("Store unavailable, closing the spider: %s", error)
             raise CloseSpider("store_unavailable") from None
-        logger.info("Store: %s (batch size %d)", self.store.description, self.batch_size)
-        await self._in_store_thread(self.saved.replay, self.store, self.batch_size, self.stats)
+        logger.info("Store: %s (batch size %d)", self.crawl_store.description, self.batch_size)
+        await self.crawl_store.run(self.saved.replay, self.batch_size, self.stats)
 
     async def process_item(self, item: Any) -> Any:
+        if isinstance(item, DeletionMark):
+            self._marks[(item.source, item.collection)].add(item.key)
+            if self._closed:
+                await self._apply_marks()
+            return item
         if isinstance(item, ItemBatch):
             received: Counter[str] = Counter()
             stored: list[ContentItem] = []
@@ -153,8 +161,8 @@ class StorePipeline:
             await self._save_unwritten(collection, records)
             return
         try:
-            result, refused, error = await self._in_store_thread(
-                upsert_isolating, self.store, collection, records
+            result, refused, error = await self.crawl_store.run(
+                upsert_isolating, collection, records
             )
         except StoreUnavailableError as unavailable:
             result, refused, error = UpsertResult(), records, unavailable
@@ -211,25 +219,46 @@ class StorePipeline:
 
     async def _save(self, collection: str, records: list[Record]) -> Path:
         """Save records the store did not take, then count them as ``failed``."""
-        if self._closed:
-            # The store's thread is gone; nothing else writes the saved batches any more.
-            path = await asyncio.to_thread(self.saved.save, collection, records)
-        else:
-            path = await self._in_store_thread(self.saved.save, collection, records)
+        # Off the store's thread: saving must not wait for (or need) the store. One save at
+        # a time all the same: every caller holds the write lock.
+        path = await asyncio.to_thread(self.saved.save, collection, records)
         self.stats.inc_value(f"store/{collection}/failed", len(records))
         return path
+
+    async def _apply_marks(self) -> None:
+        """Flag the records of the deletion marks received; a store error is logged."""
+        marks, self._marks = self._marks, defaultdict(set)
+        for (source, collection), keys in marks.items():
+            try:
+                marked = await self.crawl_store.run(
+                    lambda store, name, ids: store.mark_deleted(name, ids),
+                    collection,
+                    sorted(keys),
+                )
+            except Exception as error:
+                logger.error(
+                    "Could not flag %d %s records as deleted: %s",
+                    len(keys),
+                    collection,
+                    redact_text(str(error)),
+                )
+                continue
+            if marked:
+                self.stats.inc_value(f"{source}/{collection}/marked_deleted", marked)
+                logger.info("Flagged %d %s %s no longer has as deleted", marked, collection, source)
 
     async def close_spider(self) -> None:
         if self._pending:
             await asyncio.gather(*self._pending)
         # Under the lock: a flush in progress has popped its batch from the buffers, and
-        # the store (and its thread) must outlive it.
+        # it is counted before the crawl's stats are read.
         async with self._write_lock:
             for collection in list(self._buffers):
                 await self._flush(collection)
-            await self._in_store_thread(self.store.close)
+            # After the last batch: a 404 is the newest word on a record, and writing the
+            # record after its flag would clear it.
+            await self._apply_marks()
             self._closed = True
-            self._executor.shutdown(wait=True)
 
 
 class SavedBatches:

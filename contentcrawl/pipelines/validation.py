@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from scrapy.exceptions import DropItem
 
 from contentcrawl.dates import read_date
-from contentcrawl.items import ContentItem, ItemBatch
+from contentcrawl.items import ContentItem, DeletionMark, ItemBatch
 
 if TYPE_CHECKING:
     from typing import Self
@@ -65,6 +65,7 @@ class ValidationPipeline:
     counted as ``dates/<collection>/unreadable``, not fatal. A missing required field or a
     malformed source id drops the item, counted as ``validation/dropped/<reason>``; the
     first drop of each reason is logged as a WARNING with the example, the rest at DEBUG.
+    A ``DeletionMark`` passes as it is.
     """
 
     def __init__(self, crawler: Crawler) -> None:
@@ -77,6 +78,9 @@ class ValidationPipeline:
         return cls(crawler)
 
     def process_item(self, item: Any) -> Any:
+        if isinstance(item, DeletionMark):
+            # No record to clean: the spider made it from an id its source answered 404 for.
+            return item
         if isinstance(item, ItemBatch):
             # A bad record leaves its batch, counted as Scrapy counts a dropped item.
             item.items = [record for record in item.items if self._accepted(record)]

@@ -316,6 +316,11 @@ class Store(ABC):
         """``_meta.fetched_at`` of the stored records among ``keys``, in one round trip."""
 
     @abstractmethod
+    def existing_keys(self, collection: str, keys: Sequence[Any]) -> set[Any]:
+        """The keys among ``keys`` the store holds a record of (flagged deleted or not), in
+        one round trip."""
+
+    @abstractmethod
     def count(self, collection: str) -> int:
         """Number of records in a collection."""
 

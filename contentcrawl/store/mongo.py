@@ -165,6 +165,13 @@ class MongoStore(Store):
             if document.get(META, {}).get("fetched_at")
         }
 
+    def existing_keys(self, collection: str, keys: Sequence[Any]) -> set[Any]:
+        key_field = key_field_of(collection)
+        cursor = self.db[collection].find(
+            {key_field: {"$in": list(keys)}}, {"_id": 0, key_field: 1}
+        )
+        return {document[key_field] for document in cursor}
+
     def _write(self, collection: str, key_field: str, writes: list[Write]) -> None:
         documents = [write.document() for write in writes]
         try:

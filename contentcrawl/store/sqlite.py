@@ -158,6 +158,10 @@ class SqliteStore(Store):
             rows = self._rows_of(collection, "json_extract(doc, '$._meta.fetched_at')", keys)
             return {key: fetched for key, fetched in rows if fetched}
 
+    def existing_keys(self, collection: str, keys: Sequence[Any]) -> set[Any]:
+        with self._lock:
+            return {key for key, _ in self._rows_of(collection, "1", keys)}
+
     def _rows_of(
         self, collection: str, columns: str, keys: Sequence[Any]
     ) -> Iterator[tuple[Any, ...]]:

@@ -369,7 +369,7 @@ class DistributedRun:
             done_rounds = int(await self.redis.get(self.key("rounds")) or 0)
             missing = await unaccounted_keys(
                 self.redis,
-                self.crawler.settings,
+                self.crawler,
                 self.spider,
                 self.key("ids"),
                 self.key("settled"),

@@ -24,14 +24,13 @@ from contentcrawl.dumps import (
     fetch_dump,
     import_failed,
 )
+from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.items import ContentItem, Json
 from contentcrawl.redaction import redact_url
 from contentcrawl.sources.tmdb.mappers import is_number, is_tmdb_id
-from contentcrawl.store import Store, build_store
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
-    from scrapy.settings import BaseSettings
 
     from contentcrawl.sources.tmdb.plans import Logger
 
@@ -290,30 +289,11 @@ class ExportReader:
         return None
 
 
-class FetchDates:
-    """When the store last fetched each of an export's ids, read through one store kept open
-    while the export's plan is gone through."""
-
-    def __init__(self, settings: BaseSettings, collection: str) -> None:
-        self.settings = settings
-        self.collection = collection
-        self._store: Store | None = None
-
-    async def fetched_since(self, ids: Sequence[int], since: str) -> set[int]:
-        """The ids among ``ids`` whose stored record was fetched at or after ``since``."""
-
-        def read() -> dict[Any, str]:
-            if self._store is None:
-                store = build_store(self.settings)
-                store.open()
-                self._store = store
-            return self._store.fetched_times(self.collection, list(ids))
-
-        fetched = await asyncio.to_thread(read)
-        return {key for key, fetched_at in fetched.items() if fetched_at >= since}
-
-    async def close(self) -> None:
-        """Close the store, if it was opened."""
-        store, self._store = self._store, None
-        if store is not None:
-            await asyncio.to_thread(store.close)
+async def fetched_since(
+    crawler: Crawler, collection: str, ids: Sequence[int], since: str
+) -> set[int]:
+    """The ids among ``ids`` whose stored record was fetched at or after ``since``."""
+    fetched = await crawl_store(crawler).run(
+        lambda store: store.fetched_times(collection, list(ids))
+    )
+    return {key for key, fetched_at in fetched.items() if fetched_at >= since}

@@ -1,23 +1,22 @@
-"""TMDB listings: changes and list pages, given ids, and the store's stale, referenced and
-deleted ids."""
+"""TMDB listings: changes and list pages, given ids, and the store's stale and referenced
+ids."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.items import ContentItem, Json
 from contentcrawl.sources.tmdb.mappers import is_tmdb_id
-from contentcrawl.store import Store, build_store
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
-    from scrapy.settings import BaseSettings
 
     from contentcrawl.sources.tmdb.plans import Logger
+    from contentcrawl.store import Store
 
 # TMDB serves at most 14 days of changes per request and 100 ids per changes page.
 CHANGES_WINDOW_DAYS = 14
@@ -178,25 +177,17 @@ def parse_list_pages(text: str) -> int:
     return pages
 
 
-# --- the store's ids: stale (mode=refresh), missing (mode=missing), deleted ---------------
-
-
-async def in_store(settings: BaseSettings, function: Callable[..., Any], *args: Any) -> Any:
-    """``function(store, *args)`` on the configured store, opened for it in a worker thread."""
-
-    def run() -> Any:
-        with build_store(settings) as store:
-            return function(store, *args)
-
-    return await asyncio.to_thread(run)
+# --- the store's ids: stale (mode=refresh), missing (mode=missing) ---------------------------
 
 
 async def stale_ids(
-    settings: BaseSettings, item_class: type[ContentItem], older_than_days: int, logger: Logger
+    crawler: Crawler, item_class: type[ContentItem], older_than_days: int, logger: Logger
 ) -> list[int]:
     """The stored records not fetched for ``older_than_days`` (none flagged deleted)."""
     cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
-    ids = await in_store(settings, _stale_ids, item_class, cutoff.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    ids = await crawl_store(crawler).run(
+        _stale_ids, item_class, cutoff.strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
     logger.info(
         "%d %s not fetched for %d days",
         len(ids),
@@ -216,14 +207,14 @@ def _stale_ids(store: Store, item_class: type[ContentItem], cutoff: str) -> list
 
 
 async def missing_ids(
-    settings: BaseSettings,
+    crawler: Crawler,
     item_class: type[ContentItem],
     references: Iterable[tuple[str, Extractor]],
     logger: Logger,
 ) -> list[int]:
     """The ids stored records reference (``references``: collections and their extractors)
     that the store lacks."""
-    ids = await in_store(settings, _missing_ids, item_class, references)
+    ids = await crawl_store(crawler).run(_missing_ids, item_class, references)
     logger.info("%d %s referenced but not stored", len(ids), item_class.collection)
     return ids
 
@@ -239,31 +230,3 @@ def _missing_ids(
     for document in store.iter_documents(item_class.collection):
         referenced.discard(document[key_field])
     return sorted(referenced)
-
-
-def mark_deleted(settings: BaseSettings, collection: str, keys: list[int]) -> int:
-    """Flag ``keys`` of ``collection`` as deleted in the configured store (blocking)."""
-    with build_store(settings) as store:
-        return store.mark_deleted(collection, keys)
-
-
-class DeletedIds:
-    """Ids TMDB answered 404 for (deleted or merged), flagged in the store when the spider
-    closes (``_meta.deleted_at``); their records are kept."""
-
-    def __init__(self, crawler: Crawler, logger: Logger, collection: str, stat_prefix: str) -> None:
-        self.crawler = crawler
-        self.logger = logger
-        self.collection = collection
-        self.stat_prefix = stat_prefix
-        self.ids: set[int] = set()
-
-    async def flag(self) -> None:
-        """Mark the stored records of ``ids`` as deleted; counted and logged."""
-        if not self.ids:
-            return
-        keys = sorted(self.ids)
-        marked = await asyncio.to_thread(mark_deleted, self.crawler.settings, self.collection, keys)
-        if marked:
-            self.crawler.stats.inc_value(f"{self.stat_prefix}/marked_deleted", marked)
-            self.logger.info("Flagged %d %s TMDB no longer has as deleted", marked, self.collection)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from contentcrawl.sources.tmdb.exports import FRESH_LOOKUP_BATCH
+from contentcrawl.sources.tmdb.exports import FRESH_LOOKUP_BATCH, fetched_since
 from contentcrawl.sources.tmdb.listings import change_windows, missing_ids, stale_ids
 
 if TYPE_CHECKING:
@@ -212,7 +212,6 @@ class StartPlanner:
                     skipped,
                     day,
                 )
-            await spider.fetch_dates.close()
         if spider.limit is None:
             spider.sync.stage(f"{spider.name}/export", {"date": day.isoformat()})
             if spider.has_changes:
@@ -264,7 +263,7 @@ class StartPlanner:
             spider.job_state,
             "refresh",
             ids=await stale_ids(
-                spider.settings, spider.item_class, spider.older_than_days, spider.logger
+                spider.crawler, spider.item_class, spider.older_than_days, spider.logger
             ),
         )
         async for request in self.detail_requests(plan):
@@ -277,7 +276,7 @@ class StartPlanner:
             spider.job_state,
             "missing",
             ids=await missing_ids(
-                spider.settings, spider.item_class, spider.references, spider.logger
+                spider.crawler, spider.item_class, spider.references, spider.logger
             ),
         )
         async for request in self.detail_requests(plan):
@@ -300,7 +299,12 @@ class StartPlanner:
                 return
             if fresh_since is not None and index >= looked_up_to:
                 looked_up_to = min(index + FRESH_LOOKUP_BATCH, len(ids))
-                fresh = await spider.fetch_dates.fetched_since(ids[index:looked_up_to], fresh_since)
+                fresh = await fetched_since(
+                    spider.crawler,
+                    spider.item_class.collection,
+                    ids[index:looked_up_to],
+                    fresh_since,
+                )
             if ids[index] in fresh:
                 plan["handed_over"] = index + 1
                 spider.crawler.stats.inc_value(f"{spider.stat_prefix}/export/skipped_fresh")

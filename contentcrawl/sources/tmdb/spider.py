@@ -7,13 +7,12 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode
 
-from scrapy import signals
 from scrapy.exceptions import CloseSpider
 from scrapy.spidermiddlewares.httperror import HttpError
 
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.failures import ReplaysFailures
-from contentcrawl.items import ContentItem, Json, SeriesItem
+from contentcrawl.items import ContentItem, DeletionMark, Json, SeriesItem
 from contentcrawl.middlewares.tmdb_auth import CredentialsRejected, tmdb_credentials_configured
 from contentcrawl.redaction import redact_url
 from contentcrawl.sources.base import (
@@ -25,10 +24,9 @@ from contentcrawl.sources.base import (
     choice,
     subset,
 )
-from contentcrawl.sources.tmdb.exports import ExportReader, FetchDates
+from contentcrawl.sources.tmdb.exports import ExportReader
 from contentcrawl.sources.tmdb.listings import (
     MAX_LIST_PAGE,
-    DeletedIds,
     Extractor,
     changes_key,
     list_key,
@@ -166,12 +164,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             min_popularity=self.min_popularity,
             limit=self.limit,
         )
-        # Open while an export's plan is gone through: the fetch dates of its ids.
-        self.fetch_dates = FetchDates(settings, collection)
-        self.deleted = DeletedIds(crawler, self.logger, collection, self.stat_prefix)
         self.planner = StartPlanner(self)
-        crawler.signals.connect(self.deleted.flag, signal=signals.spider_closed)
-        crawler.signals.connect(self.fetch_dates.close, signal=signals.spider_closed)
 
     # -- start ------------------------------------------------------------------------------
     @property
@@ -344,8 +337,11 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         return self.request(f"{self.api_url}/{path}?{urlencode(params)}", meta=meta, **kwargs)
 
     def parse_record(self, response: Response, tmdb_id: int) -> Iterator[Any]:
-        """A detail response: the record's item (or a 404 counted as not found)."""
+        """A detail response: the record's item (or, for a 404, its deletion mark)."""
         try:
+            if response.status == 404:
+                yield self._gone(tmdb_id)
+                return
             payload = self._payload(response, tmdb_id)
             if payload is None:
                 return
@@ -386,6 +382,9 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         self, response: Response, tmdb_id: int, item: SeriesItem, first: int
     ) -> Iterator[Any]:
         """Episodes of up to 20 seasons of a series (``-a episodes=1``)."""
+        if response.status == 404:
+            yield self._gone(tmdb_id)
+            return
         payload = self._payload(response, tmdb_id)
         if payload is None:
             return
@@ -428,8 +427,17 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         self.progress.record_done()
         yield item
 
+    def _gone(self, tmdb_id: int) -> DeletionMark:
+        """A record's 404: TMDB deleted or merged it, counted as not found; the store flags
+        the record it holds, if any (its ``DeletionMark``)."""
+        self.crawler.stats.inc_value(f"{self.stat_prefix}/not_found")
+        self.logger.debug("%s %s not found (deleted or merged)", self.api_kind, tmdb_id)
+        self.settle_key(str(tmdb_id))
+        return DeletionMark(self.item_class.source, self.item_class.collection, tmdb_id)
+
     def _payload(self, response: Response, tmdb_id: int | None = None) -> Json | None:
-        """The JSON body of a 200; 401 closes the spider, 404 is counted as not found."""
+        """The JSON body of a 200; 401 closes the spider, a listing's 404 is a failure (a
+        record's is ``_gone``)."""
         if response.status == 401:
             self.crawler.stats.inc_value("tmdb/auth/rejected")
             if self._rejected:
@@ -443,14 +451,8 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             )
             raise CloseSpider("tmdb_unauthorized")
         if response.status == 404:
-            if tmdb_id is None:
-                self.crawler.stats.inc_value(f"{self.stat_prefix}/failed")
-                self.logger.error("TMDB listing not found: %s", _status_message(response))
-                return None
-            self.crawler.stats.inc_value(f"{self.stat_prefix}/not_found")
-            self.logger.debug("%s %s not found (deleted or merged)", self.api_kind, tmdb_id)
-            self.deleted.ids.add(tmdb_id)
-            self.settle_key(str(tmdb_id))
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/failed")
+            self.logger.error("TMDB listing not found: %s", _status_message(response))
             return None
         try:
             payload = response.json()
