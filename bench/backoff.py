@@ -28,7 +28,7 @@ import threading
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # A developer's .env must not change the figures.
@@ -39,7 +39,7 @@ from scrapy.http import Response
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.reactor import install_reactor
 
-from contentcrawl.sources.base import ContentSpider
+from contentcrawl.sources.base import POSITIVE, Argument, ContentSpider
 from spiders_tests.crawling import make_crawler
 from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer
 
@@ -79,10 +79,14 @@ class BenchSpider(ContentSpider):
 
     name = "bench_backoff"
     slot = SLOT
+    spider_arguments: ClassVar[dict[str, Argument]] = {
+        "base_url": Argument(str, "the fake's URL"),
+        "count": POSITIVE,
+    }
 
     async def start(self) -> AsyncIterator[Request]:
-        for n in range(int(self.count)):
-            yield self.request(f"{self.base_url}/item/{n}")
+        for n in range(self.options["count"]):
+            yield self.request(f"{self.options['base_url']}/item/{n}")
 
     def parse(self, response: Response) -> None:
         pass
@@ -230,7 +234,10 @@ if __name__ == "__main__":
     install_reactor("twisted.internet.asyncioreactor.AsyncioSelectorReactor")
     from twisted.internet import reactor
 
+    outcome: dict[str, Any] = {}
     done = deferred_from_coro(main(arguments))
-    done.addErrback(lambda failure: failure.printTraceback())
+    done.addErrback(lambda failure: outcome.update(error=failure))
     done.addBoth(lambda _: reactor.stop())
     reactor.run()
+    if "error" in outcome:
+        outcome["error"].raiseException()
