@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from scrapy import Request
     from scrapy.crawler import Crawler
 
 
@@ -29,3 +30,27 @@ def spider_closing(crawler: Crawler) -> bool:
         return True
     slot = engine._slot  # no public way: see the docstring
     return slot is None or slot.closing is not None
+
+
+def set_request_url(request: Request, url: str) -> None:
+    """Change ``request``'s URL in place, as a downloader middleware about to send it.
+
+    ``Request.replace(url=...)`` is the public way, but a new request returned from a
+    downloader middleware's ``process_request`` goes back to the scheduler and through every
+    middleware again, which is what a credential added for the download must avoid.
+    Upstream removed the URL setter for ``replace()`` (scrapy/scrapy#6134); no issue asks
+    for an in-place change in downloader middlewares yet.
+    """
+    request._set_url(url)  # no public way: see the docstring
+
+
+def wake_engine(crawler: Crawler) -> None:
+    """Have a running engine look at its scheduler and its idleness now.
+
+    An idle engine looks again only on its fixed heartbeat (scrapy/scrapy#1618 added it, at
+    5 s, with no setting), and only ``ExecutionEngine.crawl()`` wakes it sooner, by
+    scheduling a request. A shared Redis queue gets requests from other workers at any time.
+    """
+    slot = crawler.engine._slot  # no public way: see the docstring
+    if slot is not None and slot.closing is None:
+        slot.nextcall.schedule()

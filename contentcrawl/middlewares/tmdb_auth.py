@@ -29,6 +29,7 @@ from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.utils.httpobj import urlparse_cached
 
 from contentcrawl.redaction import redact_text
+from contentcrawl.scrapy_internals import set_request_url
 
 if TYPE_CHECKING:
     from typing import Self
@@ -114,7 +115,7 @@ class TmdbAuthMiddleware:
         request.meta[_CLEAN_URL] = request.url
         # In place, not request.replace(): a new request would go back through the
         # scheduler and every middleware, each free to log its URL.
-        request._set_url(urlunsplit(parts._replace(query=urlencode(query))))
+        set_request_url(request, urlunsplit(parts._replace(query=urlencode(query))))
 
     def _restore(self, request: Request) -> str | None:
         """Take the credential off ``request``; the URL without the key if it had one."""
@@ -122,7 +123,7 @@ class TmdbAuthMiddleware:
             del request.headers["Authorization"]
         clean_url = request.meta.pop(_CLEAN_URL, None)
         if clean_url is not None:
-            request._set_url(clean_url)
+            set_request_url(request, clean_url)
         return clean_url
 
     def process_response(self, request: Request, response: Response) -> Response:

@@ -18,6 +18,7 @@ from contentcrawl.extensions.distributed.contract import DistributedSpider
 from contentcrawl.extensions.distributed.reconcile import unaccounted_keys
 from contentcrawl.extensions.distributed.writes import PendingAdditions
 from contentcrawl.redaction import redact_url
+from contentcrawl.scrapy_internals import wake_engine
 from contentcrawl.signals import distributed_run_opened
 
 if TYPE_CHECKING:
@@ -343,10 +344,7 @@ class DistributedRun:
         workers push requests at any time (a listing's next page) and end the run at any
         time, and an idle worker would see either up to 5 s late.
         """
-        slot = getattr(self.crawler.engine, "_slot", None)
-        if slot is not None and slot.closing is None:
-            # The engine's own "send what the scheduler has" call, as engine.crawl() makes it.
-            slot.nextcall.schedule()
+        wake_engine(self.crawler)
 
     def _run_in_background(self, coroutine: Any) -> None:
         future = asyncio.ensure_future(coroutine)
