@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -34,6 +33,7 @@ from contentcrawl.store.base import utc_now
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
+    from scrapy.utils.log import SpiderLoggerAdapter
 
 # The meta key a replayed request carries: the key of the failure it answers for.
 REPLAY_META = "dead_letter"
@@ -113,9 +113,9 @@ def replayable(request: Request, spider: Spider) -> dict[str, Any] | None:
         return None
     meta = {name: request.meta[name] for name in REPLAYED_META if name in request.meta}
     headers = {
-        name: request.headers.get(name).decode("latin-1")
+        name: value.decode("latin-1")
         for name in REPLAYED_HEADERS
-        if request.headers.get(name) is not None
+        if (value := request.headers.get(name)) is not None
     }
     return {
         "url": strip_secrets(request.url),
@@ -192,7 +192,7 @@ class ReplaysFailures:
 
     name: str
     crawler: Crawler
-    logger: logging.LoggerAdapter
+    logger: SpiderLoggerAdapter
     # Dead letters replayed per run at most (the rest wait for the next replay).
     replay_limit: ClassVar[int | None] = None
 

@@ -266,7 +266,9 @@ class PacingMiddleware:
         imposed = slot.clock.pause(now + wait, now)
         if not imposed:
             return
-        stats.inc_value(f"retry/{key}/backoff_seconds", round(imposed, 3))
+        # Seconds are fractional; the stub's ``count: int`` is narrower than the collector,
+        # which adds any number.
+        stats.inc_value(f"retry/{key}/backoff_seconds", round(imposed, 3))  # type: ignore[arg-type]
         logger.info(
             "Pausing download slot %r for %.2f s after %s (%d consecutive failures)",
             key,

@@ -38,14 +38,20 @@ class PoliteRetryMiddleware(RetryMiddleware):
     def from_crawler(cls, crawler: Crawler) -> PoliteRetryMiddleware:
         return cls(crawler)
 
-    def process_response(self, request: Request, response: Response) -> Request | Response:
+    # Scrapy 2.14+ calls these without ``spider`` (it passes one only to methods that require
+    # it); its own signatures still accept the deprecated argument, hence the ignores.
+    def process_response(  # type: ignore[override]
+        self, request: Request, response: Response
+    ) -> Request | Response:
         if response.status not in self.retry_http_codes or request.meta.get("dont_retry", False):
             return response
         reason = str(response.status)
         retry = self._retry_or_give_up(request, response_status_message(response.status), reason)
         return retry or response
 
-    def process_exception(self, request: Request, exception: Exception) -> Request | None:
+    def process_exception(  # type: ignore[override]
+        self, request: Request, exception: Exception
+    ) -> Request | None:
         if not isinstance(exception, self.exceptions_to_retry):
             return None
         if request.meta.get("dont_retry", False):
@@ -57,13 +63,16 @@ class PoliteRetryMiddleware(RetryMiddleware):
         self, request: Request, retry_reason: str | Exception, reason: str
     ) -> Request | None:
         spider = self.crawler.spider
+        assert spider is not None  # the downloader only runs while a spider is open
         retry = get_retry_request(
             request,
             spider=spider,
             reason=retry_reason,
             max_retry_times=request.meta.get("max_retry_times", self.max_retry_times),
             priority_adjust=request.meta.get("priority_adjust", self.priority_adjust),
-            logger=self.retry_logger,  # an adapter: get_retry_request only calls debug and log
+            # An adapter, not the Logger the stub asks for: get_retry_request only calls
+            # debug and log, which LoggerAdapter has.
+            logger=self.retry_logger,  # type: ignore[arg-type]
             give_up_log_level=request.meta.get("give_up_log_level", self.give_up_log_level),
         )
         if retry is not None:

@@ -108,7 +108,7 @@ class RedisAccountLimits:
 
     async def process_request(self, request: Request) -> None:
         slot = request.meta.get("download_slot")
-        limit = self.limits.get(slot)
+        limit = None if slot is None else self.limits.get(slot)
         if limit is None:
             return
         leases = f"contentcrawl:limits:{slot}:open"

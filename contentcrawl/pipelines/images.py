@@ -73,6 +73,13 @@ class ContentImagesPipeline(ImagesPipeline):
     ``images/<collection>/failed`` and never drops the record.
     """
 
+    # Set by from_crawler.
+    timeout: float
+    # (collection, key) -> URLs of the record's images this crawl did not get.
+    missing: dict[tuple[str, Any], list[str]]
+    # (collection, key) of every record this crawl fetched images for (or found gone).
+    seen: set[tuple[str, Any]]
+
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         if not crawler.settings.getbool("IMAGES_ENABLED"):
@@ -83,10 +90,8 @@ class ContentImagesPipeline(ImagesPipeline):
         pipeline.timeout = crawler.settings.getfloat("IMAGES_TIMEOUT")
         if pipeline.timeout <= 0:
             raise ValueError(f"IMAGES_TIMEOUT must be above 0, not {pipeline.timeout!r}")
-        # (collection, key) -> URLs of the record's images this crawl did not get.
-        pipeline.missing: dict[tuple[str, Any], list[str]] = {}
-        # (collection, key) of every record this crawl fetched images for (or found gone).
-        pipeline.seen: set[tuple[str, Any]] = set()
+        pipeline.missing = {}
+        pipeline.seen = set()
         crawler.signals.connect(pipeline.replay_missing, signal=signals.spider_opened)
         return pipeline
 
@@ -178,7 +183,9 @@ class ContentImagesPipeline(ImagesPipeline):
 
     # -- images earlier crawls missed ------------------------------------------------------
     def _ledger_name(self) -> str:
-        return f"images_missing/{self.crawler.spider.name}"
+        spider = self.crawler.spider
+        assert spider is not None  # read from spider_opened on, while the spider is open
+        return f"images_missing/{spider.name}"
 
     async def replay_missing(self) -> None:
         """Fetch the images earlier crawls of this spider missed; rewrite completed records."""
@@ -234,7 +241,9 @@ def stored_records(store: Store, entries: list[dict[str, Any]]) -> list[ContentI
     records = []
     for entry in entries:
         item_class = ITEM_CLASS_OF.get(entry["collection"])
-        doc = store.get(entry["collection"], entry["key"]) if item_class else None
+        if item_class is None:
+            continue
+        doc = store.get(entry["collection"], entry["key"])
         if doc is None:
             continue
         meta = doc.get(META) or {}

@@ -258,7 +258,7 @@ class Store(ABC):
                 continue
             first_seen = previous.first_seen if previous else now
             content_changed = previous is None or previous.hash != record.hash
-            updated_at = now if content_changed else previous.updated_at
+            updated_at = previous.updated_at if previous and not content_changed else now
             meta = {
                 "source": record.source,
                 "fetched_at": record.fetched_at or now,

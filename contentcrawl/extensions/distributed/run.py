@@ -287,7 +287,8 @@ class DistributedRun:
         keys = sorted([key async for key in self.redis.scan_iter(match=pattern, count=1000)])
         if not keys:
             return []
-        return [state for state in await self.redis.mget(keys) if state is not None]
+        # A state that expired between the scan and the read is None; the client answers str.
+        return [state for state in await self.redis.mget(keys) if isinstance(state, str)]
 
     # -- the tick ----------------------------------------------------------------------------
     async def _tick_loop(self) -> None:
@@ -325,8 +326,9 @@ class DistributedRun:
                 self._seeding = True
                 self._run_in_background(self._takeover())
             return
-        look = (await self._queue_length(), *await self._worker_states())
-        quiet = look[0] == 0 and all(state.startswith("idle") for state in look[1:])
+        queued, states = await self._queue_length(), await self._worker_states()
+        look = (queued, *states)
+        quiet = queued == 0 and all(state.startswith("idle") for state in states)
         if not quiet or look != self._last_look:
             self._last_look = look if quiet else None
             return
@@ -353,8 +355,8 @@ class DistributedRun:
 
     def _background_done(self, future: asyncio.Future[Any]) -> None:
         self._background.discard(future)
-        if not future.cancelled() and future.exception() is not None:
-            self._step_failed(future.exception())
+        if not future.cancelled() and (error := future.exception()) is not None:
+            self._step_failed(error)
 
     def _step_failed(self, error: BaseException) -> None:
         logger.error("Distributed step failed: %r", error)

@@ -55,5 +55,5 @@ class PendingAdditions:
                 del self._kept[: len(batch)]
 
     def _sent(self, sender: asyncio.Future[None]) -> None:
-        if not sender.cancelled() and sender.exception() is not None:
-            self.on_error(sender.exception())
+        if not sender.cancelled() and (error := sender.exception()) is not None:
+            self.on_error(error)

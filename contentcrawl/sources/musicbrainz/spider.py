@@ -111,6 +111,8 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
         options = self.options
         self.dumps = split_list(options.get("dump"))
         self.mode: str = options.get("mode") or ("dump" if self.dumps else "api")
+        # Whether this run imports dumps rather than crawling the API (DumpSpider reads it).
+        self.imports_dump = self.mode == "dump"
         self.query: str | None = options.get("query")
         self.mbids = split_list(options.get("mbids"))
         self.entities: list[str] = options.get("entities") or list(DUMP_ENTITIES)
@@ -152,11 +154,6 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
         # A query given twice would be one URL twice: Scrapy's duplicate filter drops it.
         spider.queries = list(dict.fromkeys(queries))
         return spider
-
-    @property
-    def imports_dump(self) -> bool:
-        """Whether this run imports dumps (``mode=dump``) rather than crawling the API."""
-        return self.mode == "dump"
 
     # -- start --------------------------------------------------------------------------
     def needs_contact(self) -> bool:

@@ -46,7 +46,8 @@ def listed_ids(payload: Json) -> tuple[list[tuple[Json, int]], list[Any]]:
     """The ``(entry, id)`` of a listing page's results with an id, and the entries without."""
     results = payload.get("results")
     entries = results if isinstance(results, list) else []
-    listed, unusable = [], []
+    listed: list[tuple[Json, int]] = []
+    unusable: list[Any] = []
     for entry in entries:
         tmdb_id = entry.get("id") if isinstance(entry, dict) else None
         if is_tmdb_id(tmdb_id):
@@ -77,7 +78,7 @@ def next_page(payload: Json, page: int, page_size: int = CHANGES_PAGE_SIZE) -> i
 # Which ids stored records reference (mode=missing).
 
 
-def _ids_in(entries: Iterable[Any]) -> Iterator[int]:
+def _ids_in(entries: Iterable[Any] | None) -> Iterator[int]:
     for entry in entries or ():
         if isinstance(entry, dict) and isinstance(entry.get("id"), int):
             yield entry["id"]

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 _MAX_TMDB_ID = 2 ** (8 * array("l").itemsize - 1) - 1
 
 
-def is_tmdb_id(value: Any) -> bool:
+def is_tmdb_id(value: Any) -> TypeGuard[int]:
     """Whether ``value`` can be a TMDB id: a positive int an ``array("l")`` holds."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _MAX_TMDB_ID
 

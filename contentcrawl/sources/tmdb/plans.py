@@ -259,6 +259,7 @@ class StartPlanner:
     async def start_refresh(self) -> AsyncIterator[Any]:
         """``mode=refresh``: the stored records not fetched for ``older_than_days``."""
         spider = self.spider
+        assert spider.older_than_days is not None  # from_crawler settles it
         plan = resumed_plan(spider.job_state, "refresh", spider.logger) or new_plan(
             spider.job_state,
             "refresh",

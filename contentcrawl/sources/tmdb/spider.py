@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode
 
 from scrapy.exceptions import CloseSpider
+from scrapy.http import TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
 
 from contentcrawl.extensions.sync_state import SyncState
@@ -78,8 +80,6 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
     item_class: ClassVar[type[ContentItem]]
     api_kind: ClassVar[str]
     export_prefix: ClassVar[str]
-    # (payload, image base, misshapen) → item; see map_movie.
-    mapper: ClassVar[Callable[[Json, str, list[str]], ContentItem]]
     append_to_response: ClassVar[tuple[str, ...]] = ()
     has_adult_export: ClassVar[bool] = False
     has_changes: ClassVar[bool] = False
@@ -100,6 +100,12 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         "min_revenue": NON_NEGATIVE,
         "require": subset(*sorted(FILTERABLE)),
     }
+
+    @staticmethod
+    @abstractmethod
+    def mapper(payload: Json, image_base: str, misshapen: list[str]) -> ContentItem:
+        """A payload as this kind's item, misshapen fields named in ``misshapen`` (map_movie)."""
+        raise NotImplementedError
 
     @classmethod
     def check_arguments(cls, options: dict[str, Any]) -> None:
@@ -301,6 +307,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         ids = [tmdb_id for _, tmdb_id in self._listed(payload, "lists")]
         found = list(self.planner.detail_requests_now(ids))
         # Lists have truthful totals and 20 results per page.
+        assert self.list_pages is not None  # from_crawler settles it
         if (
             page < min(listed_total(payload.get("total_pages")), self.list_pages)
             and not self.planner.limit_reached()
@@ -396,7 +403,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
 
     def to_item(self, payload: Json, misshapen: list[str]) -> ContentItem:
         """The item of a detail payload or export line (``mapper``)."""
-        return type(self).mapper(payload, self.image_base, misshapen)
+        return self.mapper(payload, self.image_base, misshapen)
 
     def count_misshapen(self, tmdb_id: int, misshapen: list[str]) -> None:
         """A record kept with fields left empty for having the wrong type: counted, logged."""
@@ -455,7 +462,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             self.logger.error("TMDB listing not found: %s", _status_message(response))
             return None
         try:
-            payload = response.json()
+            payload = _json_body(response)
         except ValueError:
             self.crawler.stats.inc_value(f"{self.stat_prefix}/bad_payload")
             self.logger.warning("TMDB answered non-JSON for %s %s", self.api_kind, tmdb_id)
@@ -468,7 +475,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
 
     def errback_record(self, failure: Failure) -> None:
         """A detail request that failed for good (after retries): counted, logged."""
-        request = failure.request
+        request = failure.request  # type: ignore[attr-defined]  # Scrapy sets it for errbacks
         self.backlog.answered(request)
         if failure.check(CredentialsRejected):
             # Unsent after the 401 that closes the spider, which logged it: still pending.
@@ -488,9 +495,16 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         self.crawler.stats.inc_value(f"{self.stat_prefix}/failed")
         self.logger.error(
             "Gave up on a TMDB listing page %s: %s",
-            redact_url(failure.request.url),
+            redact_url(failure.request.url),  # type: ignore[attr-defined]  # set for errbacks
             _failure_reason(failure),
         )
+
+
+def _json_body(response: Response) -> Any:
+    """The decoded JSON body; ValueError when the body is not even text."""
+    if not isinstance(response, TextResponse):
+        raise ValueError(f"a {type(response).__name__} is not JSON")
+    return response.json()
 
 
 def _status_message(response: Response) -> str:
@@ -498,7 +512,7 @@ def _status_message(response: Response) -> str:
     (with ``status_code``, sometimes ``success: false`` or ``failure: true``) or an
     ``errors`` list (422)."""
     try:
-        body = response.json()
+        body = _json_body(response)
     except ValueError:
         return f"HTTP {response.status}"
     if isinstance(body, dict):
