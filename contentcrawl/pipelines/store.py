@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals
 from scrapy.exceptions import CloseSpider, DropItem
 
-from contentcrawl.items import ContentItem, ItemBatch
+from contentcrawl.items import ContentItem, ItemBatch, PreparedBatch
 from contentcrawl.private_files import make_dir, open_private
 from contentcrawl.store import (
     Record,
@@ -101,7 +101,11 @@ class StorePipeline:
         await self._in_store_thread(self.saved.replay, self.store, self.batch_size, self.stats)
 
     async def process_item(self, item: Any) -> Any:
-        if isinstance(item, ItemBatch):
+        if isinstance(item, PreparedBatch):
+            # Store records made by the dump workers: nothing left to build.
+            self._buffers[item.item_class.collection].extend(item.records)
+            self.stats.inc_value(f"store/{item.item_class.collection}/received", len(item))
+        elif isinstance(item, ItemBatch):
             received: Counter[str] = Counter()
             stored: list[ContentItem] = []
             for record in item.items:
