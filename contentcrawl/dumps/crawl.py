@@ -17,6 +17,7 @@ from contentcrawl.dumps.download import (
     local_path,
 )
 from contentcrawl.dumps.read import BadLineLimit
+from contentcrawl.scrapy_internals import let_scraper_close, spider_close_started
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -167,7 +168,7 @@ class ItemFlow:
         if closing is not None and closing.called:
             return
         if closing is not None and engine.scraper.slot.is_idle():
-            engine.scraper._check_if_closing()
+            let_scraper_close(engine)
             return
         # Not closing yet (the engine closes the downloader first), or items still finishing.
         self._close_check = asyncio.get_running_loop().call_later(
@@ -183,7 +184,4 @@ def spider_closing(crawler: Crawler) -> bool:
         return False
     if not engine.running:
         return True
-    # Scrapy has no public flag for it: close_spider_async() starts by giving the engine's
-    # slot a ``closing`` Deferred, and drops the slot when done.
-    slot = engine._slot
-    return slot is None or slot.closing is not None
+    return spider_close_started(engine)
