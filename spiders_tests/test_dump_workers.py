@@ -4,6 +4,7 @@ with 0, 1 and 2 workers, skips by revision and of unchanged dump files."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 import os
@@ -20,11 +21,18 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 
 from contentcrawl.dumps.workers import ChunkWorkers, DumpWorkerError, WorkedChunk
 from contentcrawl.sources.openlibrary.lines import LineWorker
+from contentcrawl.sources.openlibrary.mappers import parsed_json
 from contentcrawl.spiders.openlibrary_books import OpenLibraryBooksSpider
 from contentcrawl.store import Store
-from contentcrawl.store.base import content_hash
+from contentcrawl.store.base import canonical_json, content_hash
 from spiders_tests.crawling import crawl, make_crawler
-from spiders_tests.fakes.openlibrary import generated_lines, sample_dump, sample_lines, write_dump
+from spiders_tests.fakes.openlibrary import (
+    DATA,
+    generated_lines,
+    sample_dump,
+    sample_lines,
+    write_dump,
+)
 from spiders_tests.settings_for import dump_settings, sqlite_settings
 
 EDITIONS = len(sample_lines("editions"))
@@ -126,7 +134,7 @@ async def test_records_and_hashes_are_the_same_with_0_1_and_2_workers(
     seen = []
     for workers in (0, 1, 2):
         settings = dump_settings(store_settings, tmp_path, DUMP_WORKERS=workers)
-        crawler = await crawl(OpenLibraryBooksSpider, settings, dump=dump, force="1")
+        crawler = await crawl(OpenLibraryBooksSpider, settings, dump=dump, rework="1")
         assert crawler.stats.get_value("openlibrary/records") == EDITIONS
         seen.append(stored_books(store))
         if workers == 0:
@@ -189,11 +197,17 @@ async def test_an_unchanged_dump_file_is_not_read_unless_forced(
     assert "openlibrary/lines" not in stats
     assert "is unchanged since its complete import" in caplog.text
 
+    # force: the file is read, its lines' revisions are those stored.
     forced = await crawl(OpenLibraryBooksSpider, settings, dump=dump, force="1")
     stats = forced.stats.get_stats()
     assert "openlibrary/import/unchanged_dump" not in stats
+    assert stats["openlibrary/lines"] == stats["openlibrary/import/unchanged_revision"] == EDITIONS
+    assert "store/books/received" not in stats
+
+    # rework: every line is worked again and found unchanged by the store.
+    reworked = await crawl(OpenLibraryBooksSpider, settings, dump=dump, rework="1")
+    stats = reworked.stats.get_stats()
     assert "openlibrary/import/unchanged_revision" not in stats
-    assert stats["openlibrary/lines"] == EDITIONS
     assert stats["store/books/unchanged"] == EDITIONS
 
 
@@ -263,3 +277,43 @@ async def test_a_stop_mid_import_ends_the_crawl_within_a_second(tmp_path: Path) 
     assert stats["openlibrary/lines"] < 30_000
     # Workers busy with the next chunks are not waited for.
     assert ended - reached[0] < 1.0
+
+
+# --- orjson -------------------------------------------------------------------------------
+
+
+def real_dump_lines() -> list[bytes]:
+    """Every real Open Library dump line the repository holds."""
+    files = list(DATA.glob("ol_dump_*"))
+    lines = []
+    for path in files:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as dump:
+            lines.extend(line.rstrip(b"\n") for line in dump if line.count(b"\t") >= 4)
+    return lines
+
+
+def test_orjson_reads_real_dump_lines_into_the_same_records_and_hashes() -> None:
+    lines = real_dump_lines()
+    assert len(lines) > 500
+    for line in lines:
+        payload = line.split(b"\t", 4)[4]
+        fast, standard = parsed_json(payload), json.loads(payload)
+        assert fast == standard
+        assert canonical_json(fast) == canonical_json(standard)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"n": 123456789012345678901234567890}',
+        b'{"n": -9223372036854775809}',
+        b'{"x": NaN}',
+        b'{"t": "\\ud800"}',
+        b'{"f": 1e16, "g": 1.5e-7}',
+    ],
+)
+def test_what_orjson_refuses_is_read_by_the_json_module(text: bytes) -> None:
+    fast, standard = parsed_json(text), json.loads(text)
+    assert canonical_json(fast) == canonical_json(standard)
+    assert [type(value) for value in fast.values()] == [type(value) for value in standard.values()]

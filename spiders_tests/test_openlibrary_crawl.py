@@ -85,8 +85,8 @@ async def test_sample_dump_imports_and_reimport_writes_nothing(
     assert book["_meta"]["revision"] == 4
     first_seen = book["_meta"]["first_seen"]
 
-    # force=1: the unchanged file is read again and every line worked (no revision skip).
-    again = await crawl(OpenLibraryBooksSpider, settings, dump=dump, force="1")
+    # rework=1: the unchanged file is read again and every line worked (no revision skip).
+    again = await crawl(OpenLibraryBooksSpider, settings, dump=dump, rework="1")
     stats = again.stats.get_stats()
     assert store_counts(stats, "books") == {
         "inserted": 0,

@@ -88,12 +88,14 @@ class DumpSpider(ContentSpider):
 
     dump_source: ClassVar[str]
     imports_dump: bool = True
-    spider_arguments: ClassVar[dict[str, Argument]] = {"force": FLAG}
+    spider_arguments: ClassVar[dict[str, Argument]] = {"force": FLAG, "rework": FLAG}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Read an unchanged dump and work every line, whatever the store holds.
-        self.force: bool = bool(self.options.get("force"))
+        # Work every line again, even those whose revision the store holds (new mappers).
+        self.rework: bool = bool(self.options.get("rework"))
+        # Read a dump file a complete earlier import read already (implied by rework).
+        self.force: bool = bool(self.options.get("force")) or self.rework
         self.import_source: AsyncGenerator[ItemBatch, None] | None = None
         # Set when the import has ended, closed or not, its dump and store connection too.
         self.import_ended = asyncio.Event()

@@ -226,7 +226,7 @@ class OpenLibraryDumpSpider(DumpSpider):
         self, dump: DumpFile, lines: Iterator[tuple[int, bytes]]
     ) -> AsyncIterator[tuple[list[tuple[int, bytes]], Any, ChunkNote]]:
         """Chunks of lines read in a thread, less the lines whose revision the store holds
-        (unless ``-a force=1``), each with its ``chunk_context`` and the reader's note."""
+        (unless ``-a rework=1``), each with its ``chunk_context`` and the reader's note."""
         while True:
             budget = self.chunk_lines
             if self.limit is not None:
@@ -235,7 +235,7 @@ class OpenLibraryDumpSpider(DumpSpider):
                 if budget <= 0:
                     return
             chunk: LineChunk = await asyncio.to_thread(read_chunk, dump, lines, budget)
-            work = chunk.lines if self.force else await self._changed_lines(chunk.lines)
+            work = chunk.lines if self.rework else await self._changed_lines(chunk.lines)
             note = ChunkNote(
                 len(chunk.lines),
                 len(chunk.lines) - len(work),
