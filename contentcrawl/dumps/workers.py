@@ -175,13 +175,17 @@ class ChunkWorkers:
     drop their chunks and returns at once.
     """
 
-    def __init__(self, workers: int, log_level: int) -> None:
+    def __init__(self, workers: int, log_level: int, preload: tuple[str, ...] = ()) -> None:
         self.workers = max(0, workers)
         self.log_level = log_level
         self.restarts = 0
-        self._context = multiprocessing.get_context(
-            "forkserver" if sys.platform.startswith("linux") else "spawn"
-        )
+        if sys.platform.startswith("linux"):
+            self._context = multiprocessing.get_context("forkserver")
+            # Imported once by the fork server (at its start, the first pool of the
+            # process), not by every worker it forks.
+            self._context.set_forkserver_preload([__name__, *preload])
+        else:
+            self._context = multiprocessing.get_context("spawn")
         self._stop = self._context.Event()
         if not self.workers:
             # The thread shares this process's state: a new import starts afresh.

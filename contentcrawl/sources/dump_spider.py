@@ -223,7 +223,11 @@ class DumpSpider(ContentSpider):
         # Set in from_crawler whenever the run imports a dump.
         assert flow is not None
         progress = Progress(label, dump.size, self.progress_interval, log=self.logger)
-        workers = ChunkWorkers(self.dump_workers, logging.getLogger().getEffectiveLevel())
+        workers = ChunkWorkers(
+            self.dump_workers,
+            logging.getLogger().getEffectiveLevel(),
+            preload=(type(work).__module__,),
+        )
         stats = self.crawler.stats
         last: NoteT | None = None
         failed = False
