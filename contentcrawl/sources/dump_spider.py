@@ -30,7 +30,7 @@ from contentcrawl.dumps.workers import (
 )
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import ItemBatch, Json, PreparedBatch
-from contentcrawl.sources.base import FLAG, Argument, ContentSpider
+from contentcrawl.sources.base import ContentSpider
 from contentcrawl.store.base import Record, utc_now
 
 if TYPE_CHECKING:
@@ -88,11 +88,11 @@ class DumpSpider(ContentSpider):
 
     dump_source: ClassVar[str]
     imports_dump: bool = True
-    spider_arguments: ClassVar[dict[str, Argument]] = {"force": FLAG, "rework": FLAG}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Work every line again, even those whose revision the store holds (new mappers).
+        # -a rework / -a force, where a subclass declares them (FLAG): work every line again,
+        # even those whose revision the store holds (new mappers).
         self.rework: bool = bool(self.options.get("rework"))
         # Read a dump file a complete earlier import read already (implied by rework).
         self.force: bool = bool(self.options.get("force")) or self.rework

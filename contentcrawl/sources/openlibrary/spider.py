@@ -17,7 +17,7 @@ from contentcrawl.dumps.workers import WorkedChunk
 from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.items import ContentItem, ItemBatch
 from contentcrawl.redaction import redact_url
-from contentcrawl.sources.base import TEXT, Argument
+from contentcrawl.sources.base import FLAG, TEXT, Argument
 from contentcrawl.sources.dump_spider import DumpSpider
 from contentcrawl.sources.openlibrary.lines import (
     LineChunk,
@@ -82,7 +82,9 @@ class AuthorNames:
 
 
 class OpenLibraryDumpSpider(DumpSpider):
-    """Imports one Open Library dump kind; ``-a dump=PATH_OR_URL`` and ``-a limit=N``.
+    """Imports one Open Library dump kind; ``-a dump=PATH_OR_URL``, ``-a limit=N``,
+    ``-a force=1`` (read a dump a complete import read already) and ``-a rework=1`` (work
+    every line again, whatever revision the store holds).
 
     Without ``dump`` the latest dump of the kind under ``OPENLIBRARY_DUMPS_URL`` is used.
     Bad lines are counted (``openlibrary/bad_lines[/<reason>]``), logged with their line
@@ -96,7 +98,11 @@ class OpenLibraryDumpSpider(DumpSpider):
     item_class: ClassVar[type[ContentItem]]
     # True when prepare/chunk_context read the store (through the crawl's store).
     uses_store: ClassVar[bool] = False
-    spider_arguments: ClassVar[dict[str, Argument]] = {"dump": TEXT}
+    spider_arguments: ClassVar[dict[str, Argument]] = {
+        "dump": TEXT,
+        "force": FLAG,
+        "rework": FLAG,
+    }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
