@@ -208,6 +208,11 @@ class ChunkWorkers:
         )
 
     def _submit(self, work: LineWork, lines: list[tuple[int, bytes]], context: Any) -> Future:
+        if not lines:
+            # Nothing to work (a re-import skipped every line): no trip to a worker.
+            done: Future[WorkedChunk] = Future()
+            done.set_result(WorkedChunk())
+            return done
         return self._executor.submit(work, lines, context)
 
     async def worked(

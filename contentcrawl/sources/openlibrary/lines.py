@@ -26,14 +26,22 @@ class LineChunk:
     """Lines read together from the dump, with where the file stands after them."""
 
     lines: Lines = field(default_factory=list)
+    # ``keyed_lines`` of them, when a record type was given.
+    keyed: list[tuple[int, str, int]] = field(default_factory=list)
     position: int = 0
     end: bool = False
     # The stream break that ended the file, as a bad line (line, reason, detail), if any.
     stream_error: tuple[int, str, str] | None = None
 
 
-def read_chunk(dump: DumpFile, lines: Iterator[tuple[int, bytes]], budget: int) -> LineChunk:
-    """Up to ``budget`` lines of ``dump`` (blocking: run it in a thread)."""
+def read_chunk(
+    dump: DumpFile,
+    lines: Iterator[tuple[int, bytes]],
+    budget: int,
+    record_type: bytes | None = None,
+) -> LineChunk:
+    """Up to ``budget`` lines of ``dump`` and, given ``record_type``, the key and revision
+    of those of that type (blocking: run it in a thread)."""
     chunk = LineChunk()
     try:
         for numbered in lines:
@@ -46,6 +54,8 @@ def read_chunk(dump: DumpFile, lines: Iterator[tuple[int, bytes]], budget: int) 
         chunk.stream_error = (error.line_number, error.reason, error.detail)
         chunk.end = True
     chunk.position = dump.position
+    if record_type is not None:
+        chunk.keyed = keyed_lines(chunk.lines, record_type)
     return chunk
 
 

@@ -19,12 +19,7 @@ from contentcrawl.items import ContentItem, ItemBatch
 from contentcrawl.redaction import redact_url
 from contentcrawl.sources.base import FLAG, TEXT, Argument
 from contentcrawl.sources.dump_spider import DumpSpider
-from contentcrawl.sources.openlibrary.lines import (
-    LineChunk,
-    LineWorker,
-    keyed_lines,
-    read_chunk,
-)
+from contentcrawl.sources.openlibrary.lines import LineChunk, LineWorker, read_chunk
 from contentcrawl.store import Store
 
 if TYPE_CHECKING:
@@ -240,8 +235,9 @@ class OpenLibraryDumpSpider(DumpSpider):
                 budget = min(budget, self.limit - self.records)
                 if budget <= 0:
                     return
-            chunk: LineChunk = await asyncio.to_thread(read_chunk, dump, lines, budget)
-            work = chunk.lines if self.rework else await self._changed_lines(chunk.lines)
+            record_type = None if self.rework else self.record_type.encode()
+            chunk: LineChunk = await asyncio.to_thread(read_chunk, dump, lines, budget, record_type)
+            work = chunk.lines if self.rework else await self._changed_lines(chunk)
             note = ChunkNote(
                 len(chunk.lines),
                 len(chunk.lines) - len(work),
@@ -253,18 +249,21 @@ class OpenLibraryDumpSpider(DumpSpider):
             if chunk.end:
                 return
 
-    async def _changed_lines(self, lines: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
-        """``lines`` less those whose key the store holds at the same revision (one query)."""
-        keyed = keyed_lines(lines, self.record_type.encode())
+    async def _changed_lines(self, chunk: LineChunk) -> list[tuple[int, bytes]]:
+        """The chunk's lines less those whose key the store holds at the same revision
+        (one query)."""
+        keyed = chunk.keyed
         if not keyed:
-            return lines
+            return chunk.lines
+        collection = self.item_class.collection
+        keys = [key for _, key, _ in keyed]
         stored = await crawl_store(self.crawler).run(
-            lambda store: store.revisions(self.item_class.collection, [key for _, key, _ in keyed])
+            lambda store: store.revisions(collection, keys)
         )
         if not stored:
-            return lines
+            return chunk.lines
         unchanged = {index for index, key, revision in keyed if stored.get(key) == revision}
-        return [line for index, line in enumerate(lines) if index not in unchanged]
+        return [line for index, line in enumerate(chunk.lines) if index not in unchanged]
 
     def _count(self, note: ChunkNote, chunk: WorkedChunk) -> int:
         """Count a chunk's lines, records, unchanged, bad and skipped lines; the records so far."""
