@@ -1,4 +1,4 @@
-"""Open Library editions import: records/s against a parse-only loop, and peak RSS at two sizes.
+"""Open Library editions import: workers against one process, re-imports, and peak RSS.
 
 A dump is generated from the recorded real edition lines (each line given a fresh key) and
 imported with ``scrapy crawl openlibrary_books`` in a subprocess, so the figures are those of
@@ -8,6 +8,13 @@ child's rusage. The ceiling is a parse-only loop over the same file in this proc
 SQLite and < 50 MB of RSS growth between the two sizes. Two more loops show where the rest
 goes: the spider's parse + map, and the whole import's work (parse, map, validate, store
 record, SQLite upsert) in one thread with no Scrapy around it.
+
+Then the figures of issue #17, each a ratio of two runs of this one bench: the first
+import with ``DUMP_WORKERS=2`` against one process (``DUMP_WORKERS=0``; target >= 1.7, with
+the per-core scaling and the projected time of a 55M-line dump), the re-import of the same
+file with ``-a force=1`` (read, every line skipped by revision: <= 0.15 of the first), the
+same file without force (not read: <= 2 s) and a next-month dump with 5 % of its lines at a
+new revision (<= 0.25 of the first). The same for MongoDB with ``--mongo-lines``.
 
     python bench/openlibrary_ingest.py [--lines 200000] [--small 20000] [--mongo-lines 50000]
     python bench/openlibrary_ingest.py --small 200000 --lines 1000000   # the issue's sizes
@@ -27,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +44,7 @@ os.environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
 
 from scrapy.utils.test import get_crawler
 
-from contentcrawl.dumps import DumpFile, fewer_gc_passes
+from contentcrawl.dumps import DumpFile, fewer_gc_passes, format_duration
 from contentcrawl.pipelines.store import to_record
 from contentcrawl.pipelines.validation import ValidationPipeline
 from contentcrawl.sources.openlibrary import book_from_edition, parse_line
@@ -49,6 +57,12 @@ ROOT = Path(__file__).resolve().parent.parent
 STORE_BATCH = 500  # STORE_BATCH_SIZE's default
 SPEED_TARGET = 0.5
 RSS_GROWTH_LIMIT_MB = 50.0
+WORKERS_TARGET = 1.7
+FORCE_TARGET = 0.15
+UNCHANGED_LIMIT_S = 2.0
+NEXT_MONTH_TARGET = 0.25
+NEXT_MONTH_CHANGED = 0.05
+FULL_DUMP_LINES = 55_000_000
 
 
 @dataclass
@@ -115,10 +129,13 @@ def without_scrapy(dump: Path, database: Path) -> float:
     return count / seconds
 
 
-def crawl(dump: Path, env: dict[str, str], workdir: Path) -> Run:
-    """``scrapy crawl openlibrary_books`` in a child process; its stats and peak RSS."""
+def crawl(dump: Path, env: dict[str, str], workdir: Path, *arguments: str) -> Run:
+    """``scrapy crawl openlibrary_books`` in a child process; its stats and peak RSS (of
+    the crawl's own process: the workers are its children, counted apart)."""
     log = workdir / "crawl.log"
     command = [sys.executable, "-m", "scrapy", "crawl", "openlibrary_books", "-a", f"dump={dump}"]
+    for argument in arguments:
+        command += ["-a", argument]
     with log.open("w") as out:
         child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
         _, status, usage = os.wait4(child.pid, 0)
@@ -130,7 +147,69 @@ def crawl(dump: Path, env: dict[str, str], workdir: Path) -> Run:
         int(match)
         for match in re.findall(r"'store/books/(?:inserted|updated|unchanged)': (\d+)", text)
     )
+    skipped = re.search(r"'openlibrary/import/unchanged_revision': (\d+)", text)
+    stored += int(skipped[1]) if skipped else 0
     return Run(stored, seconds, usage.ru_maxrss / 1024)
+
+
+def next_month(dump: Path, lines: int, workdir: Path) -> Path:
+    """The same dump with every 20th line at a new revision (5 %), the rest untouched."""
+    every = round(1 / NEXT_MONTH_CHANGED)
+
+    def changed() -> Iterator[bytes]:
+        for number, line in enumerate(generated_lines("editions", lines)):
+            if number % every == 0:
+                type_, key, revision, rest = line.split(b"\t", 3)
+                line = b"\t".join([type_, key, b"%d" % (int(revision) + 1), rest])
+            yield line
+
+    return write_dump(workdir / f"ol_dump_editions_next_{lines}.txt.gz", changed())
+
+
+def reimports(label: str, dump: Path, lines: int, env: dict[str, str], workdir: Path) -> None:
+    """The first import with 1 process and 2 workers, then the re-imports; print the ratios."""
+    one = crawl(dump, {**env, **store_of(env, workdir, "one"), "DUMP_WORKERS": "0"}, workdir)
+    two_env = {**env, **store_of(env, workdir, "two"), "DUMP_WORKERS": "2"}
+    two = crawl(dump, two_env, workdir)
+    print(f"{label} first import, 1 process  {describe(one)}")
+    print(f"{label} first import, 2 workers  {describe(two)}")
+    speedup = one.seconds / two.seconds
+    print(
+        f"{label} 2 workers / 1 process: {speedup:.2f}x  target >= {WORKERS_TARGET}  "
+        f"{verdict(speedup >= WORKERS_TARGET)}; per-core scaling {speedup / 2:.2f}; "
+        f"projected {FULL_DUMP_LINES / 1e6:.0f}M-line dump: "
+        f"{format_duration(FULL_DUMP_LINES / two.rate)} (1 process "
+        f"{format_duration(FULL_DUMP_LINES / one.rate)})"
+    )
+    forced = crawl(dump, two_env, workdir, "force=1")
+    share = forced.seconds / two.seconds
+    print(
+        f"{label} re-import -a force=1: {forced.seconds:.1f} s, {share:.3f} of the first  "
+        f"target <= {FORCE_TARGET}  {verdict(share <= FORCE_TARGET)}"
+    )
+    unchanged = crawl(dump, two_env, workdir).seconds
+    print(
+        f"{label} unchanged dump, no force: {unchanged:.2f} s  "
+        f"limit <= {UNCHANGED_LIMIT_S} s  {verdict(unchanged <= UNCHANGED_LIMIT_S)}"
+    )
+    following = next_month(dump, lines, workdir)
+    monthly = crawl(following, two_env, workdir)
+    share = monthly.seconds / two.seconds
+    print(
+        f"{label} next month (5 % new revisions): {monthly.seconds:.1f} s, {share:.3f} of the "
+        f"first  target <= {NEXT_MONTH_TARGET}  {verdict(share <= NEXT_MONTH_TARGET)}"
+    )
+
+
+def store_of(env: dict[str, str], workdir: Path, name: str) -> dict[str, str]:
+    """A fresh store for one series of runs: a SQLite file, or a MongoDB database."""
+    if env.get("MONGO_URI"):
+        return {"MONGO_DATABASE": f"bench_{name}"}
+    return {"SQLITE_PATH": str(workdir / f"{name}.sqlite3")}
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
 
 
 def describe(run: Run) -> str:
@@ -184,13 +263,12 @@ def main() -> None:
             "parse, map, validate, record, SQLite upsert in one thread)"
         )
 
+        reimports("SQLite ", large_dump, args.lines, crawl_env(), workdir)
+
         small = crawl(small_dump, crawl_env(SQLITE_PATH=str(workdir / "small.sqlite3")), workdir)
         large = crawl(large_dump, crawl_env(SQLITE_PATH=str(workdir / "large.sqlite3")), workdir)
         for run in (small, large):
             print(f"import -> SQLite      {describe(run)}")
-        ratio = large.rate / ceiling
-        verdict = "ok" if ratio >= SPEED_TARGET else "BELOW TARGET"
-        print(f"import/parse-only ratio (SQLite): {ratio:.3f}  target >= {SPEED_TARGET}  {verdict}")
 
         if args.mongo_lines:
             mongo_dump = (
@@ -199,17 +277,17 @@ def main() -> None:
                 else generate(workdir, args.mongo_lines)
             )
             with running_mongo(workdir) as uri:
-                mongo = crawl(mongo_dump, crawl_env(MONGO_URI=uri, MONGO_DATABASE="bench"), workdir)
-            print(f"import -> MongoDB     {describe(mongo)}")
-            print(f"import/parse-only ratio (MongoDB): {mongo.rate / ceiling:.3f}")
+                reimports(
+                    "MongoDB", mongo_dump, args.mongo_lines, crawl_env(MONGO_URI=uri), workdir
+                )
 
         growth = large.peak_rss_mb - small.peak_rss_mb
-        verdict = "ok" if growth < RSS_GROWTH_LIMIT_MB else "ABOVE LIMIT"
+        verdict_text = verdict(growth < RSS_GROWTH_LIMIT_MB)
         print(
             f"peak RSS {args.small:,} lines: {small.peak_rss_mb:.0f} MB, "
             f"{args.lines:,} lines: {large.peak_rss_mb:.0f} MB; growth {growth:+.1f} MB, "
             f"limit < {RSS_GROWTH_LIMIT_MB:.0f} MB ({growth / RSS_GROWTH_LIMIT_MB:.2f} of it)"
-            f"  {verdict}"
+            f"  {verdict_text}"
         )
 
 

@@ -20,7 +20,10 @@ A spider tells the store that a record is gone at its source with a ``DeletionMa
 """
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from contentcrawl.store.base import Record
 
 Json = dict[str, Any]
 
@@ -89,6 +92,44 @@ def record_count(item: object) -> int:
     if isinstance(item, ItemBatch):
         return len(item)
     return 0 if isinstance(item, DeletionMark) else 1
+
+
+class PreparedBatch(ItemBatch):
+    """A batch whose records dump workers already validated and made store records.
+
+    The workers ran the validation pipeline's checks and built each store record (canonical
+    JSON and hash) in their own processes, so the validation pipeline passes the batch on
+    and the store pipeline writes ``records`` as they are. ``items`` (for feed exports) are
+    made again from the records' JSON only when something asks for them.
+    """
+
+    def __init__(self, item_class: type[ContentItem], records: "list[Record]") -> None:
+        self.item_class = item_class
+        self.records = records
+        self._items: list[ContentItem] | None = None
+
+    @property  # type: ignore[override]
+    def items(self) -> list[ContentItem]:
+        if self._items is None:
+            self._items = [
+                self.item_class(
+                    **record.content, revision=record.revision, fetched_at=record.fetched_at
+                )
+                for record in self.records
+            ]
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __repr__(self) -> str:
+        if not self.records:
+            return "PreparedBatch(no records)"
+        key_field = self.item_class.key_field
+        return (
+            f"PreparedBatch({len(self.records)} {self.item_class.collection} records, "
+            f"{self.records[0].key(key_field)!r} … {self.records[-1].key(key_field)!r})"
+        )
 
 
 def records_of(item: object) -> list[ContentItem]:

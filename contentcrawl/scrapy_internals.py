@@ -1,7 +1,7 @@
-"""The few things Scrapy offers no public way to do, each in one function.
+"""The few private Scrapy attributes the project still reads, each behind one function.
 
-Each function's docstring names the upstream Scrapy issue that would make it unnecessary;
-when that lands, the function goes and its callers use the public API.
+Scrapy 2.19 leaves no public way to do these; each function names the upstream issue whose
+fix would let it go. Nothing else in the project touches a private Scrapy attribute.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from scrapy import Request
+    from scrapy.core.engine import ExecutionEngine
     from scrapy.crawler import Crawler
 
 
@@ -54,3 +55,13 @@ def wake_engine(crawler: Crawler) -> None:
     slot = crawler.engine._slot  # no public way: see the docstring
     if slot is not None and slot.closing is None:
         slot.nextcall.schedule()
+
+
+def let_scraper_close(engine: ExecutionEngine) -> None:
+    """Tell a closing scraper whose start items are all done that it may finish closing.
+
+    Scrapy checks that after a response's items only, never after items yielded from
+    ``start()``, so without this the close would wait for ever. Waits for
+    scrapy/scrapy#7029.
+    """
+    engine.scraper._check_if_closing()

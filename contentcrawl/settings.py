@@ -92,6 +92,11 @@ DUMPS_DIR = _env("DUMPS_DIR", "data/dumps")
 DUMP_DOWNLOAD_RETRIES = _env_int("DUMP_DOWNLOAD_RETRIES", 3)
 # Record batches (items) a dump reader lets into the pipelines before it waits (bounded memory).
 DUMP_MAX_PENDING_ITEMS = _env_int("DUMP_MAX_PENDING_ITEMS", 4)
+# Processes that parse, map, validate and hash dump lines (0: in the crawl's own process);
+# unset, one per core.
+DUMP_WORKERS = int(_env("DUMP_WORKERS") or os.cpu_count() or 1)
+# Lines per chunk handed to a worker, and per record batch sent through the pipelines.
+DUMP_CHUNK_LINES = _env_int("DUMP_CHUNK_LINES", 1000)
 # An import whose bad lines pass this share of the lines read fails (a garbage or
 # mislabelled file); judged from DUMP_BAD_LINE_MIN_LINES lines, below that only when no
 # line is good.

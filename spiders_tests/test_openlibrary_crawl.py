@@ -85,7 +85,8 @@ async def test_sample_dump_imports_and_reimport_writes_nothing(
     assert book["_meta"]["revision"] == 4
     first_seen = book["_meta"]["first_seen"]
 
-    again = await crawl(OpenLibraryBooksSpider, settings, dump=dump)
+    # rework=1: the unchanged file is read again and every line worked (no revision skip).
+    again = await crawl(OpenLibraryBooksSpider, settings, dump=dump, rework="1")
     stats = again.stats.get_stats()
     assert store_counts(stats, "books") == {
         "inserted": 0,
@@ -120,10 +121,13 @@ async def test_changed_revision_is_exactly_one_update(
     write_dump(dump, lines)
 
     crawler = await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
-    assert store_counts(crawler.stats.get_stats(), "books") == {
+    stats = crawler.stats.get_stats()
+    # The other lines' revisions are those stored: skipped before the store is asked.
+    assert stats["openlibrary/import/unchanged_revision"] == EDITIONS - 1
+    assert store_counts(stats, "books") == {
         "inserted": 0,
         "updated": 1,
-        "unchanged": EDITIONS - 1,
+        "unchanged": 0,
         "failed": 0,
     }
     stored = store.get("books", key.decode())
@@ -275,10 +279,13 @@ async def test_default_dump_is_downloaded_then_revalidated(
     )
     assert stats["dumps/download/not_modified"] == 1
     assert "dumps/download/bytes" not in stats or stats["dumps/download/bytes"] == 0
-    assert store_counts(stats, "books")["unchanged"] == EDITIONS
+    # The very file the first run imported whole: not read again.
+    assert stats["openlibrary/import/unchanged_dump"] == 1
+    assert "openlibrary/lines" not in stats
+    assert store_counts(stats, "books")["unchanged"] == 0
     state = store.get_state("openlibrary_books/dump")
     assert state is not None
-    assert state["download"] == "not_modified"
+    assert state["complete"] is True
     assert state["etag"] == conditional.header("if-none-match")
 
 

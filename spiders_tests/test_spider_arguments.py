@@ -31,6 +31,8 @@ BAD_VALUES = {
     "min_revenue": ["lots"],
     "require": ["genres,budget"],
     "entities": ["artist,label"],
+    "force": ["maybe"],
+    "rework": ["2"],
 }
 
 
@@ -133,7 +135,7 @@ def test_scrapy_crawl_refuses_a_bad_argument_in_one_line_with_exit_code_2(
     [line] = [line for line in unknown.stderr.splitlines() if " ERROR: " in line]
     assert line.endswith(
         "[contentcrawl.commands.crawl] ERROR: unknown argument 'dmup' for openlibrary_books "
-        "(did you mean 'dump'?); known: dump, limit"
+        "(did you mean 'dump'?); known: dump, force, limit, rework"
     )
     [line] = [line for line in bad.stderr.splitlines() if " ERROR: " in line]
     assert line.endswith(

@@ -7,7 +7,7 @@ worker thread (``asyncio.to_thread``). ``download`` fetches (resumable, conditio
 that import dumps build on ``contentcrawl.sources.dump_spider.DumpSpider``.
 """
 
-from contentcrawl.dumps.crawl import ItemFlow, fetch_dump, import_failed, spider_closing
+from contentcrawl.dumps.crawl import ItemFlow, fetch_dump, import_failed
 from contentcrawl.dumps.download import (
     CHUNK_SIZE,
     DownloadCancelledError,
@@ -57,5 +57,4 @@ __all__ = [
     "local_path",
     "read_ahead",
     "reading_ahead",
-    "spider_closing",
 ]

@@ -17,6 +17,7 @@ from contentcrawl.dumps.download import (
     local_path,
 )
 from contentcrawl.dumps.read import BadLineLimit
+from contentcrawl.scrapy_internals import let_scraper_close, spider_closing
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -167,23 +168,9 @@ class ItemFlow:
         if closing is not None and closing.called:
             return
         if closing is not None and engine.scraper.slot.is_idle():
-            engine.scraper._check_if_closing()
+            let_scraper_close(engine)
             return
         # Not closing yet (the engine closes the downloader first), or items still finishing.
         self._close_check = asyncio.get_running_loop().call_later(
             self.CLOSE_CHECK_INTERVAL, self._close_when_idle
         )
-
-
-def spider_closing(crawler: Crawler) -> bool:
-    """Whether the crawl's spider is closing or closed (or the engine stopping)."""
-    try:
-        engine = crawler.engine
-    except RuntimeError:  # the crawl has not started
-        return False
-    if not engine.running:
-        return True
-    # Scrapy has no public flag for it: close_spider_async() starts by giving the engine's
-    # slot a ``closing`` Deferred, and drops the slot when done.
-    slot = engine._slot
-    return slot is None or slot.closing is not None

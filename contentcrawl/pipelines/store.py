@@ -16,7 +16,7 @@ from scrapy import signals
 from scrapy.exceptions import CloseSpider, DropItem
 
 from contentcrawl.extensions.crawl_store import crawl_store
-from contentcrawl.items import ContentItem, DeletionMark, ItemBatch
+from contentcrawl.items import ContentItem, DeletionMark, ItemBatch, PreparedBatch
 from contentcrawl.private_files import make_dir, open_private
 from contentcrawl.redaction import redact_text
 from contentcrawl.store import (
@@ -109,7 +109,11 @@ class StorePipeline:
             if self._closed:
                 await self._apply_marks()
             return item
-        if isinstance(item, ItemBatch):
+        if isinstance(item, PreparedBatch):
+            # Store records made by the dump workers: nothing left to build.
+            self._buffers[item.item_class.collection].extend(item.records)
+            self.stats.inc_value(f"store/{item.item_class.collection}/received", len(item))
+        elif isinstance(item, ItemBatch):
             received: Counter[str] = Counter()
             stored: list[ContentItem] = []
             for record in item.items:

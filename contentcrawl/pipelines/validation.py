@@ -10,12 +10,12 @@ import re
 import types
 import typing
 from functools import cache
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from scrapy.exceptions import DropItem
 
 from contentcrawl.dates import read_date
-from contentcrawl.items import ContentItem, DeletionMark, ItemBatch
+from contentcrawl.items import ContentItem, DeletionMark, ItemBatch, PreparedBatch
 
 if TYPE_CHECKING:
     from typing import Self
@@ -30,6 +30,12 @@ _OL_KEY = {
     "works": re.compile(r"/works/OL\d+W"),
     "authors": re.compile(r"/authors/OL\d+A"),
 }
+
+
+class StatsCounter(Protocol):
+    """Where validation counts: a crawl's stats collector, or a dump worker's tally."""
+
+    def inc_value(self, key: str, count: int = 1, start: int = 0) -> None: ...
 
 
 class ValidationDrop(DropItem):
@@ -69,7 +75,7 @@ class ValidationPipeline:
     """
 
     def __init__(self, crawler: Crawler) -> None:
-        self.stats = crawler.stats
+        self.stats: StatsCounter = crawler.stats
         self._reasons_logged: set[str] = set()
         self._problems_logged: set[tuple[str, str]] = set()
 
@@ -77,13 +83,25 @@ class ValidationPipeline:
     def from_crawler(cls, crawler: Crawler) -> Self:
         return cls(crawler)
 
+    @classmethod
+    def counting_into(cls, stats: StatsCounter) -> Self:
+        """A validator outside a crawl (a dump worker process) counting into ``stats``."""
+        validator = cls.__new__(cls)
+        validator.stats = stats
+        validator._reasons_logged = set()
+        validator._problems_logged = set()
+        return validator
+
     def process_item(self, item: Any) -> Any:
         if isinstance(item, DeletionMark):
             # No record to clean: the spider made it from an id its source answered 404 for.
             return item
+        if isinstance(item, PreparedBatch):
+            # Validated record by record in the dump workers (``accepted``), counted there.
+            return item
         if isinstance(item, ItemBatch):
             # A bad record leaves its batch, counted as Scrapy counts a dropped item.
-            item.items = [record for record in item.items if self._accepted(record)]
+            item.items = [record for record in item.items if self.accepted(record)]
             return item
         try:
             self._validate(item)
@@ -92,7 +110,9 @@ class ValidationPipeline:
             raise
         return item
 
-    def _accepted(self, record: ContentItem) -> bool:
+    def accepted(self, record: ContentItem) -> bool:
+        """Validate one record of a batch in place; False (counted as Scrapy counts a
+        dropped item, and logged) when it cannot be stored."""
         try:
             self._validate(record)
         except ValidationDrop as drop:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
@@ -20,10 +21,17 @@ from contentcrawl.dumps import (
     import_failed,
     reading_ahead,
 )
+from contentcrawl.dumps.workers import (
+    ChunkWorkers,
+    DumpWorkerError,
+    LineWork,
+    WorkedChunk,
+    log_worked,
+)
 from contentcrawl.extensions.sync_state import SyncState
-from contentcrawl.items import ItemBatch, Json
+from contentcrawl.items import ItemBatch, Json, PreparedBatch
 from contentcrawl.sources.base import ContentSpider
-from contentcrawl.store.base import utc_now
+from contentcrawl.store.base import Record, utc_now
 
 if TYPE_CHECKING:
     from typing import Self
@@ -31,6 +39,8 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
     from contentcrawl.items import ContentItem
+
+Lines = list[tuple[int, bytes]]
 
 
 class ReadBatch(Protocol):
@@ -52,7 +62,18 @@ class DumpTally(Protocol):
     complete: bool
 
 
+class ChunkNote(Protocol):
+    """What ``DumpSpider.work_dump`` needs of the reader's note on a chunk."""
+
+    # Bytes of the dump file consumed, for the progress line.
+    position: int
+    end: bool
+    # The stream break that ended the file (line, reason, detail), if any.
+    stream_error: tuple[int, str, str] | None
+
+
 BatchT = TypeVar("BatchT", bound=ReadBatch)
+NoteT = TypeVar("NoteT", bound=ChunkNote)
 
 
 class DumpSpider(ContentSpider):
@@ -70,15 +91,27 @@ class DumpSpider(ContentSpider):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # -a rework / -a force, where a subclass declares them (FLAG): work every line again,
+        # even those whose revision the store holds (new mappers).
+        self.rework: bool = bool(self.options.get("rework"))
+        # Read a dump file a complete earlier import read already (implied by rework).
+        self.force: bool = bool(self.options.get("force")) or self.rework
         self.import_source: AsyncGenerator[ItemBatch, None] | None = None
         # Set when the import has ended, closed or not, its dump and store connection too.
         self.import_ended = asyncio.Event()
+        # Set at spider close: the workers' results are waited for no longer.
+        self.import_stopping = asyncio.Event()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
         spider = super().from_crawler(crawler, *args, **kwargs)
         settings = crawler.settings
         spider.progress_interval = settings.getfloat("PROGRESS_INTERVAL")
+        spider.dump_workers = settings.getint("DUMP_WORKERS")
+        spider.chunk_lines = max(1, settings.getint("DUMP_CHUNK_LINES"))
+        # Validated and made store records in the workers, unless images are fetched
+        # (the images pipeline adds to a record after validation, before it is stored).
+        spider.prepare_records = not settings.getbool("IMAGES_ENABLED")
         spider.flow = (
             ItemFlow(crawler, settings.getint("DUMP_MAX_PENDING_ITEMS"))
             if spider.imports_dump
@@ -109,6 +142,7 @@ class DumpSpider(ContentSpider):
         it: left to the garbage collector, it closed the dump under the read-ahead thread
         ("I/O operation on closed file") and kept the store file open.
         """
+        self.import_stopping.set()
         source = self.import_source
         if source is None:
             return
@@ -167,6 +201,116 @@ class DumpSpider(ContentSpider):
             tally.complete = False
         await flow.drained()
 
+    async def work_dump(
+        self,
+        dump: DumpFile,
+        work: LineWork,
+        chunks: AsyncIterator[tuple[Lines, Any, NoteT]],
+        count: Callable[[NoteT, WorkedChunk], int],
+        tally: DumpTally,
+        *,
+        item_class: type[ContentItem],
+        limit: int | None,
+        label: str,
+        dump_name: str,
+    ) -> AsyncIterator[ItemBatch]:
+        """``chunks`` of lines worked by ``work`` in ``DUMP_WORKERS`` processes, sent on in
+        the order they were read as one batch each (``PreparedBatch`` when the workers made
+        the store records); ``count`` counts each on the reactor and answers the records so
+        far. Once read, ``tally`` is judged as by ``read_dump``; a worker dying twice on one
+        chunk fails the import (``<source>/import/failed``), nothing sent is lost."""
+        flow = self.flow
+        # Set in from_crawler whenever the run imports a dump.
+        assert flow is not None
+        progress = Progress(label, dump.size, self.progress_interval, log=self.logger)
+        workers = ChunkWorkers(
+            self.dump_workers,
+            logging.getLogger().getEffectiveLevel(),
+            preload=(type(work).__module__,),
+        )
+        stats = self.crawler.stats
+        last: NoteT | None = None
+        failed = False
+        try:
+            # With a limit, one chunk at a time: each is cut to the records still wanted.
+            worked = workers.worked(work, chunks, self.import_stopping, ahead=1 if limit else None)
+            async with aclosing(worked) as results:
+                async for note, chunk in results:
+                    if chunk.stopped or not flow.open():
+                        break
+                    last = note
+                    for key, value in chunk.stats.items():
+                        stats.inc_value(key, value)
+                    log_worked(chunk)
+                    records = count(note, chunk)
+                    batch = self._batch_of(item_class, chunk)
+                    if len(batch):
+                        yield batch
+                        if not await flow.sent():
+                            break
+                    progress.update(note.position, records)
+        except DumpWorkerError as error:
+            failed = True
+            stats.set_value(f"{self.dump_source}/import/failed", 1)
+            self.logger.error("Import of %s failed: %s", dump_name, error)
+        finally:
+            workers.close()
+        if workers.restarts:
+            stats.inc_value(f"{self.dump_source}/import/worker_restarts", workers.restarts)
+        tally.complete = not failed and last is not None and last.end and last.stream_error is None
+        if import_failed(self.crawler, self.dump_source, dump_name, tally.lines, tally.bad_lines):
+            tally.complete = False
+        await flow.drained()
+
+    def _batch_of(self, item_class: type[ContentItem], chunk: WorkedChunk) -> ItemBatch:
+        if not self.prepare_records:
+            return ItemBatch(chunk.items)
+        source = item_class.source
+        return PreparedBatch(
+            item_class,
+            [
+                Record.worked(key, body, hash_, source, fetched_at=fetched_at, revision=revision)
+                for key, body, hash_, revision, fetched_at in chunk.records
+            ],
+        )
+
+    async def unchanged_dump(self, key: str, download: DownloadResult, shown: str) -> bool:
+        """Whether ``download`` is the very file a complete earlier import read (``key``'s
+        sync state: same size and ETag/Last-Modified, or for a local file the same size and
+        modification time); then one INFO line says why it is not read. Never with
+        ``-a force=1``."""
+        sync = self.crawler.get_extension(SyncState)
+        if self.force or sync is None:
+            return False
+        previous = await sync.load(key)
+        if not previous or not previous.get("complete"):
+            return False
+        if dump_identity(previous) != dump_identity(self.dump_state(download)):
+            return False
+        self.crawler.stats.set_value(f"{self.dump_source}/import/unchanged_dump", 1)
+        self.logger.info(
+            "%s: %s is unchanged since its complete import of %s (%s): not read again "
+            "(-a force=1 reads it)",
+            self.name,
+            shown,
+            previous.get("finished_at"),
+            "same ETag/Last-Modified and size"
+            if previous.get("etag") or previous.get("last_modified")
+            else "same size and modification time",
+        )
+        return True
+
+    @staticmethod
+    def dump_state(download: DownloadResult) -> Json:
+        """What the sync state keeps of a dump file to know it again."""
+        return {
+            "file": str(download.path),
+            "size": download.size,
+            "etag": download.etag,
+            "last_modified": download.last_modified,
+            "modified_ns": download.path.stat().st_mtime_ns,
+        }
+
     def stage_dump(
         self, key: str, shown: str, download: DownloadResult, counts: Json, complete: bool
     ) -> None:
@@ -179,13 +323,18 @@ class DumpSpider(ContentSpider):
             key,
             {
                 "dump": shown,
-                "file": str(download.path),
-                "size": download.size,
-                "etag": download.etag,
-                "last_modified": download.last_modified,
+                **self.dump_state(download),
                 "download": download.outcome,
                 **counts,
                 "complete": complete,
                 "finished_at": utc_now(),
             },
         )
+
+
+def dump_identity(state: Json) -> tuple[Any, ...]:
+    """What makes two dump files one: the server's validators when it gave any, else
+    (a local file) its modification time; and the size."""
+    if state.get("etag") or state.get("last_modified"):
+        return (state.get("size"), state.get("etag"), state.get("last_modified"))
+    return (state.get("size"), state.get("file"), state.get("modified_ns"))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import ClassVar
 
 from contentcrawl.items import AuthorItem, ContentItem
-from contentcrawl.sources.openlibrary import DumpLine, OpenLibraryDumpSpider, author_from_doc
+from contentcrawl.sources.openlibrary import OpenLibraryDumpSpider, author_from_doc
 
 
 class OpenLibraryAuthorsSpider(OpenLibraryDumpSpider):
@@ -16,5 +18,5 @@ class OpenLibraryAuthorsSpider(OpenLibraryDumpSpider):
     record_type = "/type/author"
     item_class: ClassVar[type[ContentItem]] = AuthorItem
 
-    def map_record(self, record: DumpLine) -> AuthorItem:
-        return author_from_doc(record.doc, photos_url=self.photos_url, revision=record.revision)
+    def line_mapper(self) -> Callable[..., ContentItem]:
+        return partial(author_from_doc, photos_url=self.photos_url)

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from functools import partial
+from typing import Any, ClassVar
 
+from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.items import BookItem, ContentItem
-from contentcrawl.sources.openlibrary import (
-    AuthorNames,
-    DumpLine,
-    OpenLibraryDumpSpider,
-    book_from_edition,
-)
+from contentcrawl.sources.openlibrary import AuthorNames, OpenLibraryDumpSpider, book_from_edition
+from contentcrawl.sources.openlibrary.lines import add_author_names, author_keys_in
 from contentcrawl.store import Store
 
 
 class OpenLibraryBooksSpider(OpenLibraryDumpSpider):
-    """``scrapy crawl openlibrary_books [-a dump=PATH_OR_URL] [-a limit=N]``.
+    """``scrapy crawl openlibrary_books [-a dump=PATH_OR_URL] [-a limit=N] [-a force=1]``.
 
     ``author_names`` holds the names of the book's authors that are already in the store
-    (import ``openlibrary_authors`` first to get them), in ``author_keys`` order.
+    (import ``openlibrary_authors`` first to get them), in ``author_keys`` order. The crawl
+    looks the names of every author a chunk mentions up in the store before the workers
+    map it.
     """
 
     name = "openlibrary_books"
@@ -35,13 +36,15 @@ class OpenLibraryBooksSpider(OpenLibraryDumpSpider):
         else:
             self.logger.info("No authors in the store: books get no author_names")
 
-    def map_record(self, record: DumpLine) -> BookItem:
-        return book_from_edition(record.doc, covers_url=self.covers_url, revision=record.revision)
+    def line_mapper(self) -> Callable[..., ContentItem]:
+        return partial(book_from_edition, covers_url=self.covers_url)
 
-    def enrich(self, items: list[ContentItem]) -> None:
-        if self.author_lookup is None:
-            return
-        books = [item for item in items if isinstance(item, BookItem) and item.author_keys]
-        names = self.author_lookup.lookup(key for book in books for key in book.author_keys)
-        for book in books:
-            book.author_names = [name for key in book.author_keys if (name := names.get(key))]
+    def line_enricher(self) -> Callable[[list[ContentItem], Any], None] | None:
+        return add_author_names
+
+    async def chunk_context(self, lines: list[tuple[int, bytes]]) -> dict[str, str | None] | None:
+        lookup = self.author_lookup
+        if lookup is None or not lines:
+            return None
+        keys = author_keys_in(lines)
+        return await crawl_store(self.crawler).run(lambda _store: lookup.lookup(keys))

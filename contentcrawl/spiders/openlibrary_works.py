@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import ClassVar
 
 from contentcrawl.items import ContentItem, WorkItem
-from contentcrawl.sources.openlibrary import DumpLine, OpenLibraryDumpSpider, work_from_doc
+from contentcrawl.sources.openlibrary import OpenLibraryDumpSpider, work_from_doc
 
 
 class OpenLibraryWorksSpider(OpenLibraryDumpSpider):
@@ -16,5 +18,5 @@ class OpenLibraryWorksSpider(OpenLibraryDumpSpider):
     record_type = "/type/work"
     item_class: ClassVar[type[ContentItem]] = WorkItem
 
-    def map_record(self, record: DumpLine) -> WorkItem:
-        return work_from_doc(record.doc, covers_url=self.covers_url, revision=record.revision)
+    def line_mapper(self) -> Callable[..., ContentItem]:
+        return partial(work_from_doc, covers_url=self.covers_url)

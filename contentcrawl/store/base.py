@@ -18,7 +18,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -99,24 +99,66 @@ def content_hash(content: dict[str, Any]) -> str:
     return body_hash(content_body(content))
 
 
-@dataclass(slots=True)
 class Record:
     """One record to upsert: its content plus the provenance the store keeps in ``_meta``.
 
     ``body`` (the canonical JSON the hash is taken of) is kept: a backend that stores text
-    writes it as is instead of serialising the content a second time.
+    writes it as is instead of serialising the content a second time. ``Record.worked``
+    makes one from a body and hash computed elsewhere (a dump worker process): its content
+    is decoded from the body only if a backend asks for it (MongoDB does, SQLite does not).
     """
 
-    content: dict[str, Any]
-    source: str
-    fetched_at: str | None = None
-    revision: int | None = None
-    body: str = field(default="", init=False)
-    hash: str = field(default="", init=False)
+    __slots__ = ("_content", "_key", "body", "fetched_at", "hash", "revision", "source")
 
-    def __post_init__(self) -> None:
-        self.body = content_body(self.content)
+    def __init__(
+        self,
+        content: dict[str, Any],
+        source: str,
+        fetched_at: str | None = None,
+        revision: int | None = None,
+    ) -> None:
+        self._content: dict[str, Any] | None = content
+        self._key: Any = None
+        self.source = source
+        self.fetched_at = fetched_at
+        self.revision = revision
+        self.body = content_body(content)
         self.hash = body_hash(self.body)
+
+    @classmethod
+    def worked(
+        cls,
+        key: Any,
+        body: str,
+        hash_: str,
+        source: str,
+        *,
+        fetched_at: str | None,
+        revision: int | None,
+    ) -> Record:
+        """The record of ``key`` whose canonical ``body`` and its hash were made elsewhere."""
+        record = cls.__new__(cls)
+        record._content = None
+        record._key = key
+        record.source = source
+        record.fetched_at = fetched_at
+        record.revision = revision
+        record.body = body
+        record.hash = hash_
+        return record
+
+    @property
+    def content(self) -> dict[str, Any]:
+        if self._content is None:
+            self._content = json.loads(self.body)
+        return self._content
+
+    def key(self, key_field: str) -> Any:
+        """The source id: ``content[key_field]``, without decoding a worked record's body."""
+        return self.content[key_field] if self._key is None else self._key
+
+    def __repr__(self) -> str:
+        return f"Record({self.body[:80]!r}…, {self.source!r}, revision={self.revision!r})"
 
 
 @dataclass(slots=True)
@@ -242,7 +284,7 @@ class Store(ABC):
         result = UpsertResult()
         if not records:
             return result
-        keys = [record.content[key_field] for record in records]
+        keys = [record.key(key_field) for record in records]
         known = self._read_existing(collection, keys)
         to_write: dict[Any, Write] = {}
         now = utc_now()
@@ -367,6 +409,15 @@ class Store(ABC):
     @abstractmethod
     def clear_failures(self, keys: Sequence[str]) -> int:
         """Remove the dead letters of ``keys`` (replayed with success); returns how many."""
+
+    # -- dump imports ------------------------------------------------------------------
+    @abstractmethod
+    def revisions(self, collection: str, keys: Sequence[Any]) -> dict[Any, int | None]:
+        """``_meta.revision`` of the stored records among ``keys``, in one round trip.
+
+        Records flagged deleted are left out: a dump line bringing one back is written
+        again whatever its revision.
+        """
 
 
 def key_field_of(collection: str) -> str:

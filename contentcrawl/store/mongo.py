@@ -194,7 +194,7 @@ class MongoStore(Store):
         operations: list[InsertOne[dict[str, Any]] | ReplaceOne[dict[str, Any]]] = [
             InsertOne(document)
             if write.new
-            else ReplaceOne({key_field: write.key}, document, upsert=True)
+            else ReplaceOne({key_field: {"$eq": write.key}}, document, upsert=True)
             for write, document in zip(writes, documents, strict=True)
         ]
         try:
@@ -210,7 +210,9 @@ class MongoStore(Store):
             # Another writer inserted the same new key between our read and our write:
             # the record exists now, so ours becomes a replace.
             retry = [
-                ReplaceOne({key_field: documents[e["index"]][key_field]}, documents[e["index"]])
+                ReplaceOne(
+                    {key_field: {"$eq": documents[e["index"]][key_field]}}, documents[e["index"]]
+                )
                 for e in errors
             ]
             self.db[collection].bulk_write(retry, ordered=False)
@@ -225,7 +227,7 @@ class MongoStore(Store):
 
     def get(self, collection: str, key: Any) -> dict[str, Any] | None:
         key_field = key_field_of(collection)
-        return self.db[collection].find_one({key_field: key}, {"_id": 0})
+        return self.db[collection].find_one({key_field: {"$eq": key}}, {"_id": 0})
 
     def count(self, collection: str) -> int:
         key_field_of(collection)
@@ -286,3 +288,14 @@ class MongoStore(Store):
         if not keys:
             return 0
         return self.db["failures"].delete_many({"key": {"$in": list(keys)}}).deleted_count
+
+    def revisions(self, collection: str, keys: Sequence[Any]) -> dict[Any, int | None]:
+        key_field = key_field_of(collection)
+        cursor = self.db[collection].find(
+            {key_field: {"$in": list(keys)}}, {"_id": 0, key_field: 1, META: 1}
+        )
+        return {
+            document[key_field]: meta.get("revision")
+            for document in cursor
+            if (meta := document.get(META, {})).get("deleted_at") is None
+        }

@@ -330,6 +330,11 @@ class SqliteStore(Store):
                 cleared += cursor.rowcount
         return cleared
 
+    def revisions(self, collection: str, keys: Sequence[Any]) -> dict[Any, int | None]:
+        with self._lock:
+            rows = self._rows_of(collection, "revision, deleted_at", keys)
+            return {key: revision for key, revision, deleted_at in rows if deleted_at is None}
+
 
 def _roll_back(connection: sqlite3.Connection) -> None:
     """End a failed transaction, leaving the connection ready for the next one.

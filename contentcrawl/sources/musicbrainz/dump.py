@@ -37,10 +37,10 @@ from contentcrawl.dumps import (
     DumpReadError,
     fewer_gc_passes,
     is_url,
-    spider_closing,
 )
 from contentcrawl.items import ContentItem, ItemBatch, Json
 from contentcrawl.redaction import redact_url
+from contentcrawl.scrapy_internals import spider_closing
 
 if TYPE_CHECKING:
     import logging

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from contentcrawl.dates import normalise_date
 from contentcrawl.items import AuthorItem, BookItem, Json, WorkItem
@@ -340,6 +343,26 @@ class DumpLine:
     doc: Json
 
 
+def parsed_json(text: bytes) -> Any:
+    """``json.loads(text)``, at orjson's speed (twice the standard library's on dump lines).
+
+    orjson refuses some of what the standard library takes (``NaN``, lone surrogate
+    escapes, nesting past 1,024) and reads an integer beyond 64 bits as a float: a line
+    with any of those, or with a run of 19 digits (which may be such an integer), is read
+    by ``json`` instead, so every line gives the very objects ``json.loads`` gives.
+    """
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
+# 19 digits: the shortest integer orjson may not hold (below -2**63).
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
 def parse_line(line: bytes, wanted_type: str | None = None) -> DumpLine | str:
     """The parsed line, or its type (a str) when it is not ``wanted_type``; ``BadLineError``.
 
@@ -359,7 +382,7 @@ def parse_line(line: bytes, wanted_type: str | None = None) -> DumpLine | str:
     except ValueError:
         raise BadLineError("revision", f"revision {columns[2][:40]!r} is not a number") from None
     try:
-        doc = json.loads(columns[4])
+        doc = parsed_json(columns[4])
     except (ValueError, RecursionError) as error:
         # RecursionError: nesting deeper than the json module can follow.
         raise BadLineError("json", str(error)) from None

@@ -1,31 +1,26 @@
-"""The Open Library dump spider: one dump kind read in batches, looked up in the store."""
+"""The Open Library dump spider: one dump kind read in chunks, worked in processes."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from scrapy import Request
 
-from contentcrawl.dumps import (
-    BATCH_LINES,
-    DownloadResult,
-    DumpFile,
-    DumpReadError,
-    fewer_gc_passes,
-    is_url,
-)
+from contentcrawl.dumps import DownloadResult, DumpFile, fewer_gc_passes, is_url
+from contentcrawl.dumps.workers import WorkedChunk
+from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.items import ContentItem, ItemBatch
 from contentcrawl.redaction import redact_url
-from contentcrawl.sources.base import TEXT, Argument
+from contentcrawl.sources.base import FLAG, TEXT, Argument
 from contentcrawl.sources.dump_spider import DumpSpider
-from contentcrawl.sources.openlibrary.mappers import BadLineError, DumpLine, parse_line
-from contentcrawl.store import Store, build_store
+from contentcrawl.sources.openlibrary.lines import LineChunk, LineWorker, read_chunk
+from contentcrawl.store import Store
 
 if TYPE_CHECKING:
     from typing import Self
@@ -34,17 +29,14 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Batch:
-    """What one trip to the worker thread read."""
+class ChunkNote:
+    """The reader's counts of one chunk, joined to the chunk's worked result."""
 
-    items: list[ContentItem] = field(default_factory=list)
-    lines: int = 0
-    bad: list[tuple[int, str, str]] = field(default_factory=list)  # line, reason, detail
-    skipped: Counter[str] = field(default_factory=Counter)
-    position: int = 0
-    end: bool = False
-    # Why the file could not be read to its end (truncated or corrupt compression), if so.
-    stream_error: str | None = None
+    lines: int
+    unchanged: int
+    position: int
+    end: bool
+    stream_error: tuple[int, str, str] | None
 
 
 # --- store lookups ------------------------------------------------------------------------
@@ -85,7 +77,9 @@ class AuthorNames:
 
 
 class OpenLibraryDumpSpider(DumpSpider):
-    """Imports one Open Library dump kind; ``-a dump=PATH_OR_URL`` and ``-a limit=N``.
+    """Imports one Open Library dump kind; ``-a dump=PATH_OR_URL``, ``-a limit=N``,
+    ``-a force=1`` (read a dump a complete import read already) and ``-a rework=1`` (work
+    every line again, whatever revision the store holds).
 
     Without ``dump`` the latest dump of the kind under ``OPENLIBRARY_DUMPS_URL`` is used.
     Bad lines are counted (``openlibrary/bad_lines[/<reason>]``), logged with their line
@@ -97,9 +91,13 @@ class OpenLibraryDumpSpider(DumpSpider):
     dump_kind: ClassVar[str]
     record_type: ClassVar[str]
     item_class: ClassVar[type[ContentItem]]
-    # True when prepare/enrich read the store: the spider then opens its own connection.
+    # True when prepare/chunk_context read the store (through the crawl's store).
     uses_store: ClassVar[bool] = False
-    spider_arguments: ClassVar[dict[str, Argument]] = {"dump": TEXT}
+    spider_arguments: ClassVar[dict[str, Argument]] = {
+        "dump": TEXT,
+        "force": FLAG,
+        "rework": FLAG,
+    }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -128,15 +126,27 @@ class OpenLibraryDumpSpider(DumpSpider):
         """The newest dump of this kind under ``OPENLIBRARY_DUMPS_URL``."""
         return f"{self.dumps_url.rstrip('/')}/ol_dump_{self.dump_kind}_latest.txt.gz"
 
-    def map_record(self, record: DumpLine) -> ContentItem:
-        """The item for one dump line of ``record_type``."""
+    def line_mapper(self) -> Callable[..., ContentItem]:
+        """The pure mapper of one parsed line's JSON to its item, ``mapper(doc, revision=…)``:
+        a module-level function or a partial of one (the workers receive it pickled)."""
         raise NotImplementedError
 
-    def prepare(self, store: Store) -> None:
-        """With ``uses_store``: called once in a worker thread with the opened store."""
+    def line_enricher(self) -> Callable[[list[ContentItem], Any], None] | None:
+        """What the workers run on each chunk's items with its ``chunk_context``, if anything."""
+        return None
 
-    def enrich(self, items: list[ContentItem]) -> None:
-        """Called in the worker thread on each batch of items, before they are yielded."""
+    def prepare(self, store: Store) -> None:
+        """With ``uses_store``: called once on the crawl's store thread before the import."""
+
+    async def chunk_context(self, lines: list[tuple[int, bytes]]) -> Any:
+        """What the crawl looks up for a chunk before the workers get it (None: nothing)."""
+        return None
+
+    def line_work(self) -> LineWorker:
+        """The work the workers do on each chunk of this kind's lines."""
+        return LineWorker(
+            self.record_type, self.line_mapper(), self.prepare_records, self.line_enricher()
+        )
 
     @property
     def location(self) -> str:
@@ -183,81 +193,98 @@ class OpenLibraryDumpSpider(DumpSpider):
     async def _import_dump(self) -> AsyncGenerator[ItemBatch, None]:
         shown = self.shown_location
         self.download = await self.fetch_dump_file(self.location)
-        store = build_store(self.settings) if self.uses_store else None
-        try:
-            if store is not None:
-                await asyncio.to_thread(store.open)
-                await asyncio.to_thread(self.prepare, store)
-            # aclosing: closing this import closes the reader (and waits for its read-ahead)
-            # before the dump file is closed under it.
-            with fewer_gc_passes(), DumpFile(self.download.path) as dump:
-                lines = dump.lines()
-                batches = self.read_dump(
-                    dump,
-                    lambda budget: self._read_batch(dump, lines, budget),
-                    self._count,
-                    self,
-                    limit=self.limit,
-                    label=self.name,
-                    dump_name=self.dump_file,
-                )
-                async with aclosing(batches) as opened:
-                    async for batch in opened:
-                        yield batch
-        finally:
-            if store is not None:
-                await asyncio.to_thread(store.close)
+        state_key = f"{self.name}/dump"
+        if await self.unchanged_dump(state_key, self.download, shown):
+            return
+        if self.uses_store:
+            await crawl_store(self.crawler).run(self.prepare)
+        # aclosing: closing this import stops the reader (and the workers) before the dump
+        # file is closed under them.
+        with fewer_gc_passes(), DumpFile(self.download.path) as dump:
+            batches = self.work_dump(
+                dump,
+                self.line_work(),
+                self._chunks(dump, dump.lines()),
+                self._count,
+                self,
+                item_class=self.item_class,
+                limit=self.limit,
+                label=self.name,
+                dump_name=self.dump_file,
+            )
+            async with aclosing(batches) as opened:
+                async for batch in opened:
+                    yield batch
         self.stage_dump(
-            f"{self.name}/dump",
+            state_key,
             shown,
             self.download,
             {"lines": self.lines, "records": self.records, "bad_lines": self.bad_lines},
             self.complete,
         )
 
-    def _read_batch(self, dump: DumpFile, lines: Iterator[tuple[int, bytes]], budget: int) -> Batch:
-        batch = Batch()
-        try:
-            for line_number, line in lines:
-                batch.lines += 1
-                try:
-                    record = parse_line(line, self.record_type)
-                    if isinstance(record, str):
-                        batch.skipped[record] += 1
-                    else:
-                        batch.items.append(self.map_record(record))
-                except BadLineError as bad:
-                    batch.bad.append((line_number, bad.reason, bad.detail))
-                except (KeyError, TypeError, ValueError, AttributeError) as error:
-                    batch.bad.append((line_number, "fields", repr(error)))
-                if len(batch.items) >= budget or batch.lines >= BATCH_LINES:
-                    break
-            else:
-                batch.end = True
-        except DumpReadError as error:
-            batch.bad.append((error.line_number, error.reason, error.detail))
-            batch.end = True
-            batch.stream_error = error.reason
-        self.enrich(batch.items)
-        batch.position = dump.position
-        return batch
+    async def _chunks(
+        self, dump: DumpFile, lines: Iterator[tuple[int, bytes]]
+    ) -> AsyncIterator[tuple[list[tuple[int, bytes]], Any, ChunkNote]]:
+        """Chunks of lines read in a thread, less the lines whose revision the store holds
+        (unless ``-a rework=1``), each with its ``chunk_context`` and the reader's note."""
+        while True:
+            budget = self.chunk_lines
+            if self.limit is not None:
+                # One record at most per line: never more than the limit still wants.
+                budget = min(budget, self.limit - self.records)
+                if budget <= 0:
+                    return
+            record_type = None if self.rework else self.record_type.encode()
+            chunk: LineChunk = await asyncio.to_thread(read_chunk, dump, lines, budget, record_type)
+            work = chunk.lines if self.rework else await self._changed_lines(chunk)
+            note = ChunkNote(
+                len(chunk.lines),
+                len(chunk.lines) - len(work),
+                chunk.position,
+                chunk.end,
+                chunk.stream_error,
+            )
+            yield work, await self.chunk_context(work), note
+            if chunk.end:
+                return
 
-    def _count(self, batch: Batch) -> int:
-        """Count a batch's lines, records and bad lines; the records so far."""
+    async def _changed_lines(self, chunk: LineChunk) -> list[tuple[int, bytes]]:
+        """The chunk's lines less those whose key the store holds at the same revision
+        (one query)."""
+        keyed = chunk.keyed
+        if not keyed:
+            return chunk.lines
+        collection = self.item_class.collection
+        keys = [key for _, key, _ in keyed]
+        stored = await crawl_store(self.crawler).run(
+            lambda store: store.revisions(collection, keys)
+        )
+        if not stored:
+            return chunk.lines
+        unchanged = {index for index, key, revision in keyed if stored.get(key) == revision}
+        return [line for index, line in enumerate(chunk.lines) if index not in unchanged]
+
+    def _count(self, note: ChunkNote, chunk: WorkedChunk) -> int:
+        """Count a chunk's lines, records, unchanged, bad and skipped lines; the records so far."""
         stats = self.crawler.stats
-        self.lines += batch.lines
-        stats.inc_value("openlibrary/lines", batch.lines)
-        if batch.items:
-            self.records += len(batch.items)
-            stats.inc_value("openlibrary/records", len(batch.items))
-        for line_number, reason, detail in batch.bad:
+        self.lines += note.lines
+        stats.inc_value("openlibrary/lines", note.lines)
+        if note.unchanged:
+            stats.inc_value("openlibrary/import/unchanged_revision", note.unchanged)
+        records = len(chunk.records) + len(chunk.items)
+        if records:
+            self.records += records
+            stats.inc_value("openlibrary/records", records)
+        bad = chunk.bad + ([note.stream_error] if note.stream_error else [])
+        for line_number, reason, detail in bad:
             self.bad_lines += 1
             stats.inc_value("openlibrary/bad_lines")
             stats.inc_value(f"openlibrary/bad_lines/{reason}")
             self.logger.warning(
                 "%s line %d skipped (%s): %s", self.dump_file, line_number, reason, detail[:200]
             )
-        for type_, count in batch.skipped.items():
+        for type_, count in chunk.skipped.items():
             self.skipped[type_] += count
             stats.inc_value(f"openlibrary/skipped/{type_.rsplit('/', 1)[-1]}", count)
         return self.records

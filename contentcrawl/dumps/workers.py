@@ -1,0 +1,297 @@
+"""Dump lines worked in other processes: parse, map, validate and store record, in order.
+
+A dump import is CPU-bound: per line, parsing its JSON costs a fifth of the work and mapping,
+validating and building the store record (canonical JSON, hash) the rest. ``ChunkWorkers``
+runs that work on chunks of lines in ``DUMP_WORKERS`` processes (0: one thread of the
+crawl's own process) and hands the results back in the order the chunks were read, so one
+writer (the store pipeline) stores them in order. The workers start from a fresh
+interpreter (``forkserver``): the crawl's process has threads, which ``fork`` cannot copy.
+
+A worker sees dump lines, not Scrapy: it counts into a ``Tally`` and collects its log lines
+in ``WorkedChunk.logs``; the crawl adds both to its own stats and log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import multiprocessing
+import sys
+from collections import Counter, deque
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from contentcrawl.dumps.read import IMPORT_GC_THRESHOLD
+from contentcrawl.pipelines.store import UnstorableItem, to_record
+from contentcrawl.pipelines.validation import ValidationPipeline
+
+if TYPE_CHECKING:
+    from multiprocessing.synchronize import Event
+
+    from contentcrawl.items import ContentItem
+
+logger = logging.getLogger(__name__)
+
+# Lines a worker checks the stop flag after: a stopped crawl waits for no chunk.
+STOP_CHECK_LINES = 100
+
+
+class DumpWorkerError(Exception):
+    """A worker process died twice on the same chunk: the import cannot go on."""
+
+
+class Tally(Counter[str]):
+    """Stat increments made in a worker, added to the crawl's stats with the chunk."""
+
+    def inc_value(self, key: str, count: int = 1, start: int = 0) -> None:
+        self[key] += count
+
+
+# One store record as it travels back: key, canonical JSON body, its hash, revision,
+# fetched_at.
+WorkedRecord = tuple[Any, str, str, int | None, str | None]
+
+
+@dataclass
+class WorkedChunk:
+    """What a worker made of one chunk of lines."""
+
+    records: list[WorkedRecord] = field(default_factory=list)
+    # Items left for the crawl's own validation (``prepare`` off: the images pipeline runs).
+    items: list[ContentItem] = field(default_factory=list)
+    bad: list[tuple[int, str, str]] = field(default_factory=list)  # line, reason, detail
+    skipped: Counter[str] = field(default_factory=Counter)
+    stats: Tally = field(default_factory=Tally)
+    logs: list[tuple[str, int, str]] = field(default_factory=list)
+    # The worker saw the stop flag and left the chunk unfinished.
+    stopped: bool = False
+
+
+class LineWork(Protocol):
+    """The per-chunk work of one dump kind; picklable (it travels with each chunk)."""
+
+    def __call__(self, lines: list[tuple[int, bytes]], context: Any) -> WorkedChunk: ...
+
+
+# --- in the worker ------------------------------------------------------------------------
+
+_logged: list[tuple[str, int, str]] = []
+_stop: Event | None = None
+_validator: ValidationPipeline | None = None
+
+
+class _CollectLogs(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        _logged.append((record.name, record.levelno, record.getMessage()))
+
+
+def reset_worker_state() -> None:
+    """Forget the validator (its once-per-reason WARNINGs) of an earlier import."""
+    global _validator
+    _validator = None
+
+
+def start_worker(log_level: int, stop: Event) -> None:
+    """Set a worker process up: its log lines collected, the stop flag, fewer GC passes."""
+    global _stop
+    _stop = stop
+    root = logging.getLogger()
+    root.handlers[:] = [_CollectLogs()]
+    root.setLevel(log_level)
+    # Records hold no cycles: see contentcrawl.dumps.read.fewer_gc_passes.
+    gc.set_threshold(IMPORT_GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def stopping() -> bool:
+    """Whether the crawl asked its workers to drop what they are doing."""
+    return _stop is not None and _stop.is_set()
+
+
+def finish_chunk(chunk: WorkedChunk, items: list[ContentItem], prepare: bool) -> WorkedChunk:
+    """Validate ``items`` and make their store records (``prepare``), or keep the items for
+    the crawl's pipelines; attach the log lines the work produced."""
+    if prepare:
+        chunk.records = prepared_records(items, chunk.stats)
+    else:
+        chunk.items = items
+    chunk.logs = _logged[:]
+    _logged.clear()
+    return chunk
+
+
+def prepared_records(items: list[ContentItem], stats: Tally) -> list[WorkedRecord]:
+    """The store records of ``items`` that pass validation, as the pipelines would make
+    them: drops counted and logged as the validation and store pipelines count a record
+    dropped from a batch."""
+    global _validator
+    if _validator is None:
+        # One per process: its once-per-reason WARNINGs hold across chunks.
+        _validator = ValidationPipeline.counting_into(stats)
+    _validator.stats = stats
+    records: list[WorkedRecord] = []
+    for item in items:
+        if not _validator.accepted(item):
+            continue
+        try:
+            record = to_record(item)
+        except UnstorableItem as error:
+            stats.inc_value("item_dropped_count")
+            stats.inc_value("item_dropped_reasons_count/UnstorableItem")
+            logging.getLogger("contentcrawl.pipelines.store").warning(
+                "Dropped from a batch: %s", error
+            )
+            continue
+        key = getattr(item, item.key_field)
+        records.append((key, record.body, record.hash, record.revision, record.fetched_at))
+    return records
+
+
+# --- in the crawl -------------------------------------------------------------------------
+
+
+@dataclass
+class Submitted:
+    """A chunk handed to the workers: what it needs to be sent again, and its result."""
+
+    lines: list[tuple[int, bytes]]
+    context: Any
+    # The reader's own note on the chunk (counts, position), handed back with its result.
+    note: Any
+    result: Future[WorkedChunk]
+    attempts: int = 1
+
+
+class ChunkWorkers:
+    """``workers`` processes (0: a thread of this process) working chunks of dump lines.
+
+    ``worked(chunks)`` submits up to ``2 * workers`` chunks ahead (bounded memory) and
+    yields each result in submission order. A worker that dies (killed, out of memory)
+    breaks the pool: it is started again and the chunks in flight sent again; a chunk that
+    breaks it a second time raises ``DumpWorkerError``. ``close()`` tells the workers to
+    drop their chunks and returns at once.
+    """
+
+    def __init__(self, workers: int, log_level: int, preload: tuple[str, ...] = ()) -> None:
+        self.workers = max(0, workers)
+        self.log_level = log_level
+        self.restarts = 0
+        if sys.platform.startswith("linux"):
+            self._context = multiprocessing.get_context("forkserver")
+            # Imported once by the fork server (at its start, the first pool of the
+            # process), not by every worker it forks.
+            self._context.set_forkserver_preload([__name__, *preload])
+        else:
+            self._context = multiprocessing.get_context("spawn")
+        self._stop = self._context.Event()
+        if not self.workers:
+            # The thread shares this process's state: a new import starts afresh.
+            reset_worker_state()
+        self._executor = self._new_executor()
+
+    @property
+    def in_flight(self) -> int:
+        """Chunks submitted ahead of the one being read."""
+        return max(2, 2 * self.workers)
+
+    def _new_executor(self) -> Executor:
+        if not self.workers:
+            return ThreadPoolExecutor(max_workers=1, thread_name_prefix="dump-work")
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=self._context,
+            initializer=start_worker,
+            initargs=(self.log_level, self._stop),
+        )
+
+    def _submit(self, work: LineWork, lines: list[tuple[int, bytes]], context: Any) -> Future:
+        if not lines:
+            # Nothing to work (a re-import skipped every line): no trip to a worker.
+            done: Future[WorkedChunk] = Future()
+            done.set_result(WorkedChunk())
+            return done
+        return self._executor.submit(work, lines, context)
+
+    async def worked(
+        self,
+        work: LineWork,
+        chunks: AsyncIterator[tuple[list[tuple[int, bytes]], Any, Any]],
+        stop: asyncio.Event,
+        *,
+        ahead: int | None = None,
+    ) -> AsyncIterator[tuple[Any, WorkedChunk]]:
+        """``(note, work(lines, context))`` for each ``(lines, context, note)`` of ``chunks``,
+        in order, with up to ``ahead`` chunks in flight (default ``in_flight``); ends early
+        (without waiting for the workers) once ``stop`` is set."""
+        pending: deque[Submitted] = deque()
+        source = aiter(chunks)
+        exhausted = False
+        most = ahead or self.in_flight
+        while True:
+            while not exhausted and len(pending) < most and not stop.is_set():
+                try:
+                    lines, context, note = await anext(source)
+                except StopAsyncIteration:
+                    exhausted = True
+                    break
+                submitted = self._submit(work, lines, context)
+                pending.append(Submitted(lines, context, note, submitted))
+            if not pending or stop.is_set():
+                return
+            oldest = pending[0]
+            try:
+                result = await self._result(oldest.result, stop)
+            except BrokenProcessPool:
+                self._restart(work, pending)
+                continue
+            if result is None:
+                return
+            pending.popleft()
+            yield oldest.note, result
+
+    async def _result(self, future: Future[WorkedChunk], stop: asyncio.Event) -> WorkedChunk | None:
+        """The chunk's result, or None once ``stop`` is set first."""
+        waiting = asyncio.wrap_future(future)
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not waiting.done():
+            waiting.cancel()
+            return None
+        return waiting.result()
+
+    def _restart(self, work: LineWork, pending: deque[Submitted]) -> None:
+        oldest = pending[0]
+        if oldest.attempts >= 2:
+            raise DumpWorkerError(
+                f"a dump worker process died twice on the chunk from line {oldest.lines[0][0]}"
+            )
+        self.restarts += 1
+        logger.warning(
+            "A dump worker process died (chunk from line %d): starting the workers again and "
+            "sending the %d chunks in flight again",
+            oldest.lines[0][0],
+            len(pending),
+        )
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = self._new_executor()
+        # The oldest chunk is the one seen failing; the others were caught in its fall.
+        oldest.attempts += 1
+        for submitted in pending:
+            submitted.result = self._submit(work, submitted.lines, submitted.context)
+
+    def close(self) -> None:
+        """Stop the workers: a chunk being worked is dropped within ``STOP_CHECK_LINES``."""
+        self._stop.set()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def log_worked(chunk: WorkedChunk) -> None:
+    """Log, in the crawl, the lines a worker logged for ``chunk``."""
+    for name, level, message in chunk.logs:
+        logging.getLogger(name).log(level, "%s", message)

@@ -1,0 +1,319 @@
+"""Dump lines worked in processes: order, a killed worker, stop latency, the same records
+with 0, 1 and 2 workers, skips by revision and of unchanged dump files."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scrapy import signals
+from scrapy.utils.defer import deferred_f_from_coro_f
+
+from contentcrawl.dumps.workers import ChunkWorkers, DumpWorkerError, WorkedChunk
+from contentcrawl.sources.openlibrary.lines import LineWorker
+from contentcrawl.sources.openlibrary.mappers import parsed_json
+from contentcrawl.spiders.openlibrary_books import OpenLibraryBooksSpider
+from contentcrawl.store import Store
+from contentcrawl.store.base import canonical_json, content_hash
+from spiders_tests.crawling import crawl, make_crawler
+from spiders_tests.fakes.openlibrary import (
+    DATA,
+    generated_lines,
+    sample_dump,
+    sample_lines,
+    write_dump,
+)
+from spiders_tests.settings_for import dump_settings, sqlite_settings
+
+EDITIONS = len(sample_lines("editions"))
+
+
+# --- the pool on its own ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlowFirst:
+    """Echoes each chunk's first line number; the earlier the chunk, the slower."""
+
+    def __call__(self, lines: list[tuple[int, bytes]], context: Any) -> WorkedChunk:
+        time.sleep(max(0.0, 0.3 - 0.1 * context))
+        return WorkedChunk(skipped={str(lines[0][0]): len(lines)})
+
+
+@dataclass(frozen=True)
+class KillOnChunk:
+    """Kills its own worker process on chunk ``victim``: once (a marker file remembers),
+    or every time."""
+
+    victim: int
+    marker: str
+    every_time: bool = False
+
+    def __call__(self, lines: list[tuple[int, bytes]], context: Any) -> WorkedChunk:
+        if context == self.victim and (self.every_time or not os.path.exists(self.marker)):
+            Path(self.marker).touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return WorkedChunk(skipped={str(context): len(lines)})
+
+
+async def numbered_chunks(count: int) -> AsyncIterator[tuple[list[tuple[int, bytes]], int, int]]:
+    for number in range(count):
+        yield [(number * 10 + 1, b"line")], number, number
+
+
+async def work_all(workers: ChunkWorkers, work: Any, count: int) -> list[tuple[int, WorkedChunk]]:
+    try:
+        return [
+            result async for result in workers.worked(work, numbered_chunks(count), asyncio.Event())
+        ]
+    finally:
+        workers.close()
+
+
+@deferred_f_from_coro_f
+async def test_results_come_back_in_chunk_order_though_later_chunks_finish_first() -> None:
+    results = await work_all(ChunkWorkers(2, 20), SlowFirst(), 4)
+    assert [note for note, _ in results] == [0, 1, 2, 3]
+    assert [next(iter(chunk.skipped)) for _, chunk in results] == ["1", "11", "21", "31"]
+
+
+@deferred_f_from_coro_f
+async def test_a_worker_killed_mid_chunk_is_replaced_and_nothing_is_lost(tmp_path: Path) -> None:
+    workers = ChunkWorkers(2, 20)
+    results = await work_all(workers, KillOnChunk(2, str(tmp_path / "killed")), 6)
+    assert (tmp_path / "killed").exists()
+    assert [note for note, _ in results] == [0, 1, 2, 3, 4, 5]
+    assert workers.restarts == 1
+
+
+@deferred_f_from_coro_f
+async def test_a_chunk_that_kills_its_worker_twice_fails_cleanly(tmp_path: Path) -> None:
+    workers = ChunkWorkers(1, 20)
+    results: list[int] = []
+
+    async def work() -> None:
+        work = KillOnChunk(1, str(tmp_path / "killed"), every_time=True)
+        try:
+            async for note, _ in workers.worked(work, numbered_chunks(4), asyncio.Event()):
+                results.append(note)
+        finally:
+            workers.close()
+
+    with pytest.raises(DumpWorkerError, match="died twice"):
+        await work()
+    assert results == [0]
+
+
+# --- whole imports ------------------------------------------------------------------------
+
+
+def stored_books(store: Store) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Key → (hash, document without its dates) of every stored book."""
+    books = {}
+    for document in store.iter_documents("books"):
+        meta = document.pop("_meta")
+        books[document["ol_key"]] = (meta["hash"], document)
+    return books
+
+
+@deferred_f_from_coro_f
+async def test_records_and_hashes_are_the_same_with_0_1_and_2_workers(
+    store_settings: dict[str, Any], store: Store, tmp_path: Path
+) -> None:
+    dump = str(sample_dump("editions"))
+    seen = []
+    for workers in (0, 1, 2):
+        settings = dump_settings(store_settings, tmp_path, DUMP_WORKERS=workers)
+        crawler = await crawl(OpenLibraryBooksSpider, settings, dump=dump, rework="1")
+        assert crawler.stats.get_value("openlibrary/records") == EDITIONS
+        seen.append(stored_books(store))
+        if workers == 0:
+            assert crawler.stats.get_value("store/books/inserted") == EDITIONS
+        else:
+            # The same canonical JSON and hash: nothing to write.
+            assert crawler.stats.get_value("store/books/unchanged") == EDITIONS
+    assert len(seen[0]) == EDITIONS
+    assert seen[0] == seen[1] == seen[2]
+    # The hash is the one the store pipeline gives the same content in this process.
+    for key, (hash_, document) in seen[0].items():
+        assert content_hash(document) == hash_, key
+
+
+@deferred_f_from_coro_f
+async def test_a_changed_revision_mid_chunk_is_the_only_line_worked_again(
+    store_settings: dict[str, Any], store: Store, tmp_path: Path
+) -> None:
+    settings = dump_settings(store_settings, tmp_path, DUMP_CHUNK_LINES=50)
+    lines = sample_lines("editions")
+    dump = write_dump(tmp_path / "editions.txt.gz", lines)
+    await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
+
+    # Line 75 is in the middle of the second chunk of 50.
+    type_, key, revision, modified, payload = lines[74].rstrip(b"\n").split(b"\t")
+    doc = json.loads(payload)
+    doc["title"] = "A new title"
+    new_revision = int(revision) + 1
+    lines[74] = b"\t".join([type_, key, b"%d" % new_revision, modified, json.dumps(doc).encode()])
+    lines[74] += b"\n"
+    write_dump(dump, lines)
+
+    crawler = await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
+    stats = crawler.stats.get_stats()
+    assert stats["openlibrary/lines"] == EDITIONS
+    assert stats["openlibrary/import/unchanged_revision"] == EDITIONS - 1
+    assert stats["openlibrary/records"] == 1
+    assert stats["store/books/updated"] == 1
+    assert "store/books/unchanged" not in stats
+    stored = store.get("books", key.decode())
+    assert stored is not None
+    assert stored["title"] == "A new title"
+    assert stored["_meta"]["revision"] == new_revision
+    assert store.get_state("openlibrary_books/dump")["complete"] is True
+
+
+@deferred_f_from_coro_f
+async def test_an_unchanged_dump_file_is_not_read_unless_forced(
+    store_settings: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    settings = dump_settings(store_settings, tmp_path)
+    dump = str(sample_dump("editions"))
+    await crawl(OpenLibraryBooksSpider, settings, dump=dump)
+
+    again = await crawl(OpenLibraryBooksSpider, settings, dump=dump)
+    stats = again.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
+    assert stats["openlibrary/import/unchanged_dump"] == 1
+    assert "openlibrary/lines" not in stats
+    assert "is unchanged since its complete import" in caplog.text
+
+    # force: the file is read, its lines' revisions are those stored.
+    forced = await crawl(OpenLibraryBooksSpider, settings, dump=dump, force="1")
+    stats = forced.stats.get_stats()
+    assert "openlibrary/import/unchanged_dump" not in stats
+    assert stats["openlibrary/lines"] == stats["openlibrary/import/unchanged_revision"] == EDITIONS
+    assert "store/books/received" not in stats
+
+    # rework: every line is worked again and found unchanged by the store.
+    reworked = await crawl(OpenLibraryBooksSpider, settings, dump=dump, rework="1")
+    stats = reworked.stats.get_stats()
+    assert "openlibrary/import/unchanged_revision" not in stats
+    assert stats["store/books/unchanged"] == EDITIONS
+
+
+@dataclass(frozen=True)
+class KillOnce:
+    """The books' line work, killing its worker once on the chunk from line ``line``."""
+
+    work: LineWorker
+    line: int
+    marker: str
+
+    def __call__(self, lines: list[tuple[int, bytes]], context: Any) -> WorkedChunk:
+        if lines and lines[0][0] == self.line and not os.path.exists(self.marker):
+            Path(self.marker).touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.work(lines, context)
+
+
+class KilledWorkerBooksSpider(OpenLibraryBooksSpider):
+    marker = ""
+
+    def line_work(self) -> Any:
+        return KillOnce(super().line_work(), 51, self.marker)
+
+
+@deferred_f_from_coro_f
+async def test_an_import_goes_on_after_a_worker_is_killed_mid_chunk(
+    store_settings: dict[str, Any], store: Store, tmp_path: Path
+) -> None:
+    KilledWorkerBooksSpider.marker = str(tmp_path / "killed")
+    settings = dump_settings(store_settings, tmp_path, DUMP_CHUNK_LINES=50, DUMP_WORKERS=2)
+    crawler = await crawl(KilledWorkerBooksSpider, settings, dump=str(sample_dump("editions")))
+    stats = crawler.stats.get_stats()
+    assert (tmp_path / "killed").exists()
+    assert stats["openlibrary/import/worker_restarts"] == 1
+    assert stats["store/books/inserted"] == store.count("books") == EDITIONS
+    assert stats["finish_reason"] == "finished"
+    assert store.get_state("openlibrary_books/dump")["complete"] is True
+
+
+@deferred_f_from_coro_f
+async def test_a_stop_mid_import_ends_the_crawl_within_a_second(tmp_path: Path) -> None:
+    dump = write_dump(tmp_path / "editions.txt.gz", generated_lines("editions", 30_000))
+    limit = 3000
+    settings = dump_settings(
+        sqlite_settings(tmp_path / "s.sqlite3"),
+        tmp_path,
+        DUMP_WORKERS=2,
+        CLOSESPIDER_ITEMCOUNT=limit,
+    )
+    crawler = make_crawler(OpenLibraryBooksSpider, settings)
+    scraped = 0
+    reached: list[float] = []
+
+    def count(item: Any) -> None:
+        # CLOSESPIDER_ITEMCOUNT's own count: the close starts when it reaches the limit.
+        nonlocal scraped
+        scraped += len(item)
+        if scraped >= limit and not reached:
+            reached.append(time.monotonic())
+
+    crawler.signals.connect(count, signal=signals.item_scraped)
+    await crawler.crawl_async(dump=str(dump))
+    ended = time.monotonic()
+    stats = crawler.stats.get_stats()
+    assert stats["finish_reason"] == "closespider_itemcount"
+    assert stats["openlibrary/lines"] < 30_000
+    # Workers busy with the next chunks are not waited for.
+    assert ended - reached[0] < 1.0
+
+
+# --- orjson -------------------------------------------------------------------------------
+
+
+def real_dump_lines() -> list[bytes]:
+    """Every real Open Library dump line the repository holds."""
+    files = list(DATA.glob("ol_dump_*"))
+    lines = []
+    for path in files:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as dump:
+            lines.extend(line.rstrip(b"\n") for line in dump if line.count(b"\t") >= 4)
+    return lines
+
+
+def test_orjson_reads_real_dump_lines_into_the_same_records_and_hashes() -> None:
+    lines = real_dump_lines()
+    assert len(lines) > 500
+    for line in lines:
+        payload = line.split(b"\t", 4)[4]
+        fast, standard = parsed_json(payload), json.loads(payload)
+        assert fast == standard
+        assert canonical_json(fast) == canonical_json(standard)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"n": 123456789012345678901234567890}',
+        b'{"n": -9223372036854775809}',
+        b'{"x": NaN}',
+        b'{"t": "\\ud800"}',
+        b'{"f": 1e16, "g": 1.5e-7}',
+    ],
+)
+def test_what_orjson_refuses_is_read_by_the_json_module(text: bytes) -> None:
+    fast, standard = parsed_json(text), json.loads(text)
+    assert canonical_json(fast) == canonical_json(standard)
+    assert [type(value) for value in fast.values()] == [type(value) for value in standard.values()]
