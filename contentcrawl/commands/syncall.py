@@ -17,7 +17,7 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from twisted.internet.defer import Deferred
 
-from contentcrawl.extensions.log_counts import counted_for
+from contentcrawl.extensions.log_counts import counted_for, counted_for_no_crawl
 from contentcrawl.extensions.log_redaction import register_configured_secrets
 from contentcrawl.extensions.runs import run_counts
 from contentcrawl.jobs import SCHEDULES, Job, by_source, jobs_for, jobs_named
@@ -99,12 +99,13 @@ class SyncAll:
             outcome = Outcome(job, problems, run_counts(crawler.stats.get_stats())["items"])
         self.outcomes.append(outcome)
         log = logger.info if outcome.ok else logger.error
-        log(
-            "Job %s: %s (%d items)",
-            job.name,
-            "ok" if outcome.ok else "; ".join(outcome.problems),
-            outcome.items,
-        )
+        with counted_for_no_crawl():
+            log(
+                "Job %s: %s (%d items)",
+                job.name,
+                "ok" if outcome.ok else "; ".join(outcome.problems),
+                outcome.items,
+            )
 
 
 def _error_of(result: Any) -> BaseException | None:

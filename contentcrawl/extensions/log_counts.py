@@ -5,8 +5,10 @@ counts every record of the process: an error of the TMDB job would fail the IGDB
 error monitor. ``LogCounts`` counts a record for its own crawl only. A record names its
 crawl by the spider it is logged for (Scrapy's and ``spider.logger``'s records carry it)
 or by the crawl that was running when it was logged (``counted_for``, a context variable
-every task and callback of that crawl inherits). A record that says neither (one from a
-worker thread) is counted by every crawl, as Scrapy does.
+every task and callback of that crawl inherits). A record logged inside
+``counted_for_no_crawl()`` is the process's own (syncall's line on a finished job) and
+counted by none. A record that says neither (one from a worker thread) is counted by every
+crawl, as Scrapy does.
 """
 
 from __future__ import annotations
@@ -25,13 +27,26 @@ if TYPE_CHECKING:
     from scrapy import Spider
     from scrapy.crawler import Crawler
 
-_running_crawl: ContextVar[Crawler | None] = ContextVar("contentcrawl_running_crawl", default=None)
+# The crawl a record is counted for: a Crawler, _NO_CRAWL, or None when unknown.
+_running_crawl: ContextVar[object] = ContextVar("contentcrawl_running_crawl", default=None)
+_NO_CRAWL = object()
 
 
 @contextmanager
 def counted_for(crawler: Crawler) -> Iterator[None]:
     """Start the crawl inside this block: the records its tasks log are counted for it."""
     token = _running_crawl.set(crawler)
+    try:
+        yield
+    finally:
+        _running_crawl.reset(token)
+
+
+@contextmanager
+def counted_for_no_crawl() -> Iterator[None]:
+    """Log the process's own records inside this block: no crawl counts them (syncall's
+    ERROR on a failed job must not fail the jobs still running)."""
+    token = _running_crawl.set(_NO_CRAWL)
     try:
         yield
     finally:
