@@ -213,7 +213,14 @@ class ChunkWorkers:
             done: Future[WorkedChunk] = Future()
             done.set_result(WorkedChunk())
             return done
-        return self._executor.submit(work, lines, context)
+        try:
+            return self._executor.submit(work, lines, context)
+        except BrokenProcessPool as broken:
+            # A worker died since the last result: the chunk fails with the pool, and is
+            # sent again with the others in flight when ``worked`` reaches it and restarts.
+            failed: Future[WorkedChunk] = Future()
+            failed.set_exception(broken)
+            return failed
 
     async def worked(
         self,
