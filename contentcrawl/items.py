@@ -108,8 +108,8 @@ class PreparedBatch(ItemBatch):
         self.records = records
         self._items: list[ContentItem] | None = None
 
-    @property  # type: ignore[override]
-    def items(self) -> list[ContentItem]:
+    @property
+    def items(self) -> list[ContentItem]:  # type: ignore[override]
         if self._items is None:
             self._items = [
                 self.item_class(

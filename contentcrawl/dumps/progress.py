@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 # The package's logger: the log lines keep the name they had before the package split.
 logger = logging.getLogger(__package__)
@@ -38,7 +39,7 @@ class Progress:
         total_bytes: int | None,
         interval: float,
         *,
-        log: logging.Logger = logger,
+        log: logging.Logger | logging.LoggerAdapter[Any] = logger,
         clock: Callable[[], float] = time.monotonic,
         start_bytes: int = 0,
     ) -> None:

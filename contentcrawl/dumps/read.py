@@ -9,7 +9,7 @@ import gzip
 import lzma
 import os
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,8 @@ class DumpReadError(Exception):
 
 
 _DECOMPRESSORS: dict[str, Callable[..., IO[bytes]]] = {
-    ".gz": gzip.open,
+    # typeshed does not count GzipFile as a typing.IO, though it is a binary file object.
+    ".gz": gzip.open,  # type: ignore[dict-item]
     ".bz2": bz2.open,
     ".xz": lzma.open,
 }
@@ -152,7 +153,7 @@ def fewer_gc_passes() -> Iterator[None]:
 
 async def read_ahead(
     read_batch: Callable[[int], BatchT], limit: int | None
-) -> AsyncIterator[BatchT]:
+) -> AsyncGenerator[BatchT]:
     """Batches of ``read_batch(max_items)`` run in a worker thread, the next one read while
     the caller yields this one's items; stops at the end of the file or at ``limit`` items.
 
@@ -189,6 +190,6 @@ async def read_ahead(
 
 def reading_ahead(
     read_batch: Callable[[int], BatchT], limit: int | None
-) -> aclosing[AsyncIterator[BatchT]]:
+) -> aclosing[AsyncGenerator[BatchT]]:
     """``read_ahead`` as an ``async with`` block that closes it, whoever stops first."""
     return aclosing(read_ahead(read_batch, limit))

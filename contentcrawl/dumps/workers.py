@@ -19,7 +19,7 @@ import logging
 import multiprocessing
 import sys
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -229,7 +229,7 @@ class ChunkWorkers:
         stop: asyncio.Event,
         *,
         ahead: int | None = None,
-    ) -> AsyncIterator[tuple[Any, WorkedChunk]]:
+    ) -> AsyncGenerator[tuple[Any, WorkedChunk]]:
         """``(note, work(lines, context))`` for each ``(lines, context, note)`` of ``chunks``,
         in order, with up to ``ahead`` chunks in flight (default ``in_flight``); ends early
         (without waiting for the workers) once ``stop`` is set."""
@@ -262,7 +262,7 @@ class ChunkWorkers:
     async def _result(self, future: Future[WorkedChunk], stop: asyncio.Event) -> WorkedChunk | None:
         """The chunk's result, or None once ``stop`` is set first."""
         waiting = asyncio.wrap_future(future)
-        stopped = asyncio.ensure_future(stop.wait())
+        stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
         finally:

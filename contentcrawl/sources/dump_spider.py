@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
+from types import AsyncGeneratorType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from scrapy import signals
@@ -88,6 +89,12 @@ class DumpSpider(ContentSpider):
 
     dump_source: ClassVar[str]
     imports_dump: bool = True
+    # Set by from_crawler from the settings.
+    progress_interval: float
+    dump_workers: int
+    chunk_lines: int
+    prepare_records: bool
+    flow: ItemFlow | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -120,12 +127,12 @@ class DumpSpider(ContentSpider):
         crawler.signals.connect(spider.end_import, signal=signals.spider_closed)
         return spider
 
-    def dump_import(self, batches: AsyncIterator[ItemBatch]) -> AsyncIterator[ItemBatch]:
+    def dump_import(self, batches: AsyncGenerator[ItemBatch]) -> AsyncGenerator[ItemBatch]:
         """``batches`` as the source ``start()`` reads, ended by ``end_import`` at close."""
         self.import_source = self._until_ended(batches)
         return self.import_source
 
-    async def _until_ended(self, batches: AsyncIterator[ItemBatch]) -> AsyncGenerator[ItemBatch]:
+    async def _until_ended(self, batches: AsyncGenerator[ItemBatch]) -> AsyncGenerator[ItemBatch]:
         try:
             async with aclosing(batches) as opened:
                 async for batch in opened:
@@ -146,7 +153,7 @@ class DumpSpider(ContentSpider):
         source = self.import_source
         if source is None:
             return
-        if source.ag_running:
+        if isinstance(source, AsyncGeneratorType) and source.ag_running:
             # The engine is in a step of it: the reader sees the closing spider and ends.
             await self.import_ended.wait()
         else:
@@ -174,7 +181,7 @@ class DumpSpider(ContentSpider):
         limit: int | None,
         label: str,
         dump_name: str,
-    ) -> AsyncIterator[ItemBatch]:
+    ) -> AsyncGenerator[ItemBatch]:
         """Batches of ``read_batch(max_items)`` (run in a worker thread, the next one read
         while these flow) as ``ItemBatch`` items, up to ``limit`` records; ``count`` counts
         each batch on the reactor and answers the records so far. Once read, ``tally`` is
@@ -213,7 +220,7 @@ class DumpSpider(ContentSpider):
         limit: int | None,
         label: str,
         dump_name: str,
-    ) -> AsyncIterator[ItemBatch]:
+    ) -> AsyncGenerator[ItemBatch]:
         """``chunks`` of lines worked by ``work`` in ``DUMP_WORKERS`` processes, sent on in
         the order they were read as one batch each (``PreparedBatch`` when the workers made
         the store records); ``count`` counts each on the reactor and answers the records so

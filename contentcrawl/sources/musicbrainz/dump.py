@@ -23,7 +23,7 @@ import re
 import tarfile
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Protocol
@@ -89,7 +89,7 @@ class DumpImportSpider(Protocol):
         limit: int | None,
         label: str,
         dump_name: str,
-    ) -> AsyncIterator[ItemBatch]: ...
+    ) -> AsyncGenerator[ItemBatch]: ...
 
     def stage_dump(
         self, key: str, shown: str, download: DownloadResult, counts: Json, complete: bool
@@ -240,7 +240,7 @@ class DumpImport:
         """The dump's file name (``artist.tar.xz``), which names its sync state."""
         return self.download.path.name if self.download is not None else self.shown
 
-    async def items(self) -> AsyncIterator[ItemBatch]:
+    async def items(self) -> AsyncGenerator[ItemBatch]:
         """The dump's records in batches; stages ``<spider>/dump/<file name>`` when read."""
         spider = self.spider
         self.download = await spider.fetch_dump_file(self.location)
@@ -279,7 +279,7 @@ class DumpImport:
 
     def _read(
         self, dump: DumpFile, lines: Iterator[tuple[str, int, bytes]]
-    ) -> AsyncIterator[ItemBatch]:
+    ) -> AsyncGenerator[ItemBatch]:
         """The dump's records, a batch at a time; the next batch is read while one flows."""
         spider = self.spider
         return spider.read_dump(
@@ -426,7 +426,7 @@ async def latest_dump_urls(spider: DumpImportSpider) -> list[str]:
 
 async def import_dumps(
     spider: DumpImportSpider, mappers: Mapping[str, Mapper]
-) -> AsyncIterator[ItemBatch]:
+) -> AsyncGenerator[ItemBatch]:
     """Record batches of the dumps named by ``-a dump=`` (else the latest ones), in order;
     ``-a limit=N`` counts the records of all of them."""
     locations = spider.dumps or await latest_dump_urls(spider)

@@ -98,6 +98,10 @@ class OpenLibraryDumpSpider(DumpSpider):
         "force": FLAG,
         "rework": FLAG,
     }
+    # Set by from_crawler from the settings.
+    dumps_url: str
+    covers_url: str
+    photos_url: str
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
