@@ -14,13 +14,19 @@ import os
 from dotenv import find_dotenv, load_dotenv
 
 from contentcrawl import __version__
+from contentcrawl.renamed_settings import OLD_NAMES, warn_renamed
 
 # override=False: a real environment variable always beats the same name in .env.
 load_dotenv(os.environ.get("CONTENTCRAWL_ENV_FILE") or find_dotenv(usecwd=True), override=False)
 
 
 def _env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default).strip()
+    value = os.environ.get(name)
+    old = OLD_NAMES.get(name)
+    if value is None and old is not None and old in os.environ:
+        warn_renamed(old, "the environment")
+        value = os.environ[old]
+    return (default if value is None else value).strip()
 
 
 def _env_int(name: str, default: int) -> int:
@@ -105,7 +111,7 @@ DUMP_BAD_LINE_MIN_LINES = _env_int("DUMP_BAD_LINE_MIN_LINES", 10)
 # Seconds between progress lines of dump downloads (TMDB exports too) and of the Open
 # Library and MusicBrainz dump imports: not the Progress extension's PROGRESS_LOG_INTERVAL,
 # nor TMDB_PROGRESS_INTERVAL (the TMDB spider's own line).
-PROGRESS_INTERVAL = _env_int("PROGRESS_INTERVAL", 30)
+DUMP_PROGRESS_INTERVAL = _env_int("DUMP_PROGRESS_INTERVAL", 30)
 
 # --- IGDB run options -------------------------------------------------------------------
 IGDB_PAGE_SIZE = _env_int("IGDB_PAGE_SIZE", 500)  # games per query (IGDB's maximum)
@@ -245,16 +251,16 @@ AUTOTHROTTLE_TARGET_CONCURRENCY = 16.0
 
 # --- Retries and backoff ------------------------------------------------------
 # BACKOFF_* and RETRY_AFTER_MAX are PacingMiddleware's (middlewares/pacing.py);
-# BACKOFF_MAX caps the backoff without a Retry-After, unlike a slot's "backoff_max" above,
+# RETRY_BACKOFF_MAX caps the backoff without a Retry-After, unlike a slot's "backoff_max" above,
 # which caps every pause of that slot.
 RETRY_ENABLED = True
 RETRY_TIMES = _env_int("RETRY_TIMES", 5)
 RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
 # Exponential backoff with jitter when a response carries no Retry-After:
-# BACKOFF_BASE * 2**(n-1) seconds after the n-th consecutive failure of a slot, capped.
-BACKOFF_BASE = _env_float("BACKOFF_BASE", 1.0)
-BACKOFF_MAX = _env_float("BACKOFF_MAX", 300.0)
-BACKOFF_JITTER = 0.25
+# RETRY_BACKOFF_BASE * 2**(n-1) seconds after the n-th consecutive failure of a slot, capped.
+RETRY_BACKOFF_BASE = _env_float("RETRY_BACKOFF_BASE", 1.0)
+RETRY_BACKOFF_MAX = _env_float("RETRY_BACKOFF_MAX", 300.0)
+RETRY_BACKOFF_JITTER = 0.25
 # A Retry-After longer than this is capped (a server asking for a day is not obeyed blindly).
 RETRY_AFTER_MAX = _env_float("RETRY_AFTER_MAX", 3600.0)
 
@@ -343,7 +349,11 @@ DISTRIBUTED_RECONCILE_ROUNDS = _env_int("DISTRIBUTED_RECONCILE_ROUNDS", 2)
 # empty: IGDB's, from IGDB_REQUESTS_PER_SECOND and IGDB_CONCURRENCY.
 REDIS_ACCOUNT_LIMITS: dict[str, dict[str, float]] = {}
 REDIS_LIMITS_POLL = 0.05  # seconds between tries for an open-request lease
-ADDONS = {"contentcrawl.extensions.distributed.DistributedAddon": 0}
+ADDONS = {
+    # First: an old setting name given with -s takes its new name before the others read it.
+    "contentcrawl.renamed_settings.RenamedSettings": -100,
+    "contentcrawl.extensions.distributed.DistributedAddon": 0,
+}
 
 # --- Read API (`python -m contentcrawl.api`) ----------------------------------------------
 API_HOST = _env("API_HOST", "127.0.0.1")

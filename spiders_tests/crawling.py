@@ -17,6 +17,8 @@ from scrapy.settings import SETTINGS_PRIORITIES
 from scrapy.utils.project import get_project_settings
 from scrapy.utils.test import get_crawler
 
+from contentcrawl.renamed_settings import RENAMED_SETTINGS
+
 
 def make_crawler(spidercls: type[Spider], settings: dict[str, Any] | None = None) -> Crawler:
     """A crawler with the project's settings, ``settings`` on top (as ``-s`` would be)."""
@@ -71,7 +73,7 @@ def path_settings(root: Path) -> dict[str, str]:
 def isolate_environment(environ: MutableMapping[str, str], root: Path) -> None:
     """Make ``environ`` a test's: none of the settings' variables (a developer's store, queue,
     keys), no ``.env``, the project's settings, and every path setting under ``root``."""
-    for name in settings_environment_names() | {"SCRAPY_PROJECT"}:
+    for name in settings_environment_names() | set(RENAMED_SETTINGS) | {"SCRAPY_PROJECT"}:
         environ.pop(name, None)
     environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
     environ["SCRAPY_SETTINGS_MODULE"] = "contentcrawl.settings"

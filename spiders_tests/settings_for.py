@@ -54,7 +54,11 @@ def tmdb_settings(
     fake: TmdbFake, store_settings: dict[str, Any], tmp_path: Path, **extra: Any
 ) -> dict[str, Any]:
     """A TMDB crawl of ``fake``: its auth middleware registered, short backoff, DEBUG logs."""
-    own = {"DOWNLOADER_MIDDLEWARES": with_tmdb_auth(), "BACKOFF_BASE": 0.05, "LOG_LEVEL": "DEBUG"}
+    own = {
+        "DOWNLOADER_MIDDLEWARES": with_tmdb_auth(),
+        "RETRY_BACKOFF_BASE": 0.05,
+        "LOG_LEVEL": "DEBUG",
+    }
     return _tmdb_base(fake, store_settings, tmp_path, **{**own, **extra})
 
 
@@ -62,7 +66,7 @@ def tmdb_run_settings(
     fake: TmdbFake, store_settings: dict[str, Any], tmp_path: Path, **extra: Any
 ) -> dict[str, Any]:
     """A TMDB crawl of ``fake`` with the project's run records and spidermon; one quick retry."""
-    own = {"BACKOFF_BASE": 0.01, "BACKOFF_MAX": 0.05, "RETRY_TIMES": 1}
+    own = {"RETRY_BACKOFF_BASE": 0.01, "RETRY_BACKOFF_MAX": 0.05, "RETRY_TIMES": 1}
     return _tmdb_base(fake, store_settings, tmp_path, **{**own, **extra})
 
 

@@ -52,8 +52,8 @@ async def test_a_page_out_of_retries_is_replayed_by_mode_failed(
         sqlite_settings(tmp_path),
         IGDB_PARALLEL_RANGES=1,
         RETRY_TIMES=1,
-        BACKOFF_BASE=0.01,
-        BACKOFF_MAX=0.05,
+        RETRY_BACKOFF_BASE=0.01,
+        RETRY_BACKOFF_MAX=0.05,
     )
     # The first page and its retry: the range stops there.
     fake_server.fail(r"/v4/games", 500, 500)
@@ -199,7 +199,7 @@ async def test_429_backs_off_and_retries_without_losing_a_page(
 
     crawler = await crawl(
         IgdbGamesSpider,
-        igdb_settings(fake, store_settings, DOWNLOAD_SLOTS=slots, BACKOFF_BASE=0.3),
+        igdb_settings(fake, store_settings, DOWNLOAD_SLOTS=slots, RETRY_BACKOFF_BASE=0.3),
     )
 
     stats = crawler.stats.get_stats()

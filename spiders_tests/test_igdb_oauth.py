@@ -266,7 +266,7 @@ async def test_token_endpoint_failing_closes_the_spider(
         sqlite_settings(tmp_path),
         TWITCH_TOKEN_URL=f"{fake_server.url}/broken/token",
         RETRY_TIMES=1,
-        BACKOFF_BASE=0.01,
+        RETRY_BACKOFF_BASE=0.01,
     )
 
     crawler = await crawl(IgdbGamesSpider, settings)

@@ -365,7 +365,7 @@ def test_a_stop_during_a_backoff_pause_hands_the_waiting_requests_back(
     tmdb: TmdbFake, tmp_path: Path
 ) -> None:
     # A 503 pauses the TMDB slot for 60 s; the requests behind it wait in the downloader.
-    env = {**tmdb_env(tmdb, tmp_path), "BACKOFF_BASE": "60", "BACKOFF_MAX": "60"}
+    env = {**tmdb_env(tmdb, tmp_path), "RETRY_BACKOFF_BASE": "60", "RETRY_BACKOFF_MAX": "60"}
     tmdb.api.fail(TMDB_DETAIL, 503)
     database = tmp_path / "store.sqlite3"
     command = crawl_command("tmdb_movies", "-a", "mode=export", "-s", f"JOBDIR={tmp_path / 'job'}")

@@ -237,7 +237,11 @@ async def test_a_lookup_out_of_retries_is_replayed_by_mode_failed(
 ) -> None:
     fake = fast_fake(fake_server)
     settings = musicbrainz_settings(
-        fake, sqlite_settings(tmp_path), RETRY_TIMES=1, BACKOFF_BASE=0.01, BACKOFF_MAX=0.05
+        fake,
+        sqlite_settings(tmp_path),
+        RETRY_TIMES=1,
+        RETRY_BACKOFF_BASE=0.01,
+        RETRY_BACKOFF_MAX=0.05,
     )
     fake_server.fail(rf"/ws/2/artist/{PERKELE}", 503, 503)
 

@@ -331,7 +331,7 @@ async def test_dump_url_secret_stays_out_of_logs_stats_and_state(
 ) -> None:
     dumps = FakeOpenLibraryDumps(fake_server, {"works": sample_dump("works").read_bytes()})
     store_settings = sqlite_settings(tmp_path / "s.sqlite3")
-    settings = dump_settings(store_settings, tmp_path, PROGRESS_INTERVAL=0)
+    settings = dump_settings(store_settings, tmp_path, DUMP_PROGRESS_INTERVAL=0)
     caplog.set_level(logging.DEBUG)
     secret = "s3cr3t-t0ken"  # noqa: S105 - a made-up token the logs must not show
 
@@ -359,7 +359,9 @@ async def test_dump_url_secret_stays_out_of_logs_stats_and_state(
 async def test_progress_line_reports_rate_bytes_percent_and_eta(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = dump_settings(sqlite_settings(tmp_path / "s.sqlite3"), tmp_path, PROGRESS_INTERVAL=0)
+    settings = dump_settings(
+        sqlite_settings(tmp_path / "s.sqlite3"), tmp_path, DUMP_PROGRESS_INTERVAL=0
+    )
     caplog.set_level(logging.INFO)
     await crawl(OpenLibraryBooksSpider, settings, dump=str(sample_dump("editions")))
     size = sample_dump("editions").stat().st_size

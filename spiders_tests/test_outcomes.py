@@ -49,8 +49,8 @@ def env_for(tmp_path: Path, **overrides: str) -> dict[str, str]:
         DUMPS_DIR=str(tmp_path / "dumps"),
         STORE_FAILED_DIR=str(tmp_path / "failed"),
         PROGRESS_LIVE="0",
-        BACKOFF_BASE="0.01",
-        BACKOFF_MAX="0.05",
+        RETRY_BACKOFF_BASE="0.01",
+        RETRY_BACKOFF_MAX="0.05",
         **overrides,
     )
 

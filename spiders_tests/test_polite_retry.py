@@ -70,8 +70,8 @@ def settings(**overrides: Any) -> dict[str, Any]:
     return {
         "ITEM_PIPELINES": {},
         "RETRY_TIMES": 5,
-        "BACKOFF_BASE": 0.1,
-        "BACKOFF_JITTER": 0,
+        "RETRY_BACKOFF_BASE": 0.1,
+        "RETRY_BACKOFF_JITTER": 0,
         "DOWNLOAD_SLOTS": {"api": {"concurrency": 2, "delay": 0.0, "rate": 5.0, "jitter": 0}},
         **overrides,
     }
@@ -161,7 +161,7 @@ async def test_responses_in_flight_during_a_pause_do_not_shorten_it(
 
     crawler = await crawl(
         PathsSpider,
-        settings(DOWNLOAD_SLOTS=slots, BACKOFF_BASE=1.0),
+        settings(DOWNLOAD_SLOTS=slots, RETRY_BACKOFF_BASE=1.0),
         base_url=fake_server.url,
         paths=paths,
     )
@@ -248,7 +248,10 @@ async def test_cut_connection_is_retried_with_backoff(fake_server: FakeServer) -
     fake_server.route("GET", "/cut")(failing_first(2, FakeResponse(200, b"x" * 1000, cut_after=10)))
 
     crawler = await crawl(
-        PathsSpider, settings(BACKOFF_BASE=0.2), base_url=fake_server.url, paths=[("/cut", "api")]
+        PathsSpider,
+        settings(RETRY_BACKOFF_BASE=0.2),
+        base_url=fake_server.url,
+        paths=[("/cut", "api")],
     )
 
     gaps = [b - a for a, b in pairwise(arrivals(fake_server, "/cut"))]
@@ -284,7 +287,7 @@ async def test_give_up_sends_signal_once_and_logs_redacted_url(
         gave_up.append(kwargs)
 
     crawler = make_crawler(
-        PathsSpider, settings(RETRY_TIMES=2, BACKOFF_BASE=0.05, EXTENSIONS=plain_log_records)
+        PathsSpider, settings(RETRY_TIMES=2, RETRY_BACKOFF_BASE=0.05, EXTENSIONS=plain_log_records)
     )
     crawler.signals.connect(on_gave_up, signal=request_gave_up)
     caplog.set_level(logging.DEBUG, logger="contentcrawl")
@@ -373,7 +376,7 @@ async def test_each_host_of_a_slot_pauses_alone(fake_server: FakeServer) -> None
 
         crawler = await crawl(
             PathsSpider,
-            settings(DOWNLOAD_SLOTS=slots, RETRY_TIMES=1, BACKOFF_BASE=1.0),
+            settings(DOWNLOAD_SLOTS=slots, RETRY_TIMES=1, RETRY_BACKOFF_BASE=1.0),
             base_url="",
             paths=paths,
         )

@@ -72,7 +72,7 @@ def leak_settings(fake: FakeIgdb, **overrides: Any) -> dict[str, Any]:
         DOWNLOAD_SLOTS=FAST_SLOTS,
         IGDB_PARALLEL_RANGES=2,
         RETRY_TIMES=1,
-        BACKOFF_BASE=0.01,
+        RETRY_BACKOFF_BASE=0.01,
         **overrides,
     )
 
@@ -165,7 +165,12 @@ async def test_retried_requests_carry_no_credentials_into_the_shared_redis_queue
     try:
         movies = await crawl(
             TmdbMoviesSpider,
-            {**tmdb.settings(), **distributed, "DOWNLOAD_SLOTS": FAST_SLOTS, "BACKOFF_BASE": 0.01},
+            {
+                **tmdb.settings(),
+                **distributed,
+                "DOWNLOAD_SLOTS": FAST_SLOTS,
+                "RETRY_BACKOFF_BASE": 0.01,
+            },
             mode="ids",
             ids="550",
         )

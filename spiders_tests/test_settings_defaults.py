@@ -66,7 +66,7 @@ def test_no_getter_repeats_a_default_of_settings_py() -> None:
 def test_a_repeated_default_is_found_positional_or_by_keyword() -> None:
     source = (
         "a = settings.getint('STORE_BATCH_SIZE', 500)\n"
-        "b = crawler.settings.getfloat('BACKOFF_MAX', default=300.0)\n"
+        "b = crawler.settings.getfloat('RETRY_BACKOFF_MAX', default=300.0)\n"
         "c = settings.getint('STORE_BATCH_SIZE')\n"
         "d = settings.get('NOT_A_PROJECT_SETTING', 1)\n"
         "e = payload.get('id', 0)\n"
@@ -74,7 +74,7 @@ def test_a_repeated_default_is_found_positional_or_by_keyword() -> None:
 
     found = repeated_defaults(source, defined_settings())
 
-    assert found == [(1, "STORE_BATCH_SIZE"), (2, "BACKOFF_MAX")]
+    assert found == [(1, "STORE_BATCH_SIZE"), (2, "RETRY_BACKOFF_MAX")]
 
 
 def test_settings_py_names_are_read() -> None:

@@ -86,7 +86,7 @@ async def test_gave_up_requests_keep_the_cursor(
             return FakeResponse.json({"status_message": "busy"}, 503)
         return FakeResponse.json({"page": int(number)})
 
-    settings = {**store_settings, "RETRY_TIMES": 1, "BACKOFF_BASE": 0.01}
+    settings = {**store_settings, "RETRY_TIMES": 1, "RETRY_BACKOFF_BASE": 0.01}
     crawler = await crawl(CursorSpider, settings, base_url=fake_server.url, pages=2)
     assert crawler.stats.get_value("store/movies/inserted") == 1  # page 1 made it
     assert crawler.stats.get_value("sync_state/not_saved") == 1

@@ -32,8 +32,8 @@ def scrapy_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     """The environment of a ``scrapy`` process run outside the checkout, on a fresh store."""
     defaults = {
         "RETRY_TIMES": "1",
-        "BACKOFF_BASE": "0.01",
-        "BACKOFF_MAX": "0.05",
+        "RETRY_BACKOFF_BASE": "0.01",
+        "RETRY_BACKOFF_MAX": "0.05",
         "LOG_LEVEL": "INFO",
     }
     return child_env(tmp_path / "store.sqlite3", **{**defaults, **overrides})

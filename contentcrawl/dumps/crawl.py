@@ -49,7 +49,7 @@ async def fetch_dump(crawler: Crawler, location: str) -> DownloadResult:
     downloaded (resumably).
 
     The download runs in a worker thread; settings: ``DUMPS_DIR``, ``USER_AGENT``,
-    ``DOWNLOAD_TIMEOUT``, ``DUMP_DOWNLOAD_RETRIES``, ``PROGRESS_INTERVAL``. Stats:
+    ``DOWNLOAD_TIMEOUT``, ``DUMP_DOWNLOAD_RETRIES``, ``DUMP_PROGRESS_INTERVAL``. Stats:
     ``dumps/download/<outcome>`` (downloaded, resumed, not_modified, failed) and
     ``dumps/download/bytes``. Raises ``DownloadError`` or ``FileNotFoundError``.
     """
@@ -69,7 +69,7 @@ async def fetch_dump(crawler: Crawler, location: str) -> DownloadResult:
             user_agent=settings.get("USER_AGENT") or "contentcrawl",
             timeout=settings.getfloat("DOWNLOAD_TIMEOUT"),
             retries=settings.getint("DUMP_DOWNLOAD_RETRIES"),
-            progress_interval=settings.getfloat("PROGRESS_INTERVAL"),
+            progress_interval=settings.getfloat("DUMP_PROGRESS_INTERVAL"),
             cancel=cancel,
         )
     except asyncio.CancelledError:

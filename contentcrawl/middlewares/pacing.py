@@ -107,8 +107,8 @@ class PacingMiddleware:
     requests; a slot with a rate releases no more) and ``backoff_max`` (its longest pause;
     default ``RETRY_AFTER_MAX``). A response in ``RETRY_HTTP_CODES`` or an exception in
     ``RETRY_EXCEPTIONS`` pauses its whole slot for ``Retry-After`` seconds (capped at
-    ``RETRY_AFTER_MAX``) or, without one, ``BACKOFF_BASE * 2**(n-1)`` seconds after the
-    slot's n-th consecutive failure (capped at ``BACKOFF_MAX``, ± ``BACKOFF_JITTER``).
+    ``RETRY_AFTER_MAX``) or, without one, ``RETRY_BACKOFF_BASE * 2**(n-1)`` seconds after the
+    slot's n-th consecutive failure (capped at ``RETRY_BACKOFF_MAX``, ± ``RETRY_BACKOFF_JITTER``).
     Place it after the retry middleware (a higher order number), so it sees every answer
     before a retry is made of it.
     """
@@ -122,9 +122,9 @@ class PacingMiddleware:
         self.slot_settings = settings.getdict("DOWNLOAD_SLOTS")
         self.rates = SlotRates(self.slot_settings)
         self.default_concurrency = settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN")
-        self.backoff_base = settings.getfloat("BACKOFF_BASE")
-        self.backoff_max = settings.getfloat("BACKOFF_MAX")
-        self.backoff_jitter = settings.getfloat("BACKOFF_JITTER")
+        self.backoff_base = settings.getfloat("RETRY_BACKOFF_BASE")
+        self.backoff_max = settings.getfloat("RETRY_BACKOFF_MAX")
+        self.backoff_jitter = settings.getfloat("RETRY_BACKOFF_JITTER")
         self.retry_after_max = settings.getfloat("RETRY_AFTER_MAX")
         self.failure_codes = {int(code) for code in settings.getlist("RETRY_HTTP_CODES")}
         self.failure_exceptions = tuple(

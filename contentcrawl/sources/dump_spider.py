@@ -113,7 +113,7 @@ class DumpSpider(ContentSpider):
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
         spider = super().from_crawler(crawler, *args, **kwargs)
         settings = crawler.settings
-        spider.progress_interval = settings.getfloat("PROGRESS_INTERVAL")
+        spider.progress_interval = settings.getfloat("DUMP_PROGRESS_INTERVAL")
         spider.dump_workers = settings.getint("DUMP_WORKERS")
         spider.chunk_lines = max(1, settings.getint("DUMP_CHUNK_LINES"))
         # Validated and made store records in the workers, unless images are fetched

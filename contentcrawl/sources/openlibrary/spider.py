@@ -83,7 +83,7 @@ class OpenLibraryDumpSpider(DumpSpider):
 
     Without ``dump`` the latest dump of the kind under ``OPENLIBRARY_DUMPS_URL`` is used.
     Bad lines are counted (``openlibrary/bad_lines[/<reason>]``), logged with their line
-    number and skipped; a progress line is logged every ``PROGRESS_INTERVAL`` seconds.
+    number and skipped; a progress line is logged every ``DUMP_PROGRESS_INTERVAL`` seconds.
     """
 
     slot = "openlibrary_dumps"
