@@ -30,7 +30,6 @@ from contentcrawl.dumps import (
     download_dump,
     dump_file_name,
     fewer_gc_passes,
-    reading_ahead,
 )
 from contentcrawl.redaction import basic_auth
 from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
@@ -364,40 +363,6 @@ def test_fewer_gc_passes_while_importing_then_as_before() -> None:
     assert seen[0][1] > threshold[0]
     assert gc.get_threshold() == threshold
     assert gc.get_freeze_count() == frozen
-
-
-@deferred_f_from_coro_f
-async def test_a_cancelled_reader_waits_for_the_batch_being_read_ahead() -> None:
-    reading, release = threading.Event(), threading.Event()
-    reads_finished: list[int] = []
-
-    class Batch:
-        def __init__(self) -> None:
-            self.items = [1]
-            self.end = False
-
-    def read_batch(budget: int) -> Batch:
-        reading.set()
-        release.wait(5)
-        reads_finished.append(budget)
-        return Batch()
-
-    async def read_all() -> None:
-        async with reading_ahead(read_batch, None) as batches:
-            async for _ in batches:
-                pass
-
-    reader = asyncio.ensure_future(read_all())
-    await asyncio.to_thread(reading.wait, 5)
-    reader.cancel()
-    for _ in range(20):
-        await asyncio.sleep(0)
-    # A crawl stopped mid-read: the reader stays until the thread is done with the file.
-    assert not reader.done()
-    release.set()
-    with pytest.raises(asyncio.CancelledError):
-        await reader
-    assert reads_finished == [1000]
 
 
 @deferred_f_from_coro_f

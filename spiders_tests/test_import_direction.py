@@ -75,6 +75,7 @@ def test_the_read_query_base_imports_no_implementation() -> None:
         "contentcrawl.sources.musicbrainz.mappers",
         "contentcrawl.sources.musicbrainz.queries",
         "contentcrawl.sources.musicbrainz.dump",
+        "contentcrawl.sources.musicbrainz.lines",
     ],
 )
 def test_source_parts_do_not_import_their_spider_or_package(module: str) -> None:

@@ -439,7 +439,7 @@ def dump_fake(server: FakeServer, tmp_path: Path) -> FakeMusicBrainz:
 
 
 @deferred_f_from_coro_f
-async def test_latest_dumps_import_then_reimport_writes_nothing(
+async def test_latest_dumps_import_then_unchanged_ones_are_not_read_unless_forced(
     fake_server: FakeServer, store_settings: dict[str, Any], tmp_path: Path
 ) -> None:
     fake = dump_fake(fake_server, tmp_path)
@@ -479,7 +479,17 @@ async def test_latest_dumps_import_then_reimport_writes_nothing(
 
     again = await crawl(MusicBrainzArtistsSpider, settings, mode="dump")
     stats = again.stats.get_stats()
+    assert stats["finish_reason"] == "finished"
     assert stats["dumps/download/not_modified"] == 2
+    # The same ETag/Last-Modified and size as the complete import: not read at all.
+    assert stats["musicbrainz/import/unchanged_dump"] == 2
+    assert "musicbrainz/dump/lines" not in stats
+    assert "store/artists/received" not in stats
+
+    # force: read and worked again; the store finds every record unchanged.
+    forced = await crawl(MusicBrainzArtistsSpider, settings, mode="dump", force="1")
+    stats = forced.stats.get_stats()
+    assert "musicbrainz/import/unchanged_dump" not in stats
     assert store_counts(stats, "artists") == {
         "inserted": 0,
         "updated": 0,
@@ -553,7 +563,7 @@ async def test_bad_lines_are_counted_and_skipped_and_limit_holds(
     assert "release-group.tar.xz release-group line 2 skipped (json)" in caplog.text
 
     limited = await crawl(
-        MusicBrainzArtistsSpider, settings, mode="dump", dump=str(archive), limit="3"
+        MusicBrainzArtistsSpider, settings, mode="dump", dump=str(archive), limit="3", force="1"
     )
     assert limited.stats.get_value("store/albums/unchanged") == 3
 

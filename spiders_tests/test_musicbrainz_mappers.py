@@ -20,13 +20,8 @@ from contentcrawl.sources.musicbrainz import (
     split_list,
     user_agent,
 )
-from contentcrawl.sources.musicbrainz.dump import (
-    ArchiveLines,
-    BadLineError,
-    is_archive,
-    parse_entity_line,
-    plain_entity,
-)
+from contentcrawl.sources.musicbrainz.dump import ArchiveLines, is_archive, plain_entity
+from contentcrawl.sources.musicbrainz.lines import BadLineError, parse_entity_line
 from contentcrawl.sources.musicbrainz.queries import browse_url, lookup_url, search_url
 from contentcrawl.store.base import content_hash
 from spiders_tests.fakes.musicbrainz import (

@@ -21,26 +21,20 @@ from contentcrawl.dumps.download import (
 )
 from contentcrawl.dumps.progress import Progress, format_bytes, format_duration
 from contentcrawl.dumps.read import (
-    BATCH_LINES,
     IMPORT_GC_THRESHOLD,
     BadLineLimit,
-    DumpBatch,
     DumpFile,
     DumpReadError,
     fewer_gc_passes,
-    read_ahead,
-    reading_ahead,
 )
 
 __all__ = [
-    "BATCH_LINES",
     "CHUNK_SIZE",
     "IMPORT_GC_THRESHOLD",
     "BadLineLimit",
     "DownloadCancelledError",
     "DownloadError",
     "DownloadResult",
-    "DumpBatch",
     "DumpFile",
     "DumpReadError",
     "ItemFlow",
@@ -55,6 +49,4 @@ __all__ = [
     "import_failed",
     "is_url",
     "local_path",
-    "read_ahead",
-    "reading_ahead",
 ]

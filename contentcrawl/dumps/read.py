@@ -1,19 +1,18 @@
-"""Reading a local dump: decompressed streams, lines, read-ahead off the reactor, bad-line limit."""
+"""Reading a local dump: decompressed streams, lines, bad-line limit, fewer GC passes."""
 
 from __future__ import annotations
 
-import asyncio
 import bz2
 import gc
 import gzip
 import lzma
 import os
 import zlib
-from collections.abc import AsyncGenerator, Callable, Iterator
-from contextlib import aclosing, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol, TypeVar
+from typing import IO, Any
 
 
 class DumpReadError(Exception):
@@ -112,21 +111,6 @@ class BadLineLimit:
         return read >= self.min_lines and bad_lines / read > self.max_share
 
 
-# Lines a worker thread reads and maps in one trip: big enough to amortise the hand-over,
-# small enough that two batches in memory stay a few MB.
-BATCH_LINES = 1000
-
-
-class DumpBatch(Protocol):
-    """What ``read_ahead`` needs of a batch: its items and whether the file ended."""
-
-    items: list[Any]
-    end: bool
-
-
-BatchT = TypeVar("BatchT", bound=DumpBatch)
-
-
 # Young objects allocated between two cyclic-GC passes while a dump is read (default: 700).
 IMPORT_GC_THRESHOLD = 50_000
 
@@ -149,47 +133,3 @@ def fewer_gc_passes() -> Iterator[None]:
     finally:
         gc.set_threshold(*threshold)
         gc.unfreeze()
-
-
-async def read_ahead(
-    read_batch: Callable[[int], BatchT], limit: int | None
-) -> AsyncGenerator[BatchT]:
-    """Batches of ``read_batch(max_items)`` run in a worker thread, the next one read while
-    the caller yields this one's items; stops at the end of the file or at ``limit`` items.
-
-    Closing the iterator (a spider closed mid-dump) or cancelling its reader (a crawl
-    stopped) waits for the batch in flight, so the caller may close the file right after.
-    """
-    produced = 0
-
-    def next_batch() -> asyncio.Future[BatchT]:
-        budget = BATCH_LINES if limit is None else min(BATCH_LINES, limit - produced)
-        return asyncio.ensure_future(asyncio.to_thread(read_batch, budget))
-
-    pending = next_batch()
-    try:
-        while True:
-            # Shielded: a cancelled await would leave the thread reading a file the caller
-            # closes next ("I/O operation on closed file"); finally waits for it instead.
-            batch = await asyncio.shield(pending)
-            produced += len(batch.items)
-            done = batch.end or (limit is not None and produced >= limit)
-            if not done:
-                pending = next_batch()
-            yield batch
-            if done:
-                return
-    finally:
-        if not pending.done():
-            await asyncio.wait([pending])
-        if not pending.cancelled():
-            # The batch is not wanted any more, nor its read error: retrieved, not logged
-            # as "Task exception was never retrieved".
-            pending.exception()
-
-
-def reading_ahead(
-    read_batch: Callable[[int], BatchT], limit: int | None
-) -> aclosing[AsyncGenerator[BatchT]]:
-    """``read_ahead`` as an ``async with`` block that closes it, whoever stops first."""
-    return aclosing(read_ahead(read_batch, limit))

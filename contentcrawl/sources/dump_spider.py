@@ -20,7 +20,6 @@ from contentcrawl.dumps import (
     Progress,
     fetch_dump,
     import_failed,
-    reading_ahead,
 )
 from contentcrawl.dumps.workers import (
     ChunkWorkers,
@@ -44,17 +43,6 @@ if TYPE_CHECKING:
 Lines = list[tuple[int, bytes]]
 
 
-class ReadBatch(Protocol):
-    """What ``DumpSpider.read_dump`` needs of a batch read in the worker thread."""
-
-    items: list[ContentItem]
-    # Bytes of the dump file consumed, for the progress line.
-    position: int
-    end: bool
-    # Why the file could not be read to its end (truncated or corrupt compression), if so.
-    stream_error: str | None
-
-
 class DumpTally(Protocol):
     """The counts of one dump being imported, judged once it is read."""
 
@@ -73,18 +61,17 @@ class ChunkNote(Protocol):
     stream_error: tuple[int, str, str] | None
 
 
-BatchT = TypeVar("BatchT", bound=ReadBatch)
 NoteT = TypeVar("NoteT", bound=ChunkNote)
 
 
 class DumpSpider(ContentSpider):
-    """Fetches dump files, reads them in batches off the reactor and sends their records on.
+    """Fetches dump files, works their lines in processes and sends their records on.
 
     To extend: set ``dump_source`` (the stat prefix), return ``dump_import(batches)`` from
     ``distributed_source`` where ``batches`` fetches each dump with ``fetch_dump_file``,
-    reads it with ``read_dump`` (the one place records become ``ItemBatch`` items) and
-    stages what it imported with ``stage_dump``. A spider that imports a dump only in
-    some runs makes ``imports_dump`` a property.
+    passes it by when ``unchanged_dump``, works it with ``work_dump`` (the one place
+    records become ``ItemBatch`` items) and stages what it imported with ``stage_dump``.
+    A spider that imports a dump only in some runs makes ``imports_dump`` a property.
     """
 
     dump_source: ClassVar[str]
@@ -171,43 +158,6 @@ class DumpSpider(ContentSpider):
             self.logger.error("%s: %s", self.name, error)
             raise CloseSpider("dump_not_found") from None
 
-    async def read_dump(
-        self,
-        dump: DumpFile,
-        read_batch: Callable[[int], BatchT],
-        count: Callable[[BatchT], int],
-        tally: DumpTally,
-        *,
-        limit: int | None,
-        label: str,
-        dump_name: str,
-    ) -> AsyncGenerator[ItemBatch]:
-        """Batches of ``read_batch(max_items)`` (run in a worker thread, the next one read
-        while these flow) as ``ItemBatch`` items, up to ``limit`` records; ``count`` counts
-        each batch on the reactor and answers the records so far. Once read, ``tally`` is
-        judged: complete when read to its end within ``DUMP_MAX_BAD_LINE_SHARE``."""
-        flow = self.flow
-        # Set in from_crawler whenever the run imports a dump.
-        assert flow is not None
-        progress = Progress(label, dump.size, self.progress_interval, log=self.logger)
-        last: BatchT | None = None
-        async with reading_ahead(read_batch, limit) as batches:
-            async for batch in batches:
-                if not flow.open():
-                    # Read but not sent (nor counted): the spider is closing.
-                    break
-                last = batch
-                records = count(batch)
-                if batch.items:
-                    yield ItemBatch(batch.items)
-                    if not await flow.sent():
-                        break
-                progress.update(batch.position, records)
-        tally.complete = last is not None and last.end and last.stream_error is None
-        if import_failed(self.crawler, self.dump_source, dump_name, tally.lines, tally.bad_lines):
-            tally.complete = False
-        await flow.drained()
-
     async def work_dump(
         self,
         dump: DumpFile,
@@ -216,16 +166,18 @@ class DumpSpider(ContentSpider):
         count: Callable[[NoteT, WorkedChunk], int],
         tally: DumpTally,
         *,
-        item_class: type[ContentItem],
+        item_class: type[ContentItem] | Callable[[NoteT], type[ContentItem]],
         limit: int | None,
         label: str,
         dump_name: str,
     ) -> AsyncGenerator[ItemBatch]:
         """``chunks`` of lines worked by ``work`` in ``DUMP_WORKERS`` processes, sent on in
-        the order they were read as one batch each (``PreparedBatch`` when the workers made
-        the store records); ``count`` counts each on the reactor and answers the records so
-        far. Once read, ``tally`` is judged as by ``read_dump``; a worker dying twice on one
-        chunk fails the import (``<source>/import/failed``), nothing sent is lost."""
+        the order they were read as one batch each (``PreparedBatch`` of ``item_class``, or
+        of the class it gives a chunk's note, when the workers made the store records);
+        ``count`` counts each on the reactor and answers the records so far. Once read,
+        ``tally`` is judged: complete when read to its end within ``DUMP_MAX_BAD_LINE_SHARE``;
+        a worker dying twice on one chunk fails the import (``<source>/import/failed``),
+        nothing sent is lost."""
         flow = self.flow
         # Set in from_crawler whenever the run imports a dump.
         assert flow is not None
@@ -250,9 +202,9 @@ class DumpSpider(ContentSpider):
                         stats.inc_value(key, value)
                     log_worked(chunk)
                     records = count(note, chunk)
-                    batch = self._batch_of(item_class, chunk)
-                    if len(batch):
-                        yield batch
+                    if chunk.records or chunk.items:
+                        kind = item_class if isinstance(item_class, type) else item_class(note)
+                        yield self._batch_of(kind, chunk)
                         if not await flow.sent():
                             break
                     progress.update(note.position, records)
@@ -294,7 +246,7 @@ class DumpSpider(ContentSpider):
             return False
         if dump_identity(previous) != dump_identity(self.dump_state(download)):
             return False
-        self.crawler.stats.set_value(f"{self.dump_source}/import/unchanged_dump", 1)
+        self.crawler.stats.inc_value(f"{self.dump_source}/import/unchanged_dump")
         self.logger.info(
             "%s: %s is unchanged since its complete import of %s (%s): not read again "
             "(-a force=1 reads it)",

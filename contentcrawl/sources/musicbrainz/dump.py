@@ -9,38 +9,46 @@ line, the entity JSON ws/2 answers a lookup with, every include present.
 Nothing here holds a whole file: the spider's ``fetch_dump_file`` downloads (resumably, and
 not again when the server's copy is unchanged), ``DumpFile`` decompresses the xz layer as a
 stream, ``tarfile`` reads the tar layer in streaming mode (``r|``) and the data member is
-read a line at a time, in batches on a worker thread (``DumpSpider.read_dump``), while
-``ItemFlow`` keeps the items waiting for the pipelines few. A JSON-lines file
+read a line at a time, in chunks on a thread (``lines.EntityChunks``) whose lines worker
+processes parse, map and make store records of (``DumpSpider.work_dump``), while
+``ItemFlow`` keeps the batches waiting for the pipelines few. A JSON-lines file
 (``mbdump/artist`` taken out of its archive, ``artist.jsonl``, ``release-group.json.gz``) is
-read the same way, its entity named by its file name.
+read the same way, its entity named by its file name. A file a complete earlier import read
+(same size and ETag/Last-Modified, or size and modification time) is not read again.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import lzma
 import re
 import tarfile
 import zlib
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from scrapy.exceptions import CloseSpider
 
 from contentcrawl.dumps import (
-    BATCH_LINES,
     DownloadResult,
     DumpFile,
     DumpReadError,
     fewer_gc_passes,
     is_url,
 )
+from contentcrawl.dumps.workers import LineWork, WorkedChunk
 from contentcrawl.items import ContentItem, ItemBatch, Json
 from contentcrawl.redaction import redact_url
 from contentcrawl.scrapy_internals import spider_closing
+from contentcrawl.sources.musicbrainz.lines import (
+    EntityChunks,
+    EntityLineWorker,
+    EntityNote,
+    Lines,
+    Mapper,
+)
 
 if TYPE_CHECKING:
     import logging
@@ -48,7 +56,7 @@ if TYPE_CHECKING:
     from scrapy import Request
     from scrapy.crawler import Crawler
 
-    from contentcrawl.sources.dump_spider import BatchT, DumpTally
+    from contentcrawl.sources.dump_spider import DumpTally
 
 DATA_PREFIX = "mbdump/"
 # Members outside mbdump/ up to this size are kept as metadata (TIMESTAMP and friends).
@@ -57,8 +65,6 @@ _LATEST = re.compile(r"\d{8}-\d{6}")
 _ARCHIVE_SUFFIXES = (".tar", ".tar.xz", ".tar.gz", ".tar.bz2")
 _COMPRESSION_SUFFIXES = (".xz", ".gz", ".bz2")
 _JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
-
-Mapper = Callable[[Mapping[str, Any]], ContentItem]
 
 
 class DumpImportSpider(Protocol):
@@ -71,6 +77,8 @@ class DumpImportSpider(Protocol):
     dumps_url: str
     dump_slot: str
     entities: list[str]
+    chunk_lines: int
+    prepare_records: bool
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]: ...
@@ -79,13 +87,17 @@ class DumpImportSpider(Protocol):
 
     async def fetch_dump_file(self, location: str) -> DownloadResult: ...
 
-    def read_dump(
+    async def unchanged_dump(self, key: str, download: DownloadResult, shown: str) -> bool: ...
+
+    def work_dump(
         self,
         dump: DumpFile,
-        read_batch: Callable[[int], BatchT],
-        count: Callable[[BatchT], int],
+        work: LineWork,
+        chunks: AsyncIterator[tuple[Lines, Any, EntityNote]],
+        count: Callable[[EntityNote, WorkedChunk], int],
         tally: DumpTally,
         *,
+        item_class: Callable[[EntityNote], type[ContentItem]],
         limit: int | None,
         label: str,
         dump_name: str,
@@ -94,15 +106,6 @@ class DumpImportSpider(Protocol):
     def stage_dump(
         self, key: str, shown: str, download: DownloadResult, counts: Json, complete: bool
     ) -> None: ...
-
-
-class BadLineError(ValueError):
-    """One dump line that cannot become a record; ``reason`` names its stat."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def is_archive(name: str) -> bool:
@@ -119,20 +122,6 @@ def plain_entity(name: str) -> str:
                 stem = stem[: -len(suffix)]
                 break
     return stem
-
-
-def parse_entity_line(line: bytes) -> Json:
-    """The JSON object of one dump line; ``BadLineError`` when it is not one with an ``id``."""
-    try:
-        doc = json.loads(line)
-    except (ValueError, RecursionError) as error:
-        # RecursionError: nesting deeper than the json module can follow.
-        raise BadLineError("json", str(error)) from None
-    if not isinstance(doc, dict):
-        raise BadLineError("json", f"a JSON {type(doc).__name__}, not an object")
-    if not isinstance(doc.get("id"), str):
-        raise BadLineError("fields", f"no id: {line[:120]!r}")
-    return doc
 
 
 class ArchiveLines:
@@ -192,23 +181,6 @@ def plain_lines(dump: DumpFile, entity: str) -> Iterator[tuple[str, int, bytes]]
         yield entity, number, line
 
 
-@dataclass
-class Batch:
-    """What one trip to the worker thread read."""
-
-    items: list[ContentItem] = field(default_factory=list)
-    lines: int = 0
-    bad: list[tuple[str, int, str, str]] = field(default_factory=list)  # entity, line, why
-    # The archive broke here (truncated or corrupt): nothing after it is readable.
-    broken: tuple[str, int, str, str] | None = None
-    skipped: Counter[str] = field(default_factory=Counter)  # entity → lines not imported
-    records: Counter[str] = field(default_factory=Counter)  # entity → records
-    position: int = 0
-    end: bool = False
-    # The reason of ``broken``, if any.
-    stream_error: str | None = None
-
-
 class DumpImport:
     """One dump file (a path or URL) imported in a spider's ``start()``; see ``items()``.
 
@@ -220,12 +192,14 @@ class DumpImport:
         spider: DumpImportSpider,
         location: str,
         mappers: Mapping[str, Mapper],
+        item_classes: Mapping[str, type[ContentItem]],
         limit: int | None = None,
     ) -> None:
         self.spider = spider
         self.limit = limit
         self.location = location
         self.mappers = mappers
+        self.item_classes = item_classes
         self.shown = redact_url(location) if is_url(location) else location
         self.download: DownloadResult | None = None
         self.metadata: dict[str, str] = {}
@@ -241,7 +215,9 @@ class DumpImport:
         return self.download.path.name if self.download is not None else self.shown
 
     async def items(self) -> AsyncGenerator[ItemBatch]:
-        """The dump's records in batches; stages ``<spider>/dump/<file name>`` when read."""
+        """The dump's records in batches, its lines worked in ``DUMP_WORKERS`` processes;
+        stages ``<spider>/dump/<file name>`` when read. A file a complete earlier import
+        read is not read again (unless ``-a force=1``)."""
         spider = self.spider
         self.download = await spider.fetch_dump_file(self.location)
         path = self.download.path
@@ -255,6 +231,9 @@ class DumpImport:
                 ", ".join(self.mappers),
             )
             raise CloseSpider("dump_unknown_entity")
+        state_key = f"{spider.name}/dump/{self.file_name}"
+        if await spider.unchanged_dump(state_key, self.download, self.shown):
+            return
         spider.logger.info(
             "%s: importing %s (%s, %s bytes, limit %s)",
             spider.name,
@@ -270,99 +249,86 @@ class DumpImport:
                 lines: Iterator[tuple[str, int, bytes]] = iter(archive)
             else:
                 lines = plain_lines(dump, entity)
-            # aclosing: closing this import closes the reader (and waits for its read-ahead)
-            # before the dump file is closed under it.
-            async with aclosing(self._read(dump, lines)) as batches:
-                async for batch in batches:
+            batches = spider.work_dump(
+                dump,
+                EntityLineWorker(self.mappers, spider.prepare_records),
+                self._chunks(EntityChunks(dump, lines, self.mappers)),
+                self._count,
+                self,
+                item_class=self._item_class,
+                limit=self.limit,
+                label=f"{spider.name} {self.file_name}",
+                dump_name=self.file_name,
+            )
+            # aclosing: closing this import stops the reader (and the workers) before the
+            # dump file is closed under them.
+            async with aclosing(batches) as opened:
+                async for batch in opened:
                     yield batch
-        self._finish()
+        self._finish(state_key)
 
-    def _read(
-        self, dump: DumpFile, lines: Iterator[tuple[str, int, bytes]]
-    ) -> AsyncGenerator[ItemBatch]:
-        """The dump's records, a batch at a time; the next batch is read while one flows."""
-        spider = self.spider
-        return spider.read_dump(
-            dump,
-            lambda budget: self._read_batch(dump, lines, budget),
-            self._count,
-            self,
-            limit=self.limit,
-            label=f"{spider.name} {self.file_name}",
-            dump_name=self.file_name,
-        )
+    async def _chunks(self, chunks: EntityChunks) -> AsyncIterator[tuple[Lines, str, EntityNote]]:
+        """Chunks of one entity's lines read in a thread, each with its entity (the
+        workers' context) and the reader's note."""
+        while True:
+            budget = self.spider.chunk_lines
+            if self.limit is not None:
+                # One record at most per line: never more than the limit still wants.
+                budget = min(budget, self.limit - sum(self.records.values()))
+                if budget <= 0:
+                    return
+            lines, note = await asyncio.to_thread(chunks.read, budget)
+            yield lines, note.entity, note
+            if note.end:
+                return
 
-    def _read_batch(
-        self, dump: DumpFile, lines: Iterator[tuple[str, int, bytes]], budget: int
-    ) -> Batch:
-        batch = Batch()
-        entity = ""
-        try:
-            for entity, number, line in lines:
-                batch.lines += 1
-                mapper = self.mappers.get(entity)
-                if mapper is None:
-                    batch.skipped[entity] += 1
-                elif line.strip():
-                    try:
-                        batch.items.append(mapper(parse_entity_line(line)))
-                        batch.records[entity] += 1
-                    except BadLineError as bad:
-                        batch.bad.append((entity, number, bad.reason, bad.detail))
-                    except (KeyError, TypeError, ValueError, AttributeError) as error:
-                        batch.bad.append((entity, number, "fields", repr(error)))
-                if len(batch.items) >= budget or batch.lines >= BATCH_LINES:
-                    break
-            else:
-                batch.end = True
-        except DumpReadError as error:
-            batch.broken = (entity or "?", error.line_number, error.reason, error.detail)
-            batch.stream_error = error.reason
-            batch.end = True
-        batch.position = dump.position
-        return batch
+    def _item_class(self, note: EntityNote) -> type[ContentItem]:
+        return self.item_classes[note.entity]
 
-    def _count(self, batch: Batch) -> int:
-        """Count a batch's lines, records and bad lines; the records so far."""
+    def _count(self, note: EntityNote, chunk: WorkedChunk) -> int:
+        """Count a chunk's lines, records, skipped and bad lines; the records so far."""
         spider = self.spider
         stats = spider.crawler.stats
-        self.lines += batch.lines
-        stats.inc_value("musicbrainz/dump/lines", batch.lines)
-        for entity, count in batch.records.items():
-            self.records[entity] += count
-            stats.inc_value(f"musicbrainz/dump/records/{entity}", count)
-        for entity, count in batch.skipped.items():
+        self.lines += note.lines
+        stats.inc_value("musicbrainz/dump/lines", note.lines)
+        records = len(chunk.records) + len(chunk.items)
+        if records:
+            self.records[note.entity] += records
+            stats.inc_value(f"musicbrainz/dump/records/{note.entity}", records)
+        for entity, count in note.skipped.items():
             self.skipped[entity] += count
             stats.inc_value(f"musicbrainz/dump/skipped/{entity}", count)
-        for entity, line_number, reason, detail in batch.bad:
-            self.bad_lines += 1
-            stats.inc_value("musicbrainz/dump/bad_lines")
-            stats.inc_value(f"musicbrainz/dump/bad_lines/{reason}")
+        for line_number, reason, detail in chunk.bad:
+            self._bad_line(reason)
             spider.logger.warning(
                 "%s %s line %d skipped (%s): %s",
                 self.file_name,
-                entity,
+                note.entity,
                 line_number,
                 reason,
                 detail[:200],
             )
-        if batch.broken is not None:
-            entity, line_number, reason, detail = batch.broken
-            self.bad_lines += 1
-            stats.inc_value("musicbrainz/dump/bad_lines")
-            stats.inc_value(f"musicbrainz/dump/bad_lines/{reason}")
+        if note.stream_error is not None:
+            line_number, reason, detail = note.stream_error
+            self._bad_line(reason)
             # Everything after the break is lost: an error (the sync state is not saved).
             spider.logger.error(
                 "%s is %s: %s line %d and everything after it unreadable: %s",
                 self.file_name,
                 reason,
-                entity,
+                note.entity or "?",
                 line_number,
                 detail[:200],
             )
         return sum(self.records.values())
 
-    def _finish(self) -> None:
+    def _bad_line(self, reason: str) -> None:
+        self.bad_lines += 1
+        stats = self.spider.crawler.stats
+        stats.inc_value("musicbrainz/dump/bad_lines")
+        stats.inc_value(f"musicbrainz/dump/bad_lines/{reason}")
+
+    def _finish(self, state_key: str) -> None:
         spider = self.spider
         records = sum(self.records.values())
         if self.complete and not self.records and not self.bad_lines:
@@ -387,7 +353,7 @@ class DumpImport:
         if self.download is None:
             return
         spider.stage_dump(
-            f"{spider.name}/dump/{self.file_name}",
+            state_key,
             self.shown,
             self.download,
             {
@@ -425,7 +391,9 @@ async def latest_dump_urls(spider: DumpImportSpider) -> list[str]:
 
 
 async def import_dumps(
-    spider: DumpImportSpider, mappers: Mapping[str, Mapper]
+    spider: DumpImportSpider,
+    mappers: Mapping[str, Mapper],
+    item_classes: Mapping[str, type[ContentItem]],
 ) -> AsyncGenerator[ItemBatch]:
     """Record batches of the dumps named by ``-a dump=`` (else the latest ones), in order;
     ``-a limit=N`` counts the records of all of them."""
@@ -435,7 +403,7 @@ async def import_dumps(
         remaining = None if spider.limit is None else spider.limit - imported
         if remaining is not None and remaining <= 0:
             return
-        dump_import = DumpImport(spider, location, mappers, limit=remaining)
+        dump_import = DumpImport(spider, location, mappers, item_classes, limit=remaining)
         async for item in dump_import.items():
             yield item
         imported += sum(dump_import.records.values())

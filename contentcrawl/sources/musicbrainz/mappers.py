@@ -210,3 +210,8 @@ DUMP_MAPPERS: dict[str, Callable[[Mapping[str, Any]], ContentItem]] = {
     "artist": artist_item,
     "release-group": album_item,
 }
+# Dump entity → the item class its mapper makes (a chunk's records travel as one batch).
+DUMP_ITEM_CLASSES: dict[str, type[ContentItem]] = {
+    "artist": ArtistItem,
+    "release-group": AlbumItem,
+}

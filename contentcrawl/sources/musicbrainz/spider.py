@@ -13,10 +13,11 @@ from contentcrawl.dumps import is_url
 from contentcrawl.failures import ReplaysFailures
 from contentcrawl.items import AlbumItem, ArtistItem, ContentItem, ItemBatch
 from contentcrawl.redaction import redact_text, redact_url
-from contentcrawl.sources.base import TEXT, Argument, choice, subset
+from contentcrawl.sources.base import FLAG, TEXT, Argument, choice, subset
 from contentcrawl.sources.dump_spider import DumpSpider
 from contentcrawl.sources.musicbrainz.dump import import_dumps
 from contentcrawl.sources.musicbrainz.mappers import (
+    DUMP_ITEM_CLASSES,
     DUMP_MAPPERS,
     album_item,
     artist_item,
@@ -90,6 +91,8 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
         "mbids": TEXT,
         "dump": TEXT,
         "entities": subset(*DUMP_MAPPERS),
+        "force": FLAG,
+        "rework": FLAG,
     }
     # Read from the settings by from_crawler.
     api_url: str
@@ -209,7 +212,7 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
     def distributed_source(self) -> AsyncIterator[Request | ItemBatch]:
         """The dump import, or the lookups of ``-a mbids`` and the first page of each search."""
         if self.mode == "dump":
-            return self.dump_import(import_dumps(self, DUMP_MAPPERS))
+            return self.dump_import(import_dumps(self, DUMP_MAPPERS, DUMP_ITEM_CLASSES))
         if self.mode == "failed":
             return self._replays()
         return self._first_requests()

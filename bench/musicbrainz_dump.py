@@ -1,0 +1,186 @@
+"""MusicBrainz artist dump import: workers against one process, re-imports, and peak RSS.
+
+An ``artist.tar.xz`` is generated from the recorded artist documents (cycled under fresh
+MBIDs) and imported with ``scrapy crawl musicbrainz_artists -a dump=…`` in a subprocess, so
+the figures are those of a real run: seconds from the crawl's own ``elapsed_time_seconds``,
+peak RSS from the child's rusage (the crawl's process; its workers are counted apart).
+
+The figures of issue #17 for MusicBrainz, each a ratio of two runs of this one bench: the
+first import with ``DUMP_WORKERS=2`` against one process (``DUMP_WORKERS=0``; target >= 1.7,
+with the per-core scaling), the re-import of the same file with ``-a force=1`` against the
+first (Open Library's target <= 0.15 assumes a skip by revision, which MusicBrainz lines
+cannot have: every line is parsed, mapped and hashed again, only the writes are saved), the
+same file without force (not read: <= 2 s) and the peak RSS growth from ``--small`` to
+``--lines`` lines (< 50 MB). The same for MongoDB with ``--mongo-lines``.
+
+    python bench/musicbrainz_dump.py [--lines 100000] [--small 20000] [--mongo-lines 20000]
+
+MongoDB: CONTENTCRAWL_TEST_MONGO_URI when set, else a mongod on PATH, else nx-27017 (a wire-
+protocol server on SQLite). ``--mongo-lines 0`` skips it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# A developer's .env must not change the figures.
+os.environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
+
+from spiders_tests.fakes.musicbrainz import dump_lines, generated_docs, write_archive
+from spiders_tests.mongo_server import running_mongo
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKERS_TARGET = 1.7
+FORCE_TARGET = 0.15
+UNCHANGED_LIMIT_S = 2.0
+RSS_GROWTH_LIMIT_MB = 50.0
+
+
+@dataclass
+class Run:
+    records: int
+    seconds: float
+    peak_rss_mb: float
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds
+
+
+def crawl(dump: Path, env: dict[str, str], workdir: Path, *arguments: str) -> Run:
+    """``scrapy crawl musicbrainz_artists`` in a child process; its stats and peak RSS."""
+    log = workdir / "crawl.log"
+    command = [sys.executable, "-m", "scrapy", "crawl", "musicbrainz_artists"]
+    for argument in (f"dump={dump}", *arguments):
+        command += ["-a", argument]
+    with log.open("w") as out:
+        child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+        _, status, usage = os.wait4(child.pid, 0)
+    text = log.read_text()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"crawl failed:\n{text[-3000:]}")
+    seconds = float(re.search(r"'elapsed_time_seconds': ([\d.]+)", text)[1])
+    stored = sum(
+        int(match)
+        for match in re.findall(r"'store/artists/(?:inserted|updated|unchanged)': (\d+)", text)
+    )
+    return Run(stored, seconds, usage.ru_maxrss / 1024)
+
+
+def reimports(label: str, dump: Path, env: dict[str, str], workdir: Path) -> None:
+    """The first import with 1 process and 2 workers, then the re-imports; print the ratios."""
+    one = crawl(dump, {**env, **store_of(env, workdir, "one"), "DUMP_WORKERS": "0"}, workdir)
+    two_env = {**env, **store_of(env, workdir, "two"), "DUMP_WORKERS": "2"}
+    two = crawl(dump, two_env, workdir)
+    print(f"{label} first import, 1 process  {describe(one)}")
+    print(f"{label} first import, 2 workers  {describe(two)}")
+    speedup = one.seconds / two.seconds
+    print(
+        f"{label} 2 workers / 1 process: {speedup:.2f}x  target >= {WORKERS_TARGET}  "
+        f"{verdict(speedup >= WORKERS_TARGET)}; per-core scaling {speedup / 2:.2f}"
+    )
+    forced = crawl(dump, two_env, workdir, "force=1")
+    share = forced.seconds / two.seconds
+    print(
+        f"{label} re-import -a force=1: {forced.seconds:.1f} s, {share:.3f} of the first  "
+        f"(Open Library's target <= {FORCE_TARGET} needs a skip by revision)  "
+        f"{verdict(share <= FORCE_TARGET)}"
+    )
+    unchanged = crawl(dump, two_env, workdir).seconds
+    print(
+        f"{label} unchanged dump, no force: {unchanged:.2f} s  "
+        f"limit <= {UNCHANGED_LIMIT_S} s  {verdict(unchanged <= UNCHANGED_LIMIT_S)}"
+    )
+
+
+def store_of(env: dict[str, str], workdir: Path, name: str) -> dict[str, str]:
+    """A fresh store for one series of runs: a SQLite file, or a MongoDB database."""
+    if env.get("MONGO_URI"):
+        return {"MONGO_DATABASE": f"bench_mb_{name}"}
+    return {"SQLITE_PATH": str(workdir / f"{name}.sqlite3")}
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def describe(run: Run) -> str:
+    return (
+        f"{run.rate:>9,.0f} records/s  ({run.records:,} records in {run.seconds:.1f} s, "
+        f"peak RSS {run.peak_rss_mb:.0f} MB)"
+    )
+
+
+def crawl_env(**settings: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MONGO_URI": "",
+        "LOG_LEVEL": "INFO",
+        "PROGRESS_INTERVAL": "30",
+        **settings,
+    }
+
+
+def generate(workdir: Path, lines: int) -> Path:
+    """``artist.tar.xz`` of ``lines`` artists, in a directory of its own (the file name
+    names the entity and the sync state)."""
+    started = time.perf_counter()
+    dump = write_archive(
+        workdir / f"lines_{lines}" / "artist.tar.xz",
+        "artist",
+        dump_lines(generated_docs("artist", lines)),
+        preset=1,
+    )
+    size = dump.stat().st_size / 1024**2
+    took = time.perf_counter() - started
+    print(f"generated {lines:>9,} artist lines  {size:7.1f} MiB xz  ({took:.1f} s)")
+    return dump
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=100_000, help="speed run and large RSS size")
+    parser.add_argument("--small", type=int, default=20_000, help="small RSS size")
+    parser.add_argument("--mongo-lines", type=int, default=20_000, help="0 skips MongoDB")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        small_dump = generate(workdir, args.small)
+        large_dump = generate(workdir, args.lines)
+
+        reimports("SQLite ", large_dump, crawl_env(), workdir)
+
+        small = crawl(small_dump, crawl_env(SQLITE_PATH=str(workdir / "small.sqlite3")), workdir)
+        large = crawl(large_dump, crawl_env(SQLITE_PATH=str(workdir / "large.sqlite3")), workdir)
+        for run in (small, large):
+            print(f"import -> SQLite      {describe(run)}")
+        growth = large.peak_rss_mb - small.peak_rss_mb
+        print(
+            f"peak RSS {args.small:,} lines: {small.peak_rss_mb:.0f} MB, "
+            f"{args.lines:,} lines: {large.peak_rss_mb:.0f} MB; growth {growth:+.1f} MB, "
+            f"limit < {RSS_GROWTH_LIMIT_MB:.0f} MB  {verdict(growth < RSS_GROWTH_LIMIT_MB)}"
+        )
+
+        if args.mongo_lines:
+            mongo_dump = (
+                large_dump
+                if args.mongo_lines == args.lines
+                else small_dump
+                if args.mongo_lines == args.small
+                else generate(workdir, args.mongo_lines)
+            )
+            with running_mongo(workdir) as uri:
+                reimports("MongoDB", mongo_dump, crawl_env(MONGO_URI=uri), workdir)
+
+
+if __name__ == "__main__":
+    main()
