@@ -18,8 +18,9 @@ import pytest
 from scrapy import signals
 from scrapy.utils.defer import deferred_f_from_coro_f
 
+from contentcrawl.batches import ItemBatch
 from contentcrawl.dumps import DumpFile
-from contentcrawl.items import ContentItem, ItemBatch
+from contentcrawl.items import ContentItem
 from contentcrawl.sources.musicbrainz.dump import import_dumps
 from contentcrawl.sources.musicbrainz.lines import EntityChunks, Mapper
 from contentcrawl.sources.musicbrainz.mappers import (

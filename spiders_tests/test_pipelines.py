@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 from scrapy.utils.defer import deferred_f_from_coro_f
 
-from contentcrawl.items import BookItem, ContentItem, GameItem, ItemBatch, MovieItem, WorkItem
+from contentcrawl.batches import ItemBatch
+from contentcrawl.items import BookItem, ContentItem, GameItem, MovieItem, WorkItem
 from contentcrawl.pipelines.store import SavedBatches
 from contentcrawl.pipelines.validation import blank_to_none, checked_key
 from contentcrawl.sources.base import ContentSpider

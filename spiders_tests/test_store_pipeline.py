@@ -12,8 +12,9 @@ import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.misc import build_from_crawler
 
+from contentcrawl.batches import DeletionMark, ItemBatch
 from contentcrawl.extensions.crawl_store import crawl_store
-from contentcrawl.items import DeletionMark, ItemBatch, MovieItem
+from contentcrawl.items import MovieItem
 from contentcrawl.pipelines.store import StorePipeline
 from spiders_tests.conftest import open_store_for, read_store
 from spiders_tests.crawling import crawl, make_crawler

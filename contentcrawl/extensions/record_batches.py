@@ -15,7 +15,7 @@ from scrapy import signals
 from scrapy.extensions.closespider import CloseSpider
 from scrapy.extensions.feedexport import FeedExporter
 
-from contentcrawl.items import DeletionMark, ItemBatch, record_count
+from contentcrawl.batches import DeletionMark, ItemBatch, record_count
 
 if TYPE_CHECKING:
     from typing import Self

@@ -33,8 +33,9 @@ from scrapy.http.request import NO_CALLBACK
 from scrapy.pipelines.images import ImagesPipeline
 from twisted.python.failure import Failure
 
+from contentcrawl.batches import records_of
 from contentcrawl.extensions.crawl_store import crawl_store
-from contentcrawl.items import ITEM_CLASSES, ContentItem, records_of
+from contentcrawl.items import ITEM_CLASSES, ContentItem
 from contentcrawl.pacing import DOWNLOAD_DEADLINE, host_slot
 from contentcrawl.pipelines.store import to_record
 from contentcrawl.redaction import redact_text

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals
 from scrapy.exceptions import CloseSpider, DropItem
 
+from contentcrawl.batches import DeletionMark, ItemBatch, PreparedBatch
 from contentcrawl.extensions.crawl_store import crawl_store
-from contentcrawl.items import ContentItem, DeletionMark, ItemBatch, PreparedBatch
+from contentcrawl.items import ContentItem
 from contentcrawl.private_files import make_dir, open_private
 from contentcrawl.redaction import redact_text
 from contentcrawl.store import (

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from scrapy.exceptions import DropItem
 
+from contentcrawl.batches import DeletionMark, ItemBatch, PreparedBatch
 from contentcrawl.dates import read_date
-from contentcrawl.items import ContentItem, DeletionMark, ItemBatch, PreparedBatch
+from contentcrawl.items import ContentItem
 
 if TYPE_CHECKING:
     from typing import Self

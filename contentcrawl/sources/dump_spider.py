@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 from scrapy import signals
 from scrapy.exceptions import CloseSpider
 
+from contentcrawl.batches import ItemBatch, PreparedBatch
 from contentcrawl.dumps import (
     DownloadError,
     DownloadResult,
@@ -29,7 +30,7 @@ from contentcrawl.dumps.workers import (
     log_worked,
 )
 from contentcrawl.extensions.sync_state import SyncState
-from contentcrawl.items import ItemBatch, Json, PreparedBatch
+from contentcrawl.items import Json
 from contentcrawl.sources.base import ContentSpider
 from contentcrawl.store.base import Record, utc_now
 

@@ -31,6 +31,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from scrapy.exceptions import CloseSpider
 
+from contentcrawl.batches import ItemBatch
 from contentcrawl.dumps import (
     DownloadResult,
     DumpFile,
@@ -39,7 +40,7 @@ from contentcrawl.dumps import (
     is_url,
 )
 from contentcrawl.dumps.workers import LineWork, WorkedChunk
-from contentcrawl.items import ContentItem, ItemBatch, Json
+from contentcrawl.items import ContentItem, Json
 from contentcrawl.redaction import redact_url
 from contentcrawl.scrapy_internals import spider_closing
 from contentcrawl.sources.musicbrainz.lines import (

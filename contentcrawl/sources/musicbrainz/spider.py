@@ -9,9 +9,10 @@ from scrapy import Request
 from scrapy.exceptions import CloseSpider, IgnoreRequest
 from scrapy.spidermiddlewares.httperror import HttpError
 
+from contentcrawl.batches import ItemBatch
 from contentcrawl.dumps import is_url
 from contentcrawl.failures import ReplaysFailures
-from contentcrawl.items import AlbumItem, ArtistItem, ContentItem, ItemBatch
+from contentcrawl.items import AlbumItem, ArtistItem, ContentItem
 from contentcrawl.redaction import redact_text, redact_url
 from contentcrawl.sources.base import FLAG, TEXT, Argument, choice, subset
 from contentcrawl.sources.dump_spider import DumpSpider

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from scrapy import Request
 
+from contentcrawl.batches import ItemBatch
 from contentcrawl.dumps import DownloadResult, DumpFile, fewer_gc_passes, is_url
 from contentcrawl.dumps.workers import WorkedChunk
 from contentcrawl.extensions.crawl_store import crawl_store
-from contentcrawl.items import ContentItem, ItemBatch
+from contentcrawl.items import ContentItem
 from contentcrawl.redaction import redact_url
 from contentcrawl.sources.base import FLAG, TEXT, Argument
 from contentcrawl.sources.dump_spider import DumpSpider

@@ -12,9 +12,10 @@ from scrapy.exceptions import CloseSpider
 from scrapy.http import TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
 
+from contentcrawl.batches import DeletionMark
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.failures import ReplaysFailures
-from contentcrawl.items import ContentItem, DeletionMark, Json, SeriesItem
+from contentcrawl.items import ContentItem, Json, SeriesItem
 from contentcrawl.middlewares.tmdb_auth import CredentialsRejected, tmdb_credentials_configured
 from contentcrawl.redaction import redact_url
 from contentcrawl.sources.base import (
