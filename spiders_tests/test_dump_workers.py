@@ -203,6 +203,8 @@ async def test_an_unchanged_dump_file_is_not_read_unless_forced(
     assert "openlibrary/import/unchanged_dump" not in stats
     assert stats["openlibrary/lines"] == stats["openlibrary/import/unchanged_revision"] == EDITIONS
     assert "store/books/received" not in stats
+    # The closing line says where the lines went, not only "0 records".
+    assert f"{EDITIONS} lines at the revision already stored skipped" in caplog.text
 
     # rework: every line is worked again and found unchanged by the store.
     reworked = await crawl(OpenLibraryBooksSpider, settings, dump=dump, rework="1")

@@ -311,9 +311,10 @@ class OpenLibraryDumpSpider(DumpSpider):
             for outcome in ("inserted", "updated", "unchanged", "failed")
         )
         skipped = sum(self.skipped.values())
+        unchanged = stats.get_value("openlibrary/import/unchanged_revision", 0)
         self.logger.log(
             logging.WARNING if self.bad_lines else logging.INFO,
-            "%s %s: %d records from %d lines of %s; %d bad lines skipped%s; store: %s",
+            "%s %s: %d records from %d lines of %s; %d bad lines skipped%s%s; store: %s",
             self.name,
             reason,
             self.records,
@@ -321,5 +322,6 @@ class OpenLibraryDumpSpider(DumpSpider):
             self.dump_file,
             self.bad_lines,
             f", {skipped} lines of other types skipped" if skipped else "",
+            f", {unchanged} lines at the revision already stored skipped" if unchanged else "",
             outcomes,
         )
