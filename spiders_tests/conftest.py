@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import pytest
 from redis import Redis
-from scrapy.core.engine import ExecutionEngine
 
+from contentcrawl.scrapy_internals import set_engine_heartbeat_interval
 from contentcrawl.store import Store
 from contentcrawl.store.mongo import MongoStore
 from contentcrawl.store.sqlite import SqliteStore
@@ -38,9 +38,43 @@ SESSION_PATHS = Path(tempfile.mkdtemp(prefix="contentcrawl-tests-"))
 atexit.register(shutil.rmtree, SESSION_PATHS, ignore_errors=True)
 isolate_environment(os.environ, SESSION_PATHS)
 
-# When the last item leaves the pipelines with no download in flight, nothing wakes the
-# engine until its 5 s heartbeat checks for idleness; a crawl ends the same way, sooner.
-ExecutionEngine._SLOT_HEARTBEAT_INTERVAL = 0.2
+# A crawl in a test ends 0.2 s after its last item instead of up to 5 s (see the function).
+set_engine_heartbeat_interval(0.2)
+
+
+# Timing tests (see the marker in pyproject.toml) of files whose owners mark them with
+# @pytest.mark.timing in their own change; by file and test name, every parametrization.
+TIMING_TESTS = {
+    "test_downloader.py": {
+        "test_paced_slot_keeps_its_rate",
+        "test_unpaced_slot_keeps_a_minimum_gap",
+    },
+    "test_igdb_crawl.py": {"test_project_igdb_slot_stays_within_igdb_limits"},
+    "test_musicbrainz_crawl.py": {
+        "test_project_rate_never_puts_two_requests_in_one_second",
+        "test_too_fast_a_slot_is_refused_and_slowed_down",
+    },
+    "test_pacing.py": {"test_the_slot_learns_a_lower_limit_and_stops_drawing_429s"},
+    "test_polite_retry.py": {
+        "test_retry_after_pauses_the_whole_slot",
+        "test_responses_in_flight_during_a_pause_do_not_shorten_it",
+        "test_503_backs_off_exponentially_then_recovers",
+        "test_retry_after_http_date_is_honoured",
+        "test_absurd_retry_after_is_capped",
+        "test_another_slot_is_not_slowed",
+        "test_a_slot_backoff_max_caps_its_pauses_retry_after_included",
+        "test_each_host_of_a_slot_pauses_alone",
+        "test_a_request_with_a_deadline_fails_at_once_while_its_slot_is_paused",
+    },
+    "test_slot_throttle.py": {"test_slot_delay_is_a_floor", "test_target_concurrency_is_per_slot"},
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests listed in ``TIMING_TESTS`` as timing tests."""
+    for item in items:
+        if getattr(item, "originalname", item.name) in TIMING_TESTS.get(item.path.name, ()):
+            item.add_marker(pytest.mark.timing)
 
 
 @pytest.fixture(autouse=True)

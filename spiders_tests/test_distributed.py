@@ -173,6 +173,7 @@ def test_a_killed_worker_loses_no_record(
     assert "distributed/seed/takeover" in logs or "Reconcile round" in logs
 
 
+@pytest.mark.timing
 def test_the_igdb_account_limit_holds_across_three_workers(
     fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import scrapy
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
@@ -80,6 +81,7 @@ async def longest_stall(stop: asyncio.Event) -> float:
     return longest
 
 
+@pytest.mark.timing
 @deferred_f_from_coro_f
 async def test_a_slow_redis_does_not_stall_the_reactor(
     redis: Redis, redis_url: str, tmp_path: Path

@@ -257,6 +257,7 @@ def band(number: int, template: FakeArtist) -> FakeArtist:
     return FakeArtist(doc, albums)
 
 
+@pytest.mark.timing
 def test_ctrl_c_stops_a_musicbrainz_crawl_at_its_one_request_a_second_at_once(
     tmp_path: Path,
 ) -> None:
@@ -361,6 +362,7 @@ def test_a_tmdb_export_stopped_with_a_jobdir_resumes_where_it_stopped(
     assert sync_state(database, "tmdb_movies/export") == {"date": TODAY.isoformat()}
 
 
+@pytest.mark.timing
 def test_a_stop_during_a_backoff_pause_hands_the_waiting_requests_back(
     tmdb: TmdbFake, tmp_path: Path
 ) -> None:

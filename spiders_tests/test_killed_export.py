@@ -48,6 +48,7 @@ def fetched_ids(fake: TmdbFake) -> Counter[int]:
     return Counter(int(hit.path.rsplit("/", 1)[1]) for hit in fake.api.hits(DETAIL))
 
 
+@pytest.mark.timing
 def test_a_rerun_after_a_killed_export_fetches_only_what_was_not_stored(
     tmdb: TmdbFake, tmp_path: Path
 ) -> None:
