@@ -259,7 +259,8 @@ def test_one_worker_imports_a_dump_the_others_stand_by(
 def test_a_killed_dump_importer_is_taken_over_and_nothing_is_lost(
     redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    dump, keys = edition_dump(tmp_path, 40_000)
+    # Several times what is stored at the kill: the importer is still reading when it dies.
+    dump, keys = edition_dump(tmp_path, 16_000)
     sqlite_path = tmp_path / "shared.sqlite3"
     env = worker_env(sqlite_path, STORE_BATCH_SIZE="200")
     args = ["-a", f"dump={dump}", *setting_args(redis_url)]
@@ -286,5 +287,5 @@ def test_a_killed_dump_importer_is_taken_over_and_nothing_is_lost(
     # stored cost no write.
     takeover = [log for log in logs if "'distributed/seed/takeover'" in log]
     assert len(takeover) == 1
-    assert "'openlibrary/lines': 40000" in takeover[0]
+    assert f"'openlibrary/lines': {len(keys)}" in takeover[0]
     assert "'store/books/unchanged'" in takeover[0]
