@@ -145,7 +145,7 @@ def test_three_workers_fetch_every_id_once_and_store_every_record(
 def test_a_killed_worker_loses_no_record(
     tmdb: TmdbFake, redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    ids = movie_catalogue(tmdb, 300)
+    ids = movie_catalogue(tmdb, 200)
     sqlite_path = tmp_path / "shared.sqlite3"
     env = tmdb_env(tmdb, sqlite_path, rate=25)
     args = [
