@@ -32,13 +32,19 @@ LIMITS = "contentcrawl.middlewares.redis_limits.RedisAccountLimits"
 DETAIL = r"/3/movie/(\d+)"
 
 
+# A killed worker's lock and state expire soon, so the survivors take over in the test's
+# time. Only the tests that kill a worker use them: with both cores busy, a live worker can
+# miss a renewal by 2 s and lose its lock (a second seeder).
+KILL_TTLS = {"DISTRIBUTED_LOCK_TTL": 2, "DISTRIBUTED_WORKER_TTL": 2}
+
+
 def setting_args(redis_url: str, **extra: Any) -> list[str]:
     """``-s`` options putting a worker in distributed mode: REDIS_URL does it (DistributedAddon)."""
     settings = {
         "REDIS_URL": redis_url,
         "DISTRIBUTED_TICK": 0.2,
-        "DISTRIBUTED_LOCK_TTL": 2,
-        "DISTRIBUTED_WORKER_TTL": 2,
+        "DISTRIBUTED_LOCK_TTL": 10,
+        "DISTRIBUTED_WORKER_TTL": 10,
         **extra,
     }
     args = []
@@ -151,7 +157,9 @@ def test_a_killed_worker_loses_no_record(
     args = [
         "-a",
         "mode=export",
-        *setting_args(redis_url, DISTRIBUTED_SEED_BATCH=20, DISTRIBUTED_QUEUE_HIGH_WATER=40),
+        *setting_args(
+            redis_url, DISTRIBUTED_SEED_BATCH=20, DISTRIBUTED_QUEUE_HIGH_WATER=40, **KILL_TTLS
+        ),
     ]
     workers = [start_worker("tmdb_movies", env, args, tmp_path, n) for n in range(3)]
     deadline = time.monotonic() + 30
@@ -263,7 +271,7 @@ def test_a_killed_dump_importer_is_taken_over_and_nothing_is_lost(
     dump, keys = edition_dump(tmp_path, 16_000)
     sqlite_path = tmp_path / "shared.sqlite3"
     env = worker_env(sqlite_path, STORE_BATCH_SIZE="200")
-    args = ["-a", f"dump={dump}", *setting_args(redis_url)]
+    args = ["-a", f"dump={dump}", *setting_args(redis_url, **KILL_TTLS)]
     workers = [start_worker("openlibrary_books", env, args, tmp_path, n) for n in range(3)]
     deadline = time.monotonic() + 30
     while count_books(sqlite_path)[0] < 2_000:
