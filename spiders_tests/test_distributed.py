@@ -185,7 +185,7 @@ def test_a_killed_worker_loses_no_record(
 def test_the_igdb_account_limit_holds_across_three_workers(
     fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    igdb = FakeIgdb(fake_server, sample_games(60), requests_per_second=4, max_open=8, latency=0.3)
+    igdb = FakeIgdb(fake_server, sample_games(30), requests_per_second=4, max_open=8, latency=0.3)
     envs = [
         worker_env(
             tmp_path / f"igdb{n}.sqlite3",
@@ -200,7 +200,7 @@ def test_the_igdb_account_limit_holds_across_three_workers(
         "-a",
         "mode=full",
         "-a",
-        "limit=60",
+        "limit=30",
         *setting_args(
             redis_url,
             SCHEDULER="scrapy.core.scheduler.Scheduler",
@@ -218,7 +218,7 @@ def test_the_igdb_account_limit_holds_across_three_workers(
     assert fake_server.max_requests_in_window(1.0, r"/v4/.*") <= 4
     # Every worker fetched its pages, and they had to wait for each other.
     logs = [(tmp_path / f"worker{n}.log").read_text() for n in range(3)]
-    assert all("'store/games/inserted': 60" in log for log in logs)
+    assert all("'store/games/inserted': 30" in log for log in logs)
     assert sum("redis_limits/igdb/waited" in log for log in logs) >= 2
 
 
