@@ -40,6 +40,7 @@ from spiders_tests.fakes.musicbrainz import (
 )
 from spiders_tests.fakes.server import FakeRequest, FakeServer, RequestHold
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
+from spiders_tests.settings_for import tmdb_run_settings
 from spiders_tests.test_distributed import (
     KILL_TTLS,
     setting_args,
@@ -487,7 +488,10 @@ async def test_the_tmdb_reconcile_asks_again_for_changes_and_list_pages(
         # A dead worker had the first page of each listing and one detail request in flight.
         keys = [f"changes:{window}:1", "list:1:movie/popular", "2240"]
         left_by_a_dead_worker(redis, "tmdb_movies", keys)
-        settings = {**fake.settings(), **run_settings(redis_url, tmp_path / "store.sqlite3")}
+        # The fake's pace, not TMDB's 39/s: 191 movies.
+        settings = tmdb_run_settings(
+            fake, run_settings(redis_url, tmp_path / "store.sqlite3"), tmp_path
+        )
 
         crawler = await crawl(TmdbMoviesSpider, settings, mode="ids", ids="2240")
     finally:
