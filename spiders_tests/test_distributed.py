@@ -85,6 +85,15 @@ def wait_all(workers: list[subprocess.Popen[bytes]], timeout: float) -> list[int
     return codes
 
 
+def wait_for_workers(redis: Redis, spider: str, count: int) -> None:
+    """Return once ``count`` workers have joined the run of ``spider`` (a worker takes seconds
+    to start, a crawl about one)."""
+    deadline = time.monotonic() + 30
+    while len(list(redis.scan_iter(f"contentcrawl:{spider}:worker:*"))) < count:
+        assert time.monotonic() < deadline, "the workers did not all join the run"
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def tmdb(fake_server: FakeServer) -> Iterator[TmdbFake]:
     exports = FakeServer().start()
@@ -128,9 +137,15 @@ def test_three_workers_fetch_every_id_once_and_store_every_record(
 ) -> None:
     ids = movie_catalogue(tmdb, 240)
     sqlite_path = tmp_path / "shared.sqlite3"
-    env = tmdb_env(tmdb, sqlite_path, rate=25)
+    env = tmdb_env(tmdb, sqlite_path, rate=100)
     args = ["-a", "mode=export", *setting_args(redis_url, DISTRIBUTED_SEED_BATCH=40)]
+    # No movie is answered before all three workers have joined: each finds work.
+    tmdb.api.stall(DETAIL)
     workers = [start_worker("tmdb_movies", env, args, tmp_path, n) for n in range(3)]
+    try:
+        wait_for_workers(redis, "tmdb_movies", len(workers))
+    finally:
+        tmdb.api.unstall()
 
     codes = wait_all(workers, timeout=50)
 
