@@ -168,7 +168,9 @@ def test_a_killed_worker_loses_no_record(
 ) -> None:
     ids = movie_catalogue(tmdb, 200)
     sqlite_path = tmp_path / "shared.sqlite3"
-    env = tmdb_env(tmdb, sqlite_path, rate=25)
+    env = tmdb_env(tmdb, sqlite_path, rate=50)
+    # The last movie goes unanswered until the kill: the run cannot end before it.
+    tmdb.api.stall(rf"/3/movie/{ids[-1]}")
     args = [
         "-a",
         "mode=export",
@@ -186,6 +188,7 @@ def test_a_killed_worker_loses_no_record(
     victim = next((w for w in workers if f":{w.pid}:" in holder), workers[0])
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=10)
+    tmdb.api.unstall()
     survivors = [w for w in workers if w is not victim]
 
     codes = wait_all(survivors, timeout=50)
