@@ -42,8 +42,8 @@ isolate_environment(os.environ, SESSION_PATHS)
 set_engine_heartbeat_interval(0.2)
 
 
-# Timing tests (see the marker in pyproject.toml) of files whose owners mark them with
-# @pytest.mark.timing in their own change; by file and test name, every parametrization.
+# Timing tests (the marker: pyproject.toml) in files that carry no @pytest.mark.timing of
+# their own: by file and test name, every parametrization.
 TIMING_TESTS = {
     "test_dead_image_host.py": {
         "test_a_dead_image_host_holds_no_record_and_the_next_crawl_fetches_the_images"
