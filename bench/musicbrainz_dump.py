@@ -125,7 +125,7 @@ def crawl_env(**settings: str) -> dict[str, str]:
         **os.environ,
         "MONGO_URI": "",
         "LOG_LEVEL": "INFO",
-        "PROGRESS_INTERVAL": "30",
+        "DUMP_PROGRESS_INTERVAL": "30",
         **settings,
     }
 

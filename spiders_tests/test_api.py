@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from contentcrawl.sources.openlibrary import (
 from contentcrawl.sources.tmdb import map_movie, map_person, map_series
 from contentcrawl.store import Store
 from contentcrawl.store.sqlite import SqliteStore
+from spiders_tests.conftest import open_store_for
 
 DATA = Path(__file__).parent / "data"
 TMDB_IMAGES = "https://image.tmdb.org/t/p/original"
@@ -120,17 +122,42 @@ def _upsert(store: Store, items: list[ContentItem]) -> None:
         store.upsert_many(collection, records)
 
 
-@pytest.fixture
-def images_dir(tmp_path: Path) -> Path:
-    poster = tmp_path / "images" / POSTER_PATH
+@pytest.fixture(scope="module")
+def images_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    images = tmp_path_factory.mktemp("images")
+    poster = images / POSTER_PATH
     poster.parent.mkdir(parents=True)
     poster.write_bytes(b"\xff\xd8\xff\xe0 a JPEG")
-    return tmp_path / "images"
+    return images
+
+
+@pytest.fixture(scope="module", params=["sqlite", "mongo"])
+def mirror(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Store]:
+    """One seeded mirror of each kind for the tests that only read it."""
+    if request.param == "sqlite":
+        settings = {"MONGO_URI": "", "SQLITE_PATH": str(tmp_path_factory.mktemp("api") / "s.db")}
+    else:
+        uri = request.getfixturevalue("mongo_uri")
+        settings = {"MONGO_URI": uri, "MONGO_DATABASE": f"test_api_{uuid.uuid4().hex[:12]}"}
+    store = open_store_for(settings)
+    seed_mirror(store)
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def client(mirror: Store, images_dir: Path) -> Iterator[TestClient]:
+    """The API over a seeded mirror, once on SQLite and once on MongoDB, for reading."""
+    app = create_app(mirror, Settings({"IMAGES_STORE": str(images_dir)}))
+    with TestClient(app) as test_client:
+        yield test_client
 
 
 @pytest.fixture
-def client(store: Store, images_dir: Path) -> Iterator[TestClient]:
-    """The API over a seeded mirror, once on SQLite and once on MongoDB."""
+def writable_client(store: Store, images_dir: Path) -> Iterator[TestClient]:
+    """The API over a seeded mirror of this test's own (``store``), which it may change."""
     seed_mirror(store)
     app = create_app(store, Settings({"IMAGES_STORE": str(images_dir)}))
     with TestClient(app) as test_client:
@@ -314,8 +341,9 @@ def test_genres_and_stats(client: TestClient) -> None:
 
 
 def test_writes_after_startup_are_found_and_deletions_hidden(
-    client: TestClient, store: Store
+    writable_client: TestClient, store: Store
 ) -> None:
+    client = writable_client
     renamed = map_movie(fight_club() | {"title": "Fight Club Redux"}, TMDB_IMAGES)
     store.upsert_many("movies", [to_record(renamed)])
     assert ids(client.get("/movies/search", params={"query": "redux"})) == ["550"]

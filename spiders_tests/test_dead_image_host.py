@@ -74,6 +74,7 @@ def stored_games(store_settings: dict[str, Any]) -> dict[int, dict[str, Any]]:
     )
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("dead", ["closed_port", "never_answers"])
 @deferred_f_from_coro_f
 async def test_a_dead_image_host_holds_no_record_and_the_next_crawl_fetches_the_images(

@@ -40,7 +40,14 @@ from spiders_tests.fakes.musicbrainz import (
 )
 from spiders_tests.fakes.server import FakeRequest, FakeServer, RequestHold
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
-from spiders_tests.test_distributed import setting_args, start_worker, wait_all, worker_env
+from spiders_tests.settings_for import tmdb_run_settings
+from spiders_tests.test_distributed import (
+    KILL_TTLS,
+    setting_args,
+    start_worker,
+    wait_all,
+    worker_env,
+)
 
 WORKERS = 3
 # Account limits far above what the fake needs: this file tests the shared run, not them.
@@ -166,12 +173,12 @@ def igdb_env(fake: FakeIgdb, sqlite_path: Path) -> dict[str, str]:
 
 
 def start_igdb_workers(
-    fake: FakeIgdb, sqlite_path: Path, redis_url: str, workdir: Path
+    fake: FakeIgdb, sqlite_path: Path, redis_url: str, workdir: Path, **settings: Any
 ) -> list[subprocess.Popen[bytes]]:
     env = igdb_env(fake, sqlite_path)
     args = ["-a", "mode=full"]
     return start_workers(
-        "igdb_games", env, args, redis_url, workdir, REDIS_ACCOUNT_LIMITS=FAST_ACCOUNT
+        "igdb_games", env, args, redis_url, workdir, REDIS_ACCOUNT_LIMITS=FAST_ACCOUNT, **settings
     )
 
 
@@ -208,7 +215,7 @@ def test_an_igdb_worker_killed_with_a_page_in_flight_loses_no_game(
     # The 8th page: the worker that sent it dies with it (and up to 7 more) in flight.
     fake.holds.hold(8)
     sqlite_path = tmp_path / "shared.sqlite3"
-    workers = start_igdb_workers(fake, sqlite_path, redis_url, tmp_path)
+    workers = start_igdb_workers(fake, sqlite_path, redis_url, tmp_path, **KILL_TTLS)
 
     held = kill_the_sender_and_finish(fake.holds, workers, tmp_path)
 
@@ -314,7 +321,7 @@ def musicbrainz_fake(server: FakeServer) -> FakeMusicBrainz:
 
 
 def start_musicbrainz_workers(
-    fake: FakeMusicBrainz, sqlite_path: Path, redis_url: str, workdir: Path
+    fake: FakeMusicBrainz, sqlite_path: Path, redis_url: str, workdir: Path, **settings: Any
 ) -> list[subprocess.Popen[bytes]]:
     settings = fake.settings()
     env = worker_env(
@@ -326,7 +333,7 @@ def start_musicbrainz_workers(
         MUSICBRAINZ_REQUESTS_PER_SECOND="20",
     )
     args = ["-a", "query=clone"]
-    return start_workers("musicbrainz_artists", env, args, redis_url, workdir)
+    return start_workers("musicbrainz_artists", env, args, redis_url, workdir, **settings)
 
 
 def test_three_musicbrainz_workers_look_up_every_artist_once_and_store_everything(
@@ -372,7 +379,7 @@ def test_a_musicbrainz_worker_killed_with_a_browse_in_flight_loses_nothing(
     # The 8th browse page: the worker that sent it dies with it in flight.
     fake.holds.hold(8, MB_BROWSES)
     sqlite_path = tmp_path / "shared.sqlite3"
-    workers = start_musicbrainz_workers(fake, sqlite_path, redis_url, tmp_path)
+    workers = start_musicbrainz_workers(fake, sqlite_path, redis_url, tmp_path, **KILL_TTLS)
 
     held = kill_the_sender_and_finish(fake.holds, workers, tmp_path)
 
@@ -484,7 +491,10 @@ async def test_the_tmdb_reconcile_asks_again_for_changes_and_list_pages(
         # A dead worker had the first page of each listing and one detail request in flight.
         keys = [f"changes:{window}:1", "list:1:movie/popular", "2240"]
         left_by_a_dead_worker(redis, "tmdb_movies", keys)
-        settings = {**fake.settings(), **run_settings(redis_url, tmp_path / "store.sqlite3")}
+        # The fake's pace, not TMDB's 39/s: 191 movies.
+        settings = tmdb_run_settings(
+            fake, run_settings(redis_url, tmp_path / "store.sqlite3"), tmp_path
+        )
 
         crawler = await crawl(TmdbMoviesSpider, settings, mode="ids", ids="2240")
     finally:

@@ -10,6 +10,7 @@ this test until it is kept or listed.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -290,8 +291,14 @@ def empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
+@functools.cache
+def validation() -> ValidationPipeline:
+    """One validation pipeline for every body: a crawler each would cost ~10 ms a test."""
+    return ValidationPipeline.from_crawler(get_crawler(Spider))
+
+
 def stored(body: Body) -> tuple[dict[str, Any], ContentItem]:
-    ValidationPipeline.from_crawler(get_crawler(Spider)).process_item(body.item)
+    validation().process_item(body.item)
     return to_record(body.item).content, body.item
 
 

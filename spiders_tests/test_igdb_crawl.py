@@ -213,6 +213,7 @@ async def test_429_backs_off_and_retries_without_losing_a_page(
     assert state is not None
 
 
+@pytest.mark.timing
 @deferred_f_from_coro_f
 async def test_project_igdb_slot_stays_within_igdb_limits(
     fake_server: FakeServer, tmp_path: Path

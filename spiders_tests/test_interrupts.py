@@ -43,11 +43,15 @@ from spiders_tests.fakes.tmdb import TmdbFake, exported_movies
 TODAY = datetime.now(UTC).date()
 TMDB_DETAIL = r"/3/movie/\d+"
 MOVIES = 600
+# More than the TMDB slot sends at once (16): the others wait out a pause in the downloader.
+SMALL_MOVIES = 60
 GAMES = 1500
 # More than the 1,000 stored at the stop and the 1,000-line batches the reader may be ahead.
 ARTISTS_IN_DUMP = 8_000
 # A stopped crawl must end on its own within this (a second Ctrl-C would be needed after).
 EXIT_SECONDS = 15
+# The stopped runs go slowly enough to be stopped midway; the runs after them need not.
+RERUN_RATES = {"TMDB_REQUESTS_PER_SECOND": "1000", "IGDB_REQUESTS_PER_SECOND": "200"}
 
 
 # --- running and stopping crawls ---------------------------------------------------------
@@ -95,9 +99,15 @@ def stop_midway(
 
 
 def crawl_to_end(command: list[str], env: dict[str, str], tmp_path: Path) -> str:
-    """Run ``command`` to its end; its log."""
+    """Run ``command`` to its end, at the fakes' pace (no stop races it); its log."""
     done = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+        command,
+        cwd=tmp_path,
+        env={**env, **RERUN_RATES},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stderr
@@ -161,6 +171,13 @@ def at_least(database: Path, collection: str, count: int) -> Callable[[], bool]:
 def tmdb() -> Iterator[TmdbFake]:
     """A TMDB of ``MOVIES`` small movies, all in today's export."""
     with exported_movies(MOVIES, TODAY) as fake:
+        yield fake
+
+
+@pytest.fixture
+def small_tmdb() -> Iterator[TmdbFake]:
+    """A TMDB of ``SMALL_MOVIES`` small movies, all in today's export."""
+    with exported_movies(SMALL_MOVIES, TODAY) as fake:
         yield fake
 
 
@@ -257,6 +274,7 @@ def band(number: int, template: FakeArtist) -> FakeArtist:
     return FakeArtist(doc, albums)
 
 
+@pytest.mark.timing
 def test_ctrl_c_stops_a_musicbrainz_crawl_at_its_one_request_a_second_at_once(
     tmp_path: Path,
 ) -> None:
@@ -361,9 +379,11 @@ def test_a_tmdb_export_stopped_with_a_jobdir_resumes_where_it_stopped(
     assert sync_state(database, "tmdb_movies/export") == {"date": TODAY.isoformat()}
 
 
+@pytest.mark.timing
 def test_a_stop_during_a_backoff_pause_hands_the_waiting_requests_back(
-    tmdb: TmdbFake, tmp_path: Path
+    small_tmdb: TmdbFake, tmp_path: Path
 ) -> None:
+    tmdb = small_tmdb
     # A 503 pauses the TMDB slot for 60 s; the requests behind it wait in the downloader.
     env = {**tmdb_env(tmdb, tmp_path), "RETRY_BACKOFF_BASE": "60", "RETRY_BACKOFF_MAX": "60"}
     tmdb.api.fail(TMDB_DETAIL, 503)
@@ -390,8 +410,8 @@ def test_a_stop_during_a_backoff_pause_hands_the_waiting_requests_back(
     )
     rerun = crawl_to_end(command, env, tmp_path)
     resumed_cleanly(rerun)
-    assert stored_count(database, "movies") == (MOVIES, MOVIES)
-    assert sorted(Counter(detail_hits(tmdb).values()).items()) == [(1, MOVIES - 1), (2, 1)]
+    assert stored_count(database, "movies") == (SMALL_MOVIES, SMALL_MOVIES)
+    assert sorted(Counter(detail_hits(tmdb).values()).items()) == [(1, SMALL_MOVIES - 1), (2, 1)]
 
 
 def test_tmdb_changes_stopped_with_a_jobdir_resume_without_asking_again(

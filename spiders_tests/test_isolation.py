@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import pymongo
-import pytest
 from scrapy.settings import SETTINGS_PRIORITIES
 from scrapy.utils.project import get_project_settings
 
@@ -67,19 +66,18 @@ def users_environment() -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("where", ["environment", ".env"])
 def test_the_suite_leaves_the_developers_store_and_checkout_alone(
-    tmp_path: Path, mongo_uri: str, where: str
+    tmp_path: Path, mongo_uri: str
 ) -> None:
     checkout = checkout_copy(tmp_path / "checkout")
-    database = f"developers_{uuid.uuid4().hex[:12]}"
-    developers = {"MONGO_URI": mongo_uri, "MONGO_DATABASE": database}
+    # A developer's store in the environment and another in .env (which the environment
+    # would win over): a test reading either one writes into a database named here.
+    databases = {where: f"developers_{uuid.uuid4().hex[:12]}" for where in ("environment", ".env")}
     env = users_environment()
-    if where == "environment":
-        env.update(developers)
-    else:
-        lines = "".join(f"{name}={value}\n" for name, value in developers.items())
-        (checkout / ".env").write_text(lines, encoding="utf-8")
+    env.update(MONGO_URI=mongo_uri, MONGO_DATABASE=databases["environment"])
+    dotenv = {"MONGO_URI": mongo_uri, "MONGO_DATABASE": databases[".env"]}
+    lines = "".join(f"{name}={value}\n" for name, value in dotenv.items())
+    (checkout / ".env").write_text(lines, encoding="utf-8")
     # The one way to choose a test MongoDB (the child's tests get this session's server).
     env["CONTENTCRAWL_TEST_MONGO_URI"] = mongo_uri
     before = snapshot(checkout)
@@ -111,7 +109,8 @@ def test_the_suite_leaves_the_developers_store_and_checkout_alone(
     assert f"{len(TESTS_ON_DEFAULTS)} passed" in done.stdout
     assert snapshot(checkout) == before
     with pymongo.MongoClient(mongo_uri) as client:
-        assert client[database].list_collection_names() == []
+        for database in databases.values():
+            assert client[database].list_collection_names() == []
     # The tests did keep their run records and dead letter: in their own temp dirs.
     kept = 0
     for store_path in basetemp.rglob("contentcrawl.sqlite3"):

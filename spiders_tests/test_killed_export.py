@@ -59,9 +59,10 @@ def test_a_rerun_after_a_killed_export_fetches_only_what_was_not_stored(
         STORE_FAILED_DIR=str(tmp_path / "store_failed"),
         PROGRESS_LIVE="0",
         STORE_BATCH_SIZE="20",
-        # Slow enough that the last 97 records take about a second: the kill comes first.
-        TMDB_REQUESTS_PER_SECOND="100",
+        TMDB_REQUESTS_PER_SECOND="1000",
     )
+    # The last movie goes unanswered: the crawl cannot end before the kill.
+    tmdb.api.stall(rf"/3/movie/{MOVIES}")
     command = [sys.executable, "-m", "scrapy", "crawl", "tmdb_movies", "-a", "mode=export"]
     log = tmp_path / "killed.log"
     with log.open("w") as out:
@@ -81,6 +82,7 @@ def test_a_rerun_after_a_killed_export_fetches_only_what_was_not_stored(
     first_run = fetched_ids(tmdb)
     assert KILL_AT <= len(stored) < MOVIES
     assert stored <= set(first_run)
+    tmdb.api.unstall()
 
     rerun = run_scrapy("crawl", "tmdb_movies", "-a", "mode=export", cwd=tmp_path, env=env)
 

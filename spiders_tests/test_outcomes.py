@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from contentcrawl.commands.crawl import Command as CrawlCommand
 from contentcrawl.verdict import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
 from spiders_tests.conftest import read_store
 from spiders_tests.crawling import child_env, run_scrapy
@@ -44,15 +45,16 @@ def tmdb() -> Iterator[TmdbFake]:
 
 
 def env_for(tmp_path: Path, **overrides: str) -> dict[str, str]:
-    return child_env(
-        tmp_path / "store.sqlite3",
-        DUMPS_DIR=str(tmp_path / "dumps"),
-        STORE_FAILED_DIR=str(tmp_path / "failed"),
-        PROGRESS_LIVE="0",
-        RETRY_BACKOFF_BASE="0.01",
-        RETRY_BACKOFF_MAX="0.05",
-        **overrides,
-    )
+    defaults = {
+        "DUMPS_DIR": str(tmp_path / "dumps"),
+        "STORE_FAILED_DIR": str(tmp_path / "failed"),
+        "PROGRESS_LIVE": "0",
+        "RETRY_BACKOFF_BASE": "0.01",
+        "RETRY_BACKOFF_MAX": "0.05",
+        # TMDB's own 39/s would make 40 movies a second's wait.
+        "TMDB_REQUESTS_PER_SECOND": "500",
+    }
+    return child_env(tmp_path / "store.sqlite3", **{**defaults, **overrides})
 
 
 def scrapy_crawl(
@@ -194,10 +196,10 @@ def test_a_crawl_stopped_by_a_signal_exits_3(tmdb: TmdbFake, tmp_path: Path) -> 
     assert state(tmp_path, "tmdb_movies/export") is None
 
 
-def test_the_help_lists_the_exit_codes(tmp_path: Path) -> None:
-    done = run_scrapy("crawl", "-h", cwd=tmp_path, env=env_for(tmp_path))
+def test_the_help_lists_the_exit_codes() -> None:
+    # What ``scrapy crawl -h`` prints under its usage line (the exit codes themselves are
+    # the project command's: the tests above run it).
+    text = " ".join(CrawlCommand().long_desc().split())
 
-    assert done.returncode == 0
-    text = " ".join(done.stdout.split())
     for code, meaning in ((0, "the run was clean"), (2, "usage error"), (3, "stopped by")):
         assert f"{code} {meaning}" in text

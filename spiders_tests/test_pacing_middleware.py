@@ -92,6 +92,7 @@ def test_a_pause_holds_the_clock_and_says_what_it_added() -> None:
 
 
 # -- whole crawls --------------------------------------------------------------------------
+@pytest.mark.timing
 @deferred_f_from_coro_f
 async def test_paced_slot_keeps_its_rate(fake_server: FakeServer, tmp_path: Path) -> None:
     times = await crawl_arrivals(fake_server, tmp_path, pace=True)
@@ -107,6 +108,7 @@ async def test_paced_slot_keeps_its_rate(fake_server: FakeServer, tmp_path: Path
     assert fake_server.max_requests_in_window(1.0) <= RATE + 2
 
 
+@pytest.mark.timing
 @deferred_f_from_coro_f
 async def test_unpaced_slot_keeps_a_minimum_gap(fake_server: FakeServer, tmp_path: Path) -> None:
     times = await crawl_arrivals(fake_server, tmp_path, pace=False)
@@ -115,6 +117,7 @@ async def test_unpaced_slot_keeps_a_minimum_gap(fake_server: FakeServer, tmp_pat
     assert fake_server.max_requests_in_window(1.0) <= RATE + 1
 
 
+@pytest.mark.timing
 @deferred_f_from_coro_f
 async def test_autothrottle_never_takes_a_slot_above_its_rate(
     fake_server: FakeServer, tmp_path: Path

@@ -113,6 +113,7 @@ def test_parse_retry_after_delta_seconds_and_dates() -> None:
 
 
 # -- whole crawls --------------------------------------------------------------------------
+@pytest.mark.timing
 @deferred_f_from_coro_f
 async def test_retry_after_pauses_the_whole_slot(fake_server: FakeServer) -> None:
     fake_server.route("GET", "/limited")(
@@ -142,6 +143,7 @@ async def test_retry_after_pauses_the_whole_slot(fake_server: FakeServer) -> Non
     assert "retry/api/gave_up" not in stats
 
 
+@pytest.mark.timing
 @deferred_f_from_coro_f
 async def test_responses_in_flight_during_a_pause_do_not_shorten_it(
     fake_server: FakeServer,
@@ -177,6 +179,7 @@ async def test_responses_in_flight_during_a_pause_do_not_shorten_it(
     assert len(crawler.spider.received) == 6
 
 
+@pytest.mark.timing
 @deferred_f_from_coro_f
 async def test_503_backs_off_exponentially_then_recovers(fake_server: FakeServer) -> None:
     fake_server.route("GET", "/flaky")(failing_first(4, FakeResponse(503, b"busy")))
@@ -206,6 +209,7 @@ async def test_503_backs_off_exponentially_then_recovers(fake_server: FakeServer
     assert stats["retry/api/backoff_seconds"] == pytest.approx(1.5, abs=0.05)
 
 
+@pytest.mark.timing
 @deferred_f_from_coro_f
 async def test_retry_after_http_date_is_honoured(fake_server: FakeServer) -> None:
     def dated() -> FakeResponse:
@@ -224,6 +228,7 @@ async def test_retry_after_http_date_is_honoured(fake_server: FakeServer) -> Non
     assert crawler.spider.received == ["/dated"]
 
 
+@pytest.mark.timing
 @deferred_f_from_coro_f
 async def test_absurd_retry_after_is_capped(fake_server: FakeServer) -> None:
     fake_server.route("GET", "/absurd")(
@@ -315,6 +320,7 @@ async def test_give_up_sends_signal_once_and_logs_redacted_url(
     assert "SECRET" not in caplog.text
 
 
+@pytest.mark.timing
 @deferred_f_from_coro_f
 async def test_another_slot_is_not_slowed(fake_server: FakeServer) -> None:
     fake_server.route("GET", "/a/limited")(
@@ -340,6 +346,7 @@ async def test_another_slot_is_not_slowed(fake_server: FakeServer) -> None:
     assert "retry/b/429" not in crawler.stats.get_stats()
 
 
+@pytest.mark.timing
 @deferred_f_from_coro_f
 async def test_a_slot_backoff_max_caps_its_pauses_retry_after_included(
     fake_server: FakeServer,
@@ -362,6 +369,7 @@ async def test_a_slot_backoff_max_caps_its_pauses_retry_after_included(
     assert crawler.stats.get_value("retry/api/backoff_seconds") == pytest.approx(0.3)
 
 
+@pytest.mark.timing
 @deferred_f_from_coro_f
 async def test_each_host_of_a_slot_pauses_alone(fake_server: FakeServer) -> None:
     other_host = FakeServer().start()
@@ -413,6 +421,7 @@ class DeadlineSpider(PathsSpider):
         self.image_failure = (failure.value, time.monotonic() - self.asked_at)
 
 
+@pytest.mark.timing
 @deferred_f_from_coro_f
 async def test_a_request_with_a_deadline_fails_at_once_while_its_slot_is_paused(
     fake_server: FakeServer,

@@ -1,4 +1,5 @@
-"""The project as an operator meets it: `scrapy list` and an authenticated `scrapy shell`."""
+"""The project as an operator meets it: `scrapy list` and an authenticated `scrapy shell`
+(which writes no run record)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from spiders_tests.conftest import read_store
 from spiders_tests.crawling import run_scrapy
 from spiders_tests.fakes.server import FakeResponse, FakeServer
 
@@ -65,3 +67,6 @@ def test_scrapy_shell_is_authenticated_for_the_api_host(
     assert shell.returncode == 0, shell.stderr[-2000:]
     assert shell.stdout.strip() == "(200, 'Fight Club')"
     assert "shell-token" not in shell.stderr
+    # A shell session is no run: it leaves no run record.
+    store = {"MONGO_URI": "", "SQLITE_PATH": str(tmp_path / "store.sqlite3")}
+    assert read_store(store, lambda opened: opened.recent_runs()) == []

@@ -1,5 +1,5 @@
 """Run records tell the truth about liveness: a killed crawl does not stay ``running`` for
-ever, and a ``scrapy shell`` session writes none."""
+ever (that a ``scrapy shell`` session writes none, test_project_commands checks)."""
 
 from __future__ import annotations
 
@@ -155,20 +155,3 @@ async def test_the_next_crawl_of_any_spider_marks_a_dead_run_killed(tmp_path: Pa
     assert [run["result"] for run in runs.values() if run["spider"] == "openlibrary_books"] == [
         "ok"
     ]
-
-
-def test_a_scrapy_shell_session_writes_no_run_record(
-    fake_server: FakeServer, tmp_path: Path
-) -> None:
-    fake_server.route("GET", r"/page")(lambda request: FakeResponse.json({"ok": True}))
-    store_path = tmp_path / "store.sqlite3"
-    env = child_env(store_path)
-
-    done = run_scrapy(
-        "shell", f"{fake_server.url}/page", "-c", "response.status", cwd=tmp_path, env=env
-    )
-
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "200"
-    settings = {"MONGO_URI": "", "SQLITE_PATH": str(store_path)}
-    assert read_store(settings, lambda store: store.recent_runs()) == []

@@ -6,6 +6,7 @@ from this test process; configuration reaches it through the environment, as on 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import subprocess
@@ -15,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scrapy.exceptions import UsageError
 from scrapy.spiderloader import get_spider_loader
 from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.project import get_project_settings
 
+from contentcrawl.commands.syncall import Command as SyncAllCommand
 from contentcrawl.extensions.log_counts import counted_for
 from contentcrawl.jobs import JOBS, SCHEDULES, Job, by_source, jobs_for, jobs_named
 from contentcrawl.sources.base import ContentSpider
@@ -116,11 +119,29 @@ def test_all_jobs_ok_exits_zero(openlibrary: FakeOpenLibraryDumps, tmp_path: Pat
     assert done.stdout.split()[0] == "openlibrary_authors-dump"
 
 
-def test_an_unknown_job_or_schedule_is_a_usage_error(tmp_path: Path) -> None:
-    env = scrapy_env(tmp_path)
-    assert scrapy(tmp_path, "syncall", "--job", "nope", env=env).returncode == 2
-    assert scrapy(tmp_path, "syncall", "hourly", env=env).returncode == 2
-    both = scrapy(tmp_path, "syncall", "daily", "--job", "tmdb_movies-changes", env=env)
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--job", "nope"], "nope"),
+        (["hourly"], "give one schedule among"),
+        (["daily", "--job", "tmdb_movies-changes"], "not both"),
+    ],
+)
+def test_an_unknown_job_or_schedule_is_a_usage_error(args: list[str], message: str) -> None:
+    command = SyncAllCommand()
+    command.settings = get_project_settings()
+    parser = argparse.ArgumentParser()
+    command.add_options(parser)
+    opts, positional = parser.parse_known_args(args)
+
+    with pytest.raises(UsageError, match=message):
+        command.run(positional, opts)
+
+
+def test_a_usage_error_exits_2_with_its_reason(tmp_path: Path) -> None:
+    both = scrapy(
+        tmp_path, "syncall", "daily", "--job", "tmdb_movies-changes", env=scrapy_env(tmp_path)
+    )
     assert both.returncode == 2
     assert "not both" in both.stderr
 

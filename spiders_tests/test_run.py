@@ -1,0 +1,35 @@
+"""The suite's command (spiders_tests/run.py) fails when a part fails or no test ran."""
+
+from __future__ import annotations
+
+import pytest
+
+from spiders_tests.run import PARTS, combined_exit_code
+
+OK = pytest.ExitCode.OK
+FAILED = pytest.ExitCode.TESTS_FAILED
+NONE = pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    [
+        ([OK, OK], OK),
+        ([FAILED, OK], FAILED),
+        ([OK, FAILED], FAILED),
+        ([pytest.ExitCode.INTERRUPTED, FAILED], pytest.ExitCode.INTERRUPTED),
+        ([OK, NONE], OK),
+        ([NONE, OK], OK),
+        ([NONE, NONE], NONE),
+        ([NONE, FAILED], FAILED),
+    ],
+)
+def test_the_command_fails_when_a_part_fails_or_no_part_collected_a_test(
+    parts: list[int], expected: int
+) -> None:
+    assert combined_exit_code(parts) == expected
+
+
+def test_every_test_runs_in_exactly_one_part() -> None:
+    selections = [options[options.index("-m") + 1] for _, options in PARTS]
+    assert selections == ["not timing", "timing"]
