@@ -16,22 +16,19 @@ from contentcrawl.sources.base import SpiderArgumentError
 from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
 from spiders_tests.conftest import open_store_for, read_store
 from spiders_tests.crawling import crawl, make_crawler
-from spiders_tests.fakes.musicbrainz import (
-    CONTACT,
+from spiders_tests.fakes.musicbrainz import CONTACT, LATEST, FakeMusicBrainz, gaps
+from spiders_tests.fakes.musicbrainz_samples import (
     DATA,
     DUMP_TIMESTAMP,
     ED_SHEERAN,
     ERIC_ADAMS,
-    LATEST,
     LOOKUP_FILES,
     MANOWAR,
     PERKELE,
     TOMBS,
-    FakeMusicBrainz,
     build_archive,
     dump_docs,
     dump_lines,
-    gaps,
     recorded_searches,
     sample_artists,
     write_archive,
