@@ -28,7 +28,9 @@ class AnswerChecks:
     def __init__(
         self, crawler: Crawler, logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
     ) -> None:
-        self.stats = crawler.stats
+        # Not crawler.stats yet: the spider builds this in from_crawler, before the crawl
+        # has set its stats.
+        self.crawler = crawler
         self.logger = logger
 
     def page(
@@ -59,7 +61,7 @@ class AnswerChecks:
 
     def lost(self, request: Request, detail: str) -> None:
         """A request that got no usable answer: counted, logged."""
-        self.stats.inc_value("musicbrainz/requests/failed")
+        self.crawler.stats.inc_value("musicbrainz/requests/failed")
         self.logger.error(
             "MusicBrainz request lost: GET %s: %s", redact_url(request.url), redact_text(detail)
         )

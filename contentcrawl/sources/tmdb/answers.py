@@ -24,8 +24,12 @@ class AnswerReader:
     entries of a listing page with an id; what is unusable is counted under ``stat_prefix``
     and logged, and a 401 closes the spider."""
 
-    def __init__(self, crawler: Crawler, logger: Logger, *, stat_prefix: str, api_kind: str):
-        self.stats = crawler.stats
+    def __init__(
+        self, crawler: Crawler, logger: Logger, *, stat_prefix: str, api_kind: str
+    ) -> None:
+        # Not crawler.stats yet: the spider builds this in from_crawler, before the crawl
+        # has set its stats.
+        self.crawler = crawler
         self.logger = logger
         self.stat_prefix = stat_prefix
         self.api_kind = api_kind
@@ -35,7 +39,7 @@ class AnswerReader:
         """The JSON body of a 200; 401 closes the spider, a listing's 404 is a failure (a
         record's 404 never comes here: it is the record's deletion mark)."""
         if response.status == 401:
-            self.stats.inc_value("tmdb/auth/rejected")
+            self.crawler.stats.inc_value("tmdb/auth/rejected")
             if self.rejected:
                 # Requests in flight when the first 401 arrived: already reported.
                 raise CloseSpider("tmdb_unauthorized")
@@ -47,17 +51,17 @@ class AnswerReader:
             )
             raise CloseSpider("tmdb_unauthorized")
         if response.status == 404:
-            self.stats.inc_value(f"{self.stat_prefix}/failed")
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/failed")
             self.logger.error("TMDB listing not found: %s", status_message(response))
             return None
         try:
             payload = json_body(response)
         except ValueError:
-            self.stats.inc_value(f"{self.stat_prefix}/bad_payload")
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/bad_payload")
             self.logger.warning("TMDB answered non-JSON for %s %s", self.api_kind, tmdb_id)
             return None
         if not isinstance(payload, dict):
-            self.stats.inc_value(f"{self.stat_prefix}/bad_payload")
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/bad_payload")
             self.logger.warning("TMDB answered a non-object for %s %s", self.api_kind, tmdb_id)
             return None
         return payload
@@ -66,7 +70,7 @@ class AnswerReader:
         """The entries of a changes or list page with an id; the others counted and logged."""
         listed, unusable = listed_ids(payload)
         for entry in unusable:
-            self.stats.inc_value(f"{self.stat_prefix}/{listing}/invalid")
+            self.crawler.stats.inc_value(f"{self.stat_prefix}/{listing}/invalid")
             self.logger.warning("Skipping a TMDB %s entry without an id: %.200r", listing, entry)
         return listed
 
