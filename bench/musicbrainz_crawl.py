@@ -47,8 +47,8 @@ from contentcrawl.sources.musicbrainz import artist_item  # noqa: E402
 from contentcrawl.sources.musicbrainz.dump import ArchiveLines  # noqa: E402
 from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider  # noqa: E402
 from spiders_tests.crawling import crawl  # noqa: E402
-from spiders_tests.fakes.musicbrainz import (  # noqa: E402
-    FakeMusicBrainz,
+from spiders_tests.fakes.musicbrainz import FakeMusicBrainz  # noqa: E402
+from spiders_tests.fakes.musicbrainz_samples import (  # noqa: E402
     dump_lines,
     generated_docs,
     write_archive,

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # A developer's .env must not change the figures.
 os.environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
 
-from spiders_tests.fakes.musicbrainz import dump_lines, generated_docs, write_archive
+from spiders_tests.fakes.musicbrainz_samples import dump_lines, generated_docs, write_archive
 from spiders_tests.mongo_server import running_mongo
 
 ROOT = Path(__file__).resolve().parent.parent

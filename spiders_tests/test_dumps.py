@@ -34,7 +34,7 @@ from contentcrawl.dumps import (
 from contentcrawl.redaction import basic_auth
 from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
 from spiders_tests.crawling import crawl
-from spiders_tests.fakes.musicbrainz import dump_lines, generated_docs
+from spiders_tests.fakes.musicbrainz_samples import dump_lines, generated_docs
 from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer, serve_bytes
 
 LINES = [b"line %d\t{}\n" % number for number in range(1, 2001)]

@@ -25,7 +25,8 @@ from contentcrawl.sources.igdb import (
     valid_id,
 )
 from spiders_tests.conftest import DATA
-from spiders_tests.fakes.igdb import error_400, parse_query, project, templates
+from spiders_tests.fakes.igdb import templates
+from spiders_tests.fakes.igdb_apicalypse import error_400, parse_query, project
 
 COVER = "https://images.igdb.com/igdb/image/upload/t_cover_big"
 

@@ -34,7 +34,7 @@ from contentcrawl.spiders.tmdb_series import TmdbSeriesSpider
 from spiders_tests.conftest import DATA, open_store_for
 from spiders_tests.crawling import crawl, make_crawler
 from spiders_tests.fakes.igdb import FakeIgdb, sample_games, templates
-from spiders_tests.fakes.musicbrainz import TOMBS, dump_docs, dump_lines
+from spiders_tests.fakes.musicbrainz_samples import TOMBS, dump_docs, dump_lines
 from spiders_tests.fakes.openlibrary import sample_lines, write_dump
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, load, movie_550

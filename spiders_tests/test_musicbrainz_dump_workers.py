@@ -33,7 +33,7 @@ from contentcrawl.store import Store
 from contentcrawl.store.base import content_hash
 from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import crawl, make_crawler
-from spiders_tests.fakes.musicbrainz import (
+from spiders_tests.fakes.musicbrainz_samples import (
     TOMBS,
     dump_docs,
     dump_lines,

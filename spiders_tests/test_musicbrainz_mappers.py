@@ -24,7 +24,8 @@ from contentcrawl.sources.musicbrainz.dump import ArchiveLines, is_archive, plai
 from contentcrawl.sources.musicbrainz.lines import BadLineError, parse_entity_line
 from contentcrawl.sources.musicbrainz.queries import browse_url, lookup_url, search_url
 from contentcrawl.store.base import content_hash
-from spiders_tests.fakes.musicbrainz import (
+from spiders_tests.fakes.musicbrainz import shuffled
+from spiders_tests.fakes.musicbrainz_samples import (
     DATA,
     DUMP_TIMESTAMP,
     ED_SHEERAN,
@@ -33,7 +34,6 @@ from spiders_tests.fakes.musicbrainz import (
     dump_docs,
     dump_lines,
     generated_docs,
-    shuffled,
     write_archive,
 )
 

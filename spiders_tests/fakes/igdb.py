@@ -2,15 +2,14 @@
 
 Routes on a ``FakeServer``: ``POST /oauth2/token`` (client-credentials grant), ``POST
 /v4/games``, ``POST /v4/games/count`` and ``POST /v4/multiquery``. Queries are real
-Apicalypse text (``fields``, ``where`` with ``&``, ``sort``, ``limit``, ``offset``); dotted
-fields expand referenced objects, undotted ones give bare ids, absent fields are omitted,
-as IGDB does. Errors: 401 with IGDB's recorded object body (``data/igdb/
-error_401_auth_failure.json``), 400 as IGDB's array of ``{title, status, cause}``, 429 above
-``requests_per_second`` accepted requests in any ``window`` or above ``max_open`` open
-requests per Client-ID. A token can be made to die after ``token_uses`` API requests.
-``games_served`` counts each game answered by ``/v4/games``; ``hold(n, pattern)`` leaves the
-n-th API request whose path matches unanswered until ``release()`` (a page in flight when a
-test kills the crawler that sent it).
+Apicalypse text, read and answered as IGDB does (``fakes/igdb_apicalypse.py``). Errors:
+401 with IGDB's recorded object body (``data/igdb/error_401_auth_failure.json``), 400 as
+IGDB's array of ``{title, status, cause}``, 429 above ``requests_per_second`` accepted
+requests in any ``window`` or above ``max_open`` open requests per Client-ID. A token can
+be made to die after ``token_uses`` API requests. ``games_served`` counts each game
+answered by ``/v4/games``; ``hold(n, pattern)`` leaves the n-th API request whose path
+matches unanswered until ``release()`` (a page in flight when a test kills the crawler
+that sent it).
 
 Records come from the recorded search answer ``data/igdb/games_search_sengoku3_expanded_
 2021.json``, cloned under new ids. References the recording holds as bare ids (themes,
@@ -24,7 +23,6 @@ import argparse
 import copy
 import json
 import random
-import re
 import secrets
 import sys
 import threading
@@ -32,13 +30,23 @@ import time
 from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 from scrapy.utils.project import get_project_settings
 
+from spiders_tests.fakes.igdb_apicalypse import (
+    OPERATORS,
+    QUERY_BLOCK,
+    ApicalypseError,
+    Query,
+    error_400,
+    igdb_json,
+    parse_query,
+    project,
+)
 from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer, RequestHold
 
 DATA = Path(__file__).parent.parent / "data" / "igdb"
@@ -52,121 +60,6 @@ DEFAULT_CLIENT_SECRET = "fakesecret9876543210zyxwvutsrq"  # noqa: S105 - the fak
 # IGDB's published names for the ids the recording uses (api-docs.igdb.com, game_modes/themes).
 GAME_MODES = {1: "Single player", 2: "Multiplayer", 3: "Co-operative", 4: "Split screen"}
 THEMES = {1: "Action", 17: "Fantasy", 18: "Science fiction", 22: "Historical", 23: "Stealth"}
-
-
-class ApicalypseError(ValueError):
-    """A query IGDB would answer with 400."""
-
-
-# --- Apicalypse, as far as the crawler uses it ------------------------------------------
-
-_STATEMENT = re.compile(r"\s*(fields|exclude|where|sort|limit|offset)\s+([^;]*?)\s*;", re.S)
-_CONDITION = re.compile(r"\s*([a-z_]+(?:\.[a-z_]+)*)\s*(>=|<=|!=|=|>|<)\s*(-?\d+)\s*")
-_QUERY_BLOCK = re.compile(r'\s*query\s+([a-z_]+(?:/count)?)\s+"([^"]*)"\s*\{([^{}]*)\}\s*;', re.S)
-_OPERATORS: dict[str, Callable[[Any, int], bool]] = {
-    "=": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-}
-
-
-@dataclass
-class Query:
-    fields: list[list[str]] = field(default_factory=lambda: [["id"]])
-    where: list[tuple[str, str, int]] = field(default_factory=list)
-    sort: tuple[str, bool] | None = None  # (field, descending)
-    limit: int = 10  # IGDB's default
-    offset: int = 0
-
-
-def parse_query(text: str) -> Query:
-    """Parse an Apicalypse query; ApicalypseError for what IGDB would reject."""
-    query = Query()
-    position = 0
-    for match in _STATEMENT.finditer(text):
-        if text[position : match.start()].strip():
-            raise ApicalypseError(
-                f"Unexpected input at \u0027{text[position : match.start()]}\u0027"
-            )
-        position = match.end()
-        keyword, value = match[1], match[2]
-        if keyword == "fields":
-            query.fields = [part.strip().split(".") for part in value.split(",") if part.strip()]
-        elif keyword == "where":
-            query.where = [_condition(part) for part in value.split("&")]
-        elif keyword == "sort":
-            name, _, direction = value.partition(" ")
-            if direction.strip() not in ("", "asc", "desc"):
-                raise ApicalypseError(f"Invalid sort direction \u0027{direction.strip()}\u0027")
-            query.sort = (name.strip(), direction.strip() == "desc")
-        elif keyword == "limit":
-            query.limit = int(value)
-            if not 1 <= query.limit <= 500:
-                raise ApicalypseError("Limit must be between 1 and 500")
-        elif keyword == "offset":
-            query.offset = int(value)
-        else:
-            raise ApicalypseError(f"Unsupported by this fake: {keyword}")
-    if text[position:].strip():
-        raise ApicalypseError(f"Unexpected input at \u0027{text[position:].strip()}\u0027")
-    return query
-
-
-def _condition(text: str) -> tuple[str, str, int]:
-    match = _CONDITION.fullmatch(text)
-    if not match:
-        raise ApicalypseError(f"Expecting a condition, got \u0027{text.strip()}\u0027")
-    return match[1], match[2], int(match[3])
-
-
-def project(record: dict[str, Any], paths: list[list[str]]) -> dict[str, Any]:
-    """The record as IGDB returns it for ``fields``: dotted paths expand, others give ids."""
-    if ["*"] in paths:
-        paths = [[name] for name in record] + paths
-    out: dict[str, Any] = {"id": record["id"]}
-    heads: dict[str, list[list[str]]] = defaultdict(list)
-    for path in paths:
-        if path != ["*"]:
-            heads[path[0]].append(path[1:])
-    for head, tails in heads.items():
-        if head not in record:
-            continue  # IGDB omits absent fields rather than sending null
-        value = record[head]
-        deeper = [tail for tail in tails if tail]
-        if not deeper:
-            out[head] = _collapse(value)
-        elif isinstance(value, list):
-            out[head] = [project(v, deeper) if isinstance(v, dict) else v for v in value]
-        elif isinstance(value, dict):
-            out[head] = project(value, deeper)
-        else:
-            out[head] = value
-    return out
-
-
-def _collapse(value: Any) -> Any:
-    if isinstance(value, dict):
-        return value.get("id")
-    if isinstance(value, list):
-        return [_collapse(entry) for entry in value]
-    return value
-
-
-def igdb_json(payload: Any) -> bytes:
-    """JSON as IGDB writes it: 2-space indent, raw UTF-8, Gson's HTML-safe escapes."""
-    text = json.dumps(payload, indent=2, ensure_ascii=False)
-    for char in "'<>&=":
-        text = text.replace(char, f"\\u{ord(char):04x}")
-    return text.encode()
-
-
-def error_400(cause: str) -> FakeResponse:
-    """IGDB's 400: a JSON array of ``{title, status, cause}``."""
-    body = igdb_json([{"title": "Syntax Error", "status": 400, "cause": cause}])
-    return FakeResponse(400, body, {"Content-Type": "application/json;charset=utf-8"})
 
 
 # --- Records ------------------------------------------------------------------------------
@@ -432,7 +325,7 @@ class FakeIgdb:
     def _multiquery(self, request: FakeRequest) -> FakeResponse:
         def answer() -> FakeResponse:
             text = request.body.decode()
-            blocks = list(_QUERY_BLOCK.finditer(text))
+            blocks = list(QUERY_BLOCK.finditer(text))
             if not blocks or "".join(b[0] for b in blocks).strip() != text.strip():
                 return error_400('Expecting query blocks: query <endpoint> "name" { ... };')
             if len(blocks) > 10:
@@ -478,7 +371,7 @@ class FakeIgdb:
                 high = min(high, bound(self._ids, value))
         games = [self.games[game_id] for game_id in self._ids[low:high]]
         for name, operator, value in query.where:
-            test = _OPERATORS[operator]
+            test = OPERATORS[operator]
             games = [game for game in games if name in game and test(game[name], value)]
         return games
 

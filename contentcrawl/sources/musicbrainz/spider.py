@@ -6,16 +6,17 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from scrapy import Request
-from scrapy.exceptions import CloseSpider, IgnoreRequest
+from scrapy.exceptions import CloseSpider
 from scrapy.spidermiddlewares.httperror import HttpError
 
 from contentcrawl.batches import ItemBatch
 from contentcrawl.dumps import is_url
 from contentcrawl.failures import ReplaysFailures
 from contentcrawl.items import AlbumItem, ArtistItem, ContentItem
-from contentcrawl.redaction import redact_text, redact_url
+from contentcrawl.redaction import redact_url
 from contentcrawl.sources.base import FLAG, TEXT, Argument, choice, subset
 from contentcrawl.sources.dump_spider import DumpSpider
+from contentcrawl.sources.musicbrainz.answers import AnswerChecks, failure_detail
 from contentcrawl.sources.musicbrainz.dump import import_dumps
 from contentcrawl.sources.musicbrainz.mappers import (
     DUMP_ITEM_CLASSES,
@@ -23,16 +24,12 @@ from contentcrawl.sources.musicbrainz.mappers import (
     album_item,
     artist_item,
     is_mbid,
-    whole_number,
 )
 from contentcrawl.sources.musicbrainz.queries import (
     MAX_PAGE_SIZE,
     album_key,
-    body_start,
     browse_key,
     browse_url,
-    error_message,
-    json_object,
     lookup_url,
     release_group_url,
     search_key,
@@ -103,6 +100,7 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
     max_results: int
     min_score: int
     queries: list[str]
+    answers: AnswerChecks
 
     @classmethod
     def check_arguments(cls, options: dict[str, Any]) -> None:
@@ -157,6 +155,7 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
         queries = split_list(settings.get("MUSICBRAINZ_QUERIES"), separator=";")
         # A query given twice would be one URL twice: Scrapy's duplicate filter drops it.
         spider.queries = list(dict.fromkeys(queries))
+        spider.answers = AnswerChecks(crawler, spider.logger)
         return spider
 
     # -- start --------------------------------------------------------------------------
@@ -348,20 +347,8 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
         )
 
     # -- callbacks ----------------------------------------------------------------------
-    def _page(
-        self, response: Response, list_key: str, count_key: str, what: str
-    ) -> tuple[list[Any], int] | None:
-        """A search or browse page's entries and total, or None (counted, logged) if it is not."""
-        payload = json_object(response)
-        entries = payload.get(list_key) if payload else None
-        total = whole_number(payload.get(count_key)) if payload else None
-        if not isinstance(entries, list) or total is None:
-            self._lost_answer(response, f"not {what}: {body_start(response)!r}")
-            return None
-        return entries, total
-
     def parse_search(self, response: Response, query: str, offset: int) -> Iterator[Request]:
-        page = self._page(response, "artists", "count", "a search answer")
+        page = self.answers.page(response, "artists", "count", "a search answer")
         if page is None:
             return
         hits, total = page
@@ -398,9 +385,8 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
         yield from requests
 
     def parse_artist(self, response: Response, mbid: str) -> Iterator[ContentItem | Request]:
-        payload = json_object(response)
-        if payload is None or not is_mbid(payload.get("id")):
-            self._lost_answer(response, f"not an artist: {body_start(response)!r}")
+        payload = self.answers.entity(response, "an artist")
+        if payload is None:
             return
         found = payload["id"]
         # A merged artist answers with the MBID it was merged into.
@@ -421,7 +407,7 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
     def parse_release_groups(
         self, response: Response, mbid: str, offset: int
     ) -> Iterator[ContentItem | Request]:
-        page = self._page(
+        page = self.answers.page(
             response, "release-groups", "release-group-count", "a release-group browse"
         )
         if page is None:
@@ -454,9 +440,8 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
         yield from albums
 
     def parse_release_group(self, response: Response, mbid: str) -> Iterator[ContentItem]:
-        payload = json_object(response)
-        if payload is None or not is_mbid(payload.get("id")):
-            self._lost_answer(response, f"not a release group: {body_start(response)!r}")
+        payload = self.answers.entity(response, "a release group")
+        if payload is None:
             return
         found = payload["id"]
         if found != mbid:
@@ -483,23 +468,7 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
                 self.logger.warning("Release group %s not found (404)", request.cb_kwargs["mbid"])
                 self.settle_key(album_key(request.cb_kwargs["mbid"]))
                 return
-            detail = f"HTTP {response.status}: {error_message(response)}"
-        elif isinstance(failure.value, IgnoreRequest):
-            detail = f"not sent ({failure.value})"
-        else:
-            detail = f"{type(failure.value).__name__}: {failure.value}"
-        self._lost(request, detail)
-
-    def _lost_answer(self, response: Response, detail: str) -> None:
-        # Scrapy sets the request of every response it hands to a callback.
-        assert response.request is not None
-        self._lost(response.request, detail)
-
-    def _lost(self, request: Request, detail: str) -> None:
-        self.crawler.stats.inc_value("musicbrainz/requests/failed")
-        self.logger.error(
-            "MusicBrainz request lost: GET %s: %s", redact_url(request.url), redact_text(detail)
-        )
+        self.answers.lost(request, failure_detail(failure))
 
     def closed(self, reason: str) -> None:
         if self.mode != "api":

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode
 
 from scrapy.exceptions import CloseSpider
-from scrapy.http import TextResponse
-from scrapy.spidermiddlewares.httperror import HttpError
 
 from contentcrawl.batches import DeletionMark
 from contentcrawl.extensions.sync_state import SyncState
@@ -27,13 +25,13 @@ from contentcrawl.sources.base import (
     choice,
     subset,
 )
+from contentcrawl.sources.tmdb.answers import AnswerReader, failure_reason
 from contentcrawl.sources.tmdb.exports import ExportReader
 from contentcrawl.sources.tmdb.listings import (
     MAX_LIST_PAGE,
     Extractor,
     changes_key,
     list_key,
-    listed_ids,
     listed_total,
     next_page,
     parse_ids,
@@ -132,7 +130,6 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         self.min_popularity: float | None = options.get("min_popularity")
         self.older_than_days: int | None = options.get("older_than_days")
         self.list_pages: int | None = options.get("pages")
-        self._rejected = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -170,6 +167,9 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             include_video=self.include_video,
             min_popularity=self.min_popularity,
             limit=self.limit,
+        )
+        self.answers = AnswerReader(
+            crawler, self.logger, stat_prefix=self.stat_prefix, api_kind=self.api_kind
         )
         self.planner = StartPlanner(self)
 
@@ -269,12 +269,12 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
 
     def parse_changes(self, response: Response, start: date, end: date, page: int) -> Iterator[Any]:
         """One page of changed ids: their detail requests, then the next page."""
-        payload = self._payload(response)
+        payload = self.answers.payload(response)
         if payload is None:
             return
         self.crawler.stats.inc_value(f"{self.stat_prefix}/changes/pages")
         ids = []
-        for entry, tmdb_id in self._listed(payload, "changes"):
+        for entry, tmdb_id in self.answers.listed(payload, "changes"):
             # TMDB sends "adult": null on some entries: only true means adult.
             if entry.get("adult") and not self.include_adult:
                 self.crawler.stats.inc_value(f"{self.stat_prefix}/changes/skipped_adult")
@@ -301,11 +301,11 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
 
     def parse_list(self, response: Response, path: str, page: int) -> Iterator[Any]:
         """One page of a popular / new / trending list: detail requests, then the next page."""
-        payload = self._payload(response)
+        payload = self.answers.payload(response)
         if payload is None:
             return
         self.crawler.stats.inc_value(f"{self.stat_prefix}/lists/pages")
-        ids = [tmdb_id for _, tmdb_id in self._listed(payload, "lists")]
+        ids = [tmdb_id for _, tmdb_id in self.answers.listed(payload, "lists")]
         found = list(self.planner.detail_requests_now(ids))
         # Lists have truthful totals and 20 results per page.
         assert self.list_pages is not None  # from_crawler settles it
@@ -350,7 +350,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             if response.status == 404:
                 yield self._gone(tmdb_id)
                 return
-            payload = self._payload(response, tmdb_id)
+            payload = self.answers.payload(response, tmdb_id)
             if payload is None:
                 return
             misshapen: list[str] = []
@@ -393,7 +393,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         if response.status == 404:
             yield self._gone(tmdb_id)
             return
-        payload = self._payload(response, tmdb_id)
+        payload = self.answers.payload(response, tmdb_id)
         if payload is None:
             return
         misshapen: list[str] = []
@@ -418,14 +418,6 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             ", ".join(misshapen),
         )
 
-    def _listed(self, payload: Json, listing: str) -> list[tuple[Json, int]]:
-        """The entries of a changes or list page with an id; the others counted and logged."""
-        listed, unusable = listed_ids(payload)
-        for entry in unusable:
-            self.crawler.stats.inc_value(f"{self.stat_prefix}/{listing}/invalid")
-            self.logger.warning("Skipping a TMDB %s entry without an id: %.200r", listing, entry)
-        return listed
-
     def _emit(self, item: ContentItem) -> Iterator[ContentItem]:
         reason = filter_reason(item, self.filters)
         if reason is not None:
@@ -443,37 +435,6 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         self.settle_key(str(tmdb_id))
         return DeletionMark(self.item_class.source, self.item_class.collection, tmdb_id)
 
-    def _payload(self, response: Response, tmdb_id: int | None = None) -> Json | None:
-        """The JSON body of a 200; 401 closes the spider, a listing's 404 is a failure (a
-        record's is ``_gone``)."""
-        if response.status == 401:
-            self.crawler.stats.inc_value("tmdb/auth/rejected")
-            if self._rejected:
-                # Requests in flight when the first 401 arrived: already reported.
-                raise CloseSpider("tmdb_unauthorized")
-            self._rejected = True
-            self.logger.error(
-                "TMDB rejected the credentials (HTTP 401: %s): check TMDB_READ_ACCESS_TOKEN "
-                "or TMDB_API_KEY. Closing.",
-                _status_message(response),
-            )
-            raise CloseSpider("tmdb_unauthorized")
-        if response.status == 404:
-            self.crawler.stats.inc_value(f"{self.stat_prefix}/failed")
-            self.logger.error("TMDB listing not found: %s", _status_message(response))
-            return None
-        try:
-            payload = _json_body(response)
-        except ValueError:
-            self.crawler.stats.inc_value(f"{self.stat_prefix}/bad_payload")
-            self.logger.warning("TMDB answered non-JSON for %s %s", self.api_kind, tmdb_id)
-            return None
-        if not isinstance(payload, dict):
-            self.crawler.stats.inc_value(f"{self.stat_prefix}/bad_payload")
-            self.logger.warning("TMDB answered a non-object for %s %s", self.api_kind, tmdb_id)
-            return None
-        return payload
-
     def errback_record(self, failure: Failure) -> None:
         """A detail request that failed for good (after retries): counted, logged."""
         request = failure.request  # type: ignore[attr-defined]  # Scrapy sets it for errbacks
@@ -486,7 +447,7 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
             "Gave up on %s %s: %s",
             self.api_kind,
             request.cb_kwargs.get("tmdb_id"),
-            _failure_reason(failure),
+            failure_reason(failure),
         )
 
     def errback_listing(self, failure: Failure) -> None:
@@ -497,34 +458,5 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
         self.logger.error(
             "Gave up on a TMDB listing page %s: %s",
             redact_url(failure.request.url),  # type: ignore[attr-defined]  # set for errbacks
-            _failure_reason(failure),
+            failure_reason(failure),
         )
-
-
-def _json_body(response: Response) -> Any:
-    """The decoded JSON body; ValueError when the body is not even text."""
-    if not isinstance(response, TextResponse):
-        raise ValueError(f"a {type(response).__name__} is not JSON")
-    return response.json()
-
-
-def _status_message(response: Response) -> str:
-    """TMDB's own error text, whichever of its error shapes the body has: ``status_message``
-    (with ``status_code``, sometimes ``success: false`` or ``failure: true``) or an
-    ``errors`` list (422)."""
-    try:
-        body = _json_body(response)
-    except ValueError:
-        return f"HTTP {response.status}"
-    if isinstance(body, dict):
-        if "status_message" in body:
-            return f"status_code {body.get('status_code')}: {body['status_message']}"
-        if body.get("errors"):
-            return "; ".join(map(str, body["errors"]))
-    return f"HTTP {response.status}"
-
-
-def _failure_reason(failure: Failure) -> str:
-    if failure.check(HttpError):
-        return f"HTTP {failure.value.response.status}"
-    return f"{type(failure.value).__name__}: {failure.value}"
