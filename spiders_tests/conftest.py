@@ -42,24 +42,6 @@ isolate_environment(os.environ, SESSION_PATHS)
 set_engine_heartbeat_interval(0.2)
 
 
-# Timing tests (the marker: pyproject.toml) in files that carry no @pytest.mark.timing of
-# their own: by file and test name, every parametrization.
-TIMING_TESTS = {
-    # test_musicbrainz_crawl.py is being split: its tests get the decorator then.
-    "test_musicbrainz_crawl.py": {
-        "test_project_rate_never_puts_two_requests_in_one_second",
-        "test_too_fast_a_slot_is_refused_and_slowed_down",
-    },
-}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests listed in ``TIMING_TESTS`` as timing tests."""
-    for item in items:
-        if getattr(item, "originalname", item.name) in TIMING_TESTS.get(item.path.name, ()):
-            item.add_marker(pytest.mark.timing)
-
-
 @pytest.fixture(autouse=True)
 def isolated_paths(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

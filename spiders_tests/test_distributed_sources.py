@@ -31,12 +31,14 @@ from spiders_tests.crawling import crawl
 from spiders_tests.fakes.igdb import FakeIgdb, sample_games
 from spiders_tests.fakes.musicbrainz import (
     CONTACT,
-    TOMBS,
     FakeArtist,
     FakeMusicBrainz,
+    sample_artists,
+)
+from spiders_tests.fakes.musicbrainz_samples import (
+    TOMBS,
     dump_lines,
     generated_docs,
-    sample_artists,
 )
 from spiders_tests.fakes.server import FakeRequest, FakeServer, RequestHold
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550

@@ -317,7 +317,7 @@ async def test_a_run_closed_before_its_spider_opened_is_logged_not_a_key_error(
     crawler = make_crawler(
         OpenLibraryBooksSpider, dump_settings(sqlite_settings(tmp_path), tmp_path)
     )
-    crawler.spider = crawler._create_spider()
+    crawler.spider = OpenLibraryBooksSpider.from_crawler(crawler)
     recorder = RunRecorder(crawler)
     crawler.stats.set_value("store/connection/unavailable", 1)
     caplog.set_level(logging.INFO)

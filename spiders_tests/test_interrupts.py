@@ -29,12 +29,14 @@ from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import child_env
 from spiders_tests.fakes.igdb import FakeIgdb, sample_games
 from spiders_tests.fakes.musicbrainz import (
-    TOMBS,
     FakeArtist,
     FakeMusicBrainz,
+    sample_artists,
+)
+from spiders_tests.fakes.musicbrainz_samples import (
+    TOMBS,
     dump_lines,
     generated_docs,
-    sample_artists,
     write_archive,
 )
 from spiders_tests.fakes.server import FakeServer

@@ -264,6 +264,7 @@ def test_queries_setting_splits_on_semicolons_however_given() -> None:
 # --- politeness: the rate limit, 503 + Retry-After, User-Agent ---------------------------
 
 
+@pytest.mark.timing
 @deferred_f_from_coro_f
 async def test_project_rate_never_puts_two_requests_in_one_second(
     fake_server: FakeServer, tmp_path: Path
@@ -323,6 +324,7 @@ async def test_503_with_retry_after_pauses_the_slot_then_retries(
     assert set(stored(sqlite_settings(tmp_path), "artists")) == {PERKELE}
 
 
+@pytest.mark.timing
 @deferred_f_from_coro_f
 async def test_too_fast_a_slot_is_refused_and_slowed_down(
     fake_server: FakeServer, tmp_path: Path

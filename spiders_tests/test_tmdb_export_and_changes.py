@@ -21,10 +21,10 @@ from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import crawl, make_crawler
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
 from spiders_tests.settings_for import sqlite_settings, tmdb_settings
-from spiders_tests.test_tmdb_crawl import errors, stats_of
+from spiders_tests.tmdb_crawls import errors, stats_of
 
-# The fixture of the fake TMDB with its sample records: pytest finds it by this name.
-from spiders_tests.test_tmdb_crawl import tmdb as tmdb
+# The fake TMDB with its sample records: pytest finds the fixture by this name.
+from spiders_tests.tmdb_crawls import tmdb as tmdb
 
 TODAY = datetime.now(UTC).date()
 YESTERDAY = TODAY - timedelta(days=1)

@@ -38,7 +38,6 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
-from spiders_tests.fakes import musicbrainz_samples
 from spiders_tests.fakes.musicbrainz_samples import (
     FakeArtist,
     credit_of,
@@ -52,12 +51,6 @@ from spiders_tests.fakes.server import (
     RequestHold,
     serve_bytes,
 )
-
-# Samples test_interrupts.py and test_distributed_sources.py import with the fake, from here.
-TOMBS = musicbrainz_samples.TOMBS
-dump_lines = musicbrainz_samples.dump_lines
-generated_docs = musicbrainz_samples.generated_docs
-write_archive = musicbrainz_samples.write_archive
 
 CONTACT = "tests@contentcrawl.example"
 LATEST = "20210518-001001"
