@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
+from contentcrawl.api.queries.mongo import MongoReadQueries
 from contentcrawl.store import COLLECTION_KEYS, Record, Store, StoreError
 from contentcrawl.store.base import UnknownCollectionError, content_hash
 from contentcrawl.store.mongo import MongoStore
@@ -333,9 +334,13 @@ def test_mongo_collection_with_object_ids_reads_and_writes_as_one_keyed_by_id(
                     store.existing_keys("books", keys),
                     store.fetched_times("books", keys),
                     store.count("books"),
+                    MongoReadQueries(store.db).get_many("books", keys, ["number_of_pages"]),
                 )
             )
         assert answers[0] == answers[1]
         assert len(answers[0][0]) == 6
+        live = answers[0][-1]
+        assert sorted(live) == [f"/books/OL{pages}M" for pages in (1, 2, 4, 5, 6)]
+        assert live["/books/OL2M"]["number_of_pages"] == 20
         assert all(isinstance(doc["_id"], ObjectId) for doc in earlier.db["books"].find())
         assert all(doc["_id"] == doc["ol_key"] for doc in keyed.db["books"].find())

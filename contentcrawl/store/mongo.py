@@ -7,6 +7,7 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, InsertOne, MongoClient, ReplaceOne
+from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import (
     AutoReconnect,
@@ -63,11 +64,18 @@ def out_of_space(error: BaseException) -> bool:
     )
 
 
-def key_filter(key_field: str, key: Any, keyed_by_id: bool) -> dict[str, Any]:
+def keyed_by_id(collection: Collection[dict[str, Any]]) -> bool:
+    """Whether the documents of ``collection`` have their key as ``_id``: true of one the
+    store filled from empty, false of one an earlier version filled (ObjectIds)."""
+    first = collection.find_one({}, {"_id": 1})
+    return first is None or not isinstance(first["_id"], ObjectId)
+
+
+def key_filter(key_field: str, key: Any, by_id: bool) -> dict[str, Any]:
     """The filter of one key's document. ``$eq``, never a bare value: nx-27017 answers
     ``{field: value}`` in an update by scanning the collection, ``{field: {"$eq": value}}``
     from the field's index."""
-    return {"_id": key} if keyed_by_id else {key_field: {"$eq": key}}
+    return {"_id": key} if by_id else {key_field: {"$eq": key}}
 
 
 class MongoStore(Store):
@@ -153,14 +161,11 @@ class MongoStore(Store):
         self._keyed_by_id.clear()
 
     def keyed_by_id(self, collection: str) -> bool:
-        """Whether ``collection``'s documents have their key as ``_id``: true of every
-        collection this store filled from empty; false of one an earlier version filled
-        (its documents have ObjectIds, and the store goes on writing it that way)."""
+        """Whether ``collection``'s documents have their key as ``_id`` (``keyed_by_id``),
+        asked once per collection: a collection with ObjectIds goes on being written so."""
         keyed = self._keyed_by_id.get(collection)
         if keyed is None:
-            first = self.db[collection].find_one({}, {"_id": 1})
-            keyed = first is None or not isinstance(first["_id"], ObjectId)
-            self._keyed_by_id[collection] = keyed
+            keyed = self._keyed_by_id[collection] = keyed_by_id(self.db[collection])
         return keyed
 
     def _keys_filter(self, collection: str, keys: Sequence[Any]) -> dict[str, Any]:
