@@ -14,7 +14,9 @@ import with ``DUMP_WORKERS=2`` against one process (``DUMP_WORKERS=0``; target >
 the per-core scaling and the projected time of a 55M-line dump), the re-import of the same
 file with ``-a force=1`` (read, every line skipped by revision: <= 0.15 of the first), the
 same file without force (not read: <= 2 s) and a next-month dump with 5 % of its lines at a
-new revision (<= 0.25 of the first). The same for MongoDB with ``--mongo-lines``.
+new revision (<= 0.25 of the first). The same for MongoDB with ``--mongo-lines``, with where
+its time goes: the CPU seconds of the crawl and of the server (when the bench started it),
+and the speed-up two workers can reach at best beside a server doing its share alone.
 
     python bench/openlibrary_ingest.py [--lines 200000] [--small 20000] [--mongo-lines 50000]
     python bench/openlibrary_ingest.py --small 200000 --lines 1000000   # the issue's sizes
@@ -70,6 +72,10 @@ class Run:
     records: int
     seconds: float
     peak_rss_mb: float
+    # CPU of the crawl's own process (the work thread with DUMP_WORKERS=0; not the workers).
+    cpu_seconds: float = 0.0
+    # CPU the store's server spent during the run, when its process is known.
+    server_cpu_seconds: float | None = None
 
     @property
     def rate(self) -> float:
@@ -129,16 +135,21 @@ def without_scrapy(dump: Path, database: Path) -> float:
     return count / seconds
 
 
-def crawl(dump: Path, env: dict[str, str], workdir: Path, *arguments: str) -> Run:
-    """``scrapy crawl openlibrary_books`` in a child process; its stats and peak RSS (of
-    the crawl's own process: the workers are its children, counted apart)."""
+def crawl(
+    dump: Path, env: dict[str, str], workdir: Path, *arguments: str, server: int | None = None
+) -> Run:
+    """``scrapy crawl openlibrary_books`` in a child process; its stats, peak RSS and CPU (of
+    the crawl's own process: the workers are its children, counted apart), and the CPU of
+    the ``server`` process during the run."""
     log = workdir / "crawl.log"
     command = [sys.executable, "-m", "scrapy", "crawl", "openlibrary_books", "-a", f"dump={dump}"]
     for argument in arguments:
         command += ["-a", argument]
+    server_before = process_cpu_seconds(server) if server else 0.0
     with log.open("w") as out:
         child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
         _, status, usage = os.wait4(child.pid, 0)
+    server_cpu = process_cpu_seconds(server) - server_before if server else None
     text = log.read_text()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"crawl failed:\n{text[-3000:]}")
@@ -149,7 +160,20 @@ def crawl(dump: Path, env: dict[str, str], workdir: Path, *arguments: str) -> Ru
     )
     skipped = re.search(r"'openlibrary/import/unchanged_revision': (\d+)", text)
     stored += int(skipped[1]) if skipped else 0
-    return Run(stored, seconds, usage.ru_maxrss / 1024)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(stored, seconds, usage.ru_maxrss / 1024, cpu, server_cpu)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_pid(workdir: Path) -> int | None:
+    """The nx-27017 that ``running_mongo`` started in ``workdir``, if it did (its pid file)."""
+    pid_file = workdir / "nx.pid"
+    return int(pid_file.read_text()) if pid_file.exists() else None
 
 
 def next_month(dump: Path, lines: int, workdir: Path) -> Path:
@@ -166,13 +190,24 @@ def next_month(dump: Path, lines: int, workdir: Path) -> Path:
     return write_dump(workdir / f"ol_dump_editions_next_{lines}.txt.gz", changed())
 
 
-def reimports(label: str, dump: Path, lines: int, env: dict[str, str], workdir: Path) -> None:
-    """The first import with 1 process and 2 workers, then the re-imports; print the ratios."""
-    one = crawl(dump, {**env, **store_of(env, workdir, "one"), "DUMP_WORKERS": "0"}, workdir)
+def reimports(
+    label: str,
+    dump: Path,
+    lines: int,
+    env: dict[str, str],
+    workdir: Path,
+    server: int | None = None,
+) -> None:
+    """The first import with 1 process and 2 workers, then the re-imports; print the ratios
+    (and, given the ``server`` process, where the time goes)."""
+    one_env = {**env, **store_of(env, workdir, "one"), "DUMP_WORKERS": "0"}
+    one = crawl(dump, one_env, workdir, server=server)
     two_env = {**env, **store_of(env, workdir, "two"), "DUMP_WORKERS": "2"}
-    two = crawl(dump, two_env, workdir)
+    two = crawl(dump, two_env, workdir, server=server)
     print(f"{label} first import, 1 process  {describe(one)}")
     print(f"{label} first import, 2 workers  {describe(two)}")
+    if server:
+        print(ceiling(label, one))
     speedup = one.seconds / two.seconds
     print(
         f"{label} 2 workers / 1 process: {speedup:.2f}x  target >= {WORKERS_TARGET}  "
@@ -181,7 +216,7 @@ def reimports(label: str, dump: Path, lines: int, env: dict[str, str], workdir: 
         f"{format_duration(FULL_DUMP_LINES / two.rate)} (1 process "
         f"{format_duration(FULL_DUMP_LINES / one.rate)})"
     )
-    forced = crawl(dump, two_env, workdir, "force=1")
+    forced = crawl(dump, two_env, workdir, "force=1", server=server)
     share = forced.seconds / two.seconds
     print(
         f"{label} re-import -a force=1: {forced.seconds:.1f} s, {share:.3f} of the first  "
@@ -193,11 +228,41 @@ def reimports(label: str, dump: Path, lines: int, env: dict[str, str], workdir: 
         f"limit <= {UNCHANGED_LIMIT_S} s  {verdict(unchanged <= UNCHANGED_LIMIT_S)}"
     )
     following = next_month(dump, lines, workdir)
-    monthly = crawl(following, two_env, workdir)
+    monthly = crawl(following, two_env, workdir, server=server)
     share = monthly.seconds / two.seconds
     print(
         f"{label} next month (5 % new revisions): {monthly.seconds:.1f} s, {share:.3f} of the "
         f"first  target <= {NEXT_MONTH_TARGET}  {verdict(share <= NEXT_MONTH_TARGET)}"
+    )
+    if server:
+        for name, run in (
+            ("first import, 1 process", one),
+            ("first import, 2 workers", two),
+            ("re-import -a force=1", forced),
+            ("next month", monthly),
+        ):
+            print(f"{label} {name}: {cpu_shares(run)}")
+
+
+def ceiling(label: str, one: Run) -> str:
+    """The best speed-up of 2 workers over the one-process run ``one``: the server does its
+    share alone (no import ends before it), and all the CPU (the crawl's, the server's) has
+    two cores."""
+    server = one.server_cpu_seconds or 0.0
+    alone = one.seconds / server if server else float("inf")
+    two_cores = 2 * one.seconds / (one.cpu_seconds + server)
+    return (
+        f"{label} 1 process: {cpu_shares(one)}; 2 workers can reach at best "
+        f"{min(alone, two_cores):.2f}x (server alone {alone:.2f}x, "
+        f"2 cores for crawl + server {two_cores:.2f}x)"
+    )
+
+
+def cpu_shares(run: Run) -> str:
+    server = run.server_cpu_seconds or 0.0
+    return (
+        f"crawl CPU {run.cpu_seconds:.1f} s, server CPU {server:.1f} s "
+        f"({server / run.seconds:.0%} of the {run.seconds:.1f} s elapsed)"
     )
 
 
@@ -278,7 +343,12 @@ def main() -> None:
             )
             with running_mongo(workdir) as uri:
                 reimports(
-                    "MongoDB", mongo_dump, args.mongo_lines, crawl_env(MONGO_URI=uri), workdir
+                    "MongoDB",
+                    mongo_dump,
+                    args.mongo_lines,
+                    crawl_env(MONGO_URI=uri),
+                    workdir,
+                    server_pid(workdir),
                 )
 
         growth = large.peak_rss_mb - small.peak_rss_mb
