@@ -214,7 +214,8 @@ class MongoStore(Store):
     def _write(self, collection: str, key_field: str, writes: list[Write]) -> None:
         documents = [write.document() for write in writes]
         if self.keyed_by_id(collection):
-            documents = [{"_id": document[key_field], **document} for document in documents]
+            # The driver sends _id first whatever its place; last, no content field shadows it.
+            documents = [{**document, "_id": document[key_field]} for document in documents]
         try:
             self._bulk_write(collection, key_field, writes, documents)
         except OverflowError:
