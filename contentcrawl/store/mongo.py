@@ -292,17 +292,20 @@ class MongoStore(Store):
         )
         return newest[META]["updated_at"] if newest else None
 
+    # State, runs and dead letters are found by {"$eq": …} too (see key_filter).
     def get_state(self, name: str) -> dict[str, Any] | None:
-        document = self.db["sync_state"].find_one({"name": name}, {"_id": 0, "value": 1})
+        document = self.db["sync_state"].find_one({"name": {"$eq": name}}, {"_id": 0, "value": 1})
         return document["value"] if document else None
 
     def set_state(self, name: str, value: dict[str, Any]) -> None:
         self.db["sync_state"].replace_one(
-            {"name": name}, {"name": name, "value": value, "updated_at": utc_now()}, upsert=True
+            {"name": {"$eq": name}},
+            {"name": name, "value": value, "updated_at": utc_now()},
+            upsert=True,
         )
 
     def add_run(self, run: dict[str, Any]) -> None:
-        self.db["runs"].replace_one({"id": run["id"]}, dict(run), upsert=True)
+        self.db["runs"].replace_one({"id": {"$eq": run["id"]}}, dict(run), upsert=True)
 
     def recent_runs(self, spider: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         query = {"spider": spider} if spider is not None else {}
@@ -315,9 +318,9 @@ class MongoStore(Store):
         return list(cursor)
 
     def put_failure(self, failure: dict[str, Any]) -> None:
-        previous = self.db["failures"].find_one({"key": failure["key"]}, {"_id": 0})
+        previous = self.db["failures"].find_one({"key": {"$eq": failure["key"]}}, {"_id": 0})
         document = merge_failure(previous, failure)
-        self.db["failures"].replace_one({"key": document["key"]}, document, upsert=True)
+        self.db["failures"].replace_one({"key": {"$eq": document["key"]}}, document, upsert=True)
 
     def pending_failures(
         self, spider: str | None = None, limit: int | None = None
