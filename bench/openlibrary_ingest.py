@@ -14,7 +14,10 @@ import with ``DUMP_WORKERS=2`` against one process (``DUMP_WORKERS=0``; target >
 the per-core scaling and the projected time of a 55M-line dump), the re-import of the same
 file with ``-a force=1`` (read, every line skipped by revision: <= 0.15 of the first), the
 same file without force (not read: <= 2 s) and a next-month dump with 5 % of its lines at a
-new revision (<= 0.25 of the first). The same for MongoDB with ``--mongo-lines``.
+new revision (<= 0.25 of the first). The same for MongoDB with ``--mongo-lines``, with where
+its time goes: the CPU seconds of the crawl and of the server (when the bench started it),
+and the speed-up two workers can reach at best, the time of the one writer storing the same
+records alone.
 
     python bench/openlibrary_ingest.py [--lines 200000] [--small 20000] [--mongo-lines 50000]
     python bench/openlibrary_ingest.py --small 200000 --lines 1000000   # the issue's sizes
@@ -36,6 +39,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -48,13 +52,15 @@ from contentcrawl.dumps import DumpFile, fewer_gc_passes, format_duration
 from contentcrawl.pipelines.store import to_record
 from contentcrawl.pipelines.validation import ValidationPipeline
 from contentcrawl.sources.openlibrary import book_from_edition, parse_line
-from contentcrawl.store import Record
+from contentcrawl.store import Record, Store
+from contentcrawl.store.mongo import MongoStore
 from contentcrawl.store.sqlite import SqliteStore
 from spiders_tests.fakes.openlibrary import generated_lines, write_dump
 from spiders_tests.mongo_server import running_mongo
 
 ROOT = Path(__file__).resolve().parent.parent
 STORE_BATCH = 500  # STORE_BATCH_SIZE's default
+CHUNK_LINES = 1000  # DUMP_CHUNK_LINES's default
 SPEED_TARGET = 0.5
 RSS_GROWTH_LIMIT_MB = 50.0
 WORKERS_TARGET = 1.7
@@ -70,6 +76,10 @@ class Run:
     records: int
     seconds: float
     peak_rss_mb: float
+    # CPU of the crawl's own process (the work thread with DUMP_WORKERS=0; not the workers).
+    cpu_seconds: float = 0.0
+    # CPU the store's server spent during the run, when its process is known.
+    server_cpu_seconds: float | None = None
 
     @property
     def rate(self) -> float:
@@ -129,16 +139,57 @@ def without_scrapy(dump: Path, database: Path) -> float:
     return count / seconds
 
 
-def crawl(dump: Path, env: dict[str, str], workdir: Path, *arguments: str) -> Run:
-    """``scrapy crawl openlibrary_books`` in a child process; its stats and peak RSS (of
-    the crawl's own process: the workers are its children, counted apart)."""
+def writer_alone(dump: Path, store: Store) -> float:
+    """Seconds the store calls of an import take on one connection, its records made
+    beforehand (untimed) as the workers make them: per chunk of ``CHUNK_LINES`` lines, the
+    revisions of its keys, then its records in batches of ``STORE_BATCH``. The one writer
+    every import waits for, whatever its number of workers."""
+    validation = ValidationPipeline(get_crawler())
+    seconds = 0.0
+    with store, DumpFile(dump) as reader:
+        lines = reader.lines()
+        while chunk := list(islice(lines, CHUNK_LINES)):
+            records = []
+            for _, line in chunk:
+                parsed = parse_line(line, "/type/edition")
+                assert not isinstance(parsed, str)
+                book = book_from_edition(
+                    parsed.doc, covers_url="https://covers.example/b", revision=parsed.revision
+                )
+                made = to_record(validation.process_item(book))
+                records.append(
+                    Record.worked(
+                        book.ol_key,
+                        made.body,
+                        made.hash,
+                        made.source,
+                        fetched_at=made.fetched_at,
+                        revision=made.revision,
+                    )
+                )
+            started = time.perf_counter()
+            store.revisions("books", [record.key("ol_key") for record in records])
+            for start in range(0, len(records), STORE_BATCH):
+                store.upsert_many("books", records[start : start + STORE_BATCH])
+            seconds += time.perf_counter() - started
+    return seconds
+
+
+def crawl(
+    dump: Path, env: dict[str, str], workdir: Path, *arguments: str, server: int | None = None
+) -> Run:
+    """``scrapy crawl openlibrary_books`` in a child process; its stats, peak RSS and CPU (of
+    the crawl's own process: the workers are its children, counted apart), and the CPU of
+    the ``server`` process during the run."""
     log = workdir / "crawl.log"
     command = [sys.executable, "-m", "scrapy", "crawl", "openlibrary_books", "-a", f"dump={dump}"]
     for argument in arguments:
         command += ["-a", argument]
+    server_before = process_cpu_seconds(server) if server else 0.0
     with log.open("w") as out:
         child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
         _, status, usage = os.wait4(child.pid, 0)
+    server_cpu = process_cpu_seconds(server) - server_before if server else None
     text = log.read_text()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"crawl failed:\n{text[-3000:]}")
@@ -149,7 +200,20 @@ def crawl(dump: Path, env: dict[str, str], workdir: Path, *arguments: str) -> Ru
     )
     skipped = re.search(r"'openlibrary/import/unchanged_revision': (\d+)", text)
     stored += int(skipped[1]) if skipped else 0
-    return Run(stored, seconds, usage.ru_maxrss / 1024)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(stored, seconds, usage.ru_maxrss / 1024, cpu, server_cpu)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_pid(workdir: Path) -> int | None:
+    """The nx-27017 that ``running_mongo`` started in ``workdir``, if it did (its pid file)."""
+    pid_file = workdir / "nx.pid"
+    return int(pid_file.read_text()) if pid_file.exists() else None
 
 
 def next_month(dump: Path, lines: int, workdir: Path) -> Path:
@@ -166,13 +230,25 @@ def next_month(dump: Path, lines: int, workdir: Path) -> Path:
     return write_dump(workdir / f"ol_dump_editions_next_{lines}.txt.gz", changed())
 
 
-def reimports(label: str, dump: Path, lines: int, env: dict[str, str], workdir: Path) -> None:
-    """The first import with 1 process and 2 workers, then the re-imports; print the ratios."""
-    one = crawl(dump, {**env, **store_of(env, workdir, "one"), "DUMP_WORKERS": "0"}, workdir)
+def reimports(
+    label: str,
+    dump: Path,
+    lines: int,
+    env: dict[str, str],
+    workdir: Path,
+    server: int | None = None,
+    writer_seconds: float | None = None,
+) -> None:
+    """The first import with 1 process and 2 workers, then the re-imports; print the ratios
+    (and, given the ``server`` process and the ``writer_alone`` time, where the time goes)."""
+    one_env = {**env, **store_of(env, workdir, "one"), "DUMP_WORKERS": "0"}
+    one = crawl(dump, one_env, workdir, server=server)
     two_env = {**env, **store_of(env, workdir, "two"), "DUMP_WORKERS": "2"}
-    two = crawl(dump, two_env, workdir)
+    two = crawl(dump, two_env, workdir, server=server)
     print(f"{label} first import, 1 process  {describe(one)}")
     print(f"{label} first import, 2 workers  {describe(two)}")
+    if writer_seconds:
+        print(ceiling(label, one, writer_seconds))
     speedup = one.seconds / two.seconds
     print(
         f"{label} 2 workers / 1 process: {speedup:.2f}x  target >= {WORKERS_TARGET}  "
@@ -181,7 +257,7 @@ def reimports(label: str, dump: Path, lines: int, env: dict[str, str], workdir: 
         f"{format_duration(FULL_DUMP_LINES / two.rate)} (1 process "
         f"{format_duration(FULL_DUMP_LINES / one.rate)})"
     )
-    forced = crawl(dump, two_env, workdir, "force=1")
+    forced = crawl(dump, two_env, workdir, "force=1", server=server)
     share = forced.seconds / two.seconds
     print(
         f"{label} re-import -a force=1: {forced.seconds:.1f} s, {share:.3f} of the first  "
@@ -193,11 +269,37 @@ def reimports(label: str, dump: Path, lines: int, env: dict[str, str], workdir: 
         f"limit <= {UNCHANGED_LIMIT_S} s  {verdict(unchanged <= UNCHANGED_LIMIT_S)}"
     )
     following = next_month(dump, lines, workdir)
-    monthly = crawl(following, two_env, workdir)
+    monthly = crawl(following, two_env, workdir, server=server)
     share = monthly.seconds / two.seconds
     print(
         f"{label} next month (5 % new revisions): {monthly.seconds:.1f} s, {share:.3f} of the "
         f"first  target <= {NEXT_MONTH_TARGET}  {verdict(share <= NEXT_MONTH_TARGET)}"
+    )
+    if server:
+        for name, run in (
+            ("first import, 1 process", one),
+            ("first import, 2 workers", two),
+            ("re-import -a force=1", forced),
+            ("next month", monthly),
+        ):
+            print(f"{label} {name}: {cpu_shares(run)}")
+
+
+def ceiling(label: str, one: Run, writer_seconds: float) -> str:
+    """The best speed-up of 2 workers over the one-process run ``one``: no import ends
+    before its one writer has stored every chunk, in order, on one connection."""
+    return (
+        f"{label} one writer alone: {writer_seconds:.1f} s (revisions + upserts of the same "
+        f"records, made beforehand); 2 workers can reach at best "
+        f"{one.seconds / writer_seconds:.2f}x the 1 process; 1 process: {cpu_shares(one)}"
+    )
+
+
+def cpu_shares(run: Run) -> str:
+    server = run.server_cpu_seconds or 0.0
+    return (
+        f"crawl CPU {run.cpu_seconds:.1f} s, server CPU {server:.1f} s "
+        f"({server / run.seconds:.0%} of the {run.seconds:.1f} s elapsed)"
     )
 
 
@@ -278,7 +380,13 @@ def main() -> None:
             )
             with running_mongo(workdir) as uri:
                 reimports(
-                    "MongoDB", mongo_dump, args.mongo_lines, crawl_env(MONGO_URI=uri), workdir
+                    "MongoDB",
+                    mongo_dump,
+                    args.mongo_lines,
+                    crawl_env(MONGO_URI=uri),
+                    workdir,
+                    server_pid(workdir),
+                    writer_alone(mongo_dump, MongoStore(uri, "bench_writer")),
                 )
 
         growth = large.peak_rss_mb - small.peak_rss_mb

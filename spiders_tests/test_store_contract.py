@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from typing import Any
 
 import pytest
+from bson import ObjectId
 
+from contentcrawl.api.queries.mongo import MongoReadQueries
 from contentcrawl.store import COLLECTION_KEYS, Record, Store, StoreError
 from contentcrawl.store.base import UnknownCollectionError, content_hash
 from contentcrawl.store.mongo import MongoStore
@@ -250,3 +253,94 @@ def test_mark_deleted_flags_and_a_comeback_clears_it(store: Store) -> None:
     assert "deleted_at" not in back["_meta"]
     assert back["_meta"]["first_seen"] == flagged["_meta"]["first_seen"]
     assert store.upsert_many("movies", [movie(2)]).unchanged == 1
+
+
+def test_lookups_of_many_keys_answer_for_each_key(store: Store) -> None:
+    """More keys than a batch, in no order, stored or not, flagged deleted or not."""
+    books = [
+        Record(
+            {"ol_key": f"/books/OL{n}M", "title": f"Book {n}"},
+            "openlibrary",
+            fetched_at=f"2026-01-01T00:00:{n % 60:02d}Z",
+            revision=n % 7 or None,
+        )
+        for n in range(1200)
+    ]
+    assert store.upsert_many("books", books).inserted == 1200
+    deleted = [f"/books/OL{n}M" for n in range(0, 1200, 100)]
+    assert store.mark_deleted("books", deleted) == 12
+    keys = [f"/books/OL{n}M" for n in range(1500)]
+    random.Random(17).shuffle(keys)
+
+    assert store.existing_keys("books", keys) == {book.content["ol_key"] for book in books}
+    assert store.revisions("books", keys) == {
+        book.content["ol_key"]: book.revision
+        for book in books
+        if book.content["ol_key"] not in deleted
+    }
+    assert store.fetched_times("books", keys) == {
+        book.content["ol_key"]: book.fetched_at for book in books
+    }
+    again = store.upsert_many("books", books)
+    assert (again.inserted, again.updated, again.unchanged) == (0, 12, 1188)
+
+
+def test_mongo_documents_have_their_key_as_id(store: Store) -> None:
+    if not isinstance(store, MongoStore):
+        pytest.skip("MongoDB's document ids")
+    store.upsert_many("movies", [movie(550)])
+    store.upsert_many("books", [book_with_pages(7)])
+    store.upsert_many("books", [book_with_pages(8)])
+    for collection, key in (("movies", 550), ("books", "/books/OL1M")):
+        assert store.db[collection].find_one({"_id": key}) == {
+            "_id": key,
+            **(store.get(collection, key) or {}),
+        }
+    assert [document["ol_key"] for document in store.iter_documents("books")] == ["/books/OL1M"]
+
+
+def test_mongo_collection_with_object_ids_reads_and_writes_as_one_keyed_by_id(
+    store_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collection an earlier version filled (ObjectId ``_id``s, looked up by key field)
+    ends with the very records a collection keyed by ``_id`` ends with, after the same
+    writes."""
+    if not store_settings.get("MONGO_URI"):
+        pytest.skip("MongoDB's document ids")
+    monkeypatch.setattr("contentcrawl.store.base.utc_now", lambda: "2026-03-01T00:00:00Z")
+    keyed = MongoStore(store_settings["MONGO_URI"], f"{store_settings['MONGO_DATABASE']}_id")
+    earlier = MongoStore(store_settings["MONGO_URI"], f"{store_settings['MONGO_DATABASE']}_oid")
+    with keyed, earlier:
+        first = [book_with_pages(pages, f"OL{pages}M") for pages in range(1, 6)]
+        keyed.upsert_many("books", first)
+        # What an earlier version stored: the same documents, given ObjectIds by the driver.
+        earlier.db["books"].insert_many(list(keyed.iter_documents("books")))
+        assert not earlier.keyed_by_id("books")
+        assert keyed.keyed_by_id("books")
+
+        keys = [f"/books/OL{pages}M" for pages in range(0, 8)]
+        answers = []
+        for store in (keyed, earlier):
+            changed = [book_with_pages(pages, f"OL{pages}M") for pages in (1, 2, 6)]
+            changed[1] = book_with_pages(20, "OL2M")
+            result = store.upsert_many("books", changed)
+            assert (result.inserted, result.updated, result.unchanged) == (1, 1, 1)
+            assert store.mark_deleted("books", ["/books/OL3M", "/books/OL404M"]) == 1
+            answers.append(
+                (
+                    list(store.iter_documents("books")),
+                    store.get("books", "/books/OL2M"),
+                    store.revisions("books", keys),
+                    store.existing_keys("books", keys),
+                    store.fetched_times("books", keys),
+                    store.count("books"),
+                    MongoReadQueries(store.db).get_many("books", keys, ["number_of_pages"]),
+                )
+            )
+        assert answers[0] == answers[1]
+        assert len(answers[0][0]) == 6
+        live = answers[0][-1]
+        assert sorted(live) == [f"/books/OL{pages}M" for pages in (1, 2, 4, 5, 6)]
+        assert live["/books/OL2M"]["number_of_pages"] == 20
+        assert all(isinstance(doc["_id"], ObjectId) for doc in earlier.db["books"].find())
+        assert all(doc["_id"] == doc["ol_key"] for doc in keyed.db["books"].find())

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, InsertOne, MongoClient, ReplaceOne
+from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import (
     AutoReconnect,
@@ -62,13 +64,34 @@ def out_of_space(error: BaseException) -> bool:
     )
 
 
+def keyed_by_id(collection: Collection[dict[str, Any]]) -> bool:
+    """Whether the documents of ``collection`` have their key as ``_id``: true of one the
+    store filled from empty, false of one an earlier version filled (ObjectIds)."""
+    first = collection.find_one({}, {"_id": 1})
+    return first is None or not isinstance(first["_id"], ObjectId)
+
+
+def key_filter(key_field: str, key: Any, by_id: bool) -> dict[str, Any]:
+    """The filter of one key's document. ``$eq``, never a bare value: nx-27017 answers
+    ``{field: value}`` in an update by scanning the collection, ``{field: {"$eq": value}}``
+    from the field's index."""
+    return {"_id": key} if by_id else {key_field: {"$eq": key}}
+
+
 class MongoStore(Store):
-    """Documents as ``{<key field>: id, ...content, "_meta": {...}}`` written by ``bulk_write``.
+    """Documents as ``{"_id": id, <key field>: id, ...content, "_meta": {...}}`` written by
+    ``bulk_write``.
 
     A changed record is replaced whole (``ReplaceOne``, upsert) rather than ``$set`` field by
     field, so a field the source dropped does not linger; ``first_seen`` is carried over
     from the batch's read of the existing records. Writes are unordered: one bad document
     does not stop the rest of its batch.
+
+    A document's ``_id`` is its key, and batches look keys up by ``_id``: every server
+    answers ``{"_id": {"$in": keys}}`` from its primary index, while some wire-compatible
+    ones (nx-27017) scan the whole collection for ``$in`` on any other field. A collection
+    filled before keys became ``_id`` keeps its ObjectIds and is looked up by key field
+    (``keyed_by_id``). Reads never return ``_id``.
     """
 
     transient_errors = (AutoReconnect, ConnectionFailure)
@@ -87,6 +110,8 @@ class MongoStore(Store):
         # Seconds to find a server and to connect to it (None: the driver's own defaults).
         self.connect_timeout = connect_timeout
         self._client: MongoClient[dict[str, Any]] | None = None
+        # Collection -> whether its documents' _id is their key (see keyed_by_id).
+        self._keyed_by_id: dict[str, bool] = {}
 
     def out_of_space(self, error: BaseException) -> bool:
         return out_of_space(error)
@@ -133,11 +158,25 @@ class MongoStore(Store):
         if self._client is not None:
             self._client.close()
             self._client = None
+        self._keyed_by_id.clear()
+
+    def keyed_by_id(self, collection: str) -> bool:
+        """Whether ``collection``'s documents have their key as ``_id`` (``keyed_by_id``),
+        asked once per collection: a collection with ObjectIds goes on being written so."""
+        keyed = self._keyed_by_id.get(collection)
+        if keyed is None:
+            keyed = self._keyed_by_id[collection] = keyed_by_id(self.db[collection])
+        return keyed
+
+    def _keys_filter(self, collection: str, keys: Sequence[Any]) -> dict[str, Any]:
+        """The filter of the documents of ``keys``, by ``_id`` where the key is ``_id``."""
+        field = "_id" if self.keyed_by_id(collection) else key_field_of(collection)
+        return {field: {"$in": list(keys)}}
 
     def _read_existing(self, collection: str, keys: Sequence[Any]) -> dict[Any, Existing]:
         key_field = key_field_of(collection)
         cursor = self.db[collection].find(
-            {key_field: {"$in": list(keys)}},
+            self._keys_filter(collection, keys),
             # The whole (small) _meta rather than dotted paths: some wire-compatible
             # servers (nx-27017) answer dotted projections with flattened keys.
             {"_id": 0, key_field: 1, META: 1},
@@ -157,7 +196,7 @@ class MongoStore(Store):
     def fetched_times(self, collection: str, keys: Sequence[Any]) -> dict[Any, str]:
         key_field = key_field_of(collection)
         cursor = self.db[collection].find(
-            {key_field: {"$in": list(keys)}}, {"_id": 0, key_field: 1, META: 1}
+            self._keys_filter(collection, keys), {"_id": 0, key_field: 1, META: 1}
         )
         return {
             document[key_field]: document[META]["fetched_at"]
@@ -168,12 +207,15 @@ class MongoStore(Store):
     def existing_keys(self, collection: str, keys: Sequence[Any]) -> set[Any]:
         key_field = key_field_of(collection)
         cursor = self.db[collection].find(
-            {key_field: {"$in": list(keys)}}, {"_id": 0, key_field: 1}
+            self._keys_filter(collection, keys), {"_id": 0, key_field: 1}
         )
         return {document[key_field] for document in cursor}
 
     def _write(self, collection: str, key_field: str, writes: list[Write]) -> None:
         documents = [write.document() for write in writes]
+        if self.keyed_by_id(collection):
+            # The driver sends _id first whatever its place; last, no content field shadows it.
+            documents = [{**document, "_id": document[key_field]} for document in documents]
         try:
             self._bulk_write(collection, key_field, writes, documents)
         except OverflowError:
@@ -191,10 +233,13 @@ class MongoStore(Store):
     ) -> None:
         # New records are inserted, not upserted: an insert is one index probe, while an
         # upsert is a query first (a scan on wire servers without query planning).
+        keyed = self.keyed_by_id(collection)
         operations: list[InsertOne[dict[str, Any]] | ReplaceOne[dict[str, Any]]] = [
             InsertOne(document)
             if write.new
-            else ReplaceOne({key_field: {"$eq": write.key}}, document, upsert=True)
+            else ReplaceOne(
+                key_filter(key_field, document[key_field], keyed), document, upsert=True
+            )
             for write, document in zip(writes, documents, strict=True)
         ]
         try:
@@ -209,18 +254,21 @@ class MongoStore(Store):
                 raise StoreError(f"bulk write to {collection} failed: {errors[:3]}") from None
             # Another writer inserted the same new key between our read and our write:
             # the record exists now, so ours becomes a replace.
-            retry = [
-                ReplaceOne(
-                    {key_field: {"$eq": documents[e["index"]][key_field]}}, documents[e["index"]]
+            retry = []
+            for e in errors:
+                document = documents[e["index"]]
+                if not keyed:
+                    # Without the ObjectId the driver gave the insert: MongoDB refuses a
+                    # replacement that changes _id.
+                    document = {name: value for name, value in document.items() if name != "_id"}
+                retry.append(
+                    ReplaceOne(key_filter(key_field, document[key_field], keyed), document)
                 )
-                for e in errors
-            ]
             self.db[collection].bulk_write(retry, ordered=False)
 
     def _mark_deleted(self, collection: str, keys: list[Any], now: str) -> int:
-        key_field = key_field_of(collection)
         result = self.db[collection].update_many(
-            {key_field: {"$in": keys}, f"{META}.deleted_at": None},
+            {**self._keys_filter(collection, keys), f"{META}.deleted_at": None},
             {"$set": {f"{META}.deleted_at": now}},
         )
         return result.modified_count
@@ -244,17 +292,20 @@ class MongoStore(Store):
         )
         return newest[META]["updated_at"] if newest else None
 
+    # State, runs and dead letters are found by {"$eq": …} too (see key_filter).
     def get_state(self, name: str) -> dict[str, Any] | None:
-        document = self.db["sync_state"].find_one({"name": name}, {"_id": 0, "value": 1})
+        document = self.db["sync_state"].find_one({"name": {"$eq": name}}, {"_id": 0, "value": 1})
         return document["value"] if document else None
 
     def set_state(self, name: str, value: dict[str, Any]) -> None:
         self.db["sync_state"].replace_one(
-            {"name": name}, {"name": name, "value": value, "updated_at": utc_now()}, upsert=True
+            {"name": {"$eq": name}},
+            {"name": name, "value": value, "updated_at": utc_now()},
+            upsert=True,
         )
 
     def add_run(self, run: dict[str, Any]) -> None:
-        self.db["runs"].replace_one({"id": run["id"]}, dict(run), upsert=True)
+        self.db["runs"].replace_one({"id": {"$eq": run["id"]}}, dict(run), upsert=True)
 
     def recent_runs(self, spider: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         query = {"spider": spider} if spider is not None else {}
@@ -267,9 +318,9 @@ class MongoStore(Store):
         return list(cursor)
 
     def put_failure(self, failure: dict[str, Any]) -> None:
-        previous = self.db["failures"].find_one({"key": failure["key"]}, {"_id": 0})
+        previous = self.db["failures"].find_one({"key": {"$eq": failure["key"]}}, {"_id": 0})
         document = merge_failure(previous, failure)
-        self.db["failures"].replace_one({"key": document["key"]}, document, upsert=True)
+        self.db["failures"].replace_one({"key": {"$eq": document["key"]}}, document, upsert=True)
 
     def pending_failures(
         self, spider: str | None = None, limit: int | None = None
@@ -292,7 +343,7 @@ class MongoStore(Store):
     def revisions(self, collection: str, keys: Sequence[Any]) -> dict[Any, int | None]:
         key_field = key_field_of(collection)
         cursor = self.db[collection].find(
-            {key_field: {"$in": list(keys)}}, {"_id": 0, key_field: 1, META: 1}
+            self._keys_filter(collection, keys), {"_id": 0, key_field: 1, META: 1}
         )
         return {
             document[key_field]: meta.get("revision")

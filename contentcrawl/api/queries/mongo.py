@@ -12,6 +12,7 @@ from pymongo.database import Database
 from contentcrawl.api.queries.base import Condition, Json, ReadQueries
 from contentcrawl.api.read_indexes import Filter, ReadModel, Sort, mongo_path
 from contentcrawl.store.base import META, key_field_of
+from contentcrawl.store.mongo import keyed_by_id
 
 # Records flagged deleted (``_meta.deleted_at`` set) are hidden; null matches a missing field.
 LIVE: Json = {f"{META}.deleted_at": None}
@@ -111,8 +112,11 @@ class MongoReadQueries(ReadQueries):
         key_field = key_field_of(collection)
         if not keys:
             return {}
+        # By _id where it is the key: nx-27017 scans the collection for $in on any other
+        # field (and for $and, which it evaluates document by document).
+        field = "_id" if keyed_by_id(self.db[collection]) else key_field
         cursor = self.db[collection].find(
-            {"$and": [LIVE, {key_field: {"$in": list(dict.fromkeys(keys))}}]},
+            {field: {"$in": list(dict.fromkeys(keys))}, **LIVE},
             _projection([key_field, *fields]),
         )
         return {record[key_field]: record for record in _records(cursor, [key_field, *fields])}
