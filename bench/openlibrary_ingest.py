@@ -168,7 +168,9 @@ def writer_alone(dump: Path, store: Store) -> float:
                     )
                 )
             started = time.perf_counter()
-            store.revisions("books", [record.key("ol_key") for record in records])
+            store.unchanged_keys(
+                "books", {record.key("ol_key"): record.revision or 0 for record in records}
+            )
             for start in range(0, len(records), STORE_BATCH):
                 store.upsert_many("books", records[start : start + STORE_BATCH])
             seconds += time.perf_counter() - started

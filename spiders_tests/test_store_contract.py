@@ -273,11 +273,14 @@ def test_lookups_of_many_keys_answer_for_each_key(store: Store) -> None:
     random.Random(17).shuffle(keys)
 
     assert store.existing_keys("books", keys) == {book.content["ol_key"] for book in books}
-    assert store.revisions("books", keys) == {
-        book.content["ol_key"]: book.revision
+    # Each key asked at its stored revision, and at another one.
+    asked = {key: int(key[len("/books/OL") : -1]) % 7 for key in keys}
+    assert store.unchanged_keys("books", asked) == {
+        book.content["ol_key"]
         for book in books
-        if book.content["ol_key"] not in deleted
+        if book.content["ol_key"] not in deleted and book.revision is not None
     }
+    assert store.unchanged_keys("books", dict.fromkeys(keys, 9)) == set()
     assert store.fetched_times("books", keys) == {
         book.content["ol_key"]: book.fetched_at for book in books
     }
@@ -330,7 +333,7 @@ def test_mongo_collection_with_object_ids_reads_and_writes_as_one_keyed_by_id(
                 (
                     list(store.iter_documents("books")),
                     store.get("books", "/books/OL2M"),
-                    store.revisions("books", keys),
+                    store.unchanged_keys("books", dict.fromkeys(keys, 3)),
                     store.existing_keys("books", keys),
                     store.fetched_times("books", keys),
                     store.count("books"),

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -412,9 +412,10 @@ class Store(ABC):
 
     # -- dump imports ------------------------------------------------------------------
     @abstractmethod
-    def revisions(self, collection: str, keys: Sequence[Any]) -> dict[Any, int | None]:
-        """``_meta.revision`` of the stored records among ``keys``, in one round trip.
+    def unchanged_keys(self, collection: str, revisions: Mapping[Any, int]) -> set[Any]:
+        """The keys of ``revisions`` whose stored record has that very ``_meta.revision``.
 
+        One round trip per distinct revision at most (a dump chunk's lines share few).
         Records flagged deleted are left out: a dump line bringing one back is written
         again whatever its revision.
         """

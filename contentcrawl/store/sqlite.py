@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -330,10 +330,14 @@ class SqliteStore(Store):
                 cleared += cursor.rowcount
         return cleared
 
-    def revisions(self, collection: str, keys: Sequence[Any]) -> dict[Any, int | None]:
+    def unchanged_keys(self, collection: str, revisions: Mapping[Any, int]) -> set[Any]:
         with self._lock:
-            rows = self._rows_of(collection, "revision, deleted_at", keys)
-            return {key: revision for key, revision, deleted_at in rows if deleted_at is None}
+            rows = self._rows_of(collection, "revision, deleted_at", list(revisions))
+            return {
+                key
+                for key, revision, deleted_at in rows
+                if deleted_at is None and revision is not None and revisions[key] == revision
+            }
 
 
 def _roll_back(connection: sqlite3.Connection) -> None:

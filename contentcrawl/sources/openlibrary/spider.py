@@ -261,13 +261,13 @@ class OpenLibraryDumpSpider(DumpSpider):
         if not keyed:
             return chunk.lines
         collection = self.item_class.collection
-        keys = [key for _, key, _ in keyed]
-        stored = await crawl_store(self.crawler).run(
-            lambda store: store.revisions(collection, keys)
+        revisions = {key: revision for _, key, revision in keyed}
+        same = await crawl_store(self.crawler).run(
+            lambda store: store.unchanged_keys(collection, revisions)
         )
-        if not stored:
+        if not same:
             return chunk.lines
-        unchanged = {index for index, key, revision in keyed if stored.get(key) == revision}
+        unchanged = {index for index, key, revision in keyed if key in same}
         return [line for index, line in enumerate(chunk.lines) if index not in unchanged]
 
     def _count(self, note: ChunkNote, chunk: WorkedChunk) -> int:
