@@ -98,7 +98,10 @@ class ItemFlow:
     two things Scrapy 2.19 does not do for start items: ``sent()`` answers False, so the
     reader stops instead of reading the rest of its file into a closing crawl; and once the
     last item in the pipelines is done, the closing scraper is told it is idle (Scrapy
-    checks that after a response's items only, so the close would wait for ever).
+    checks that after a response's items only, so the close would wait for ever). The close
+    is watched for every ``CLOSE_CHECK_INTERVAL`` while the spider is open: it can begin
+    while ``start()`` waits at a ``yield`` with no item in the pipelines, and Scrapy then
+    neither asks ``start()`` for more nor finishes an item, so nothing else would see it.
     """
 
     # Seconds between two looks at a closing scraper whose last start items are finishing.
@@ -111,8 +114,28 @@ class ItemFlow:
         self._level = 0
         self._reached: asyncio.Event | None = None
         self._close_check: asyncio.TimerHandle | None = None
+        self._close_watch: asyncio.TimerHandle | None = None
         for signal in (signals.item_scraped, signals.item_dropped, signals.item_error):
             crawler.signals.connect(self._finished, signal=signal)
+        crawler.signals.connect(self._watch_for_close, signal=signals.spider_opened)
+        crawler.signals.connect(self._stop_watching, signal=signals.spider_closed)
+
+    def _watch_for_close(self, **_: Any) -> None:
+        """Look for the spider's close now and every ``CLOSE_CHECK_INTERVAL`` until it."""
+        self._close_watch = None
+        if spider_closing(self.crawler):
+            if self._close_check is None:
+                self._close_when_idle()
+            return
+        self._close_watch = asyncio.get_running_loop().call_later(
+            self.CLOSE_CHECK_INTERVAL, self._watch_for_close
+        )
+
+    def _stop_watching(self, **_: Any) -> None:
+        for handle in (self._close_watch, self._close_check):
+            if handle is not None:
+                handle.cancel()
+        self._close_watch = self._close_check = None
 
     def _finished(self, **_: Any) -> None:
         self.pending -= 1
