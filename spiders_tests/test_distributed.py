@@ -11,7 +11,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,13 @@ from redis import Redis
 
 from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import child_env
+from spiders_tests.dates import utc_today
 from spiders_tests.fakes.igdb import FakeIgdb, sample_games
 from spiders_tests.fakes.openlibrary import generated_lines, write_dump
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
 from spiders_tests.test_openlibrary_crawl import count_books
 
-TODAY = datetime.now(UTC).date()
 EXTENSION = "contentcrawl.extensions.distributed.DistributedRun"
 LIMITS = "contentcrawl.middlewares.redis_limits.RedisAccountLimits"
 DETAIL = r"/3/movie/(\d+)"
@@ -108,7 +107,9 @@ def movie_catalogue(fake: TmdbFake, count: int) -> list[int]:
     ids = list(range(1000, 1000 + count))
     for tmdb_id in ids:
         fake.add_clone("movie", template, tmdb_id)
-    fake.add_export("movie_ids", TODAY, [{"id": i, "adult": False, "video": False} for i in ids])
+    fake.add_export(
+        "movie_ids", utc_today(), [{"id": i, "adult": False, "video": False} for i in ids]
+    )
     return ids
 
 

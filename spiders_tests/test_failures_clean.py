@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,13 @@ from contentcrawl.spiders.tmdb_keywords import TmdbKeywordsSpider
 from contentcrawl.verdict import judge
 from spiders_tests.conftest import read_store
 from spiders_tests.crawling import PROJECT, child_env, crawl, make_crawler, run_scrapy
+from spiders_tests.dates import utc_today
 from spiders_tests.fakes.openlibrary import sample_dump, sample_lines
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake
 from spiders_tests.mongo_server import free_port
 from spiders_tests.settings_for import dump_settings, sqlite_settings
 
-TODAY = datetime.now(UTC).date()
 # What a dump URL answered with an HTML error page looks like once gunzipped: text lines.
 GARBAGE = [f"<p>Service unavailable, line {number}</p>\n".encode() for number in range(82)]
 
@@ -164,7 +163,7 @@ def tmdb(fake_server: FakeServer) -> Iterator[TmdbFake]:
 async def test_garbage_tmdb_keywords_export_is_a_failed_import(
     tmdb: TmdbFake, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    name = export_file_name("keyword_ids", TODAY)
+    name = export_file_name("keyword_ids", utc_today())
     tmdb.export_files[name] = gzip.compress(b"".join(GARBAGE), mtime=0)
     settings = dump_settings(sqlite_settings(tmp_path), tmp_path, **tmdb.settings())
 
@@ -197,7 +196,9 @@ def test_a_failed_import_fails_the_run_whatever_else_it_logged() -> None:
 
 @deferred_f_from_coro_f
 async def test_keywords_export_runs_without_a_tmdb_key(tmdb: TmdbFake, tmp_path: Path) -> None:
-    tmdb.add_export("keyword_ids", TODAY, [{"id": 258, "name": "bomb"}, {"id": 591, "name": "cia"}])
+    tmdb.add_export(
+        "keyword_ids", utc_today(), [{"id": 258, "name": "bomb"}, {"id": 591, "name": "cia"}]
+    )
     settings = dump_settings(
         sqlite_settings(tmp_path),
         tmp_path,

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import pytest
 
 from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import child_env
+from spiders_tests.dates import utc_today
 from spiders_tests.fakes.igdb import FakeIgdb, sample_games
 from spiders_tests.fakes.musicbrainz import (
     FakeArtist,
@@ -42,7 +43,6 @@ from spiders_tests.fakes.musicbrainz_samples import (
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, exported_movies
 
-TODAY = datetime.now(UTC).date()
 TMDB_DETAIL = r"/3/movie/\d+"
 MOVIES = 600
 # More than the TMDB slot sends at once (16): the others wait out a pause in the downloader.
@@ -172,14 +172,14 @@ def at_least(database: Path, collection: str, count: int) -> Callable[[], bool]:
 @pytest.fixture
 def tmdb() -> Iterator[TmdbFake]:
     """A TMDB of ``MOVIES`` small movies, all in today's export."""
-    with exported_movies(MOVIES, TODAY) as fake:
+    with exported_movies(MOVIES, utc_today()) as fake:
         yield fake
 
 
 @pytest.fixture
 def small_tmdb() -> Iterator[TmdbFake]:
     """A TMDB of ``SMALL_MOVIES`` small movies, all in today's export."""
-    with exported_movies(SMALL_MOVIES, TODAY) as fake:
+    with exported_movies(SMALL_MOVIES, utc_today()) as fake:
         yield fake
 
 
@@ -238,7 +238,7 @@ def test_ctrl_c_stops_a_tmdb_export_with_what_was_fetched_stored(
     assert stat(rerun, "finish_reason") == "finished"
     assert stored_count(database, "movies") == (MOVIES, MOVIES)
     assert stat(rerun, "store/movies/inserted") == MOVIES - stored
-    assert sync_state(database, "tmdb_movies/export") == {"date": TODAY.isoformat()}
+    assert sync_state(database, "tmdb_movies/export") == {"date": utc_today().isoformat()}
 
 
 def test_a_scrapyd_cancel_stops_a_full_igdb_crawl_without_moving_its_sync_point(
@@ -378,7 +378,7 @@ def test_a_tmdb_export_stopped_with_a_jobdir_resumes_where_it_stopped(
     # Each movie asked for once over both runs.
     assert set(detail_hits(tmdb).values()) == {1}
     assert len(detail_hits(tmdb)) == MOVIES
-    assert sync_state(database, "tmdb_movies/export") == {"date": TODAY.isoformat()}
+    assert sync_state(database, "tmdb_movies/export") == {"date": utc_today().isoformat()}
 
 
 @pytest.mark.timing
@@ -422,9 +422,9 @@ def test_tmdb_changes_stopped_with_a_jobdir_resume_without_asking_again(
     # Movies changed over 40 days: three 14-day windows, each listing the ids of its first
     # and last day again (the windows share those days).
     for tmdb_id in range(1, MOVIES + 1):
-        tmdb.add_change("movie", TODAY - timedelta(days=tmdb_id % 40), tmdb_id)
+        tmdb.add_change("movie", utc_today() - timedelta(days=tmdb_id % 40), tmdb_id)
     database = tmp_path / "store.sqlite3"
-    since = (TODAY - timedelta(days=42)).isoformat()
+    since = (utc_today() - timedelta(days=42)).isoformat()
     with open_store_for({"MONGO_URI": "", "SQLITE_PATH": str(database)}) as store:
         store.set_state("tmdb_movies/changes", {"synced_through": since})
     env = tmdb_env(tmdb, tmp_path)
@@ -442,7 +442,9 @@ def test_tmdb_changes_stopped_with_a_jobdir_resume_without_asking_again(
         (hit.param("start_date"), hit.param("page")) for hit in tmdb.api.hits(r"/3/movie/changes")
     )
     assert set(pages.values()) == {1}
-    assert sync_state(database, "tmdb_movies/changes") == {"synced_through": TODAY.isoformat()}
+    assert sync_state(database, "tmdb_movies/changes") == {
+        "synced_through": utc_today().isoformat()
+    }
 
 
 def test_an_igdb_crawl_stopped_with_a_jobdir_resumes_and_keeps_its_first_sync_point(

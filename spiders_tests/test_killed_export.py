@@ -14,15 +14,14 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from spiders_tests.crawling import child_env, run_scrapy
+from spiders_tests.dates import utc_today
 from spiders_tests.fakes.tmdb import TmdbFake, exported_movies
 
-TODAY = datetime.now(UTC).date()
 MOVIES = 297
 KILL_AT = 200
 DETAIL = r"/3/movie/(\d+)"
@@ -31,7 +30,7 @@ DETAIL = r"/3/movie/(\d+)"
 @pytest.fixture
 def tmdb() -> Iterator[TmdbFake]:
     """A TMDB of ``MOVIES`` small movies, all in today's export."""
-    with exported_movies(MOVIES, TODAY) as fake:
+    with exported_movies(MOVIES, utc_today()) as fake:
         yield fake
 
 

@@ -9,7 +9,6 @@ import gzip
 import json
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from contentcrawl.spiders.tmdb_movies import TmdbMoviesSpider
 from contentcrawl.spiders.tmdb_series import TmdbSeriesSpider
 from spiders_tests.conftest import DATA, open_store_for
 from spiders_tests.crawling import crawl, make_crawler
+from spiders_tests.dates import utc_today
 from spiders_tests.fakes.igdb import FakeIgdb, sample_games, templates
 from spiders_tests.fakes.musicbrainz_samples import TOMBS, dump_docs, dump_lines
 from spiders_tests.fakes.openlibrary import sample_lines, write_dump
@@ -42,7 +42,6 @@ from spiders_tests.settings_for import igdb_settings, sqlite_settings, tmdb_sett
 
 COVERS = "https://covers.openlibrary.org/b"
 IMAGES = "https://image.tmdb.org/t/p/w500"
-TODAY = datetime.now(UTC).date()
 # Deeper than the json module follows: it raises RecursionError, not a ValueError.
 TOO_DEEP = "[" * 5000 + "]" * 5000
 
@@ -355,13 +354,18 @@ async def test_tmdb_changes_page_with_bad_entries_fetches_the_good_ones(
     settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
     store = open_store_for(settings)
     try:
-        store.set_state("tmdb_movies/changes", {"synced_through": TODAY.isoformat()})
+        store.set_state("tmdb_movies/changes", {"synced_through": utc_today().isoformat()})
     finally:
         store.close()
     tmdb.changes["movie"].extend(
-        [(TODAY, "550"), (TODAY, {"adult": False}), (TODAY, {"id": "abc"}), (TODAY, {"id": None})]
+        [
+            (utc_today(), "550"),
+            (utc_today(), {"adult": False}),
+            (utc_today(), {"id": "abc"}),
+            (utc_today(), {"id": None}),
+        ]
     )
-    tmdb.add_change("movie", TODAY, 550)
+    tmdb.add_change("movie", utc_today(), 550)
 
     with caplog.at_level(logging.WARNING):
         crawler = await crawl(TmdbMoviesSpider, settings, mode="changes")
@@ -407,7 +411,7 @@ async def test_tmdb_keywords_export_cut_short_keeps_what_it_read_and_is_an_error
     lines = text.splitlines(keepends=True)
     lines[1] = '{"id": 2, "name": ' + TOO_DEEP + "}\n"
     whole = gzip.compress("".join(lines).encode())
-    name = tmdb.add_export("keyword_ids", TODAY, [])
+    name = tmdb.add_export("keyword_ids", utc_today(), [])
     tmdb.export_files[name] = whole[: len(whole) * 2 // 3]
     settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
 

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,11 @@ from contentcrawl.commands.crawl import Command as CrawlCommand
 from contentcrawl.verdict import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
 from spiders_tests.conftest import read_store
 from spiders_tests.crawling import child_env, run_scrapy
+from spiders_tests.dates import utc_today
 from spiders_tests.fakes.openlibrary import sample_dump
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake
 
-TODAY = datetime.now(UTC).date()
 MOVIES = 40
 
 
@@ -37,7 +36,7 @@ def tmdb() -> Iterator[TmdbFake]:
     for tmdb_id in range(1, MOVIES + 1):
         fake.add("movie", {"id": tmdb_id, "title": f"Movie {tmdb_id}"})
     fake.add_export(
-        "movie_ids", TODAY, [{"id": i, "adult": False, "video": False} for i in range(1, 41)]
+        "movie_ids", utc_today(), [{"id": i, "adult": False, "video": False} for i in range(1, 41)]
     )
     yield fake
     api.stop()
@@ -156,7 +155,7 @@ def test_recovered_429s_are_a_clean_run(tmdb: TmdbFake, tmp_path: Path) -> None:
     assert_outcome(done, tmp_path, EXIT_OK)
     run = last_run(tmp_path)
     assert (run["429s"], run["503s"], run["inserted"]) == (2, 1, MOVIES)
-    assert state(tmp_path, "tmdb_movies/export") == {"date": TODAY.isoformat()}
+    assert state(tmp_path, "tmdb_movies/export") == {"date": utc_today().isoformat()}
 
 
 def test_a_request_given_up_fails_the_run(tmdb: TmdbFake, tmp_path: Path) -> None:

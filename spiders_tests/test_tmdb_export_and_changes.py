@@ -5,7 +5,7 @@ state they keep (ids, errors, lists and the other modes: test_tmdb_crawl.py)."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from contentcrawl.spiders.tmdb_people import TmdbPeopleSpider
 from contentcrawl.spiders.tmdb_series import TmdbSeriesSpider
 from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import crawl, make_crawler
+from spiders_tests.dates import utc_today, utc_yesterday
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
 from spiders_tests.settings_for import sqlite_settings, tmdb_settings
 from spiders_tests.tmdb_crawls import errors, stats_of
@@ -26,8 +27,6 @@ from spiders_tests.tmdb_crawls import errors, stats_of
 # The fake TMDB with its sample records: pytest finds the fixture by this name.
 from spiders_tests.tmdb_crawls import tmdb as tmdb
 
-TODAY = datetime.now(UTC).date()
-YESTERDAY = TODAY - timedelta(days=1)
 EXPORT_IDS = 45
 
 
@@ -60,7 +59,7 @@ def movie_export_lines() -> list[dict[str, Any]]:
 async def test_export_falls_back_to_the_previous_day_and_saves_the_sync_state(
     tmdb: TmdbFake, store_settings: dict[str, Any], tmp_path: Path
 ) -> None:
-    tmdb.add_export("movie_ids", YESTERDAY, movie_export_lines())
+    tmdb.add_export("movie_ids", utc_yesterday(), movie_export_lines())
     settings = tmdb_settings(tmdb, store_settings, tmp_path)
 
     crawler = await crawl(TmdbMoviesSpider, settings, mode="export")
@@ -72,8 +71,8 @@ async def test_export_falls_back_to_the_previous_day_and_saves_the_sync_state(
     assert stats["tmdb/movies/export/skipped_adult"] == 1
     assert stats["tmdb/movies/export/skipped_video"] == 1
     names = [r.path.rsplit("/", 1)[1] for r in tmdb.exports.requests]
-    assert names[0] == f"movie_ids_{TODAY:%m_%d_%Y}.json.gz"
-    assert f"movie_ids_{YESTERDAY:%m_%d_%Y}.json.gz" in names
+    assert names[0] == f"movie_ids_{utc_today():%m_%d_%Y}.json.gz"
+    assert f"movie_ids_{utc_yesterday():%m_%d_%Y}.json.gz" in names
     assert {int(r.path.rsplit("/", 1)[1]) for r in tmdb.api.hits(r"/3/movie/\d+")} == {
         550,
         47964,
@@ -81,8 +80,10 @@ async def test_export_falls_back_to_the_previous_day_and_saves_the_sync_state(
     }
     store = open_store_for(store_settings)
     try:
-        assert store.get_state("tmdb_movies/export") == {"date": YESTERDAY.isoformat()}
-        assert store.get_state("tmdb_movies/changes") == {"synced_through": YESTERDAY.isoformat()}
+        assert store.get_state("tmdb_movies/export") == {"date": utc_yesterday().isoformat()}
+        assert store.get_state("tmdb_movies/changes") == {
+            "synced_through": utc_yesterday().isoformat()
+        }
     finally:
         store.close()
 
@@ -91,10 +92,10 @@ async def test_export_falls_back_to_the_previous_day_and_saves_the_sync_state(
 async def test_export_with_adult_file_and_popularity_floor(tmdb: TmdbFake, tmp_path: Path) -> None:
     tmdb.add_clone("movie", movie_550(), 9001)
     tmdb.add_clone("movie", movie_550(), 9003)
-    tmdb.add_export("movie_ids", TODAY, movie_export_lines())
+    tmdb.add_export("movie_ids", utc_today(), movie_export_lines())
     tmdb.add_export(
         "adult_movie_ids",
-        TODAY,
+        utc_today(),
         [{"adult": True, "id": 9003, "original_title": "X", "popularity": 50.0, "video": False}],
     )
     settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
@@ -130,7 +131,9 @@ async def test_damaged_export_fetches_what_it_can_and_keeps_the_sync_state(
     store_settings = sqlite_settings(tmp_path)
     # 45 ids, cut two thirds in: some read before the damage, the rest lost with it.
     name = tmdb.add_export(
-        "movie_ids", TODAY, [{"id": i, "popularity": float(i)} for i in range(1, EXPORT_IDS + 1)]
+        "movie_ids",
+        utc_today(),
+        [{"id": i, "popularity": float(i)} for i in range(1, EXPORT_IDS + 1)],
     )
     whole = tmdb.export_files[name]
     tmdb.export_files[name] = whole[: len(whole) * 2 // 3]
@@ -153,7 +156,7 @@ async def test_export_backlog_keeps_the_scheduler_small_and_logs_progress(
     ids = list(range(3000, 3060))
     for tmdb_id in ids:
         tmdb.add_clone("movie", movie_550(), tmdb_id)
-    tmdb.add_export("movie_ids", TODAY, [{"id": i, "popularity": 1.0} for i in ids])
+    tmdb.add_export("movie_ids", utc_today(), [{"id": i, "popularity": 1.0} for i in ids])
     settings = tmdb_settings(
         tmdb, sqlite_settings(tmp_path), tmp_path, TMDB_START_BACKLOG=5, TMDB_PROGRESS_INTERVAL=0
     )
@@ -179,7 +182,9 @@ async def test_export_backlog_keeps_the_scheduler_small_and_logs_progress(
 
 @deferred_f_from_coro_f
 async def test_keywords_export_needs_no_api_requests(tmdb: TmdbFake, tmp_path: Path) -> None:
-    tmdb.add_export("keyword_ids", TODAY, [{"id": 258, "name": "bomb"}, {"id": 591, "name": "cia"}])
+    tmdb.add_export(
+        "keyword_ids", utc_today(), [{"id": 258, "name": "bomb"}, {"id": 591, "name": "cia"}]
+    )
     settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
 
     crawler = await crawl(TmdbKeywordsSpider, settings)
@@ -212,12 +217,12 @@ async def test_changes_in_14_day_windows_all_pages_then_state_advances(
     tmdb: TmdbFake, tmp_path: Path
 ) -> None:
     store_settings = sqlite_settings(tmp_path)
-    since = TODAY - timedelta(days=30)
+    since = utc_today() - timedelta(days=30)
     seed_state(store_settings, "tmdb_movies/changes", {"synced_through": since.isoformat()})
     ids = list(range(5000, 5150))
     for tmdb_id in ids:
         tmdb.add_clone("movie", movie_550(), tmdb_id)
-        tmdb.add_change("movie", TODAY - timedelta(days=2), tmdb_id)
+        tmdb.add_change("movie", utc_today() - timedelta(days=2), tmdb_id)
     tmdb.add_change("movie", since + timedelta(days=3), 550)
     tmdb.add_change("movie", since + timedelta(days=3), 9999, adult=True)
     tmdb.add_change("movie", since + timedelta(days=20), 47964, adult=None)
@@ -240,18 +245,20 @@ async def test_changes_in_14_day_windows_all_pages_then_state_advances(
     assert stats["store/movies/inserted"] == len(ids) + 2
     assert stats["tmdb/movies/changes/skipped_adult"] == 1
     assert read_state(store_settings, "tmdb_movies/changes") == {
-        "synced_through": TODAY.isoformat()
+        "synced_through": utc_today().isoformat()
     }
 
 
 @deferred_f_from_coro_f
 async def test_changes_pages_past_the_2019_total_pages_lie(tmdb: TmdbFake, tmp_path: Path) -> None:
     store_settings = sqlite_settings(tmp_path)
-    seed_state(store_settings, "tmdb_movies/changes", {"synced_through": YESTERDAY.isoformat()})
+    seed_state(
+        store_settings, "tmdb_movies/changes", {"synced_through": utc_yesterday().isoformat()}
+    )
     tmdb.changes_lie = True
     for tmdb_id in range(6000, 6120):
         tmdb.add_clone("movie", movie_550(), tmdb_id)
-        tmdb.add_change("movie", TODAY, tmdb_id)
+        tmdb.add_change("movie", utc_today(), tmdb_id)
     settings = tmdb_settings(tmdb, store_settings, tmp_path)
 
     crawler = await crawl(TmdbMoviesSpider, settings, mode="changes")
@@ -263,10 +270,10 @@ async def test_changes_pages_past_the_2019_total_pages_lie(tmdb: TmdbFake, tmp_p
 @deferred_f_from_coro_f
 async def test_changes_state_not_advanced_after_a_failure(tmdb: TmdbFake, tmp_path: Path) -> None:
     store_settings = sqlite_settings(tmp_path)
-    since = TODAY - timedelta(days=3)
+    since = utc_today() - timedelta(days=3)
     seed_state(store_settings, "tmdb_series/changes", {"synced_through": since.isoformat()})
-    tmdb.add_change("tv", TODAY, 1396)
-    tmdb.add_change("tv", TODAY, 1399)
+    tmdb.add_change("tv", utc_today(), 1396)
+    tmdb.add_change("tv", utc_today(), 1399)
     tmdb.fail(r"/3/tv/1399", *[500] * 10)
     settings = tmdb_settings(tmdb, store_settings, tmp_path, RETRY_TIMES=1)
 
@@ -285,7 +292,9 @@ async def test_changes_without_a_previous_sync_runs_an_export(
     tmdb: TmdbFake, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    tmdb.add_export("person_ids", TODAY, [{"adult": False, "id": 62, "name": "B", "popularity": 1}])
+    tmdb.add_export(
+        "person_ids", utc_today(), [{"adult": False, "id": 62, "name": "B", "popularity": 1}]
+    )
     settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
 
     crawler = await crawl(TmdbPeopleSpider, settings)
@@ -302,9 +311,9 @@ async def test_changes_older_than_tmdb_keeps_runs_an_export(
     tmdb: TmdbFake, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store_settings = sqlite_settings(tmp_path)
-    old = TODAY - timedelta(days=200)
+    old = utc_today() - timedelta(days=200)
     seed_state(store_settings, "tmdb_movies/changes", {"synced_through": old.isoformat()})
-    tmdb.add_export("movie_ids", TODAY, movie_export_lines()[:1])
+    tmdb.add_export("movie_ids", utc_today(), movie_export_lines()[:1])
     settings = tmdb_settings(tmdb, store_settings, tmp_path)
 
     crawler = await crawl(TmdbMoviesSpider, settings, mode="changes")
@@ -312,5 +321,5 @@ async def test_changes_older_than_tmdb_keeps_runs_an_export(
     assert stats_of(crawler)["store/movies/inserted"] == 1
     assert "older than TMDB keeps changes for" in caplog.text
     assert read_state(store_settings, "tmdb_movies/changes") == {
-        "synced_through": TODAY.isoformat()
+        "synced_through": utc_today().isoformat()
     }
