@@ -23,57 +23,30 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # A developer's .env must not change the figures.
 os.environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
 
+from dump_runs import Run, crawl_env, describe, store_of, verdict
+from dump_runs import crawl as crawl_dump
+
 from spiders_tests.fakes.musicbrainz_samples import dump_lines, generated_docs, write_archive
 from spiders_tests.mongo_server import running_mongo
 
-ROOT = Path(__file__).resolve().parent.parent
 WORKERS_TARGET = 1.7
 FORCE_TARGET = 0.15
 UNCHANGED_LIMIT_S = 2.0
 RSS_GROWTH_LIMIT_MB = 50.0
 
 
-@dataclass
-class Run:
-    records: int
-    seconds: float
-    peak_rss_mb: float
-
-    @property
-    def rate(self) -> float:
-        return self.records / self.seconds
-
-
 def crawl(dump: Path, env: dict[str, str], workdir: Path, *arguments: str) -> Run:
-    """``scrapy crawl musicbrainz_artists`` in a child process; its stats and peak RSS."""
-    log = workdir / "crawl.log"
-    command = [sys.executable, "-m", "scrapy", "crawl", "musicbrainz_artists"]
-    for argument in (f"dump={dump}", *arguments):
-        command += ["-a", argument]
-    with log.open("w") as out:
-        child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
-        _, status, usage = os.wait4(child.pid, 0)
-    text = log.read_text()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"crawl failed:\n{text[-3000:]}")
-    seconds = float(re.search(r"'elapsed_time_seconds': ([\d.]+)", text)[1])
-    stored = sum(
-        int(match)
-        for match in re.findall(r"'store/artists/(?:inserted|updated|unchanged)': (\d+)", text)
-    )
-    return Run(stored, seconds, usage.ru_maxrss / 1024)
+    """``scrapy crawl musicbrainz_artists`` of ``dump`` (see ``dump_runs.crawl``)."""
+    return crawl_dump("musicbrainz_artists", "artists", dump, env, workdir, *arguments)
 
 
 def reimports(label: str, dump: Path, env: dict[str, str], workdir: Path) -> None:
@@ -100,34 +73,6 @@ def reimports(label: str, dump: Path, env: dict[str, str], workdir: Path) -> Non
         f"{label} unchanged dump, no force: {unchanged:.2f} s  "
         f"limit <= {UNCHANGED_LIMIT_S} s  {verdict(unchanged <= UNCHANGED_LIMIT_S)}"
     )
-
-
-def store_of(env: dict[str, str], workdir: Path, name: str) -> dict[str, str]:
-    """A fresh store for one series of runs: a SQLite file, or a MongoDB database."""
-    if env.get("MONGO_URI"):
-        return {"MONGO_DATABASE": f"bench_mb_{name}"}
-    return {"SQLITE_PATH": str(workdir / f"{name}.sqlite3")}
-
-
-def verdict(ok: bool) -> str:
-    return "ok" if ok else "MISSED"
-
-
-def describe(run: Run) -> str:
-    return (
-        f"{run.rate:>9,.0f} records/s  ({run.records:,} records in {run.seconds:.1f} s, "
-        f"peak RSS {run.peak_rss_mb:.0f} MB)"
-    )
-
-
-def crawl_env(**settings: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MONGO_URI": "",
-        "LOG_LEVEL": "INFO",
-        "DUMP_PROGRESS_INTERVAL": "30",
-        **settings,
-    }
 
 
 def generate(workdir: Path, lines: int) -> Path:

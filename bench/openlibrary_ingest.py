@@ -32,13 +32,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -46,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # A developer's .env must not change the figures.
 os.environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
 
+from dump_runs import Run, crawl_env, describe, store_of, verdict
+from dump_runs import crawl as crawl_dump
 from scrapy.utils.test import get_crawler
 
 from contentcrawl.dumps import DumpFile, fewer_gc_passes, format_duration
@@ -58,7 +57,6 @@ from contentcrawl.store.sqlite import SqliteStore
 from spiders_tests.fakes.openlibrary import generated_lines, write_dump
 from spiders_tests.mongo_server import running_mongo
 
-ROOT = Path(__file__).resolve().parent.parent
 STORE_BATCH = 500  # STORE_BATCH_SIZE's default
 CHUNK_LINES = 1000  # DUMP_CHUNK_LINES's default
 SPEED_TARGET = 0.5
@@ -69,21 +67,6 @@ UNCHANGED_LIMIT_S = 2.0
 NEXT_MONTH_TARGET = 0.25
 NEXT_MONTH_CHANGED = 0.05
 FULL_DUMP_LINES = 55_000_000
-
-
-@dataclass
-class Run:
-    records: int
-    seconds: float
-    peak_rss_mb: float
-    # CPU of the crawl's own process (the work thread with DUMP_WORKERS=0; not the workers).
-    cpu_seconds: float = 0.0
-    # CPU the store's server spent during the run, when its process is known.
-    server_cpu_seconds: float | None = None
-
-    @property
-    def rate(self) -> float:
-        return self.records / self.seconds
 
 
 def parse_only(dump: Path) -> float:
@@ -180,36 +163,8 @@ def writer_alone(dump: Path, store: Store) -> float:
 def crawl(
     dump: Path, env: dict[str, str], workdir: Path, *arguments: str, server: int | None = None
 ) -> Run:
-    """``scrapy crawl openlibrary_books`` in a child process; its stats, peak RSS and CPU (of
-    the crawl's own process: the workers are its children, counted apart), and the CPU of
-    the ``server`` process during the run."""
-    log = workdir / "crawl.log"
-    command = [sys.executable, "-m", "scrapy", "crawl", "openlibrary_books", "-a", f"dump={dump}"]
-    for argument in arguments:
-        command += ["-a", argument]
-    server_before = process_cpu_seconds(server) if server else 0.0
-    with log.open("w") as out:
-        child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
-        _, status, usage = os.wait4(child.pid, 0)
-    server_cpu = process_cpu_seconds(server) - server_before if server else None
-    text = log.read_text()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"crawl failed:\n{text[-3000:]}")
-    seconds = float(re.search(r"'elapsed_time_seconds': ([\d.]+)", text)[1])
-    stored = sum(
-        int(match)
-        for match in re.findall(r"'store/books/(?:inserted|updated|unchanged)': (\d+)", text)
-    )
-    skipped = re.search(r"'openlibrary/import/unchanged_revision': (\d+)", text)
-    stored += int(skipped[1]) if skipped else 0
-    cpu = usage.ru_utime + usage.ru_stime
-    return Run(stored, seconds, usage.ru_maxrss / 1024, cpu, server_cpu)
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a running process (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """``scrapy crawl openlibrary_books`` of ``dump`` (see ``dump_runs.crawl``)."""
+    return crawl_dump("openlibrary_books", "books", dump, env, workdir, *arguments, server=server)
 
 
 def server_pid(workdir: Path) -> int | None:
@@ -303,34 +258,6 @@ def cpu_shares(run: Run) -> str:
         f"crawl CPU {run.cpu_seconds:.1f} s, server CPU {server:.1f} s "
         f"({server / run.seconds:.0%} of the {run.seconds:.1f} s elapsed)"
     )
-
-
-def store_of(env: dict[str, str], workdir: Path, name: str) -> dict[str, str]:
-    """A fresh store for one series of runs: a SQLite file, or a MongoDB database."""
-    if env.get("MONGO_URI"):
-        return {"MONGO_DATABASE": f"bench_{name}"}
-    return {"SQLITE_PATH": str(workdir / f"{name}.sqlite3")}
-
-
-def verdict(ok: bool) -> str:
-    return "ok" if ok else "MISSED"
-
-
-def describe(run: Run) -> str:
-    return (
-        f"{run.rate:>9,.0f} records/s  ({run.records:,} records in {run.seconds:.1f} s, "
-        f"peak RSS {run.peak_rss_mb:.0f} MB)"
-    )
-
-
-def crawl_env(**settings: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MONGO_URI": "",
-        "LOG_LEVEL": "INFO",
-        "DUMP_PROGRESS_INTERVAL": "30",
-        **settings,
-    }
 
 
 def generate(workdir: Path, lines: int) -> Path:

@@ -7,11 +7,12 @@ import ast
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from scrapy import Spider
+from scrapy import Spider, signals
 from scrapy.crawler import Crawler
 from scrapy.settings import SETTINGS_PRIORITIES
 from scrapy.utils.project import get_project_settings
@@ -39,6 +40,27 @@ async def crawl(
     crawler = make_crawler(spidercls, settings)
     await crawler.crawl_async(**spider_kwargs)
     return crawler
+
+
+async def seconds_past_item_limit(
+    spidercls: type[Spider], settings: dict[str, Any], limit: int, **spider_kwargs: Any
+) -> tuple[Crawler, float]:
+    """Run a crawl with ``CLOSESPIDER_ITEMCOUNT=limit``: the crawler, and the seconds from
+    its ``limit``-th record (a batch counts its records) to the crawl's end."""
+    crawler = make_crawler(spidercls, {**settings, "CLOSESPIDER_ITEMCOUNT": limit})
+    scraped = 0
+    reached: list[float] = []
+
+    def count(item: Any) -> None:
+        # CLOSESPIDER_ITEMCOUNT's own count: the close starts when it reaches the limit.
+        nonlocal scraped
+        scraped += len(item)
+        if scraped >= limit and not reached:
+            reached.append(time.monotonic())
+
+    crawler.signals.connect(count, signal=signals.item_scraped)
+    await crawler.crawl_async(**spider_kwargs)
+    return crawler, time.monotonic() - reached[0]
 
 
 PROJECT = Path(__file__).resolve().parent.parent

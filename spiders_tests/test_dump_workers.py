@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scrapy import signals
 from scrapy.utils.defer import deferred_f_from_coro_f
 
 from contentcrawl.dumps.workers import ChunkWorkers, DumpWorkerError, WorkedChunk
@@ -25,7 +24,7 @@ from contentcrawl.sources.openlibrary.mappers import parsed_json
 from contentcrawl.spiders.openlibrary_books import OpenLibraryBooksSpider
 from contentcrawl.store import Store
 from contentcrawl.store.base import canonical_json, content_hash
-from spiders_tests.crawling import crawl, make_crawler
+from spiders_tests.crawling import crawl, seconds_past_item_limit
 from spiders_tests.fakes.openlibrary import (
     DATA,
     generated_lines,
@@ -254,31 +253,17 @@ async def test_an_import_goes_on_after_a_worker_is_killed_mid_chunk(
 async def test_a_stop_mid_import_ends_the_crawl_within_a_second(tmp_path: Path) -> None:
     dump = write_dump(tmp_path / "editions.txt.gz", generated_lines("editions", 30_000))
     limit = 3000
-    settings = dump_settings(
-        sqlite_settings(tmp_path / "s.sqlite3"),
-        tmp_path,
-        DUMP_WORKERS=2,
-        CLOSESPIDER_ITEMCOUNT=limit,
+    settings = dump_settings(sqlite_settings(tmp_path / "s.sqlite3"), tmp_path, DUMP_WORKERS=2)
+
+    crawler, seconds = await seconds_past_item_limit(
+        OpenLibraryBooksSpider, settings, limit, dump=str(dump)
     )
-    crawler = make_crawler(OpenLibraryBooksSpider, settings)
-    scraped = 0
-    reached: list[float] = []
 
-    def count(item: Any) -> None:
-        # CLOSESPIDER_ITEMCOUNT's own count: the close starts when it reaches the limit.
-        nonlocal scraped
-        scraped += len(item)
-        if scraped >= limit and not reached:
-            reached.append(time.monotonic())
-
-    crawler.signals.connect(count, signal=signals.item_scraped)
-    await crawler.crawl_async(dump=str(dump))
-    ended = time.monotonic()
     stats = crawler.stats.get_stats()
     assert stats["finish_reason"] == "closespider_itemcount"
     assert stats["openlibrary/lines"] < 30_000
     # Workers busy with the next chunks are not waited for.
-    assert ended - reached[0] < 1.0
+    assert seconds < 1.0
 
 
 # --- orjson -------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scrapy import signals
 from scrapy.utils.defer import deferred_f_from_coro_f
 
 from contentcrawl.batches import ItemBatch
@@ -32,7 +31,7 @@ from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
 from contentcrawl.store import Store
 from contentcrawl.store.base import content_hash
 from spiders_tests.conftest import open_store_for
-from spiders_tests.crawling import crawl, make_crawler
+from spiders_tests.crawling import crawl, seconds_past_item_limit
 from spiders_tests.fakes.musicbrainz_samples import (
     TOMBS,
     dump_docs,
@@ -215,31 +214,17 @@ async def test_a_stop_mid_import_ends_the_crawl_within_a_second(tmp_path: Path) 
     plain = tmp_path / "artist.jsonl"
     plain.write_bytes(b"".join(dump_lines(generated_docs("artist", 30_000))))
     limit = 3000
-    settings = dump_settings(
-        sqlite_settings(tmp_path / "s.sqlite3"),
-        tmp_path,
-        DUMP_WORKERS=2,
-        CLOSESPIDER_ITEMCOUNT=limit,
+    settings = dump_settings(sqlite_settings(tmp_path / "s.sqlite3"), tmp_path, DUMP_WORKERS=2)
+
+    crawler, seconds = await seconds_past_item_limit(
+        MusicBrainzArtistsSpider, settings, limit, dump=str(plain)
     )
-    crawler = make_crawler(MusicBrainzArtistsSpider, settings)
-    scraped = 0
-    reached: list[float] = []
 
-    def count(item: Any) -> None:
-        # CLOSESPIDER_ITEMCOUNT's own count: the close starts when it reaches the limit.
-        nonlocal scraped
-        scraped += len(item)
-        if scraped >= limit and not reached:
-            reached.append(time.monotonic())
-
-    crawler.signals.connect(count, signal=signals.item_scraped)
-    await crawler.crawl_async(dump=str(plain))
-    ended = time.monotonic()
     stats = crawler.stats.get_stats()
     assert stats["finish_reason"] == "closespider_itemcount"
     assert stats["musicbrainz/dump/lines"] < 30_000
     # Workers busy with the next chunks are not waited for.
-    assert ended - reached[0] < 1.0
+    assert seconds < 1.0
 
 
 @deferred_f_from_coro_f

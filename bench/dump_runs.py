@@ -1,0 +1,94 @@
+"""What the dump import benches share: a ``scrapy crawl`` of a dump in a child process, timed
+from its own stats, and how its figures are printed."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Run:
+    records: int
+    seconds: float
+    peak_rss_mb: float
+    # CPU of the crawl's own process (the work thread with DUMP_WORKERS=0; not the workers).
+    cpu_seconds: float = 0.0
+    # CPU the store's server spent during the run, when its process is known.
+    server_cpu_seconds: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds
+
+
+def crawl(
+    spider: str,
+    collection: str,
+    dump: Path,
+    env: dict[str, str],
+    workdir: Path,
+    *arguments: str,
+    server: int | None = None,
+) -> Run:
+    """``scrapy crawl <spider> -a dump=<dump>`` in a child process: the records it stored or
+    skipped by revision, its time, peak RSS and CPU (of the crawl's own process: the workers
+    are its children, counted apart), and the CPU of the ``server`` process during the run."""
+    log = workdir / "crawl.log"
+    command = [sys.executable, "-m", "scrapy", "crawl", spider, "-a", f"dump={dump}"]
+    for argument in arguments:
+        command += ["-a", argument]
+    server_before = process_cpu_seconds(server) if server else 0.0
+    with log.open("w") as out:
+        child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+        _, status, usage = os.wait4(child.pid, 0)
+    server_cpu = process_cpu_seconds(server) - server_before if server else None
+    text = log.read_text()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"crawl failed:\n{text[-3000:]}")
+    seconds = float(re.search(r"'elapsed_time_seconds': ([\d.]+)", text)[1])
+    counted = rf"'store/{collection}/(?:inserted|updated|unchanged)': (\d+)"
+    counted += r"|'\w+/import/unchanged_revision': (\d+)"
+    stored = sum(int(first or second) for first, second in re.findall(counted, text))
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(stored, seconds, usage.ru_maxrss / 1024, cpu, server_cpu)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def store_of(env: dict[str, str], workdir: Path, name: str) -> dict[str, str]:
+    """A fresh store for one series of runs: a SQLite file, or a MongoDB database."""
+    if env.get("MONGO_URI"):
+        return {"MONGO_DATABASE": f"bench_{name}"}
+    return {"SQLITE_PATH": str(workdir / f"{name}.sqlite3")}
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def describe(run: Run) -> str:
+    return (
+        f"{run.rate:>9,.0f} records/s  ({run.records:,} records in {run.seconds:.1f} s, "
+        f"peak RSS {run.peak_rss_mb:.0f} MB)"
+    )
+
+
+def crawl_env(**settings: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MONGO_URI": "",
+        "LOG_LEVEL": "INFO",
+        "DUMP_PROGRESS_INTERVAL": "30",
+        **settings,
+    }
