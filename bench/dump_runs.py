@@ -7,10 +7,16 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# Issue #17's targets.
+WORKERS_TARGET = 1.7
+FORCE_TARGET = 0.15
+UNCHANGED_LIMIT_S = 2.0
 
 
 @dataclass
@@ -92,3 +98,53 @@ def crawl_env(**settings: str) -> dict[str, str]:
         "DUMP_PROGRESS_INTERVAL": "30",
         **settings,
     }
+
+
+@dataclass
+class Imports:
+    """A dump's first import with one process and with 2 workers, then its re-import with
+    ``-a force=1`` and without, the last three into the 2 workers' store (``two_env``)."""
+
+    one: Run
+    two: Run
+    forced: Run
+    unchanged_seconds: float
+    two_env: dict[str, str]
+
+
+def import_series(
+    crawl: Callable[..., Run],
+    label: str,
+    dump: Path,
+    env: dict[str, str],
+    workdir: Path,
+    *,
+    force_note: str = "",
+    **crawl_options: Any,
+) -> Imports:
+    """Run the imports of ``Imports`` with ``crawl(dump, env, workdir, *arguments,
+    **crawl_options)`` and print each against its target (``force_note`` after the force
+    re-import's)."""
+    one_env = {**env, **store_of(env, workdir, "one"), "DUMP_WORKERS": "0"}
+    one = crawl(dump, one_env, workdir, **crawl_options)
+    two_env = {**env, **store_of(env, workdir, "two"), "DUMP_WORKERS": "2"}
+    two = crawl(dump, two_env, workdir, **crawl_options)
+    print(f"{label} first import, 1 process  {describe(one)}")
+    print(f"{label} first import, 2 workers  {describe(two)}")
+    speedup = one.seconds / two.seconds
+    print(
+        f"{label} 2 workers / 1 process: {speedup:.2f}x  target >= {WORKERS_TARGET}  "
+        f"{verdict(speedup >= WORKERS_TARGET)}; per-core scaling {speedup / 2:.2f}"
+    )
+    forced = crawl(dump, two_env, workdir, "force=1", **crawl_options)
+    share = forced.seconds / two.seconds
+    print(
+        f"{label} re-import -a force=1: {forced.seconds:.1f} s, {share:.3f} of the first  "
+        f"target <= {FORCE_TARGET}{force_note}  {verdict(share <= FORCE_TARGET)}"
+    )
+    unchanged = crawl(dump, two_env, workdir).seconds
+    print(
+        f"{label} unchanged dump, no force: {unchanged:.2f} s  "
+        f"limit <= {UNCHANGED_LIMIT_S} s  {verdict(unchanged <= UNCHANGED_LIMIT_S)}"
+    )
+    return Imports(one, two, forced, unchanged, two_env)

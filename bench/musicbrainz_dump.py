@@ -32,47 +32,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # A developer's .env must not change the figures.
 os.environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
 
-from dump_runs import Run, crawl_env, describe, store_of, verdict
+from dump_runs import Run, crawl_env, describe, import_series, verdict
 from dump_runs import crawl as crawl_dump
 
 from spiders_tests.fakes.musicbrainz_samples import dump_lines, generated_docs, write_archive
 from spiders_tests.mongo_server import running_mongo
 
-WORKERS_TARGET = 1.7
-FORCE_TARGET = 0.15
-UNCHANGED_LIMIT_S = 2.0
 RSS_GROWTH_LIMIT_MB = 50.0
+# MusicBrainz lines carry no revision: a force re-import works every line again.
+NO_REVISION = " (Open Library's; it needs a skip by revision)"
 
 
 def crawl(dump: Path, env: dict[str, str], workdir: Path, *arguments: str) -> Run:
     """``scrapy crawl musicbrainz_artists`` of ``dump`` (see ``dump_runs.crawl``)."""
     return crawl_dump("musicbrainz_artists", "artists", dump, env, workdir, *arguments)
-
-
-def reimports(label: str, dump: Path, env: dict[str, str], workdir: Path) -> None:
-    """The first import with 1 process and 2 workers, then the re-imports; print the ratios."""
-    one = crawl(dump, {**env, **store_of(env, workdir, "one"), "DUMP_WORKERS": "0"}, workdir)
-    two_env = {**env, **store_of(env, workdir, "two"), "DUMP_WORKERS": "2"}
-    two = crawl(dump, two_env, workdir)
-    print(f"{label} first import, 1 process  {describe(one)}")
-    print(f"{label} first import, 2 workers  {describe(two)}")
-    speedup = one.seconds / two.seconds
-    print(
-        f"{label} 2 workers / 1 process: {speedup:.2f}x  target >= {WORKERS_TARGET}  "
-        f"{verdict(speedup >= WORKERS_TARGET)}; per-core scaling {speedup / 2:.2f}"
-    )
-    forced = crawl(dump, two_env, workdir, "force=1")
-    share = forced.seconds / two.seconds
-    print(
-        f"{label} re-import -a force=1: {forced.seconds:.1f} s, {share:.3f} of the first  "
-        f"(Open Library's target <= {FORCE_TARGET} needs a skip by revision)  "
-        f"{verdict(share <= FORCE_TARGET)}"
-    )
-    unchanged = crawl(dump, two_env, workdir).seconds
-    print(
-        f"{label} unchanged dump, no force: {unchanged:.2f} s  "
-        f"limit <= {UNCHANGED_LIMIT_S} s  {verdict(unchanged <= UNCHANGED_LIMIT_S)}"
-    )
 
 
 def generate(workdir: Path, lines: int) -> Path:
@@ -102,7 +75,7 @@ def main() -> None:
         small_dump = generate(workdir, args.small)
         large_dump = generate(workdir, args.lines)
 
-        reimports("SQLite ", large_dump, crawl_env(), workdir)
+        import_series(crawl, "SQLite ", large_dump, crawl_env(), workdir, force_note=NO_REVISION)
 
         small = crawl(small_dump, crawl_env(SQLITE_PATH=str(workdir / "small.sqlite3")), workdir)
         large = crawl(large_dump, crawl_env(SQLITE_PATH=str(workdir / "large.sqlite3")), workdir)
@@ -124,7 +97,14 @@ def main() -> None:
                 else generate(workdir, args.mongo_lines)
             )
             with running_mongo(workdir) as uri:
-                reimports("MongoDB", mongo_dump, crawl_env(MONGO_URI=uri), workdir)
+                import_series(
+                    crawl,
+                    "MongoDB",
+                    mongo_dump,
+                    crawl_env(MONGO_URI=uri),
+                    workdir,
+                    force_note=NO_REVISION,
+                )
 
 
 if __name__ == "__main__":

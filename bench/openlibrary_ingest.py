@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # A developer's .env must not change the figures.
 os.environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
 
-from dump_runs import Run, crawl_env, describe, store_of, verdict
+from dump_runs import Run, crawl_env, describe, import_series, verdict
 from dump_runs import crawl as crawl_dump
 from scrapy.utils.test import get_crawler
 
@@ -61,9 +61,6 @@ STORE_BATCH = 500  # STORE_BATCH_SIZE's default
 CHUNK_LINES = 1000  # DUMP_CHUNK_LINES's default
 SPEED_TARGET = 0.5
 RSS_GROWTH_LIMIT_MB = 50.0
-WORKERS_TARGET = 1.7
-FORCE_TARGET = 0.15
-UNCHANGED_LIMIT_S = 2.0
 NEXT_MONTH_TARGET = 0.25
 NEXT_MONTH_CHANGED = 0.05
 FULL_DUMP_LINES = 55_000_000
@@ -196,34 +193,16 @@ def reimports(
     server: int | None = None,
     writer_seconds: float | None = None,
 ) -> None:
-    """The first import with 1 process and 2 workers, then the re-imports; print the ratios
+    """The imports of ``dump_runs.import_series``, then a next-month dump; print the ratios
     (and, given the ``server`` process and the ``writer_alone`` time, where the time goes)."""
-    one_env = {**env, **store_of(env, workdir, "one"), "DUMP_WORKERS": "0"}
-    one = crawl(dump, one_env, workdir, server=server)
-    two_env = {**env, **store_of(env, workdir, "two"), "DUMP_WORKERS": "2"}
-    two = crawl(dump, two_env, workdir, server=server)
-    print(f"{label} first import, 1 process  {describe(one)}")
-    print(f"{label} first import, 2 workers  {describe(two)}")
+    imports = import_series(crawl, label, dump, env, workdir, server=server)
+    one, two, forced, two_env = imports.one, imports.two, imports.forced, imports.two_env
     if writer_seconds:
         print(ceiling(label, one, writer_seconds))
-    speedup = one.seconds / two.seconds
     print(
-        f"{label} 2 workers / 1 process: {speedup:.2f}x  target >= {WORKERS_TARGET}  "
-        f"{verdict(speedup >= WORKERS_TARGET)}; per-core scaling {speedup / 2:.2f}; "
-        f"projected {FULL_DUMP_LINES / 1e6:.0f}M-line dump: "
-        f"{format_duration(FULL_DUMP_LINES / two.rate)} (1 process "
+        f"{label} projected {FULL_DUMP_LINES / 1e6:.0f}M-line dump: "
+        f"{format_duration(FULL_DUMP_LINES / two.rate)} with 2 workers (1 process "
         f"{format_duration(FULL_DUMP_LINES / one.rate)})"
-    )
-    forced = crawl(dump, two_env, workdir, "force=1", server=server)
-    share = forced.seconds / two.seconds
-    print(
-        f"{label} re-import -a force=1: {forced.seconds:.1f} s, {share:.3f} of the first  "
-        f"target <= {FORCE_TARGET}  {verdict(share <= FORCE_TARGET)}"
-    )
-    unchanged = crawl(dump, two_env, workdir).seconds
-    print(
-        f"{label} unchanged dump, no force: {unchanged:.2f} s  "
-        f"limit <= {UNCHANGED_LIMIT_S} s  {verdict(unchanged <= UNCHANGED_LIMIT_S)}"
     )
     following = next_month(dump, lines, workdir)
     monthly = crawl(following, two_env, workdir, server=server)
@@ -246,8 +225,8 @@ def ceiling(label: str, one: Run, writer_seconds: float) -> str:
     """The best speed-up of 2 workers over the one-process run ``one``: no import ends
     before its one writer has stored every chunk, in order, on one connection."""
     return (
-        f"{label} one writer alone: {writer_seconds:.1f} s (revisions + upserts of the same "
-        f"records, made beforehand); 2 workers can reach at best "
+        f"{label} one writer alone: {writer_seconds:.1f} s (revision lookups + upserts of the "
+        f"same records, made beforehand); 2 workers can reach at best "
         f"{one.seconds / writer_seconds:.2f}x the 1 process; 1 process: {cpu_shares(one)}"
     )
 
