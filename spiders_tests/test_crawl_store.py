@@ -23,8 +23,9 @@ from contentcrawl.store.sqlite import SqliteStore
 from spiders_tests.conftest import open_store_for, read_store
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.server import FakeServer
-from spiders_tests.fakes.tmdb import TmdbFake, load, movie_550
+from spiders_tests.fakes.tmdb import TmdbFake
 from spiders_tests.settings_for import sqlite_settings, tmdb_run_settings
+from spiders_tests.tmdb_crawls import running_tmdb, two_movies
 
 
 def service_for(path: Path) -> CrawlStore:
@@ -126,12 +127,8 @@ def sqlite_connections() -> Iterator[list[tuple[str, str]]]:
 @pytest.fixture
 def tmdb(fake_server: FakeServer) -> Iterator[TmdbFake]:
     """The fake TMDB with Fight Club (550) and A Good Day to Die Hard (47964)."""
-    exports = FakeServer().start()
-    fake = TmdbFake(fake_server, exports, rate_limit=10_000)
-    fake.add("movie", movie_550())
-    fake.add("movie", load("movie_47964_append_15_parts.json"))
-    yield fake
-    exports.stop()
+    with running_tmdb(fake_server, two_movies()) as fake:
+        yield fake
 
 
 @deferred_f_from_coro_f

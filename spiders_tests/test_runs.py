@@ -25,19 +25,16 @@ from spiders_tests.conftest import read_store
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.openlibrary import sample_dump
 from spiders_tests.fakes.server import FakeServer
-from spiders_tests.fakes.tmdb import TmdbFake, load, movie_550
+from spiders_tests.fakes.tmdb import TmdbFake
 from spiders_tests.settings_for import sqlite_settings, tmdb_run_settings
+from spiders_tests.tmdb_crawls import running_tmdb, two_movies
 
 
 @pytest.fixture
 def tmdb(fake_server: FakeServer) -> Iterator[TmdbFake]:
     """The fake TMDB with two movies, authenticated by API key (so URLs carry a secret)."""
-    exports = FakeServer().start()
-    fake = TmdbFake(fake_server, exports, rate_limit=10_000)
-    fake.add("movie", movie_550())
-    fake.add("movie", load("movie_47964_append_15_parts.json"))
-    yield fake
-    exports.stop()
+    with running_tmdb(fake_server, two_movies()) as fake:
+        yield fake
 
 
 def api_key_auth(fake: TmdbFake) -> dict[str, str]:
