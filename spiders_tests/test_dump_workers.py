@@ -181,6 +181,35 @@ async def test_a_changed_revision_mid_chunk_is_the_only_line_worked_again(
 
 
 @deferred_f_from_coro_f
+async def test_a_key_twice_in_a_chunk_skips_only_its_line_at_the_stored_revision(
+    store_settings: dict[str, Any], store: Store, tmp_path: Path
+) -> None:
+    settings = dump_settings(store_settings, tmp_path, DUMP_CHUNK_LINES=50)
+    lines = sample_lines("editions")
+    dump = write_dump(tmp_path / "editions.txt.gz", lines)
+    await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
+
+    # A newer line for line 75's key, earlier in the same chunk; line 75 itself unchanged.
+    type_, key, revision, modified, payload = lines[74].rstrip(b"\n").split(b"\t")
+    doc = json.loads(payload)
+    doc["title"] = "A new title"
+    new_revision = int(revision) + 1
+    newer = b"\t".join([type_, key, b"%d" % new_revision, modified, json.dumps(doc).encode()])
+    lines.insert(60, newer + b"\n")
+    write_dump(dump, lines)
+
+    crawler = await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
+
+    stats = crawler.stats.get_stats()
+    assert stats["openlibrary/import/unchanged_revision"] == EDITIONS
+    assert stats["store/books/updated"] == 1
+    stored = store.get("books", key.decode())
+    assert stored is not None
+    assert stored["title"] == "A new title"
+    assert stored["_meta"]["revision"] == new_revision
+
+
+@deferred_f_from_coro_f
 async def test_an_unchanged_dump_file_is_not_read_unless_forced(
     store_settings: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

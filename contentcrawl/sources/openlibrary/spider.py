@@ -267,7 +267,10 @@ class OpenLibraryDumpSpider(DumpSpider):
         )
         if not same:
             return chunk.lines
-        unchanged = {index for index, key, revision in keyed if key in same}
+        # Per line: a key a chunk holds twice is skipped only at the revision asked about.
+        unchanged = {
+            index for index, key, revision in keyed if key in same and revisions[key] == revision
+        }
         return [line for index, line in enumerate(chunk.lines) if index not in unchanged]
 
     def _count(self, note: ChunkNote, chunk: WorkedChunk) -> int:
