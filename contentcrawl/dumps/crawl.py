@@ -98,13 +98,13 @@ class ItemFlow:
     two things Scrapy 2.19 does not do for start items: ``sent()`` answers False, so the
     reader stops instead of reading the rest of its file into a closing crawl; and once the
     last item in the pipelines is done, the closing scraper is told it is idle (Scrapy
-    checks that after a response's items only, so the close would wait for ever). The close
-    is watched for every ``CLOSE_CHECK_INTERVAL`` while the spider is open: it can begin
-    while ``start()`` waits at a ``yield`` with no item in the pipelines, and Scrapy then
-    neither asks ``start()`` for more nor finishes an item, so nothing else would see it.
+    checks that after a response's items only, so the close would wait for ever). A timer
+    looks every ``CLOSE_CHECK_INTERVAL`` while the spider is open: the close can begin while
+    ``start()`` waits at a ``yield`` with no item in the pipelines, and Scrapy then neither
+    asks ``start()`` for more nor finishes an item, so no event of the crawl would see it.
     """
 
-    # Seconds between two looks at a closing scraper whose last start items are finishing.
+    # Seconds between two looks for a close whose last start items are done.
     CLOSE_CHECK_INTERVAL = 0.05
 
     def __init__(self, crawler: Crawler, max_pending: int) -> None:
@@ -113,36 +113,48 @@ class ItemFlow:
         self.pending = 0
         self._level = 0
         self._reached: asyncio.Event | None = None
-        self._close_check: asyncio.TimerHandle | None = None
         self._close_watch: asyncio.TimerHandle | None = None
         for signal in (signals.item_scraped, signals.item_dropped, signals.item_error):
             crawler.signals.connect(self._finished, signal=signal)
-        crawler.signals.connect(self._watch_for_close, signal=signals.spider_opened)
+        crawler.signals.connect(self._watch_the_close, signal=signals.spider_opened)
         crawler.signals.connect(self._stop_watching, signal=signals.spider_closed)
 
-    def _watch_for_close(self, **_: Any) -> None:
-        """Look for the spider's close now and every ``CLOSE_CHECK_INTERVAL`` until it."""
+    def _watch_the_close(self, **_: Any) -> None:
+        """Now and every ``CLOSE_CHECK_INTERVAL`` until it is done: let a closing scraper
+        finish once its start items are (an item's signal handlers run before the scraper
+        counts the item done, so one look may come too early)."""
         self._close_watch = None
-        if spider_closing(self.crawler):
-            if self._close_check is None:
-                self._close_when_idle()
+        if spider_closing(self.crawler) and self._closing_scraper_let_go():
             return
         self._close_watch = asyncio.get_running_loop().call_later(
-            self.CLOSE_CHECK_INTERVAL, self._watch_for_close
+            self.CLOSE_CHECK_INTERVAL, self._watch_the_close
         )
 
+    def _closing_scraper_let_go(self) -> bool:
+        """Tell the closing scraper it is idle if it is; whether nothing is left to watch."""
+        engine = self.crawler.engine
+        if engine.spider is None or engine.scraper.slot is None:
+            return True
+        closing = engine.scraper.slot.closing
+        if closing is None:
+            # Not closing yet: the engine closes the downloader first.
+            return False
+        if closing.called:
+            return True
+        if engine.scraper.slot.is_idle():
+            let_scraper_close(engine)
+            return True
+        return False
+
     def _stop_watching(self, **_: Any) -> None:
-        for handle in (self._close_watch, self._close_check):
-            if handle is not None:
-                handle.cancel()
-        self._close_watch = self._close_check = None
+        if self._close_watch is not None:
+            self._close_watch.cancel()
+            self._close_watch = None
 
     def _finished(self, **_: Any) -> None:
         self.pending -= 1
         if self._reached is not None and self.pending <= self._level:
             self._reached.set()
-        if self._close_check is None and spider_closing(self.crawler):
-            self._close_when_idle()
 
     async def sent(self) -> bool:
         """Count one item handed to the engine and wait while the pipelines are full; False
@@ -153,15 +165,9 @@ class ItemFlow:
         return self.open()
 
     def open(self) -> bool:
-        """Whether the spider still takes items. Once it is closing the caller sends none
-        (Scrapy would still take them, into pipelines that may have closed), and the
-        closing scraper is seen through as after an item: its last item may have finished
-        before the close began, leaving no later item to tell it."""
-        if not spider_closing(self.crawler):
-            return True
-        if self._close_check is None:
-            self._close_when_idle()
-        return False
+        """Whether the spider still takes items. Once it is closing the caller sends none:
+        Scrapy would still take them, into pipelines that may have closed."""
+        return not spider_closing(self.crawler)
 
     async def drained(self) -> None:
         """Wait until every item sent has left the pipelines."""
@@ -176,24 +182,3 @@ class ItemFlow:
             await self._reached.wait()
         finally:
             self._reached = None
-
-    def _close_when_idle(self) -> None:
-        """Let a closing scraper finish once its start items are done.
-
-        Looked at again until then: an item's signal handlers run before the scraper
-        counts the item done.
-        """
-        self._close_check = None
-        engine = self.crawler.engine
-        if engine.spider is None or engine.scraper.slot is None:
-            return
-        closing = engine.scraper.slot.closing
-        if closing is not None and closing.called:
-            return
-        if closing is not None and engine.scraper.slot.is_idle():
-            let_scraper_close(engine)
-            return
-        # Not closing yet (the engine closes the downloader first), or items still finishing.
-        self._close_check = asyncio.get_running_loop().call_later(
-            self.CLOSE_CHECK_INTERVAL, self._close_when_idle
-        )
