@@ -167,6 +167,12 @@ USER_AGENT = f"contentcrawl/{__version__} (+https://github.com/contentcrawl/cont
 # The sources are APIs and dump files, not pages; their robots.txt speaks to browsers.
 ROBOTSTXT_OBEY = False
 TELNETCONSOLE_ENABLED = False
+# Scrapy 2.19 starts in every crawl an HTTP server that runs the Python code sent to it, and
+# writes its port and token into the user's state directory (left behind by a killed crawl).
+# A scrapyd host runs many crawls unattended: it is switched on for a debugging session only.
+REMOTE_CONTROL_ENABLED = False
+# The sources are APIs and dump files: no answer sets a cookie worth sending back.
+COOKIES_ENABLED = False
 FEED_EXPORT_ENCODING = "utf-8"
 LOG_LEVEL = _env("LOG_LEVEL", "INFO")
 

@@ -92,14 +92,30 @@ def path_settings(root: Path) -> dict[str, str]:
     }
 
 
+def user_directories(root: Path) -> dict[str, str]:
+    """The XDG base directories, each at its own place under ``root``: where libraries that
+    keep per-user files (Scrapy's remote-control job files, tldextract's cache) write them."""
+    return {
+        name: str(root / folder)
+        for name, folder in (
+            ("XDG_CACHE_HOME", "cache"),
+            ("XDG_CONFIG_HOME", "config"),
+            ("XDG_DATA_HOME", "data"),
+            ("XDG_STATE_HOME", "state"),
+        )
+    }
+
+
 def isolate_environment(environ: MutableMapping[str, str], root: Path) -> None:
     """Make ``environ`` a test's: none of the settings' variables (a developer's store, queue,
-    keys), no ``.env``, the project's settings, and every path setting under ``root``."""
+    keys), no ``.env``, the project's settings, and every path setting and user directory
+    under ``root``."""
     for name in settings_environment_names() | set(RENAMED_SETTINGS) | {"SCRAPY_PROJECT"}:
         environ.pop(name, None)
     environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
     environ["SCRAPY_SETTINGS_MODULE"] = "contentcrawl.settings"
     environ.update(path_settings(root))
+    environ.update(user_directories(root / "user"))
 
 
 def child_env(sqlite_path: Path, **overrides: str) -> dict[str, str]:

@@ -21,6 +21,7 @@ from spiders_tests.crawling import (
     isolate_environment,
     path_settings,
     settings_environment_names,
+    user_directories,
 )
 from spiders_tests.fakes.openlibrary import sample_dump
 from spiders_tests.mongo_server import free_port
@@ -128,6 +129,7 @@ def test_a_tests_environment_keeps_no_setting_of_the_developers(tmp_path: Path) 
 
     assert developers == {
         **path_settings(tmp_path),
+        **user_directories(tmp_path / "user"),
         "CONTENTCRAWL_ENV_FILE": os.devnull,
         "SCRAPY_SETTINGS_MODULE": "contentcrawl.settings",
     }
@@ -179,7 +181,13 @@ def test_what_scrapyd_and_a_crawl_write_into_the_checkout_git_ignores(tmp_path: 
     git(checkout, "add", "-A")
     git(checkout, "commit", "-q", "-m", "clone")
     # No store or path variable: the job writes to the default paths, under scrapyd's cwd.
-    env = {**users_environment(), "CONTENTCRAWL_ENV_FILE": os.devnull}
+    # The user's own directories are watched: nothing of a job's may land there.
+    home = tmp_path / "home"
+    env = {
+        **users_environment(),
+        **user_directories(home),
+        "CONTENTCRAWL_ENV_FILE": os.devnull,
+    }
     deploy = shutil.which("scrapyd-deploy")
     assert deploy, "pip install scrapyd-client"
     with (tmp_path / "scrapyd.out").open("wb") as out:
@@ -213,3 +221,6 @@ def test_what_scrapyd_and_a_crawl_write_into_the_checkout_git_ignores(tmp_path: 
     }
     # What the job, scrapyd and scrapyd-deploy wrote is there, ignored.
     assert {"build/", "crawls/", "data/", "dbs/", "eggs/", "logs/", "setup.py"} <= written
+    # Scrapy's remote control (a code-running HTTP server with its token in a job file under
+    # XDG_STATE_HOME) stays off in the project's crawls.
+    assert sorted(home.rglob("*")) == []
