@@ -8,12 +8,13 @@ import gzip
 import logging
 import lzma
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
-from scrapy import signals
+from scrapy import Spider, signals
+from scrapy.crawler import Crawler
 from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.test import get_crawler
 
@@ -33,7 +34,7 @@ from contentcrawl.dumps import (
 )
 from contentcrawl.redaction import basic_auth
 from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
-from spiders_tests.crawling import crawl
+from spiders_tests.crawling import crawl, make_crawler
 from spiders_tests.fakes.musicbrainz_samples import dump_lines, generated_docs
 from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer, serve_bytes
 
@@ -344,6 +345,67 @@ async def test_item_flow_drained_waits_for_the_last_item() -> None:
     await asyncio.wait_for(drained, timeout=5)
     assert flow.pending == 0
     await asyncio.wait_for(flow.drained(), timeout=5)
+
+
+class WaitsAtAYield(Spider):
+    """Yields one start item, then waits for a next one that never comes: a dump reader
+    waiting on its next chunk."""
+
+    name = "waits_at_a_yield"
+    flow: ItemFlow
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        spider.flow = ItemFlow(crawler, max_pending=16)
+        return spider
+
+    async def start(self) -> AsyncIterator[Any]:
+        yield {"number": 1}
+        await self.flow.sent()
+        await asyncio.Event().wait()
+
+
+class StopsTheCrawlMidItem:
+    """A pipeline that begins the crawl's close (as Ctrl-C does) while it holds the item."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self.stopping: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler)
+
+    async def process_item(self, item: Any) -> Any:
+        self.stopping.append(asyncio.ensure_future(self.crawler.stop_async()))
+        await asyncio.sleep(0.3)
+        return item
+
+
+@deferred_f_from_coro_f
+async def test_a_close_begun_with_a_start_item_in_the_pipelines_ends_once_it_is_done(
+    tmp_path: Path,
+) -> None:
+    settings = {
+        "ITEM_PIPELINES": {StopsTheCrawlMidItem: 100},
+        "MONGO_URI": "",
+        "SQLITE_PATH": str(tmp_path / "s.db"),
+    }
+    crawler = make_crawler(WaitsAtAYield, settings)
+
+    running = asyncio.ensure_future(crawler.crawl_async())
+    try:
+        done, _ = await asyncio.wait([running], timeout=5)
+    finally:
+        running.cancel()
+
+    # Scrapy tells a closing scraper it is idle after a response's items only: without
+    # ItemFlow's watch, this close waited for ever once the item was done.
+    assert done, "the crawl did not end"
+
+    assert crawler.stats.get_value("item_scraped_count") == 1
+    assert crawler.stats.get_value("finish_reason") == "shutdown"
 
 
 def test_fewer_gc_passes_while_importing_then_as_before() -> None:
