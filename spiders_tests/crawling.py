@@ -119,6 +119,19 @@ def child_env(sqlite_path: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
+def command_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """The environment of a ``scrapy`` command run in ``tmp_path`` (outside the checkout, so
+    relative data paths such as dumps and failed batches land there) on the SQLite store
+    there: one quick retry, INFO logs."""
+    defaults = {
+        "RETRY_TIMES": "1",
+        "RETRY_BACKOFF_BASE": "0.01",
+        "RETRY_BACKOFF_MAX": "0.05",
+        "LOG_LEVEL": "INFO",
+    }
+    return child_env(tmp_path / "store.sqlite3", **{**defaults, **overrides})
+
+
 def run_scrapy(
     *args: str, cwd: Path, env: Mapping[str, str], timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:

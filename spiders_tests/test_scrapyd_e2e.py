@@ -22,7 +22,7 @@ import pytest
 
 from contentcrawl.jobs import jobs_for
 from contentcrawl.store.sqlite import SqliteStore
-from spiders_tests.fakes.openlibrary import FakeOpenLibraryDumps, sample_dump
+from spiders_tests.fakes.openlibrary import FakeOpenLibraryDumps
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
 from spiders_tests.mongo_server import free_port
@@ -106,13 +106,6 @@ def tmdb() -> Iterator[TmdbFake]:
     yield fake
     api.stop()
     exports.stop()
-
-
-@pytest.fixture
-def openlibrary() -> Iterator[FakeOpenLibraryDumps]:
-    server = FakeServer().start()
-    yield FakeOpenLibraryDumps(server, {"authors": sample_dump("authors").read_bytes()})
-    server.stop()
 
 
 def test_deploy_schedule_run_and_no_duplicate_while_running(
