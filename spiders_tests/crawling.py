@@ -1,5 +1,5 @@
 """Running a real crawl: in the test process (pytest-twisted supplies the asyncio reactor), or
-a ``scrapy`` command in a child process."""
+a ``scrapy`` command in a child process; and what the store pipeline counted in its stats."""
 
 from __future__ import annotations
 
@@ -61,6 +61,14 @@ async def seconds_past_item_limit(
     crawler.signals.connect(count, signal=signals.item_scraped)
     await crawler.crawl_async(**spider_kwargs)
     return crawler, time.monotonic() - reached[0]
+
+
+def store_counts(stats: dict[str, Any], collection: str) -> dict[str, int]:
+    """What the store pipeline did with a collection's records in a crawl's ``stats``."""
+    return {
+        outcome: stats.get(f"store/{collection}/{outcome}", 0)
+        for outcome in ("inserted", "updated", "unchanged", "failed")
+    }
 
 
 PROJECT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,7 @@ from spiders_tests.fakes.igdb import FakeIgdb, sample_games
 from spiders_tests.fakes.openlibrary import generated_lines, write_dump
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
-from spiders_tests.test_openlibrary_crawl import count_books
+from spiders_tests.sqlite_files import stored_count
 
 EXTENSION = "contentcrawl.extensions.distributed.DistributedRun"
 LIMITS = "contentcrawl.middlewares.redis_limits.RedisAccountLimits"
@@ -293,7 +293,7 @@ def test_a_killed_dump_importer_is_taken_over_and_nothing_is_lost(
     args = ["-a", f"dump={dump}", *setting_args(redis_url, **KILL_TTLS)]
     workers = [start_worker("openlibrary_books", env, args, tmp_path, n) for n in range(3)]
     deadline = time.monotonic() + 30
-    while count_books(sqlite_path)[0] < 2_000:
+    while stored_count(sqlite_path, "books")[0] < 2_000:
         assert time.monotonic() < deadline, "the import did not start"
         assert all(w.poll() is None for w in workers), "a worker ended before the kill"
         time.sleep(0.05)
@@ -301,7 +301,7 @@ def test_a_killed_dump_importer_is_taken_over_and_nothing_is_lost(
     victim = next(w for w in workers if f":{w.pid}:" in holder)
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=10)
-    killed_at = count_books(sqlite_path)[0]
+    killed_at = stored_count(sqlite_path, "books")[0]
     survivors = [w for w in workers if w is not victim]
 
     codes = wait_all(survivors, timeout=60)
