@@ -17,18 +17,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from spiders_tests.fakes.server import FakeServer
-from spiders_tests.fakes.tmdb import TmdbFake
-from spiders_tests.redis_server import redis_server
-from spiders_tests.test_distributed import (
+from spiders_tests.distributed_workers import (
     DETAIL,
     movie_catalogue,
     setting_args,
     start_worker,
-    stored_movie_ids,
+    stored_keys,
     tmdb_env,
     wait_all,
 )
+from spiders_tests.fakes.server import FakeServer
+from spiders_tests.fakes.tmdb import TmdbFake
+from spiders_tests.redis_server import redis_server
 
 
 def run(workers: int, ids_per_worker: int, latency: float, rate: int) -> float:
@@ -46,7 +46,7 @@ def run(workers: int, ids_per_worker: int, latency: float, rate: int) -> float:
                 procs = [start_worker("tmdb_movies", env, args, workdir, n) for n in range(workers)]
                 wait_all(procs, timeout=300)
             hits = sorted(hit.arrived for hit in api.hits(DETAIL))
-            stored = stored_movie_ids(workdir / "shared.sqlite3")
+            stored = set(stored_keys(workdir / "shared.sqlite3", "movies", "tmdb_id"))
             if stored != set(ids):
                 raise SystemExit(f"{workers} workers stored {len(stored)} of {len(ids)} records")
             return len(hits) / max(hits[-1] - hits[0], 1e-6)

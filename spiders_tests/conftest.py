@@ -21,6 +21,7 @@ from contentcrawl.store import Store
 from contentcrawl.store.mongo import MongoStore
 from contentcrawl.store.sqlite import SqliteStore
 from spiders_tests.crawling import isolate_environment, path_settings
+from spiders_tests.fakes.openlibrary import FakeOpenLibraryDumps, sample_dump
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.mongo_server import running_mongo
 from spiders_tests.redis_server import redis_server
@@ -105,6 +106,14 @@ def fake_server() -> Iterator[FakeServer]:
     """A started fake HTTP server with no routes; tests and fakes add their own."""
     server = FakeServer().start()
     yield server
+    server.stop()
+
+
+@pytest.fixture
+def openlibrary() -> Iterator[FakeOpenLibraryDumps]:
+    """A fake Open Library dump host on a server of its own, serving the authors sample dump."""
+    server = FakeServer().start()
+    yield FakeOpenLibraryDumps(server, {"authors": sample_dump("authors").read_bytes()})
     server.stop()
 
 

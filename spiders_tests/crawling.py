@@ -1,5 +1,5 @@
 """Running a real crawl: in the test process (pytest-twisted supplies the asyncio reactor), or
-a ``scrapy`` command in a child process."""
+a ``scrapy`` command in a child process; and what the store pipeline counted in its stats."""
 
 from __future__ import annotations
 
@@ -61,6 +61,14 @@ async def seconds_past_item_limit(
     crawler.signals.connect(count, signal=signals.item_scraped)
     await crawler.crawl_async(**spider_kwargs)
     return crawler, time.monotonic() - reached[0]
+
+
+def store_counts(stats: dict[str, Any], collection: str) -> dict[str, int]:
+    """What the store pipeline did with a collection's records in a crawl's ``stats``."""
+    return {
+        outcome: stats.get(f"store/{collection}/{outcome}", 0)
+        for outcome in ("inserted", "updated", "unchanged", "failed")
+    }
 
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -133,6 +141,19 @@ def child_env(sqlite_path: Path, **overrides: str) -> dict[str, str]:
     }
     env.pop("SCRAPY_PROJECT", None)
     return env
+
+
+def command_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """The environment of a ``scrapy`` command run in ``tmp_path`` (outside the checkout, so
+    relative data paths such as dumps and failed batches land there) on the SQLite store
+    there: one quick retry, INFO logs."""
+    defaults = {
+        "RETRY_TIMES": "1",
+        "RETRY_BACKOFF_BASE": "0.01",
+        "RETRY_BACKOFF_MAX": "0.05",
+        "LOG_LEVEL": "INFO",
+    }
+    return child_env(tmp_path / "store.sqlite3", **{**defaults, **overrides})
 
 
 def run_scrapy(

@@ -23,7 +23,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from contentcrawl.api.app import create_app
 from contentcrawl.store.sqlite import SqliteStore
-from spiders_tests.test_api import POSTER_PATH, seed_mirror
+from spiders_tests.recorded_mirror import POSTER_PATH, seed_mirror
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -2,129 +2,42 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 import pytest
 from redis import Redis
 
-from spiders_tests.conftest import open_store_for
-from spiders_tests.crawling import child_env
-from spiders_tests.dates import utc_today
+from spiders_tests.distributed_workers import (
+    DETAIL,
+    KILL_TTLS,
+    movie_catalogue,
+    setting_args,
+    start_worker,
+    stored_keys,
+    tmdb_env,
+    wait_all,
+    wait_for_workers,
+    worker_env,
+)
 from spiders_tests.fakes.igdb import FakeIgdb, sample_games
 from spiders_tests.fakes.openlibrary import generated_lines, write_dump
 from spiders_tests.fakes.server import FakeServer
-from spiders_tests.fakes.tmdb import TmdbFake, movie_550
-from spiders_tests.test_openlibrary_crawl import count_books
-
-EXTENSION = "contentcrawl.extensions.distributed.DistributedRun"
-LIMITS = "contentcrawl.middlewares.redis_limits.RedisAccountLimits"
-DETAIL = r"/3/movie/(\d+)"
-
-
-# A killed worker's lock and state expire soon, so the survivors take over in the test's
-# time. Only the tests that kill a worker use them: with both cores busy, a live worker can
-# miss a renewal by 2 s and lose its lock (a second seeder).
-KILL_TTLS = {"DISTRIBUTED_LOCK_TTL": 2, "DISTRIBUTED_WORKER_TTL": 2}
-
-
-def setting_args(redis_url: str, **extra: Any) -> list[str]:
-    """``-s`` options putting a worker in distributed mode: REDIS_URL does it (DistributedAddon)."""
-    settings = {
-        "REDIS_URL": redis_url,
-        "DISTRIBUTED_TICK": 0.2,
-        "DISTRIBUTED_LOCK_TTL": 10,
-        "DISTRIBUTED_WORKER_TTL": 10,
-        **extra,
-    }
-    args = []
-    for name, value in settings.items():
-        text = json.dumps(value) if isinstance(value, dict | list | bool) else str(value)
-        args += ["-s", f"{name}={text}"]
-    return args
-
-
-def start_worker(
-    spider: str, env: dict[str, str], args: list[str], workdir: Path, number: int
-) -> subprocess.Popen[bytes]:
-    # The child writes to its own copy of the descriptor: this process closes its one.
-    with (workdir / f"worker{number}.log").open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "scrapy", "crawl", spider, *args],
-            cwd=workdir,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def worker_env(sqlite_path: Path, **extra: str) -> dict[str, str]:
-    return child_env(sqlite_path, **{"PROGRESS_LIVE": "0", "SPIDERMON_ENABLED": "0", **extra})
-
-
-def wait_all(workers: list[subprocess.Popen[bytes]], timeout: float) -> list[int]:
-    deadline = time.monotonic() + timeout
-    codes = []
-    for worker in workers:
-        try:
-            codes.append(worker.wait(timeout=max(0.1, deadline - time.monotonic())))
-        except subprocess.TimeoutExpired:
-            for other in workers:
-                other.kill()
-            raise
-    return codes
-
-
-def wait_for_workers(redis: Redis, spider: str, count: int) -> None:
-    """Return once ``count`` workers have joined the run of ``spider`` (a worker takes seconds
-    to start, a crawl about one)."""
-    deadline = time.monotonic() + 30
-    while len(list(redis.scan_iter(f"contentcrawl:{spider}:worker:*"))) < count:
-        assert time.monotonic() < deadline, "the workers did not all join the run"
-        time.sleep(0.05)
+from spiders_tests.fakes.tmdb import TmdbFake
+from spiders_tests.sqlite_files import stored_count
+from spiders_tests.tmdb_crawls import running_tmdb
 
 
 @pytest.fixture
 def tmdb(fake_server: FakeServer) -> Iterator[TmdbFake]:
-    exports = FakeServer().start()
-    fake = TmdbFake(fake_server, exports, rate_limit=10_000)
-    yield fake
-    exports.stop()
-
-
-def movie_catalogue(fake: TmdbFake, count: int) -> list[int]:
-    """``count`` movies served by the fake and listed in today's export."""
-    template = movie_550()
-    ids = list(range(1000, 1000 + count))
-    for tmdb_id in ids:
-        fake.add_clone("movie", template, tmdb_id)
-    fake.add_export(
-        "movie_ids", utc_today(), [{"id": i, "adult": False, "video": False} for i in ids]
-    )
-    return ids
-
-
-def tmdb_env(fake: TmdbFake, sqlite_path: Path, rate: int) -> dict[str, str]:
-    return worker_env(
-        sqlite_path,
-        **fake.environment(),
-        TMDB_REQUESTS_PER_SECOND=str(rate),
-        DUMPS_DIR="dumps",
-    )
-
-
-def stored_movie_ids(sqlite_path: Path) -> set[int]:
-    with open_store_for({"SQLITE_PATH": str(sqlite_path), "MONGO_URI": ""}) as store:
-        return {document["tmdb_id"] for document in store.iter_documents("movies")}
+    """A fake TMDB with no records: each test serves a catalogue of its own."""
+    with running_tmdb(fake_server, []) as fake:
+        yield fake
 
 
 def detail_hits(fake: TmdbFake) -> Counter[int]:
@@ -154,7 +67,7 @@ def test_three_workers_fetch_every_id_once_and_store_every_record(
     hits = detail_hits(tmdb)
     assert set(hits) == set(ids)
     assert set(hits.values()) == {1}, "an id was fetched more than once"
-    assert stored_movie_ids(sqlite_path) == set(ids)
+    assert set(stored_keys(sqlite_path, "movies", "tmdb_id")) == set(ids)
     # The export was read by one worker only, and the other two did part of the work.
     assert len(tmdb.exports.hits(r"/p/exports/movie_ids_.*", method="GET")) == 1
     logs = [(tmp_path / f"worker{n}.log").read_text() for n in range(3)]
@@ -195,7 +108,7 @@ def test_a_killed_worker_loses_no_record(
     codes = wait_all(survivors, timeout=50)
 
     assert codes == [0, 0]
-    assert stored_movie_ids(sqlite_path) == set(ids)
+    assert set(stored_keys(sqlite_path, "movies", "tmdb_id")) == set(ids)
     logs = "".join((tmp_path / f"worker{n}.log").read_text() for n in range(3))
     assert "distributed/seed/takeover" in logs or "Reconcile round" in logs
 
@@ -293,7 +206,7 @@ def test_a_killed_dump_importer_is_taken_over_and_nothing_is_lost(
     args = ["-a", f"dump={dump}", *setting_args(redis_url, **KILL_TTLS)]
     workers = [start_worker("openlibrary_books", env, args, tmp_path, n) for n in range(3)]
     deadline = time.monotonic() + 30
-    while count_books(sqlite_path)[0] < 2_000:
+    while stored_count(sqlite_path, "books")[0] < 2_000:
         assert time.monotonic() < deadline, "the import did not start"
         assert all(w.poll() is None for w in workers), "a worker ended before the kill"
         time.sleep(0.05)
@@ -301,7 +214,7 @@ def test_a_killed_dump_importer_is_taken_over_and_nothing_is_lost(
     victim = next(w for w in workers if f":{w.pid}:" in holder)
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=10)
-    killed_at = count_books(sqlite_path)[0]
+    killed_at = stored_count(sqlite_path, "books")[0]
     survivors = [w for w in workers if w is not victim]
 
     codes = wait_all(survivors, timeout=60)

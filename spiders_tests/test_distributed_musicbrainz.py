@@ -1,5 +1,5 @@
-"""Distributed MusicBrainz runs on a real redis-server, against the local fakes (the workers'
-helpers: test_distributed_sources.py).
+"""Distributed MusicBrainz runs on a real redis-server, against the local fakes (IGDB and TMDB:
+test_distributed_sources.py; the workers' helpers: distributed_workers.py).
 
 Three ``scrapy crawl`` workers share one Redis run and one SQLite store. Each worker sends
 its own User-Agent, so the fake tells which worker sent a request: the kill tests hold one
@@ -22,6 +22,19 @@ from scrapy.utils.project import get_project_settings
 
 from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
 from spiders_tests.crawling import crawl
+from spiders_tests.distributed_workers import (
+    KILL_TTLS,
+    WORKERS,
+    kill_the_sender_and_finish,
+    left_by_a_dead_worker,
+    logs,
+    release_once_all_joined,
+    run_settings,
+    start_workers,
+    stored_keys,
+    wait_all,
+    worker_env,
+)
 from spiders_tests.fakes.musicbrainz import (
     CONTACT,
     FakeArtist,
@@ -34,22 +47,9 @@ from spiders_tests.fakes.musicbrainz_samples import (
     generated_docs,
 )
 from spiders_tests.fakes.server import FakeServer
-from spiders_tests.test_distributed import (
-    KILL_TTLS,
-    wait_all,
-    worker_env,
-)
-from spiders_tests.test_distributed_sources import (
-    MB_BROWSES,
-    WORKERS,
-    kill_the_sender_and_finish,
-    left_by_a_dead_worker,
-    logs,
-    release_once_all_joined,
-    run_settings,
-    start_workers,
-    stored_keys,
-)
+
+MB_BROWSES = r"/ws/2/release-group/?"
+
 
 # --- MusicBrainz ------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """Distributed IGDB and TMDB runs on a real redis-server, against the local fakes (MusicBrainz:
-test_distributed_musicbrainz.py, which shares the workers' helpers of this file).
+test_distributed_musicbrainz.py; the workers' helpers: distributed_workers.py).
 
 Three ``scrapy crawl`` workers share one Redis run and one SQLite store. Each worker sends
 its own User-Agent, so the fake tells which worker sent a request: the kill tests hold one
@@ -10,9 +10,7 @@ store every record all the same. In-process runs find in Redis what a dead worke
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,128 +19,31 @@ from typing import Any
 from redis import Redis
 from scrapy.utils.defer import deferred_f_from_coro_f
 
-from contentcrawl import __version__
 from contentcrawl.spiders.igdb_games import IgdbGamesSpider
 from contentcrawl.spiders.tmdb_movies import TmdbMoviesSpider
-from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import crawl
-from spiders_tests.fakes.igdb import FakeIgdb, sample_games
-from spiders_tests.fakes.musicbrainz import (
-    CONTACT,
-    FakeMusicBrainz,
-)
-from spiders_tests.fakes.server import FakeRequest, FakeServer, RequestHold
-from spiders_tests.fakes.tmdb import TmdbFake, movie_550
-from spiders_tests.settings_for import tmdb_run_settings
-from spiders_tests.test_distributed import (
+from spiders_tests.distributed_workers import (
     KILL_TTLS,
-    setting_args,
-    start_worker,
+    WORKERS,
+    kill_the_sender_and_finish,
+    left_by_a_dead_worker,
+    logs,
+    release_once_all_joined,
+    run_settings,
+    start_workers,
+    stored_keys,
     wait_all,
     worker_env,
 )
+from spiders_tests.fakes.igdb import FakeIgdb, sample_games
+from spiders_tests.fakes.server import FakeServer
+from spiders_tests.fakes.tmdb import movie_550
+from spiders_tests.settings_for import tmdb_run_settings
+from spiders_tests.tmdb_crawls import running_tmdb
 
-WORKERS = 3
 # Account limits far above what the fake needs: this file tests the shared run, not them.
 FAST_ACCOUNT = {"igdb": {"rate": 50, "concurrency": 24}}
 IGDB_PAGES = r"/v4/games"
-MB_BROWSES = r"/ws/2/release-group/?"
-
-
-def worker_agent(number: int) -> str:
-    """Worker ``number``'s User-Agent, in the shape MusicBrainz accepts."""
-    return f"contentcrawl/{__version__} ( {CONTACT} worker{number} )"
-
-
-def start_workers(
-    spider: str,
-    env: dict[str, str],
-    spider_args: list[str],
-    redis_url: str,
-    workdir: Path,
-    **settings: Any,
-) -> list[subprocess.Popen[bytes]]:
-    """``WORKERS`` worker processes, each with its own User-Agent and ``settings`` (``-s``)."""
-    return [
-        start_worker(
-            spider,
-            env,
-            [
-                *spider_args,
-                *setting_args(redis_url, USER_AGENT=worker_agent(number), **settings),
-            ],
-            workdir,
-            number,
-        )
-        for number in range(WORKERS)
-    ]
-
-
-def logs(workdir: Path) -> list[str]:
-    return [(workdir / f"worker{number}.log").read_text() for number in range(WORKERS)]
-
-
-def kill_sender(
-    held: FakeRequest, workers: list[subprocess.Popen[bytes]]
-) -> list[subprocess.Popen[bytes]]:
-    """Kill -9 the worker that sent ``held``; the survivors."""
-    agent = held.header("user-agent")
-    (victim,) = [w for n, w in enumerate(workers) if worker_agent(n) == agent]
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=10)
-    return [worker for worker in workers if worker is not victim]
-
-
-def kill_the_sender_and_finish(
-    holds: RequestHold, workers: list[subprocess.Popen[bytes]], workdir: Path
-) -> FakeRequest:
-    """Kill -9 the worker that sent the held request, let the others finish the run (each
-    with success); the held request."""
-    try:
-        held = holds.wait_held(timeout=30)
-        survivors = kill_sender(held, workers)
-    finally:
-        holds.release()
-    codes = wait_all(survivors, timeout=40)
-    assert codes == [0] * len(survivors), [log[-3000:] for log in logs(workdir)]
-    return held
-
-
-def run_settings(redis_url: str, sqlite_path: Path) -> dict[str, Any]:
-    """Settings of an in-process worker of a distributed run."""
-    return {
-        "REDIS_URL": redis_url,
-        "DISTRIBUTED_TICK": 0.1,
-        "DISTRIBUTED_LOCK_TTL": 2,
-        "DISTRIBUTED_WORKER_TTL": 2,
-        "MONGO_URI": "",
-        "SQLITE_PATH": str(sqlite_path),
-    }
-
-
-def left_by_a_dead_worker(redis: Redis, spider: str, keys: list[str]) -> None:
-    """The state a run's only worker leaves when killed after seeding: ``keys`` recorded,
-    none stored or settled."""
-    redis.set(f"contentcrawl:{spider}:seeded", "a-dead-worker")
-    redis.sadd(f"contentcrawl:{spider}:ids", *keys)
-
-
-def release_once_all_joined(fake: FakeIgdb | FakeMusicBrainz, redis: Redis, spider: str) -> None:
-    """Answer the held first request once every worker has joined the run, so that each
-    one finds work in the queue (a worker takes seconds to start, the crawl about one)."""
-    try:
-        fake.holds.wait_held(timeout=30)
-        deadline = time.monotonic() + 30
-        while len(list(redis.scan_iter(f"contentcrawl:{spider}:worker:*"))) < WORKERS:
-            assert time.monotonic() < deadline, "the workers did not all join the run"
-            time.sleep(0.05)
-    finally:
-        fake.holds.release()
-
-
-def stored_keys(sqlite_path: Path, collection: str, key_field: str) -> list[Any]:
-    with open_store_for({"SQLITE_PATH": str(sqlite_path), "MONGO_URI": ""}) as store:
-        return [document[key_field] for document in store.iter_documents(collection)]
 
 
 # --- IGDB -------------------------------------------------------------------------------------
@@ -289,9 +190,7 @@ def test_igdb_workers_starting_together_get_one_token(
 async def test_the_tmdb_reconcile_asks_again_for_changes_and_list_pages(
     fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    exports = FakeServer().start()
-    try:
-        fake = TmdbFake(fake_server, exports, rate_limit=10_000)
+    with running_tmdb(fake_server, []) as fake:
         template = movie_550()
         for tmdb_id in range(2000, 2241):
             fake.add_clone("movie", template, tmdb_id)
@@ -310,8 +209,6 @@ async def test_the_tmdb_reconcile_asks_again_for_changes_and_list_pages(
         )
 
         crawler = await crawl(TmdbMoviesSpider, settings, mode="ids", ids="2240")
-    finally:
-        exports.stop()
 
     stats = crawler.stats.get_stats()
     assert stats["finish_reason"] == "finished"

@@ -27,15 +27,13 @@ from contentcrawl.store.base import canonical_json, content_hash
 from spiders_tests.crawling import crawl, seconds_past_item_limit
 from spiders_tests.fakes.openlibrary import (
     DATA,
+    SAMPLE_EDITIONS,
     generated_lines,
     sample_dump,
     sample_lines,
     write_dump,
 )
 from spiders_tests.settings_for import dump_settings, sqlite_settings
-
-EDITIONS = len(sample_lines("editions"))
-
 
 # --- the pool on its own ------------------------------------------------------------------
 
@@ -134,14 +132,14 @@ async def test_records_and_hashes_are_the_same_with_0_1_and_2_workers(
     for workers in (0, 1, 2):
         settings = dump_settings(store_settings, tmp_path, DUMP_WORKERS=workers)
         crawler = await crawl(OpenLibraryBooksSpider, settings, dump=dump, rework="1")
-        assert crawler.stats.get_value("openlibrary/records") == EDITIONS
+        assert crawler.stats.get_value("openlibrary/records") == SAMPLE_EDITIONS
         seen.append(stored_books(store))
         if workers == 0:
-            assert crawler.stats.get_value("store/books/inserted") == EDITIONS
+            assert crawler.stats.get_value("store/books/inserted") == SAMPLE_EDITIONS
         else:
             # The same canonical JSON and hash: nothing to write.
-            assert crawler.stats.get_value("store/books/unchanged") == EDITIONS
-    assert len(seen[0]) == EDITIONS
+            assert crawler.stats.get_value("store/books/unchanged") == SAMPLE_EDITIONS
+    assert len(seen[0]) == SAMPLE_EDITIONS
     assert seen[0] == seen[1] == seen[2]
     # The hash is the one the store pipeline gives the same content in this process.
     for key, (hash_, document) in seen[0].items():
@@ -168,8 +166,8 @@ async def test_a_changed_revision_mid_chunk_is_the_only_line_worked_again(
 
     crawler = await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
     stats = crawler.stats.get_stats()
-    assert stats["openlibrary/lines"] == EDITIONS
-    assert stats["openlibrary/import/unchanged_revision"] == EDITIONS - 1
+    assert stats["openlibrary/lines"] == SAMPLE_EDITIONS
+    assert stats["openlibrary/import/unchanged_revision"] == SAMPLE_EDITIONS - 1
     assert stats["openlibrary/records"] == 1
     assert stats["store/books/updated"] == 1
     assert "store/books/unchanged" not in stats
@@ -201,7 +199,7 @@ async def test_a_key_twice_in_a_chunk_skips_only_its_line_at_the_stored_revision
     crawler = await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
 
     stats = crawler.stats.get_stats()
-    assert stats["openlibrary/import/unchanged_revision"] == EDITIONS
+    assert stats["openlibrary/import/unchanged_revision"] == SAMPLE_EDITIONS
     assert stats["store/books/updated"] == 1
     stored = store.get("books", key.decode())
     assert stored is not None
@@ -229,16 +227,20 @@ async def test_an_unchanged_dump_file_is_not_read_unless_forced(
     forced = await crawl(OpenLibraryBooksSpider, settings, dump=dump, force="1")
     stats = forced.stats.get_stats()
     assert "openlibrary/import/unchanged_dump" not in stats
-    assert stats["openlibrary/lines"] == stats["openlibrary/import/unchanged_revision"] == EDITIONS
+    assert (
+        stats["openlibrary/lines"]
+        == stats["openlibrary/import/unchanged_revision"]
+        == SAMPLE_EDITIONS
+    )
     assert "store/books/received" not in stats
     # The closing line says where the lines went, not only "0 records".
-    assert f"{EDITIONS} lines at the revision already stored skipped" in caplog.text
+    assert f"{SAMPLE_EDITIONS} lines at the revision already stored skipped" in caplog.text
 
     # rework: every line is worked again and found unchanged by the store.
     reworked = await crawl(OpenLibraryBooksSpider, settings, dump=dump, rework="1")
     stats = reworked.stats.get_stats()
     assert "openlibrary/import/unchanged_revision" not in stats
-    assert stats["store/books/unchanged"] == EDITIONS
+    assert stats["store/books/unchanged"] == SAMPLE_EDITIONS
 
 
 @dataclass(frozen=True)
@@ -273,7 +275,7 @@ async def test_an_import_goes_on_after_a_worker_is_killed_mid_chunk(
     stats = crawler.stats.get_stats()
     assert (tmp_path / "killed").exists()
     assert stats["openlibrary/import/worker_restarts"] == 1
-    assert stats["store/books/inserted"] == store.count("books") == EDITIONS
+    assert stats["store/books/inserted"] == store.count("books") == SAMPLE_EDITIONS
     assert stats["finish_reason"] == "finished"
     assert store.get_state("openlibrary_books/dump")["complete"] is True
 

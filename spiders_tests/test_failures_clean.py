@@ -32,6 +32,7 @@ from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake
 from spiders_tests.mongo_server import free_port
 from spiders_tests.settings_for import dump_settings, sqlite_settings
+from spiders_tests.tmdb_crawls import running_tmdb
 
 # What a dump URL answered with an HTML error page looks like once gunzipped: text lines.
 GARBAGE = [f"<p>Service unavailable, line {number}</p>\n".encode() for number in range(82)]
@@ -154,9 +155,9 @@ async def test_garbage_musicbrainz_dump_is_a_failed_import(
 
 @pytest.fixture
 def tmdb(fake_server: FakeServer) -> Iterator[TmdbFake]:
-    exports = FakeServer().start()
-    yield TmdbFake(fake_server, exports, rate_limit=10_000)
-    exports.stop()
+    """A fake TMDB with no records: each test serves what it needs."""
+    with running_tmdb(fake_server, []) as fake:
+        yield fake
 
 
 @deferred_f_from_coro_f

@@ -16,15 +16,11 @@ from contentcrawl.sources.igdb import GAME_FIELDS
 from contentcrawl.spiders.igdb_games import IgdbGamesSpider
 from spiders_tests.conftest import open_store_for, read_store
 from spiders_tests.crawling import crawl
-from spiders_tests.fakes.igdb import FakeIgdb, sample_games
+from spiders_tests.fakes.igdb import FakeIgdb, sample_games, unlimited_fake
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.settings_for import IGDB_FAST_SLOTS, igdb_settings, sqlite_settings
 
 SYNC_STATE = "igdb_games/sync"
-
-
-def unlimited_fake(server: FakeServer, games: int, **kwargs: Any) -> FakeIgdb:
-    return FakeIgdb(server, sample_games(games), requests_per_second=None, max_open=None, **kwargs)
 
 
 def stored(store_settings: dict[str, Any], *, state: str = SYNC_STATE) -> tuple[dict, Any]:

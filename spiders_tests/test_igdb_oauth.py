@@ -19,15 +19,11 @@ from contentcrawl.middlewares.igdb_oauth import STATE_NAME, where_kept
 from contentcrawl.spiders.igdb_games import IgdbGamesSpider
 from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import crawl
-from spiders_tests.fakes.igdb import FakeIgdb, sample_games
+from spiders_tests.fakes.igdb import FakeIgdb, unlimited_fake
 from spiders_tests.fakes.server import FakeResponse, FakeServer
 from spiders_tests.settings_for import igdb_settings, sqlite_settings
 
 # Slots faster than IGDB's limits: these tests run against a fake without them.
-
-
-def unlimited_fake(server: FakeServer, games: int = 0, **kwargs: Any) -> FakeIgdb:
-    return FakeIgdb(server, sample_games(games), requests_per_second=None, max_open=None, **kwargs)
 
 
 def bearer(request: Any) -> str:

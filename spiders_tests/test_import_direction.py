@@ -1,7 +1,8 @@
 """Imports go one way: the store knows nothing of the read API; extensions, pipelines and the
 store know nothing of sources and spiders; inside the read query and source packages the parts
-import their base or mappers, never the module that picks or runs them (read with ``ast``:
-imports inside functions and ``TYPE_CHECKING`` blocks count too)."""
+import their base or mappers, never the module that picks or runs them; no test file or
+benchmark imports a test file (read with ``ast``: imports inside functions and
+``TYPE_CHECKING`` blocks count too)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from spiders_tests.crawling import PROJECT
 PACKAGE = PROJECT / "contentcrawl"
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every ``contentcrawl`` module a file imports, wherever in the file the import is."""
+def imported_modules(path: Path, package: str = "contentcrawl") -> set[str]:
+    """Every module of ``package`` a file imports, wherever in the file the import is."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -24,7 +25,7 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {name for name in found if name.startswith("contentcrawl")}
+    return {name for name in found if name.startswith(package)}
 
 
 def imports_of(module: str) -> set[str]:
@@ -85,3 +86,18 @@ def test_source_parts_do_not_import_their_spider_or_package(module: str) -> None
         for name in imports_of(module)
         if name == package or name.startswith((f"{package}.spider", f"{package}.__init__"))
     }
+
+
+def test_no_test_file_or_benchmark_imports_a_test_file() -> None:
+    # What two test files share lives in a helper module (crawling.py, conftest.py, …): a test
+    # file imported by another would tie the two together and bring its own fixtures along.
+    offending = {
+        str(path.relative_to(PROJECT)): sorted(
+            name
+            for name in imported_modules(path, "spiders_tests")
+            if name.startswith("spiders_tests.test_")
+        )
+        for folder in ("spiders_tests", "bench")
+        for path in (PROJECT / folder).rglob("*.py")
+    }
+    assert not {path: names for path, names in offending.items() if names}

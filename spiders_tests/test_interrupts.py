@@ -42,6 +42,7 @@ from spiders_tests.fakes.musicbrainz_samples import (
 )
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, exported_movies
+from spiders_tests.sqlite_files import stored_count
 
 TMDB_DETAIL = r"/3/movie/\d+"
 MOVIES = 600
@@ -140,16 +141,6 @@ def assert_stopped_cleanly(log: str, seconds: float) -> None:
     assert seconds < EXIT_SECONDS
     assert stat(log, "finish_reason") == "shutdown"
     assert unexpected_problems(log) == []
-
-
-def stored_count(database: Path, collection: str) -> tuple[int, int]:
-    """Rows and distinct keys of a collection, read while a crawl may be writing."""
-    query = f"SELECT COUNT(*), COUNT(DISTINCT key) FROM {collection}"  # noqa: S608 - ours
-    try:
-        with closing(sqlite3.connect(database, timeout=5)) as db:
-            return db.execute(query).fetchone()
-    except sqlite3.OperationalError:  # no table before the first batch
-        return 0, 0
 
 
 def stored_keys(database: Path, collection: str) -> list[str]:

@@ -39,6 +39,7 @@ from spiders_tests.fakes.openlibrary import sample_lines, write_dump
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, load, movie_550
 from spiders_tests.settings_for import igdb_settings, sqlite_settings, tmdb_settings
+from spiders_tests.tmdb_crawls import running_tmdb
 
 COVERS = "https://covers.openlibrary.org/b"
 IMAGES = "https://image.tmdb.org/t/p/w500"
@@ -317,11 +318,8 @@ def test_tmdb_export_lines_that_are_no_id_are_bad_lines_and_the_rest_kept() -> N
 @pytest.fixture
 def tmdb(fake_server: FakeServer) -> Iterator[TmdbFake]:
     """The fake TMDB with Fight Club."""
-    exports = FakeServer().start()
-    fake = TmdbFake(fake_server, exports, rate_limit=10_000)
-    fake.add("movie", movie_550())
-    yield fake
-    exports.stop()
+    with running_tmdb(fake_server, [("movie", movie_550())]) as fake:
+        yield fake
 
 
 @deferred_f_from_coro_f

@@ -11,11 +11,10 @@ import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.project import get_project_settings
 
-from contentcrawl import __version__
 from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
 from spiders_tests.conftest import open_store_for, read_store
-from spiders_tests.crawling import crawl, make_crawler
-from spiders_tests.fakes.musicbrainz import CONTACT, FakeMusicBrainz, gaps
+from spiders_tests.crawling import crawl, make_crawler, store_counts
+from spiders_tests.fakes.musicbrainz import FakeMusicBrainz, gaps
 from spiders_tests.fakes.musicbrainz_samples import (
     ERIC_ADAMS,
     MANOWAR,
@@ -24,17 +23,8 @@ from spiders_tests.fakes.musicbrainz_samples import (
     recorded_searches,
 )
 from spiders_tests.fakes.server import FakeResponse, FakeServer
+from spiders_tests.musicbrainz_crawls import USER_AGENT, fast_fake
 from spiders_tests.settings_for import musicbrainz_settings, sqlite_settings
-
-# Every test but the one of the real limit runs at MUSICBRAINZ_FAST_DELAY; the fake still
-# refuses two requests closer than FAST_INTERVAL (a slot that lost its delay), with room for
-# a busy machine's timer lateness.
-FAST_INTERVAL = 0.01
-USER_AGENT = f"contentcrawl/{__version__} ( {CONTACT} )"
-
-
-def fast_fake(server: FakeServer, **kwargs: Any) -> FakeMusicBrainz:
-    return FakeMusicBrainz(server, min_interval=FAST_INTERVAL, **kwargs)
 
 
 def stored(store_settings: dict[str, Any], collection: str) -> dict[str, dict[str, Any]]:
@@ -43,13 +33,6 @@ def stored(store_settings: dict[str, Any], collection: str) -> dict[str, dict[st
         return {doc["mbid"]: doc for doc in store.iter_documents(collection)}
     finally:
         store.close()
-
-
-def store_counts(stats: dict[str, Any], collection: str) -> dict[str, int]:
-    return {
-        outcome: stats.get(f"store/{collection}/{outcome}", 0)
-        for outcome in ("inserted", "updated", "unchanged", "failed")
-    }
 
 
 def lookups(fake: FakeMusicBrainz, mbid: str) -> int:

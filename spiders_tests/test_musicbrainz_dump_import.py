@@ -15,7 +15,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 from contentcrawl.sources.base import SpiderArgumentError
 from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
 from spiders_tests.conftest import open_store_for
-from spiders_tests.crawling import crawl
+from spiders_tests.crawling import crawl, store_counts
 from spiders_tests.fakes.musicbrainz import LATEST, FakeMusicBrainz
 from spiders_tests.fakes.musicbrainz_samples import (
     DATA,
@@ -31,8 +31,8 @@ from spiders_tests.fakes.musicbrainz_samples import (
     write_archive,
 )
 from spiders_tests.fakes.server import FakeServer
+from spiders_tests.musicbrainz_crawls import USER_AGENT, fast_fake
 from spiders_tests.settings_for import dump_settings, musicbrainz_settings, sqlite_settings
-from spiders_tests.test_musicbrainz_crawl import USER_AGENT, fast_fake, store_counts
 
 ARTISTS = sample_artists()
 

@@ -26,9 +26,10 @@ from contentcrawl.spiders.openlibrary_authors import OpenLibraryAuthorsSpider
 from contentcrawl.spiders.openlibrary_books import OpenLibraryBooksSpider
 from contentcrawl.spiders.openlibrary_works import OpenLibraryWorksSpider
 from contentcrawl.store import Store
-from spiders_tests.crawling import crawl
+from spiders_tests.crawling import PROJECT, crawl, store_counts
 from spiders_tests.fakes.openlibrary import (
     DATA,
+    SAMPLE_EDITIONS,
     dump_line,
     generated_lines,
     sample_dump,
@@ -36,24 +37,7 @@ from spiders_tests.fakes.openlibrary import (
     write_dump,
 )
 from spiders_tests.settings_for import dump_settings, sqlite_settings
-
-PROJECT = Path(__file__).resolve().parent.parent
-EDITIONS = len(sample_lines("editions"))
-
-
-def saved_state(database: Path, name: str) -> dict[str, Any]:
-    """A sync_state value straight from a SQLite store file ({} when there is none)."""
-    with closing(sqlite3.connect(database)) as db:
-        row = db.execute("SELECT value FROM sync_state WHERE name = ?", (name,)).fetchone()
-    return json.loads(row[0]) if row else {}
-
-
-def store_counts(stats: dict[str, Any], collection: str) -> dict[str, int]:
-    return {
-        outcome: stats.get(f"store/{collection}/{outcome}", 0)
-        for outcome in ("inserted", "updated", "unchanged", "failed")
-    }
-
+from spiders_tests.sqlite_files import saved_state, stored_count
 
 # --- local files, re-imports --------------------------------------------------------------
 
@@ -69,13 +53,13 @@ async def test_sample_dump_imports_and_reimport_writes_nothing(
     stats = first.stats.get_stats()
     assert stats["finish_reason"] == "finished"
     assert store_counts(stats, "books") == {
-        "inserted": EDITIONS,
+        "inserted": SAMPLE_EDITIONS,
         "updated": 0,
         "unchanged": 0,
         "failed": 0,
     }
-    assert stats["openlibrary/records"] == stats["openlibrary/lines"] == EDITIONS
-    assert store.count("books") == EDITIONS
+    assert stats["openlibrary/records"] == stats["openlibrary/lines"] == SAMPLE_EDITIONS
+    assert store.count("books") == SAMPLE_EDITIONS
     book = store.get("books", "/books/OL10000135M")
     assert book is not None
     assert book["publish_date"] == "1993-12"
@@ -89,7 +73,7 @@ async def test_sample_dump_imports_and_reimport_writes_nothing(
     assert store_counts(stats, "books") == {
         "inserted": 0,
         "updated": 0,
-        "unchanged": EDITIONS,
+        "unchanged": SAMPLE_EDITIONS,
         "failed": 0,
     }
     book = store.get("books", "/books/OL10000135M")
@@ -98,7 +82,7 @@ async def test_sample_dump_imports_and_reimport_writes_nothing(
     state = store.get_state("openlibrary_books/dump")
     assert state is not None
     assert state["complete"] is True
-    assert state["records"] == EDITIONS
+    assert state["records"] == SAMPLE_EDITIONS
     assert state["download"] == "local"
 
 
@@ -121,7 +105,7 @@ async def test_changed_revision_is_exactly_one_update(
     crawler = await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
     stats = crawler.stats.get_stats()
     # The other lines' revisions are those stored: skipped before the store is asked.
-    assert stats["openlibrary/import/unchanged_revision"] == EDITIONS - 1
+    assert stats["openlibrary/import/unchanged_revision"] == SAMPLE_EDITIONS - 1
     assert store_counts(stats, "books") == {
         "inserted": 0,
         "updated": 1,
@@ -187,7 +171,7 @@ async def test_limit_stops_after_n_records(tmp_path: Path) -> None:
     assert stats["finish_reason"] == "finished"
     assert stats["openlibrary/records"] == 25
     assert stats["store/books/inserted"] == 25
-    assert stats["openlibrary/lines"] < EDITIONS
+    assert stats["openlibrary/lines"] < SAMPLE_EDITIONS
     assert saved_state(tmp_path / "s.sqlite3", "openlibrary_books/dump")["complete"] is False
 
 
@@ -203,7 +187,7 @@ async def test_progress_line_reports_rate_bytes_percent_and_eta(
     size = sample_dump("editions").stat().st_size
     progress = [r.getMessage() for r in caplog.records if "records (" in r.getMessage()]
     assert progress
-    assert f"{EDITIONS} records (" in progress[-1]
+    assert f"{SAMPLE_EDITIONS} records (" in progress[-1]
     assert f"/ {size / 1024:.1f} KiB (100.0%)" in progress[-1]
     assert "ETA 0:00:00" in progress[-1]
 
@@ -322,14 +306,6 @@ async def test_reading_waits_for_slow_pipelines(tmp_path: Path) -> None:
     assert 2 <= SlowPipeline.most_at_once <= 3
 
 
-def count_books(path: Path) -> tuple[int, int]:
-    try:
-        with closing(sqlite3.connect(path, timeout=5)) as db:
-            return db.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM books").fetchone()
-    except sqlite3.OperationalError:
-        return 0, 0
-
-
 def import_command(tmp_path: Path, total: int) -> tuple[list[str], dict[str, str], Path]:
     """The command line and environment of a subprocess import of ``total`` generated lines."""
     dump = write_dump(tmp_path / "editions.txt.gz", generated_lines("editions", total))
@@ -347,7 +323,7 @@ def import_command(tmp_path: Path, total: int) -> tuple[list[str], dict[str, str
 
 def wait_for_books(process: subprocess.Popen[Any], database: Path, count: int) -> None:
     deadline = time.monotonic() + 60
-    while count_books(database)[0] < count:
+    while stored_count(database, "books")[0] < count:
         assert process.poll() is None, "the import ended before it could be stopped"
         assert time.monotonic() < deadline, "no records written in time"
         time.sleep(0.05)
@@ -366,7 +342,7 @@ def test_import_killed_midway_reruns_to_every_record_once(tmp_path: Path) -> Non
     finally:
         if process.poll() is None:
             process.kill()
-    killed_at = count_books(database)[0]
+    killed_at = stored_count(database, "books")[0]
     assert process.returncode == -signal.SIGKILL
     assert 0 < killed_at < total
 
@@ -374,7 +350,7 @@ def test_import_killed_midway_reruns_to_every_record_once(tmp_path: Path) -> Non
         command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert count_books(database) == (total, total)
+    assert stored_count(database, "books") == (total, total)
     assert f"'store/books/inserted': {total - killed_at}" in rerun.stderr
 
 
@@ -395,7 +371,7 @@ def test_ctrl_c_stops_the_import_at_once_with_what_was_read_stored(tmp_path: Pat
                 process.kill()
     text = log.read_text()
     assert "'finish_reason': 'shutdown'" in text
-    stored, distinct = count_books(database)
+    stored, distinct = stored_count(database, "books")
     assert 0 < stored == distinct < total
     assert f"'store/books/inserted': {stored}," in text
     assert saved_state(database, "openlibrary_books/dump").get("complete") is not True
@@ -404,4 +380,4 @@ def test_ctrl_c_stops_the_import_at_once_with_what_was_read_stored(tmp_path: Pat
         command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert count_books(database) == (total, total)
+    assert stored_count(database, "books") == (total, total)

@@ -16,11 +16,16 @@ from contentcrawl.dumps import Validators
 from contentcrawl.spiders.openlibrary_books import OpenLibraryBooksSpider
 from contentcrawl.spiders.openlibrary_works import OpenLibraryWorksSpider
 from contentcrawl.store import Store
-from spiders_tests.crawling import crawl
-from spiders_tests.fakes.openlibrary import FakeOpenLibraryDumps, sample_dump, sample_lines
+from spiders_tests.crawling import crawl, store_counts
+from spiders_tests.fakes.openlibrary import (
+    SAMPLE_EDITIONS,
+    FakeOpenLibraryDumps,
+    sample_dump,
+    sample_lines,
+)
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.settings_for import dump_settings, sqlite_settings
-from spiders_tests.test_openlibrary_crawl import EDITIONS, saved_state, store_counts
+from spiders_tests.sqlite_files import saved_state
 
 
 @deferred_f_from_coro_f
@@ -35,7 +40,7 @@ async def test_default_dump_is_downloaded_then_revalidated(
     stats = first.stats.get_stats()
     assert stats["dumps/download/downloaded"] == 1
     assert stats["dumps/download/bytes"] == len(data)
-    assert stats["store/books/inserted"] == EDITIONS
+    assert stats["store/books/inserted"] == SAMPLE_EDITIONS
     local = tmp_path / "dumps" / "ol_dump_editions_latest.txt.gz"
     assert local.read_bytes() == data
     assert [request.path for request in fake_server.requests] == [
@@ -95,7 +100,7 @@ async def test_cut_download_resumes_on_the_next_run(
     assert stats["dumps/download/bytes"] == len(data) - half
     assert (tmp_path / "dumps" / "ol_dump_editions_latest.txt.gz").read_bytes() == data
     assert not part.exists()
-    assert stats["store/books/inserted"] == EDITIONS
+    assert stats["store/books/inserted"] == SAMPLE_EDITIONS
     assert saved_state(tmp_path / "s.sqlite3", "openlibrary_books/dump")["download"] == "resumed"
 
 

@@ -7,11 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from scrapy import Spider
-from scrapy.utils.test import get_crawler
 
 from contentcrawl.items import AuthorItem, BookItem, WorkItem
-from contentcrawl.pipelines.validation import ValidationPipeline
 from contentcrawl.sources.openlibrary import (
     BadLineError,
     DumpLine,
@@ -23,6 +20,7 @@ from contentcrawl.sources.openlibrary import (
     work_from_doc,
 )
 from spiders_tests.fakes.openlibrary import DATA, TYPES, build_sample, sample_dump, sample_lines
+from spiders_tests.pipeline_crawls import validated
 
 COVERS = "https://covers.example/b"
 PHOTOS = "https://covers.example/a"
@@ -353,12 +351,6 @@ def test_edition_description_as_text_object() -> None:
     item = book("/books/OL1002024M")
     assert isinstance(item.description, str)
     assert item.description
-
-
-def validated(item: Any) -> tuple[Any, Any]:
-    crawler = get_crawler(Spider)
-    ValidationPipeline.from_crawler(crawler).process_item(item)
-    return item, crawler.stats
 
 
 @pytest.mark.parametrize(

@@ -19,30 +19,11 @@ from contentcrawl.batches import ItemBatch
 from contentcrawl.items import BookItem, ContentItem, GameItem, MovieItem, WorkItem
 from contentcrawl.pipelines.store import SavedBatches
 from contentcrawl.pipelines.validation import blank_to_none, checked_key
-from contentcrawl.sources.base import ContentSpider
 from contentcrawl.store import Record, Store
 from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.server import FakeResponse, FakeServer
-
-
-class ItemsSpider(ContentSpider):
-    """Yields the items it is given: the pipelines are what is under test."""
-
-    name = "test_items"
-    slot = "test"
-
-    def __init__(self, items: list[Any], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.items = items
-
-    async def start(self):  # type: ignore[override]
-        for item in self.items:
-            yield item
-
-
-def movies(count: int, **fields: Any) -> list[MovieItem]:
-    return [MovieItem(tmdb_id=i, title=f"Movie {i}", **fields) for i in range(1, count + 1)]
+from spiders_tests.pipeline_crawls import ItemsSpider, movies
 
 
 @deferred_f_from_coro_f

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from spiders_tests.conftest import read_store
-from spiders_tests.crawling import run_scrapy
+from spiders_tests.crawling import PROJECT, run_scrapy
 from spiders_tests.fakes.server import FakeResponse, FakeServer
 
-PROJECT = Path(__file__).resolve().parent.parent
 SPIDERS = {
     "igdb_games",
     "musicbrainz_artists",

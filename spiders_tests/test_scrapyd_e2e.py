@@ -22,13 +22,13 @@ import pytest
 
 from contentcrawl.jobs import jobs_for
 from contentcrawl.store.sqlite import SqliteStore
-from spiders_tests.fakes.openlibrary import FakeOpenLibraryDumps, sample_dump
+from spiders_tests.crawling import PROJECT
+from spiders_tests.fakes.openlibrary import FakeOpenLibraryDumps
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
 from spiders_tests.mongo_server import free_port
 from spiders_tests.scrapyd_http import get_json, point_deploy_at, wait_until
 
-PROJECT = Path(__file__).resolve().parent.parent
 TOKEN = "e2e-secret-read-token"  # noqa: S105 - a test credential
 TMDB_JOB = "tmdb_movies-changes"
 OL_JOB = "openlibrary_authors-dump"
@@ -106,13 +106,6 @@ def tmdb() -> Iterator[TmdbFake]:
     yield fake
     api.stop()
     exports.stop()
-
-
-@pytest.fixture
-def openlibrary() -> Iterator[FakeOpenLibraryDumps]:
-    server = FakeServer().start()
-    yield FakeOpenLibraryDumps(server, {"authors": sample_dump("authors").read_bytes()})
-    server.stop()
 
 
 def test_deploy_schedule_run_and_no_duplicate_while_running(

@@ -29,14 +29,13 @@ from contentcrawl.spiders.igdb_games import IgdbGamesSpider
 from contentcrawl.spiders.openlibrary_authors import OpenLibraryAuthorsSpider
 from contentcrawl.spiders.tmdb_movies import TmdbMoviesSpider
 from spiders_tests.conftest import open_store_for
-from spiders_tests.crawling import crawl, run_scrapy
+from spiders_tests.crawling import PROJECT, crawl, run_scrapy
 from spiders_tests.fakes.igdb import FakeIgdb, sample_games
 from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
 from spiders_tests.mongo_server import free_port
 from spiders_tests.settings_for import igdb_settings
 
-PROJECT = Path(__file__).resolve().parent.parent
 CLIENT_ID = "leaktest-client-id-7Qm2"
 CLIENT_SECRET = "leaktest-client-secret-9Zx4"  # noqa: S105 - a test credential
 TMDB_TOKEN = "leaktest-tmdb-token-3Kp8"  # noqa: S105 - a test credential

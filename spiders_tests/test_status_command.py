@@ -11,7 +11,7 @@ from typing import Any
 from contentcrawl.commands.status import collect_status, format_status
 from contentcrawl.store import Record, Store
 from contentcrawl.store.sqlite import SqliteStore
-from spiders_tests.test_syncall import scrapy, scrapy_env
+from spiders_tests.crawling import command_env, run_scrapy
 
 
 def fill(store: Store) -> None:
@@ -88,10 +88,10 @@ def test_text_is_one_line_per_collection_and_spider(store: Store) -> None:
 def test_the_command_prints_text_and_json(tmp_path: Path) -> None:
     with SqliteStore(tmp_path / "store.sqlite3") as store:
         fill(store)
-    env = scrapy_env(tmp_path)
+    env = command_env(tmp_path)
 
-    text = scrapy(tmp_path, "status", env=env)
-    as_json = scrapy(tmp_path, "status", "--json", env=env)
+    text = run_scrapy("status", cwd=tmp_path, env=env)
+    as_json = run_scrapy("status", "--json", cwd=tmp_path, env=env)
 
     assert text.returncode == 0, text.stderr
     assert "tmdb_movies" in text.stdout
@@ -106,11 +106,11 @@ def test_the_command_prints_text_and_json(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_store_is_a_clear_error(tmp_path: Path) -> None:
-    env = scrapy_env(
+    env = command_env(
         tmp_path, MONGO_URI="mongodb://user:pw@127.0.0.1:1/?serverSelectionTimeoutMS=200"
     )
 
-    done = scrapy(tmp_path, "status", env=env)
+    done = run_scrapy("status", cwd=tmp_path, env=env)
 
     assert done.returncode == 1
     assert "Cannot read the store" in done.stderr
@@ -154,7 +154,7 @@ def test_status_piped_into_a_reader_that_stops_early_exits_quietly(tmp_path: Pat
                     "attempts": 6,
                 }
             )
-    env = scrapy_env(tmp_path)
+    env = command_env(tmp_path)
     for extra in ([], ["--json"]):
         # ``scrapy status | head -1``: the reader is gone before the report is written.
         child = subprocess.Popen(

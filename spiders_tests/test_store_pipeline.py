@@ -18,8 +18,8 @@ from contentcrawl.items import MovieItem
 from contentcrawl.pipelines.store import StorePipeline
 from spiders_tests.conftest import open_store_for, read_store
 from spiders_tests.crawling import crawl, make_crawler
+from spiders_tests.pipeline_crawls import ItemsSpider, movies
 from spiders_tests.settings_for import sqlite_settings
-from spiders_tests.test_pipelines import ItemsSpider, movies
 
 
 def saved_movie_ids(failed_dir: Path) -> list[int]:

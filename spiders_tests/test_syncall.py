@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,27 +24,9 @@ from contentcrawl.extensions.log_counts import counted_for
 from contentcrawl.jobs import JOBS, SCHEDULES, Job, by_source, jobs_for, jobs_named
 from contentcrawl.sources.base import ContentSpider
 from contentcrawl.store.sqlite import SqliteStore
-from spiders_tests.crawling import child_env, make_crawler, run_scrapy
-from spiders_tests.fakes.openlibrary import FakeOpenLibraryDumps, sample_dump
+from spiders_tests.crawling import command_env, make_crawler, run_scrapy
+from spiders_tests.fakes.openlibrary import FakeOpenLibraryDumps
 from spiders_tests.fakes.server import FakeRequest, FakeResponse, FakeServer
-
-
-def scrapy_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
-    """The environment of a ``scrapy`` process run outside the checkout, on a fresh store."""
-    defaults = {
-        "RETRY_TIMES": "1",
-        "RETRY_BACKOFF_BASE": "0.01",
-        "RETRY_BACKOFF_MAX": "0.05",
-        "LOG_LEVEL": "INFO",
-    }
-    return child_env(tmp_path / "store.sqlite3", **{**defaults, **overrides})
-
-
-def scrapy(
-    tmp_path: Path, *args: str, env: dict[str, str], timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    # cwd outside the checkout: relative data paths (dumps, failed batches) land in tmp_path.
-    return run_scrapy(*args, cwd=tmp_path, env=env, timeout=timeout)
 
 
 @pytest.fixture
@@ -61,13 +41,6 @@ def broken_tmdb(fake_server: FakeServer) -> FakeServer:
     return fake_server
 
 
-@pytest.fixture
-def openlibrary() -> Iterator[FakeOpenLibraryDumps]:
-    server = FakeServer().start()
-    yield FakeOpenLibraryDumps(server, {"authors": sample_dump("authors").read_bytes()})
-    server.stop()
-
-
 def test_a_failing_source_does_not_stop_the_others_and_fails_the_exit_status(
     broken_tmdb: FakeServer, openlibrary: FakeOpenLibraryDumps, tmp_path: Path
 ) -> None:
@@ -76,7 +49,7 @@ def test_a_failing_source_does_not_stop_the_others_and_fails_the_exit_status(
         # A previous clean sync, so the changes job asks the API (not the export host).
         yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
         store.set_state("tmdb_movies/changes", {"synced_through": yesterday})
-    env = scrapy_env(
+    env = command_env(
         tmp_path,
         TMDB_API_URL=f"{broken_tmdb.url}/3",
         TMDB_EXPORTS_URL=f"{broken_tmdb.url}/p/exports",
@@ -84,8 +57,7 @@ def test_a_failing_source_does_not_stop_the_others_and_fails_the_exit_status(
         **openlibrary.settings,
     )
 
-    done = scrapy(
-        tmp_path,
+    done = run_scrapy(
         "syncall",
         "--job",
         "tmdb_movies-changes",
@@ -93,6 +65,7 @@ def test_a_failing_source_does_not_stop_the_others_and_fails_the_exit_status(
         "tmdb_collections-missing",
         "--job",
         "openlibrary_authors-dump",
+        cwd=tmp_path,
         env=env,
     )
 
@@ -111,9 +84,9 @@ def test_a_failing_source_does_not_stop_the_others_and_fails_the_exit_status(
 
 
 def test_all_jobs_ok_exits_zero(openlibrary: FakeOpenLibraryDumps, tmp_path: Path) -> None:
-    env = scrapy_env(tmp_path, **openlibrary.settings)
+    env = command_env(tmp_path, **openlibrary.settings)
 
-    done = scrapy(tmp_path, "syncall", "--job", "openlibrary_authors-dump", env=env)
+    done = run_scrapy("syncall", "--job", "openlibrary_authors-dump", cwd=tmp_path, env=env)
 
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split()[0] == "openlibrary_authors-dump"
@@ -139,8 +112,8 @@ def test_an_unknown_job_or_schedule_is_a_usage_error(args: list[str], message: s
 
 
 def test_a_usage_error_exits_2_with_its_reason(tmp_path: Path) -> None:
-    both = scrapy(
-        tmp_path, "syncall", "daily", "--job", "tmdb_movies-changes", env=scrapy_env(tmp_path)
+    both = run_scrapy(
+        "syncall", "daily", "--job", "tmdb_movies-changes", cwd=tmp_path, env=command_env(tmp_path)
     )
     assert both.returncode == 2
     assert "not both" in both.stderr

@@ -11,21 +11,15 @@ import logging
 from typing import Any
 
 import pytest
-from scrapy import Spider
 from scrapy.utils.defer import deferred_f_from_coro_f
-from scrapy.utils.test import get_crawler
 
 from contentcrawl.items import MovieItem, SeriesItem
-from contentcrawl.pipelines.validation import (
-    ValidationPipeline,
-    coerce_scalar,
-    field_types,
-)
+from contentcrawl.pipelines.validation import coerce_scalar, field_types
 from contentcrawl.sources.tmdb import map_movie, map_series
 from spiders_tests.conftest import read_store
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.tmdb import load, movie_550
-from spiders_tests.test_pipelines import ItemsSpider
+from spiders_tests.pipeline_crawls import ItemsSpider, validated
 
 IMAGES = "https://image.tmdb.org/t/p/w500"
 
@@ -37,12 +31,6 @@ def stringly_movie() -> MovieItem:
         payload[name] = str(payload[name])
     payload["adult"] = "false"
     return map_movie(payload, IMAGES)
-
-
-def validated(item: Any) -> tuple[Any, Any]:
-    crawler = get_crawler(Spider)
-    ValidationPipeline.from_crawler(crawler).process_item(item)
-    return item, crawler.stats
 
 
 def test_numeric_strings_become_the_declared_numbers_and_are_counted() -> None:

@@ -391,6 +391,11 @@ class FakeIgdb:
             }
 
 
+def unlimited_fake(server: FakeServer, games: int = 0, **kwargs: Any) -> FakeIgdb:
+    """A fake IGDB on ``server`` serving ``games`` sample games, with no rate or open limit."""
+    return FakeIgdb(server, sample_games(games), requests_per_second=None, max_open=None, **kwargs)
+
+
 def main() -> None:
     """Serve a fake IGDB until stdin closes: prints its settings, then its report, as JSON lines.
 

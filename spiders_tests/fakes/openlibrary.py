@@ -61,6 +61,10 @@ def sample_lines(kind: str) -> list[bytes]:
         return dump.readlines()
 
 
+# Lines (one edition each) in the shipped editions sample dump.
+SAMPLE_EDITIONS = len(sample_lines("editions"))
+
+
 def dump_line(doc: dict[str, Any]) -> bytes:
     """A document as a dump line (type, key, revision, last_modified, JSON; \\uXXXX escapes)."""
     modified = doc.get("last_modified", {}).get("value", "")
