@@ -85,17 +85,19 @@ def musicbrainz_fake(server: FakeServer) -> FakeMusicBrainz:
 def start_musicbrainz_workers(
     fake: FakeMusicBrainz, sqlite_path: Path, redis_url: str, workdir: Path, **settings: Any
 ) -> list[subprocess.Popen[bytes]]:
-    settings = fake.settings()
+    fake_settings = fake.settings()
     env = worker_env(
         sqlite_path,
-        MUSICBRAINZ_API_URL=settings["MUSICBRAINZ_API_URL"],
+        MUSICBRAINZ_API_URL=fake_settings["MUSICBRAINZ_API_URL"],
         MUSICBRAINZ_CONTACT=CONTACT,
         MUSICBRAINZ_PAGE_SIZE="5",
         # 20 requests/s a worker instead of 1: the fake has no rate limit here.
         MUSICBRAINZ_REQUESTS_PER_SECOND="20",
     )
     args = ["-a", "query=clone"]
-    return start_workers("musicbrainz_artists", env, args, redis_url, workdir, **settings)
+    return start_workers(
+        "musicbrainz_artists", env, args, redis_url, workdir, **fake_settings, **settings
+    )
 
 
 def test_three_musicbrainz_workers_look_up_every_artist_once_and_store_everything(
