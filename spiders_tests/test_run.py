@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from spiders_tests.run import PARTS, combined_exit_code
+from spiders_tests.crawling import PROJECT
+from spiders_tests.run import PARTS, combined_exit_code, with_bytecode_cache
 
 OK = pytest.ExitCode.OK
 FAILED = pytest.ExitCode.TESTS_FAILED
@@ -33,3 +38,20 @@ def test_the_command_fails_when_a_part_fails_or_no_part_collected_a_test(
 def test_every_test_runs_in_exactly_one_part() -> None:
     selections = [options[options.index("-m") + 1] for _, options in PARTS]
     assert selections == ["not timing", "timing"]
+
+
+def test_the_suites_processes_write_their_bytecode_into_the_cache_only(tmp_path: Path) -> None:
+    cache = tmp_path / "bytecode"
+    env = with_bytecode_cache({"PYTHONDONTWRITEBYTECODE": "1", "PATH": ""}, str(cache))
+    assert "PYTHONDONTWRITEBYTECODE" not in env
+
+    subprocess.run(
+        [sys.executable, "-c", "import contentcrawl.verdict"],
+        cwd=PROJECT,
+        env=env,
+        check=True,
+        timeout=60,
+    )
+
+    # Written under the cache, mirroring the code's path; the checkout is left alone.
+    assert list(cache.rglob("contentcrawl/verdict.*.pyc"))
