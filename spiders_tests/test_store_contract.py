@@ -83,6 +83,30 @@ def test_revision_change_alone_is_written_but_content_date_kept(store: Store) ->
     assert stored["_meta"]["updated_at"] == first["_meta"]["updated_at"]
 
 
+def test_record_without_revision_of_the_stored_content_keeps_the_stored_revision(
+    store: Store,
+) -> None:
+    """An API fetch (no revision) of what a dump line stored writes nothing: the stored
+    revision still names that line. Other content is written, without a revision."""
+    artist = {"mbid": "mbid-1", "name": "Tombs"}
+    store.upsert_many("artists", [Record(artist, "musicbrainz", revision=2**62)])
+    first = store.get("artists", "mbid-1")
+    assert store.upsert_many("artists", [Record(artist, "musicbrainz")]).unchanged == 1
+    assert store.get("artists", "mbid-1") == first
+    assert store.unchanged_keys("artists", {"mbid-1": 2**62}) == {"mbid-1"}
+
+    renamed = {**artist, "name": "Tombs (US)"}
+    assert store.upsert_many("artists", [Record(renamed, "musicbrainz")]).updated == 1
+    stored = store.get("artists", "mbid-1")
+    assert stored is not None
+    assert stored["_meta"]["revision"] is None
+    assert store.unchanged_keys("artists", {"mbid-1": 2**62}) == set()
+    # The dump line again: its revision is written back.
+    result = store.upsert_many("artists", [Record(artist, "musicbrainz", revision=2**62)])
+    assert result.updated == 1
+    assert store.unchanged_keys("artists", {"mbid-1": 2**62}) == {"mbid-1"}
+
+
 def test_key_given_twice_in_a_batch_keeps_the_last(store: Store) -> None:
     result = store.upsert_many("movies", [movie(7, title="A"), movie(7, title="B")])
     assert (result.inserted, result.updated) == (1, 1)
