@@ -64,8 +64,8 @@ def keyed_lines(lines: Lines) -> list[tuple[int, str, int]]:
     """``(index, MBID, revision)`` of the lines whose top-level ``id`` reads well; a line
     that does not is left to the workers, which count it as bad.
 
-    orjson finds the ``id`` of a line faster than a pattern could (it may come after the
-    ids of nested entities); a line it refuses is worked, never skipped.
+    orjson reads a whole line as fast as a scan for its top-level ``"id"`` (which may come
+    after the ids of nested entities) would; a line it refuses is worked, never skipped.
     """
     keyed = []
     for index, (_, line) in enumerate(lines):
