@@ -118,13 +118,10 @@ def import_series(
     dump: Path,
     env: dict[str, str],
     workdir: Path,
-    *,
-    force_note: str = "",
     **crawl_options: Any,
 ) -> Imports:
     """Run the imports of ``Imports`` with ``crawl(dump, env, workdir, *arguments,
-    **crawl_options)`` and print each against its target (``force_note`` after the force
-    re-import's)."""
+    **crawl_options)`` and print each against its target."""
     one_env = {**env, **store_of(env, workdir, "one"), "DUMP_WORKERS": "0"}
     one = crawl(dump, one_env, workdir, **crawl_options)
     two_env = {**env, **store_of(env, workdir, "two"), "DUMP_WORKERS": "2"}
@@ -140,7 +137,7 @@ def import_series(
     share = forced.seconds / two.seconds
     print(
         f"{label} re-import -a force=1: {forced.seconds:.1f} s, {share:.3f} of the first  "
-        f"target <= {FORCE_TARGET}{force_note}  {verdict(share <= FORCE_TARGET)}"
+        f"target <= {FORCE_TARGET}  {verdict(share <= FORCE_TARGET)}"
     )
     unchanged = crawl(dump, two_env, workdir).seconds
     print(

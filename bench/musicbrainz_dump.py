@@ -8,10 +8,9 @@ peak RSS from the child's rusage (the crawl's process; its workers are counted a
 The figures of issue #17 for MusicBrainz, each a ratio of two runs of this one bench: the
 first import with ``DUMP_WORKERS=2`` against one process (``DUMP_WORKERS=0``; target >= 1.7,
 with the per-core scaling), the re-import of the same file with ``-a force=1`` against the
-first (Open Library's target <= 0.15 assumes a skip by revision, which MusicBrainz lines
-cannot have: every line is parsed, mapped and hashed again, only the writes are saved), the
-same file without force (not read: <= 2 s) and the peak RSS growth from ``--small`` to
-``--lines`` lines (< 50 MB). The same for MongoDB with ``--mongo-lines``.
+first (<= 0.15: every line is skipped before the workers, its record holding the line's
+digest), the same file without force (not read: <= 2 s) and the peak RSS growth from
+``--small`` to ``--lines`` lines (< 50 MB). The same for MongoDB with ``--mongo-lines``.
 
     python bench/musicbrainz_dump.py [--lines 100000] [--small 20000] [--mongo-lines 20000]
 
@@ -39,8 +38,6 @@ from spiders_tests.fakes.musicbrainz_samples import dump_lines, generated_docs, 
 from spiders_tests.mongo_server import running_mongo
 
 RSS_GROWTH_LIMIT_MB = 50.0
-# MusicBrainz lines carry no revision: a force re-import works every line again.
-NO_REVISION = " (Open Library's; it needs a skip by revision)"
 
 
 def crawl(dump: Path, env: dict[str, str], workdir: Path, *arguments: str) -> Run:
@@ -75,7 +72,7 @@ def main() -> None:
         small_dump = generate(workdir, args.small)
         large_dump = generate(workdir, args.lines)
 
-        import_series(crawl, "SQLite ", large_dump, crawl_env(), workdir, force_note=NO_REVISION)
+        import_series(crawl, "SQLite ", large_dump, crawl_env(), workdir)
 
         small = crawl(small_dump, crawl_env(SQLITE_PATH=str(workdir / "small.sqlite3")), workdir)
         large = crawl(large_dump, crawl_env(SQLITE_PATH=str(workdir / "large.sqlite3")), workdir)
@@ -97,14 +94,7 @@ def main() -> None:
                 else generate(workdir, args.mongo_lines)
             )
             with running_mongo(workdir) as uri:
-                import_series(
-                    crawl,
-                    "MongoDB",
-                    mongo_dump,
-                    crawl_env(MONGO_URI=uri),
-                    workdir,
-                    force_note=NO_REVISION,
-                )
+                import_series(crawl, "MongoDB", mongo_dump, crawl_env(MONGO_URI=uri), workdir)
 
 
 if __name__ == "__main__":

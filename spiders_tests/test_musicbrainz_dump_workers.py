@@ -21,7 +21,7 @@ from contentcrawl.batches import ItemBatch
 from contentcrawl.dumps import DumpFile
 from contentcrawl.items import ContentItem
 from contentcrawl.sources.musicbrainz.dump import import_dumps
-from contentcrawl.sources.musicbrainz.lines import EntityChunks, Mapper
+from contentcrawl.sources.musicbrainz.lines import EntityChunks, Mapper, line_revision
 from contentcrawl.sources.musicbrainz.mappers import (
     DUMP_ITEM_CLASSES,
     DUMP_MAPPERS,
@@ -56,12 +56,12 @@ def archive_of(path: Path, members: Mapping[str, list[bytes]]) -> Path:
     return path
 
 
-def stored(store: Store, collection: str) -> dict[str, tuple[str, dict[str, Any]]]:
-    """MBID → (hash, document without its dates) of every stored record."""
+def stored(store: Store, collection: str) -> dict[str, tuple[str, int, dict[str, Any]]]:
+    """MBID → (hash, revision, document without its dates) of every stored record."""
     found = {}
     for document in store.iter_documents(collection):
         meta = document.pop("_meta")
-        found[document["mbid"]] = (meta["hash"], document)
+        found[document["mbid"]] = (meta["hash"], meta["revision"], document)
     return found
 
 
@@ -123,7 +123,8 @@ async def test_records_and_hashes_are_the_same_with_0_1_and_2_workers(
     seen = []
     for workers in (0, 1, 2):
         settings = dump_settings(store_settings, tmp_path, DUMP_WORKERS=workers, DUMP_CHUNK_LINES=7)
-        crawler = await crawl(MusicBrainzArtistsSpider, settings, dump=dump, force="1")
+        # rework: every line worked again, none skipped by its revision.
+        crawler = await crawl(MusicBrainzArtistsSpider, settings, dump=dump, rework="1")
         stats = crawler.stats.get_stats()
         assert stats["musicbrainz/dump/records/artist"] == len(ARTISTS)
         assert stats["musicbrainz/dump/records/release-group"] == len(GROUPS)
@@ -137,10 +138,18 @@ async def test_records_and_hashes_are_the_same_with_0_1_and_2_workers(
     assert len(seen[0][0]) == len(ARTISTS)
     assert len(seen[0][1]) == len(GROUPS)
     assert seen[0] == seen[1] == seen[2]
-    # The hash is the one the store pipeline gives the same content in this process.
+    # The hash is the one the store pipeline gives the same content in this process, the
+    # revision the digest of the record's line.
+    revisions = {
+        doc["id"]: line_revision(line.rstrip(b"\n"))
+        for doc, line in zip(
+            ARTISTS + GROUPS, members["artist"] + members["release-group"], strict=True
+        )
+    }
     for records in seen[0]:
-        for mbid, (hash_, document) in records.items():
+        for mbid, (hash_, revision, document) in records.items():
             assert content_hash(document) == hash_, mbid
+            assert revision == revisions[mbid], mbid
 
 
 @deferred_f_from_coro_f
@@ -246,19 +255,26 @@ async def test_an_unchanged_dump_file_is_not_read_unless_forced(
     assert "musicbrainz/dump/lines" not in stats
     assert "artist.tar.xz is unchanged since its complete import" in caplog.text
 
-    # A file changed since (here: its modification time) is read again, the other is not.
+    # A file changed since (here: its modification time) is read again, the other is not;
+    # its lines are the stored ones, skipped by their revision.
     os.utime(groups, ns=(time.time_ns(), groups.stat().st_mtime_ns + 1_000_000_000))
     touched = await crawl(MusicBrainzArtistsSpider, settings, dump=dumps)
     stats = touched.stats.get_stats()
     assert stats["musicbrainz/import/unchanged_dump"] == 1
     assert stats["musicbrainz/dump/lines"] == len(GROUPS)
-    assert stats["store/albums/unchanged"] == len(GROUPS)
+    assert stats["musicbrainz/import/unchanged_revision"] == len(GROUPS)
 
-    # force, and rework (its lines carry no revision: the same), read both and work every line.
-    for argument in ("force", "rework"):
-        forced = await crawl(MusicBrainzArtistsSpider, settings, dump=dumps, **{argument: "1"})
-        stats = forced.stats.get_stats()
-        assert "musicbrainz/import/unchanged_dump" not in stats
-        assert stats["musicbrainz/dump/lines"] == len(ARTISTS) + len(GROUPS)
-        assert stats["store/artists/unchanged"] == len(ARTISTS)
-        assert stats["store/albums/unchanged"] == len(GROUPS)
+    # force reads both, every line skipped by its revision; rework works every line again.
+    forced = await crawl(MusicBrainzArtistsSpider, settings, dump=dumps, force="1")
+    stats = forced.stats.get_stats()
+    assert "musicbrainz/import/unchanged_dump" not in stats
+    assert stats["musicbrainz/dump/lines"] == len(ARTISTS) + len(GROUPS)
+    assert stats["musicbrainz/import/unchanged_revision"] == len(ARTISTS) + len(GROUPS)
+    assert "musicbrainz/dump/records/artist" not in stats
+    reworked = await crawl(MusicBrainzArtistsSpider, settings, dump=dumps, rework="1")
+    stats = reworked.stats.get_stats()
+    assert "musicbrainz/import/unchanged_dump" not in stats
+    assert "musicbrainz/import/unchanged_revision" not in stats
+    assert stats["musicbrainz/dump/lines"] == len(ARTISTS) + len(GROUPS)
+    assert stats["store/artists/unchanged"] == len(ARTISTS)
+    assert stats["store/albums/unchanged"] == len(GROUPS)

@@ -83,6 +83,30 @@ def test_revision_change_alone_is_written_but_content_date_kept(store: Store) ->
     assert stored["_meta"]["updated_at"] == first["_meta"]["updated_at"]
 
 
+def test_record_without_revision_of_the_stored_content_keeps_the_stored_revision(
+    store: Store,
+) -> None:
+    """An API fetch (no revision) of what a dump line stored writes nothing: the stored
+    revision still names that line. Other content is written, without a revision."""
+    artist = {"mbid": "mbid-1", "name": "Tombs"}
+    store.upsert_many("artists", [Record(artist, "musicbrainz", revision=2**62)])
+    first = store.get("artists", "mbid-1")
+    assert store.upsert_many("artists", [Record(artist, "musicbrainz")]).unchanged == 1
+    assert store.get("artists", "mbid-1") == first
+    assert store.unchanged_keys("artists", {"mbid-1": 2**62}) == {"mbid-1"}
+
+    renamed = {**artist, "name": "Tombs (US)"}
+    assert store.upsert_many("artists", [Record(renamed, "musicbrainz")]).updated == 1
+    stored = store.get("artists", "mbid-1")
+    assert stored is not None
+    assert stored["_meta"]["revision"] is None
+    assert store.unchanged_keys("artists", {"mbid-1": 2**62}) == set()
+    # The dump line again: its revision is written back.
+    result = store.upsert_many("artists", [Record(artist, "musicbrainz", revision=2**62)])
+    assert result.updated == 1
+    assert store.unchanged_keys("artists", {"mbid-1": 2**62}) == {"mbid-1"}
+
+
 def test_key_given_twice_in_a_batch_keeps_the_last(store: Store) -> None:
     result = store.upsert_many("movies", [movie(7, title="A"), movie(7, title="B")])
     assert (result.inserted, result.updated) == (1, 1)
@@ -286,6 +310,44 @@ def test_lookups_of_many_keys_answer_for_each_key(store: Store) -> None:
     }
     again = store.upsert_many("books", books)
     assert (again.inserted, again.updated, again.unchanged) == (0, 12, 1188)
+
+
+def test_unchanged_keys_compares_each_key_with_its_own_revision(store: Store) -> None:
+    """Every key at a revision of its own (digests of dump lines, 63 bits): a key is
+    unchanged at its own revision only, never at another key's."""
+    digests = [random.Random(n).getrandbits(63) for n in range(1300)]
+    artists = [
+        Record(
+            {"mbid": f"mbid-{n}", "name": f"Artist {n}"},
+            "musicbrainz",
+            # Every tenth from the API: no revision.
+            revision=None if n % 10 == 9 else digests[n],
+        )
+        for n in range(1200)
+    ]
+    artists.append(Record({"mbid": "mbid-top", "name": "Top"}, "musicbrainz", revision=2**63 - 1))
+    assert store.upsert_many("artists", artists).inserted == 1201
+    deleted = [f"mbid-{n}" for n in range(0, 1200, 100)]
+    assert store.mark_deleted("artists", deleted) == 12
+    keys = [f"mbid-{n}" for n in range(1300)]
+    random.Random(17).shuffle(keys)
+
+    def number(key: str) -> int:
+        return int(key.removeprefix("mbid-"))
+
+    own = {key: digests[number(key)] for key in keys}
+    assert store.unchanged_keys("artists", {**own, "mbid-top": 2**63 - 1}) == {
+        f"mbid-{n}" for n in range(1200) if n % 10 != 9 and n % 100
+    } | {"mbid-top"}
+    # Each key at its neighbour's stored revision (one more, and one less): none unchanged.
+    for step in (1, -1):
+        neighbours = {key: digests[(number(key) + step) % 1300] for key in keys}
+        assert store.unchanged_keys("artists", neighbours) == set()
+    # Half at their own revision, half at another line's.
+    mixed = {key: revision if number(key) % 2 else revision ^ 1 for key, revision in own.items()}
+    assert store.unchanged_keys("artists", mixed) == {
+        f"mbid-{n}" for n in range(1, 1200, 2) if n % 10 != 9
+    }
 
 
 def test_mongo_documents_have_their_key_as_id(store: Store) -> None:

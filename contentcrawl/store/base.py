@@ -2,8 +2,9 @@
 
 A record is a JSON-able dict holding its source id under the collection's key field. The
 store adds ``_meta`` (source, fetched_at, first_seen, updated_at, hash, revision) and
-writes a record only when it is new or its content hash or source revision changed, so a
-re-import of unchanged data costs reads, never writes.
+writes a record only when it is new or its content hash or source revision changed (a
+record without a revision changes none), so a re-import of unchanged data costs reads,
+never writes.
 
 To add a backend: subclass ``Store`` and implement the abstract methods; the change
 detection, batching rules and transient-error retries live here, once.
@@ -293,7 +294,9 @@ class Store(ABC):
             if (
                 previous
                 and previous.hash == record.hash
-                and previous.revision == record.revision
+                # A record without a revision (an API fetch) of the stored content leaves
+                # the stored revision: it still names the dump line of that very content.
+                and record.revision in (None, previous.revision)
                 and previous.deleted_at is None
             ):
                 result.unchanged += 1
@@ -415,7 +418,8 @@ class Store(ABC):
     def unchanged_keys(self, collection: str, revisions: Mapping[Any, int]) -> set[Any]:
         """The keys of ``revisions`` whose stored record has that very ``_meta.revision``.
 
-        One round trip per distinct revision at most (a dump chunk's lines share few).
+        One round trip per distinct revision at most, and one in all when each key has a
+        revision of its own (MusicBrainz dump lines: a digest of the line).
         Records flagged deleted are left out: a dump line bringing one back is written
         again whatever its revision.
         """

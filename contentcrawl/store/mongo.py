@@ -37,6 +37,11 @@ DUPLICATE_KEY = 11000
 OUT_OF_DISK_SPACE = 14031
 NO_SPACE_TEXT = "no space left on device"
 BSON_INT_RANGE = range(-(2**63), 2**63)
+# unchanged_keys asks per revision while a chunk's keys share revisions (Open Library: some
+# 30 to a chunk of 1000), at least this many keys a revision on average; below, a query per
+# revision costs more round trips than one read of every key's revision (nx-27017: a query
+# ~0.4 ms, a document read ~0.06 ms).
+KEYS_PER_REVISION_QUERY = 16
 
 
 def bson_safe(value: Any) -> Any:
@@ -345,6 +350,8 @@ class MongoStore(Store):
         by_revision: dict[int, list[Any]] = defaultdict(list)
         for key, revision in revisions.items():
             by_revision[revision].append(key)
+        if len(by_revision) * KEYS_PER_REVISION_QUERY > len(revisions):
+            return self._unchanged_compared_here(collection, revisions)
         key_field = key_field_of(collection)
         keyed_by_id = self.keyed_by_id(collection)
         unchanged: set[Any] = set()
@@ -363,4 +370,29 @@ class MongoStore(Store):
                 # any field but _id, so the documents come back.
                 found = self.db[collection].find(query, {"_id": 0, key_field: 1})
                 unchanged.update(document[key_field] for document in found)
+        return unchanged
+
+    def _unchanged_compared_here(self, collection: str, revisions: Mapping[Any, int]) -> set[Any]:
+        """``unchanged_keys`` in one read of the keys' stored revisions, compared here.
+
+        For keys with a revision each (a digest of their dump line, MusicBrainz): a query
+        per revision would be a round trip per key, and an ``$or`` of one (key, revision)
+        branch per key is refused by nx-27017 past a thousand branches."""
+        key_field = key_field_of(collection)
+        found = self.db[collection].find(
+            self._keys_filter(collection, list(revisions)),
+            # The whole (small) _meta, as _read_existing reads it (see there).
+            {"_id": 0, key_field: 1, META: 1},
+        )
+        unchanged: set[Any] = set()
+        for document in found:
+            meta = document.get(META, {})
+            key = document[key_field]
+            revision = meta.get("revision")
+            if (
+                meta.get("deleted_at") is None
+                and revision is not None
+                and revision == revisions[key]
+            ):
+                unchanged.add(key)
         return unchanged

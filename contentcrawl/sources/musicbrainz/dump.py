@@ -14,7 +14,9 @@ processes parse, map and make store records of (``DumpSpider.work_dump``), while
 ``ItemFlow`` keeps the batches waiting for the pipelines few. A JSON-lines file
 (``mbdump/artist`` taken out of its archive, ``artist.jsonl``, ``release-group.json.gz``) is
 read the same way, its entity named by its file name. A file a complete earlier import read
-(same size and ETag/Last-Modified, or size and modification time) is not read again.
+(same size and ETag/Last-Modified, or size and modification time) is not read again; in a
+file that is read, a line whose record the store holds at the line's digest is not worked
+again (``lines.keyed_lines``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from contentcrawl.dumps import (
     is_url,
 )
 from contentcrawl.dumps.workers import LineWork, WorkedChunk
+from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.items import ContentItem, Json
 from contentcrawl.redaction import redact_url
 from contentcrawl.scrapy_internals import spider_closing
@@ -49,6 +52,7 @@ from contentcrawl.sources.musicbrainz.lines import (
     EntityNote,
     Lines,
     Mapper,
+    keyed_lines,
 )
 
 if TYPE_CHECKING:
@@ -80,6 +84,7 @@ class DumpImportSpider(Protocol):
     entities: list[str]
     chunk_lines: int
     prepare_records: bool
+    rework: bool
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]: ...
@@ -207,8 +212,11 @@ class DumpImport:
         self.lines = 0
         self.records: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
+        self.unchanged = 0
         self.bad_lines = 0
         self.complete = False
+        # Collection -> whether it held records when this import read its first lines.
+        self.held_records: dict[str, bool] = {}
 
     @property
     def file_name(self) -> str:
@@ -269,7 +277,8 @@ class DumpImport:
         self._finish(state_key)
 
     async def _chunks(self, chunks: EntityChunks) -> AsyncIterator[tuple[Lines, str, EntityNote]]:
-        """Chunks of one entity's lines read in a thread, each with its entity (the
+        """Chunks of one entity's lines read in a thread, less the lines whose record the
+        store holds at their revision (``_changed_lines``), each with its entity (the
         workers' context) and the reader's note."""
         while True:
             budget = self.spider.chunk_lines
@@ -279,19 +288,61 @@ class DumpImport:
                 if budget <= 0:
                     return
             lines, note = await asyncio.to_thread(chunks.read, budget)
+            if lines and await self._skips_unchanged(note.entity):
+                lines = await self._changed_lines(lines, note)
             yield lines, note.entity, note
             if note.end:
                 return
+
+    async def _skips_unchanged(self, entity: str) -> bool:
+        """Whether the lines of ``entity`` are looked up in the store before they are
+        worked: never with ``-a rework=1``, and only if its collection held records when
+        this import read its first lines. A first import skips nothing, so it does not pay
+        for the MBIDs and digests of its lines."""
+        if self.spider.rework:
+            return False
+        collection = self.item_classes[entity].collection
+        held = self.held_records.get(collection)
+        if held is None:
+            held = await crawl_store(self.spider.crawler).run(
+                lambda store: store.last_updated(collection) is not None
+            )
+            self.held_records[collection] = held
+        return held
+
+    async def _changed_lines(self, lines: Lines, note: EntityNote) -> Lines:
+        """``lines`` less those whose record the store holds at the line's revision (one
+        query), counted in ``note.unchanged``."""
+        keyed = await asyncio.to_thread(keyed_lines, lines)
+        if not keyed:
+            return lines
+        collection = self.item_classes[note.entity].collection
+        revisions = {key: revision for _, key, revision in keyed}
+        same = await crawl_store(self.spider.crawler).run(
+            lambda store: store.unchanged_keys(collection, revisions)
+        )
+        if not same:
+            return lines
+        # Per line: a key a chunk holds twice is skipped only on its line at that revision.
+        unchanged = {
+            index for index, key, revision in keyed if key in same and revisions[key] == revision
+        }
+        note.unchanged = len(unchanged)
+        return [line for index, line in enumerate(lines) if index not in unchanged]
 
     def _item_class(self, note: EntityNote) -> type[ContentItem]:
         return self.item_classes[note.entity]
 
     def _count(self, note: EntityNote, chunk: WorkedChunk) -> int:
-        """Count a chunk's lines, records, skipped and bad lines; the records so far."""
+        """Count a chunk's lines, records, unchanged, skipped and bad lines; the records so
+        far."""
         spider = self.spider
         stats = spider.crawler.stats
         self.lines += note.lines
         stats.inc_value("musicbrainz/dump/lines", note.lines)
+        if note.unchanged:
+            self.unchanged += note.unchanged
+            stats.inc_value("musicbrainz/import/unchanged_revision", note.unchanged)
         records = len(chunk.records) + len(chunk.items)
         if records:
             self.records[note.entity] += records
@@ -332,7 +383,7 @@ class DumpImport:
     def _finish(self, state_key: str) -> None:
         spider = self.spider
         records = sum(self.records.values())
-        if self.complete and not self.records and not self.bad_lines:
+        if self.complete and not self.records and not self.unchanged and not self.bad_lines:
             spider.logger.error(
                 "%s: no %s data in %s (members: %s)",
                 spider.name,
@@ -341,13 +392,16 @@ class DumpImport:
                 ", ".join(self.metadata) or "none",
             )
         spider.logger.info(
-            "%s: %s: %d records (%s) from %d lines, %d bad lines%s%s",
+            "%s: %s: %d records (%s) from %d lines, %d bad lines%s%s%s",
             spider.name,
             self.file_name,
             records,
             ", ".join(f"{count} {entity}" for entity, count in sorted(self.records.items())),
             self.lines,
             self.bad_lines,
+            f", {self.unchanged} lines at the revision already stored skipped"
+            if self.unchanged
+            else "",
             f", dump of {self.metadata['TIMESTAMP']}" if "TIMESTAMP" in self.metadata else "",
             "" if self.complete else ", not read to its end",
         )

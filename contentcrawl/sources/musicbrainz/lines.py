@@ -4,19 +4,24 @@ The crawl's process reads chunks of lines (``EntityChunks.read``, in a thread): 
 the lines of one entity, those of an entity without a mapper only counted. The workers run
 ``EntityLineWorker`` on them: parse, map, then validate and make store records.
 
-A line carries no revision nor last-modified date to skip it by (the entity JSON ws/2
-answers a lookup with, in no fixed key order), so every line of a file that is read is
-worked; only an unchanged file is passed by whole (``DumpSpider.unchanged_dump``).
+A line carries no revision nor last-modified date (it is the entity JSON ws/2 answers a
+lookup with, in no fixed key order), so its revision is a digest of its bytes
+(``line_revision``), stored as the record's ``_meta.revision``. On a re-import the crawl
+reads each line's MBID and digest (``keyed_lines``) and skips, before the workers, the lines
+whose record the store holds at that digest: any changed byte makes a new one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
+
+import orjson
 
 from contentcrawl.dumps import DumpFile, DumpReadError
 from contentcrawl.dumps.workers import STOP_CHECK_LINES, WorkedChunk, finish_chunk, stopping
@@ -49,6 +54,31 @@ def parse_entity_line(line: bytes) -> Json:
     return doc
 
 
+def line_revision(line: bytes) -> int:
+    """A dump line's revision: a 63-bit digest of its bytes, newline excluded (a BSON int64
+    and a SQLite INTEGER hold it)."""
+    return int.from_bytes(hashlib.blake2b(line, digest_size=8).digest()) >> 1
+
+
+def keyed_lines(lines: Lines) -> list[tuple[int, str, int]]:
+    """``(index, MBID, revision)`` of the lines whose top-level ``id`` reads well; a line
+    that does not is left to the workers, which count it as bad.
+
+    orjson reads a whole line as fast as a scan for its top-level ``"id"`` (which may come
+    after the ids of nested entities) would; a line it refuses is worked, never skipped.
+    """
+    keyed = []
+    for index, (_, line) in enumerate(lines):
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        key = doc.get("id") if isinstance(doc, dict) else None
+        if isinstance(key, str):
+            keyed.append((index, key, line_revision(line)))
+    return keyed
+
+
 @dataclass
 class EntityNote:
     """The reader's counts of one chunk, joined to the chunk's worked result."""
@@ -57,6 +87,8 @@ class EntityNote:
     entity: str
     # Lines read, those of entities without a mapper included.
     lines: int = 0
+    # Lines skipped: the store holds their record at their revision.
+    unchanged: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # entity → lines not imported
     position: int = 0
     end: bool = False
@@ -117,8 +149,9 @@ class EntityChunks:
 @dataclass(frozen=True)
 class EntityLineWorker:
     """The work on one chunk of one entity's lines (its name the chunk's context), run in a
-    worker process: parse, ``mappers[entity]``, and with ``prepare`` validated store
-    records. The mappers are module-level functions: pickled with each chunk by name."""
+    worker process: parse, ``mappers[entity]``, the line's revision, and with ``prepare``
+    validated store records. The mappers are module-level functions: pickled with each
+    chunk by name."""
 
     mappers: Mapping[str, Mapper]
     prepare: bool
@@ -134,9 +167,12 @@ class EntityLineWorker:
             if not line.strip():
                 continue
             try:
-                items.append(mapper(parse_entity_line(line)))
+                item = mapper(parse_entity_line(line))
             except BadLineError as bad:
                 chunk.bad.append((line_number, bad.reason, bad.detail))
             except (KeyError, TypeError, ValueError, AttributeError) as error:
                 chunk.bad.append((line_number, "fields", repr(error)))
+            else:
+                item.revision = line_revision(line)
+                items.append(item)
         return finish_chunk(chunk, items, self.prepare)

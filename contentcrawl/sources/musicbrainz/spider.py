@@ -73,7 +73,9 @@ class MusicBrainzSpider(ReplaysFailures, DumpSpider):
     most); without ``query`` or ``mbids`` the searches in ``MUSICBRAINZ_QUERIES`` run. In
     dump mode ``dump`` (comma-separated paths or URLs of ``<entity>.tar.xz`` archives or
     JSON-lines files), ``entities`` (which of ``DUMP_ENTITIES`` to read from the latest
-    dump when ``dump`` is not given) and ``limit`` (records of all the dumps).
+    dump when ``dump`` is not given), ``limit`` (records of all the dumps), ``force`` (read
+    a file a complete import read already) and ``rework`` (work every line again, even one
+    whose record holds the line's digest).
     """
 
     slot = "musicbrainz"
