@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f
 
+from contentcrawl.dumps.read import parsed_json
 from contentcrawl.dumps.workers import ChunkWorkers, DumpWorkerError, WorkedChunk
 from contentcrawl.sources.openlibrary.lines import LineWorker
-from contentcrawl.sources.openlibrary.mappers import parsed_json
 from contentcrawl.spiders.openlibrary_books import OpenLibraryBooksSpider
 from contentcrawl.store import Store
 from contentcrawl.store.base import canonical_json, content_hash

@@ -15,11 +15,11 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 from contentcrawl.sources.musicbrainz.lines import keyed_lines, line_revision
 from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
 from spiders_tests.conftest import open_store_for
-from spiders_tests.crawling import crawl
+from spiders_tests.crawling import crawl, store_counts
 from spiders_tests.fakes.musicbrainz_samples import TOMBS, dump_docs, dump_lines, generated_docs
 from spiders_tests.fakes.server import FakeServer
+from spiders_tests.musicbrainz_crawls import fast_fake
 from spiders_tests.settings_for import dump_settings, musicbrainz_settings
-from spiders_tests.test_musicbrainz_crawl import fast_fake, store_counts
 
 # The recorded artists and generated ones: 74 lines, in chunks of 10 with 2 workers.
 DOCS = dump_docs("artist") + list(generated_docs("artist", 40))

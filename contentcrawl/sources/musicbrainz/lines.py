@@ -14,7 +14,6 @@ whose record the store holds at that digest: any changed byte makes a new one.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 import orjson
 
 from contentcrawl.dumps import DumpFile, DumpReadError
+from contentcrawl.dumps.read import parsed_json
 from contentcrawl.dumps.workers import STOP_CHECK_LINES, WorkedChunk, finish_chunk, stopping
 from contentcrawl.items import ContentItem, Json
 
@@ -43,7 +43,7 @@ class BadLineError(ValueError):
 def parse_entity_line(line: bytes) -> Json:
     """The JSON object of one dump line; ``BadLineError`` when it is not one with an ``id``."""
     try:
-        doc = json.loads(line)
+        doc = parsed_json(line)
     except (ValueError, RecursionError) as error:
         # RecursionError: nesting deeper than the json module can follow.
         raise BadLineError("json", str(error)) from None

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from contentcrawl.dates import normalise_date
+from contentcrawl.dumps.read import parsed_json
 from contentcrawl.items import AuthorItem, BookItem, Json, WorkItem
 
 
@@ -341,26 +338,6 @@ class DumpLine:
     revision: int
     last_modified: str
     doc: Json
-
-
-def parsed_json(text: bytes) -> Any:
-    """``json.loads(text)``, at orjson's speed (twice the standard library's on dump lines).
-
-    orjson refuses some of what the standard library takes (``NaN``, lone surrogate
-    escapes, nesting past 1,024) and reads an integer beyond 64 bits as a float: a line
-    with any of those, or with a run of 19 digits (which may be such an integer), is read
-    by ``json`` instead, so every line gives the very objects ``json.loads`` gives.
-    """
-    if _LONG_DIGITS.search(text) is None:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(text)
-
-
-# 19 digits: the shortest integer orjson may not hold (below -2**63).
-_LONG_DIGITS = re.compile(rb"\d{19}")
 
 
 def parse_line(line: bytes, wanted_type: str | None = None) -> DumpLine | str:
