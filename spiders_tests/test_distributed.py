@@ -77,6 +77,7 @@ def test_three_workers_fetch_every_id_once_and_store_every_record(
     assert not [key for key in redis.keys("contentcrawl:tmdb_movies:*") if not key.endswith("done")]
 
 
+@pytest.mark.long
 def test_a_killed_worker_loses_no_record(
     tmdb: TmdbFake, redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
@@ -196,6 +197,7 @@ def test_one_worker_imports_a_dump_the_others_stand_by(
     ]
 
 
+@pytest.mark.long
 def test_a_killed_dump_importer_is_taken_over_and_nothing_is_lost(
     redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:

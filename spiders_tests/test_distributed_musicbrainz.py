@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from redis import Redis
 from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.project import get_project_settings
@@ -136,6 +137,7 @@ def test_three_musicbrainz_workers_look_up_every_artist_once_and_store_everythin
     ]
 
 
+@pytest.mark.long
 def test_a_musicbrainz_worker_killed_with_a_browse_in_flight_loses_nothing(
     fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:

@@ -111,6 +111,7 @@ def tmdb_at_20(fake_server: FakeServer) -> Iterator[TmdbFake]:
     exports.stop()
 
 
+@pytest.mark.long
 @pytest.mark.timing
 @deferred_f_from_coro_f
 async def test_the_slot_learns_a_lower_limit_and_stops_drawing_429s(

@@ -108,6 +108,7 @@ def tmdb() -> Iterator[TmdbFake]:
     exports.stop()
 
 
+@pytest.mark.long
 def test_deploy_schedule_run_and_no_duplicate_while_running(
     tmdb: TmdbFake, openlibrary: FakeOpenLibraryDumps, tmp_path: Path
 ) -> None:
