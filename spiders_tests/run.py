@@ -1,12 +1,13 @@
 """The suite's one command: ``python -m spiders_tests.run [pytest options]``.
 
-Every test but the timing ones runs in ``WORKERS`` pytest-xdist workers: most of their time
-is spent waiting on child processes, servers and stops, so more workers than cores keep the
-cores busy. Then the tests marked ``timing`` (rates, pacing, stop latency: they measure
-wall-clock time) run in two workers of their own: they use about a quarter of a core each,
-while with the other tests' load one of them failed in about one full run of two. Both parts
-run whatever the first one's result; the command fails if either fails, or if neither
-collects a test.
+Every test but the timing ones runs in ``WORKERS`` pytest-xdist workers: many of them wait
+on child processes, servers and stops, so more workers than cores keep both cores busy
+(85 % with 4 workers, about 60 % with 2). Then the tests marked ``timing`` (rates, pacing,
+stop latency: they measure wall-clock time) run in two workers of their own: they use about
+a quarter of a core each, while with the other tests' load one of them failed in about one
+full run of two (and with three timing workers, in two runs of three). Both parts run
+whatever the first one's result; the command fails if either fails, or if neither collects
+a test.
 
 Compiled bytecode (Python's, and pytest's rewritten test modules) is written to a temp dir
 shared by every process of the run, this one's children's children included, and removed
