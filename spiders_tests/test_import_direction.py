@@ -55,6 +55,17 @@ def test_components_do_not_import_sources_or_spiders(room: str) -> None:
     assert not {path: names for path, names in offending.items() if names}
 
 
+@pytest.mark.parametrize("room", ["sources", "spiders", "pipelines"])
+def test_no_source_spider_or_pipeline_opens_a_store(room: str) -> None:
+    # The crawl's one store is the CrawlStore extension's (crawl_store(crawler)).
+    offending = {
+        str(path.relative_to(PROJECT))
+        for path in (PACKAGE / room).rglob("*.py")
+        if "contentcrawl.store.build_store" in imported_modules(path)
+    }
+    assert offending == set()
+
+
 @pytest.mark.parametrize(
     "module", ["contentcrawl.api.queries.sqlite", "contentcrawl.api.queries.mongo"]
 )

@@ -134,10 +134,10 @@ class TmdbSpider(ReplaysFailures, ContentSpider):
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
         spider = super().from_crawler(crawler, *args, **kwargs)
-        spider._configure(crawler)
+        spider._take_settings(crawler)
         return spider
 
-    def _configure(self, crawler: Crawler) -> None:
+    def _take_settings(self, crawler: Crawler) -> None:
         settings = crawler.settings
         self.api_url = settings.get("TMDB_API_URL").rstrip("/")
         self.exports_url = settings.get("TMDB_EXPORTS_URL").rstrip("/")
