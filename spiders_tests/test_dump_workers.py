@@ -146,6 +146,17 @@ async def test_records_and_hashes_are_the_same_with_0_1_and_2_workers(
         assert content_hash(document) == hash_, key
 
 
+def retitled(line: bytes) -> tuple[bytes, str, int]:
+    """An Open Library dump ``line`` at its next revision with a new title: the new line,
+    its key and its revision."""
+    type_, key, revision, modified, payload = line.rstrip(b"\n").split(b"\t")
+    doc = json.loads(payload)
+    doc["title"] = "A new title"
+    new_revision = int(revision) + 1
+    new = b"\t".join([type_, key, b"%d" % new_revision, modified, json.dumps(doc).encode()])
+    return new + b"\n", key.decode(), new_revision
+
+
 @deferred_f_from_coro_f
 async def test_a_changed_revision_mid_chunk_is_the_only_line_worked_again(
     store_settings: dict[str, Any], store: Store, tmp_path: Path
@@ -156,12 +167,7 @@ async def test_a_changed_revision_mid_chunk_is_the_only_line_worked_again(
     await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
 
     # Line 75 is in the middle of the second chunk of 50.
-    type_, key, revision, modified, payload = lines[74].rstrip(b"\n").split(b"\t")
-    doc = json.loads(payload)
-    doc["title"] = "A new title"
-    new_revision = int(revision) + 1
-    lines[74] = b"\t".join([type_, key, b"%d" % new_revision, modified, json.dumps(doc).encode()])
-    lines[74] += b"\n"
+    lines[74], key, new_revision = retitled(lines[74])
     write_dump(dump, lines)
 
     crawler = await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
@@ -171,7 +177,7 @@ async def test_a_changed_revision_mid_chunk_is_the_only_line_worked_again(
     assert stats["openlibrary/records"] == 1
     assert stats["store/books/updated"] == 1
     assert "store/books/unchanged" not in stats
-    stored = store.get("books", key.decode())
+    stored = store.get("books", key)
     assert stored is not None
     assert stored["title"] == "A new title"
     assert stored["_meta"]["revision"] == new_revision
@@ -188,12 +194,8 @@ async def test_a_key_twice_in_a_chunk_skips_only_its_line_at_the_stored_revision
     await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
 
     # A newer line for line 75's key, earlier in the same chunk; line 75 itself unchanged.
-    type_, key, revision, modified, payload = lines[74].rstrip(b"\n").split(b"\t")
-    doc = json.loads(payload)
-    doc["title"] = "A new title"
-    new_revision = int(revision) + 1
-    newer = b"\t".join([type_, key, b"%d" % new_revision, modified, json.dumps(doc).encode()])
-    lines.insert(60, newer + b"\n")
+    newer, key, new_revision = retitled(lines[74])
+    lines.insert(60, newer)
     write_dump(dump, lines)
 
     crawler = await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
@@ -201,7 +203,7 @@ async def test_a_key_twice_in_a_chunk_skips_only_its_line_at_the_stored_revision
     stats = crawler.stats.get_stats()
     assert stats["openlibrary/import/unchanged_revision"] == SAMPLE_EDITIONS
     assert stats["store/books/updated"] == 1
-    stored = store.get("books", key.decode())
+    stored = store.get("books", key)
     assert stored is not None
     assert stored["title"] == "A new title"
     assert stored["_meta"]["revision"] == new_revision

@@ -14,7 +14,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 
 from contentcrawl.sources.musicbrainz.lines import keyed_lines, line_revision
 from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
-from spiders_tests.conftest import open_store_for
+from spiders_tests.conftest import read_store
 from spiders_tests.crawling import crawl, store_counts
 from spiders_tests.fakes.musicbrainz_samples import TOMBS, dump_docs, dump_lines, generated_docs
 from spiders_tests.fakes.server import FakeServer
@@ -34,11 +34,10 @@ def write_dump(path: Path, docs: list[dict[str, Any]]) -> list[bytes]:
 
 def stored_artists(store_settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """MBID → stored document, ``_meta`` included."""
-    store = open_store_for(store_settings)
-    try:
-        return {document["mbid"]: document for document in store.iter_documents("artists")}
-    finally:
-        store.close()
+    return read_store(
+        store_settings,
+        lambda store: {document["mbid"]: document for document in store.iter_documents("artists")},
+    )
 
 
 def import_settings(store_settings: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
