@@ -46,6 +46,7 @@ from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.items import ContentItem, Json
 from contentcrawl.redaction import redact_url
 from contentcrawl.scrapy_internals import spider_closing
+from contentcrawl.sources.dump_spider import lines_to_work
 from contentcrawl.sources.musicbrainz.lines import (
     EntityChunks,
     EntityLineWorker,
@@ -314,21 +315,10 @@ class DumpImport:
         """``lines`` less those whose record the store holds at the line's revision (one
         query), counted in ``note.unchanged``."""
         keyed = await asyncio.to_thread(keyed_lines, lines)
-        if not keyed:
-            return lines
         collection = self.item_classes[note.entity].collection
-        revisions = {key: revision for _, key, revision in keyed}
-        same = await crawl_store(self.spider.crawler).run(
-            lambda store: store.unchanged_keys(collection, revisions)
-        )
-        if not same:
-            return lines
-        # Per line: a key a chunk holds twice is skipped only on its line at that revision.
-        unchanged = {
-            index for index, key, revision in keyed if key in same and revisions[key] == revision
-        }
-        note.unchanged = len(unchanged)
-        return [line for index, line in enumerate(lines) if index not in unchanged]
+        changed = await lines_to_work(self.spider.crawler, collection, lines, keyed)
+        note.unchanged = len(lines) - len(changed)
+        return changed
 
     def _item_class(self, note: EntityNote) -> type[ContentItem]:
         return self.item_classes[note.entity]
