@@ -1,13 +1,16 @@
 """The suite's one command: ``python -m spiders_tests.run [pytest options]``.
 
-Every test but the timing ones runs in ``WORKERS`` pytest-xdist workers: many of them wait
-on child processes, servers and stops, so more workers than cores keep both cores busy
-(85 % with 4 workers, about 60 % with 2). Then the tests marked ``timing`` (rates, pacing,
-stop latency: they measure wall-clock time) run in two workers of their own: they use about
-a quarter of a core each, while with the other tests' load one of them failed in about one
-full run of two (and with three timing workers, in two runs of three). Both parts run
-whatever the first one's result; the command fails if either fails, or if neither collects
-a test.
+The suite runs in two pytest-xdist runs side by side. The tests marked ``timing`` (rates,
+pacing, stop latency: they measure wall-clock time) run in two workers of their own at the
+command's CPU priority. Every other test runs in ``WORKERS`` workers at ``NICENESS``: many
+of them wait on child processes, servers and stops, so more workers than cores keep both
+cores busy (85 % with 4 workers, about 60 % with 2). The timing tests use about a quarter
+of a core each: at the same priority as that load, one of them failed in about one full run
+of two, so they used to run after it, alone, and the suite took both parts' time (about
+160 s). At a lower priority the load gives the cores up whenever a timing test wakes, and
+the suite takes about as long as its larger part. Each part runs whatever the other's
+result; the command fails if either fails, or if neither collects a test. The other part's
+output streams; the timing part's is printed when both have ended.
 
 Compiled bytecode (Python's, and pytest's rewritten test modules) is written to a temp dir
 shared by every process of the run, this one's children's children included, and removed
@@ -23,25 +26,60 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import IO
 
 import pytest
 
 # Workers for the tests that are not timing ones (this machine: 2 cores).
 WORKERS = 4
-PARTS = (
-    (
-        f"everything but the timing tests, in {WORKERS} workers",
-        ["-n", str(WORKERS), "--dist", "worksteal", "-m", "not timing"],
-    ),
-    ("the timing tests, in two workers", ["-n", "2", "--dist", "worksteal", "-m", "timing"]),
+# The CPU priority (nice value) of those tests, their servers and child processes.
+NICENESS = 10
+
+
+@dataclass(frozen=True)
+class Part:
+    """One pytest-xdist run of the suite."""
+
+    title: str
+    options: list[str]
+    niceness: int
+
+
+TIMING = Part(
+    "the timing tests, in two workers", ["-n", "2", "--dist", "worksteal", "-m", "timing"], 0
 )
+OTHERS = Part(
+    f"everything but the timing tests, in {WORKERS} workers at nice {NICENESS}",
+    ["-n", str(WORKERS), "--dist", "worksteal", "-m", "not timing"],
+    NICENESS,
+)
+PARTS = (OTHERS, TIMING)
 
 
-def run_part(options: list[str], extra: list[str], env: Mapping[str, str]) -> int:
-    """pytest's exit code for one part of the suite, run in a process of its own."""
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", *options, *extra], env=dict(env), check=False
-    ).returncode
+def start_part(
+    part: Part, extra: list[str], env: Mapping[str, str], output: IO[bytes] | None
+) -> subprocess.Popen[bytes]:
+    """The pytest process of ``part``, started at its priority, its output to ``output``
+    (``None``: this command's)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", *part.options, *extra],
+        env=dict(env),
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
+        # This command runs no thread, so the child may run Python code before its exec.
+        preexec_fn=(lambda: os.nice(part.niceness)) if part.niceness else None,
+    )
+
+
+def exit_codes(processes: list[subprocess.Popen[bytes]]) -> list[int]:
+    """Each process's exit code, once all have ended. A Ctrl-C reaches them too: each part
+    ends its run and reports, and this command waits for that."""
+    while True:
+        try:
+            return [process.wait() for process in processes]
+        except KeyboardInterrupt:
+            continue
 
 
 def combined_exit_code(codes: list[int]) -> int:
@@ -67,10 +105,16 @@ def main(extra: list[str]) -> int:
     cache = tempfile.mkdtemp(prefix="contentcrawl-bytecode-")
     try:
         env = with_bytecode_cache(os.environ, cache)
-        codes = []
-        for title, options in PARTS:
-            print(f"== {title}", flush=True)
-            codes.append(run_part(options, extra, env))
+        with tempfile.TemporaryFile() as timing_output:
+            # The timing part first: its longest test starts at once.
+            timing = start_part(TIMING, extra, env, timing_output)
+            print(f"== {OTHERS.title}", flush=True)
+            others = start_part(OTHERS, extra, env, None)
+            codes = exit_codes([others, timing])
+            timing_output.seek(0)
+            print(f"== {TIMING.title}", flush=True)
+            sys.stdout.buffer.write(timing_output.read())
+            sys.stdout.flush()
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     return combined_exit_code(codes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from spiders_tests.crawling import PROJECT
-from spiders_tests.run import PARTS, combined_exit_code, with_bytecode_cache
+from spiders_tests.run import (
+    NICENESS,
+    PARTS,
+    Part,
+    combined_exit_code,
+    start_part,
+    with_bytecode_cache,
+)
 
 OK = pytest.ExitCode.OK
 FAILED = pytest.ExitCode.TESTS_FAILED
@@ -36,8 +44,30 @@ def test_the_command_fails_when_a_part_fails_or_no_part_collected_a_test(
 
 
 def test_every_test_runs_in_exactly_one_part() -> None:
-    selections = [options[options.index("-m") + 1] for _, options in PARTS]
-    assert selections == ["not timing", "timing"]
+    selections = [part.options[part.options.index("-m") + 1] for part in PARTS]
+    assert sorted(selections) == ["not timing", "timing"]
+
+
+def test_only_the_timing_tests_keep_the_commands_priority() -> None:
+    assert {part.options[part.options.index("-m") + 1]: part.niceness for part in PARTS} == {
+        "timing": 0,
+        "not timing": NICENESS,
+    }
+    assert NICENESS > 0
+
+
+def test_a_part_runs_at_its_priority(tmp_path: Path) -> None:
+    expected = os.nice(0) + 7
+    probe = tmp_path / "test_probe.py"
+    probe.write_text(f"import os\n\ndef test_niceness():\n    assert os.nice(0) == {expected}\n")
+
+    with (tmp_path / "output").open("w+b") as output:
+        part = start_part(
+            Part("probe", ["-p", "no:cacheprovider"], 7), [str(probe)], os.environ, output
+        )
+        code = part.wait(timeout=60)
+        output.seek(0)
+        assert code == OK, output.read().decode()[-2000:]
 
 
 def test_the_suites_processes_write_their_bytecode_into_the_cache_only(tmp_path: Path) -> None:
