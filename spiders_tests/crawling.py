@@ -169,3 +169,35 @@ def run_scrapy(
         timeout=timeout,
         check=False,
     )
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes ``pid`` started, and theirs, as Linux's ``/proc`` shows them now."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError):
+            continue  # ended while being read
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found: set[int] = set()
+    waiting = [pid]
+    while waiting:
+        for child in children.get(waiting.pop(), []):
+            if child not in found:
+                found.add(child)
+                waiting.append(child)
+    return found
+
+
+def still_running(pids: set[int]) -> set[int]:
+    """Those of ``pids`` that have not ended (a zombie has)."""
+    running = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            running.add(pid)
+    return running

@@ -26,7 +26,7 @@ from contentcrawl.spiders.openlibrary_authors import OpenLibraryAuthorsSpider
 from contentcrawl.spiders.openlibrary_books import OpenLibraryBooksSpider
 from contentcrawl.spiders.openlibrary_works import OpenLibraryWorksSpider
 from contentcrawl.store import Store
-from spiders_tests.crawling import PROJECT, crawl, store_counts
+from spiders_tests.crawling import PROJECT, crawl, descendants, still_running, store_counts
 from spiders_tests.fakes.openlibrary import (
     DATA,
     SAMPLE_EDITIONS,
@@ -333,10 +333,16 @@ def test_import_killed_midway_reruns_to_every_record_once(tmp_path: Path) -> Non
     total = 6_000
     command, env, database = import_command(tmp_path, total)
     process = subprocess.Popen(
-        command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command,
+        cwd=PROJECT,
+        env={**env, "DUMP_WORKERS": "2"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_books(process, database, 500)
+        # The fork server and the two workers it started.
+        workers = descendants(process.pid)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
     finally:
@@ -345,6 +351,12 @@ def test_import_killed_midway_reruns_to_every_record_once(tmp_path: Path) -> Non
     killed_at = stored_count(database, "books")[0]
     assert process.returncode == -signal.SIGKILL
     assert 0 < killed_at < total
+    assert len(workers) >= 3, workers
+    # Nothing of the killed crawl lives on, waiting for chunks that will never come.
+    deadline = time.monotonic() + 10
+    while still_running(workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert still_running(workers) == set()
 
     rerun = subprocess.run(
         command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120, check=False

@@ -17,7 +17,9 @@ import asyncio
 import gc
 import logging
 import multiprocessing
+import os
 import sys
+import threading
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -96,14 +98,28 @@ def reset_worker_state() -> None:
 
 
 def start_worker(log_level: int, stop: Event) -> None:
-    """Set a worker process up: its log lines collected, the stop flag, fewer GC passes."""
+    """Set a worker process up: its log lines collected, the stop flag, fewer GC passes, and
+    its end with the crawl's process."""
     global _stop
     _stop = stop
+    # A crawl killed with SIGKILL (kill -9, the OOM killer) shuts no pool down: its workers
+    # would wait for a chunk forever, each holding its memory, and the fork server with them.
+    threading.Thread(target=exit_with_the_crawl, name="exit-with-the-crawl", daemon=True).start()
     root = logging.getLogger()
     root.handlers[:] = [_CollectLogs()]
     root.setLevel(log_level)
     # Records hold no cycles: see contentcrawl.dumps.read.fewer_gc_passes.
     gc.set_threshold(IMPORT_GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def exit_with_the_crawl() -> None:
+    """End this worker process as soon as the crawl's process has ended, however it ended."""
+    crawl = multiprocessing.parent_process()
+    if crawl is None:
+        return
+    # Returns once the crawl's end of the pipe the worker was started through is closed.
+    crawl.join()
+    os._exit(1)  # nobody is left to read the code, nor anything to clean up
 
 
 def stopping() -> bool:
