@@ -39,11 +39,26 @@ class IdleSpider(scrapy.Spider):
 
 
 def _pump(source: socket.socket, target: socket.socket, slow_markers: tuple[bytes, ...]) -> None:
-    with source, target:
+    """Copy ``source`` to ``target`` until ``source`` ends, then end ``target``'s sending."""
+    try:
         while chunk := source.recv(65536):
             if slow_markers and all(marker in chunk for marker in slow_markers):
                 time.sleep(REDIS_DELAY)
             target.sendall(chunk)
+        target.shutdown(socket.SHUT_WR)
+    except OSError:
+        return  # a side that resets the connection ends it as one that closes it does
+
+
+def _relay(client: socket.socket, server: socket.socket, slow_markers: tuple[bytes, ...]) -> None:
+    """Carry one connection both ways until both directions have ended, then close it: each
+    direction's thread closing both sockets would pull them from under the other's recv."""
+    answers = threading.Thread(target=_pump, args=(server, client, ()), daemon=True)
+    answers.start()
+    _pump(client, server, slow_markers)
+    answers.join()
+    client.close()
+    server.close()
 
 
 @contextmanager
@@ -60,8 +75,9 @@ def slow_redis(redis_url: str, *slow_markers: bytes) -> Iterator[str]:
             except OSError:
                 return
             server = socket.create_connection((upstream.hostname, upstream.port))
-            for args in ((client, server, slow_markers), (server, client, ())):
-                threading.Thread(target=_pump, args=args, daemon=True).start()
+            threading.Thread(
+                target=_relay, args=(client, server, slow_markers), daemon=True
+            ).start()
 
     threading.Thread(target=accept, daemon=True).start()
     host, port = listener.getsockname()
