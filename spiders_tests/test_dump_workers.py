@@ -93,6 +93,27 @@ async def test_a_worker_killed_mid_chunk_is_replaced_and_nothing_is_lost(tmp_pat
     assert workers.restarts == 1
 
 
+@dataclass(frozen=True)
+class WhereWorked:
+    """Names the process that worked each chunk."""
+
+    def __call__(self, lines: list[tuple[int, bytes]], context: Any) -> WorkedChunk:
+        return WorkedChunk(skipped={str(os.getpid()): len(lines)})
+
+
+@deferred_f_from_coro_f
+async def test_one_chunk_is_worked_in_this_process_and_two_in_the_workers() -> None:
+    one = ChunkWorkers(2, 20)
+    [(_, chunk)] = await work_all(one, WhereWorked(), 1)
+    assert set(chunk.skipped) == {str(os.getpid())}
+    assert one.workers == 0
+
+    two = ChunkWorkers(2, 20)
+    results = await work_all(two, WhereWorked(), 2)
+    assert str(os.getpid()) not in {pid for _, chunk in results for pid in chunk.skipped}
+    assert two.workers == 2
+
+
 @deferred_f_from_coro_f
 async def test_a_chunk_that_kills_its_worker_twice_fails_cleanly(tmp_path: Path) -> None:
     workers = ChunkWorkers(1, 20)
@@ -130,9 +151,13 @@ async def test_records_and_hashes_are_the_same_with_0_1_and_2_workers(
     dump = str(sample_dump("editions"))
     seen = []
     for workers in (0, 1, 2):
-        settings = dump_settings(store_settings, tmp_path, DUMP_WORKERS=workers)
+        # More than one chunk: a dump of one is worked in the crawl's own process.
+        settings = dump_settings(
+            store_settings, tmp_path, DUMP_WORKERS=workers, DUMP_CHUNK_LINES=50
+        )
         crawler = await crawl(OpenLibraryBooksSpider, settings, dump=dump, rework="1")
         assert crawler.stats.get_value("openlibrary/records") == SAMPLE_EDITIONS
+        assert crawler.stats.get_value("openlibrary/import/worker_processes") == workers
         seen.append(stored_books(store))
         if workers == 0:
             assert crawler.stats.get_value("store/books/inserted") == SAMPLE_EDITIONS

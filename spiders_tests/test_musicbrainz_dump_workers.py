@@ -126,6 +126,7 @@ async def test_records_and_hashes_are_the_same_with_0_1_and_2_workers(
         # rework: every line worked again, none skipped by its revision.
         crawler = await crawl(MusicBrainzArtistsSpider, settings, dump=dump, rework="1")
         stats = crawler.stats.get_stats()
+        assert stats["musicbrainz/import/worker_processes"] == workers
         assert stats["musicbrainz/dump/records/artist"] == len(ARTISTS)
         assert stats["musicbrainz/dump/records/release-group"] == len(GROUPS)
         assert stats["musicbrainz/dump/skipped/label"] == 3

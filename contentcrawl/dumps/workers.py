@@ -202,20 +202,30 @@ class ChunkWorkers:
             self._context.set_forkserver_preload([__name__, *preload])
         else:
             self._context = multiprocessing.get_context("spawn")
-        self._stop = self._context.Event()
+        # Made with the first pool of processes: a multiprocessing Event starts Python's
+        # resource tracker process.
+        self._stop: Event | None = None
+        # Made at the first chunk, once it is known whether the import has more than one.
+        self._executor: Executor | None = None
         if not self.workers:
-            # The thread shares this process's state: a new import starts afresh.
-            reset_worker_state()
-        self._executor = self._new_executor()
+            self._work_here()
 
     @property
     def in_flight(self) -> int:
         """Chunks submitted ahead of the one being read."""
         return max(2, 2 * self.workers)
 
+    def _work_here(self) -> None:
+        """Work the chunks in a thread of this process, not in worker processes."""
+        self.workers = 0
+        # The thread shares this process's state: a new import starts afresh.
+        reset_worker_state()
+
     def _new_executor(self) -> Executor:
         if not self.workers:
             return ThreadPoolExecutor(max_workers=1, thread_name_prefix="dump-work")
+        if self._stop is None:
+            self._stop = self._context.Event()
         return ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=self._context,
@@ -229,6 +239,8 @@ class ChunkWorkers:
             done: Future[WorkedChunk] = Future()
             done.set_result(WorkedChunk())
             return done
+        if self._executor is None:
+            self._executor = self._new_executor()
         try:
             return self._executor.submit(work, lines, context)
         except BrokenProcessPool as broken:
@@ -251,6 +263,8 @@ class ChunkWorkers:
         (without waiting for the workers) once ``stop`` is set."""
         pending: deque[Submitted] = deque()
         source = aiter(chunks)
+        if self.workers and ahead is None:
+            source = self._one_chunk_here(source)
         exhausted = False
         most = ahead or self.in_flight
         while True:
@@ -274,6 +288,25 @@ class ChunkWorkers:
                 return
             pending.popleft()
             yield oldest.note, result
+
+    async def _one_chunk_here(
+        self, source: AsyncIterator[tuple[list[tuple[int, bytes]], Any, Any]]
+    ) -> AsyncIterator[tuple[list[tuple[int, bytes]], Any, Any]]:
+        """``source``'s chunks, the first held until the second is read. A dump of one chunk
+        is worked in this process: starting the worker processes (a fork server and
+        ``workers`` processes, about 0.4 s of CPU for two) would cost more than its lines."""
+        first = await anext(source, None)
+        if first is None:
+            return
+        second = await anext(source, None)
+        if second is None and self._executor is None:
+            self._work_here()
+        yield first
+        if second is None:
+            return
+        yield second
+        async for chunk in source:
+            yield chunk
 
     async def _result(self, future: Future[WorkedChunk], stop: asyncio.Event) -> WorkedChunk | None:
         """The chunk's result, or None once ``stop`` is set first."""
@@ -301,7 +334,8 @@ class ChunkWorkers:
             oldest.lines[0][0],
             len(pending),
         )
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
         self._executor = self._new_executor()
         # The oldest chunk is the one seen failing; the others were caught in its fall.
         oldest.attempts += 1
@@ -310,8 +344,10 @@ class ChunkWorkers:
 
     def close(self) -> None:
         """Stop the workers: a chunk being worked is dropped within ``STOP_CHECK_LINES``."""
-        self._stop.set()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._stop is not None:
+            self._stop.set()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def log_worked(chunk: WorkedChunk) -> None:

@@ -218,6 +218,7 @@ class DumpSpider(ContentSpider):
             workers.close()
         if workers.restarts:
             stats.inc_value(f"{self.dump_source}/import/worker_restarts", workers.restarts)
+        stats.max_value(f"{self.dump_source}/import/worker_processes", workers.workers)
         tally.complete = not failed and last is not None and last.end and last.stream_error is None
         if import_failed(self.crawler, self.dump_source, dump_name, tally.lines, tally.bad_lines):
             tally.complete = False
