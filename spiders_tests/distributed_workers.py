@@ -28,7 +28,7 @@ from spiders_tests.fakes.musicbrainz import CONTACT, FakeMusicBrainz
 from spiders_tests.fakes.server import FakeRequest, RequestHold
 from spiders_tests.fakes.tmdb import TmdbFake, movie_550
 
-WORKERS = 3
+WORKERS = 2
 # A TMDB movie's detail request; the group is its id.
 DETAIL = r"/3/movie/(\d+)"
 # A killed worker's lock and state expire soon, so the survivors take over in the test's

@@ -1,9 +1,9 @@
 """Distributed MusicBrainz runs on a real redis-server, against the local fakes (IGDB and TMDB:
 test_distributed_sources.py; the workers' helpers: distributed_workers.py).
 
-Three ``scrapy crawl`` workers share one Redis run and one SQLite store. Each worker sends
+Two ``scrapy crawl`` workers share one Redis run and one SQLite store. Each worker sends
 its own User-Agent, so the fake tells which worker sent a request: the kill tests hold one
-page in the fake, kill the worker that sent it (``kill -9``) and expect the survivors to
+page in the fake, kill the worker that sent it (``kill -9``) and expect the other to
 store every record all the same. In-process runs find in Redis what a dead worker left
 (keys recorded, nothing stored) and must ask for each kind of key again.
 """
@@ -79,7 +79,7 @@ def clone_artists(count: int, albums_each: int) -> dict[str, FakeArtist]:
 def musicbrainz_fake(server: FakeServer) -> FakeMusicBrainz:
     # Slow answers, so every worker gets a share before the first one is done.
     server.latency = 0.1
-    # No per-IP gap: three workers on one machine share the fake, each in its own slot.
+    # No per-IP gap: the workers on one machine share the fake, each in its own slot.
     return FakeMusicBrainz(server, clone_artists(18, 7), min_interval=0.0)
 
 
@@ -101,7 +101,7 @@ def start_musicbrainz_workers(
     )
 
 
-def test_three_musicbrainz_workers_look_up_every_artist_once_and_store_everything(
+def test_musicbrainz_workers_look_up_every_artist_once_and_store_everything(
     fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
     fake = musicbrainz_fake(fake_server)
@@ -210,7 +210,7 @@ async def test_the_musicbrainz_reconcile_asks_again_for_every_kind_of_key(
     assert "distributed/reconcile/unresolved" not in stats
 
 
-def test_one_worker_imports_the_musicbrainz_dumps_the_others_stand_by(
+def test_one_worker_imports_the_musicbrainz_dumps_the_other_stands_by(
     redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
     dump = tmp_path / "artist.jsonl"
@@ -228,7 +228,7 @@ def test_one_worker_imports_the_musicbrainz_dumps_the_others_stand_by(
 
     assert codes == [0] * WORKERS, [log[-3000:] for log in logs(tmp_path)]
     assert len(stored_keys(sqlite_path, "artists", "mbid")) == 10_000
-    # One worker read the dump and stored every record; the others read none of it.
+    # One worker read the dump and stored every record; the other read none of it.
     readers = [log for log in logs(tmp_path) if "'musicbrainz/dump/lines': 10000" in log]
     assert len(readers) == 1
     assert "'store/artists/inserted': 10000" in readers[0]

@@ -1,9 +1,9 @@
 """Distributed IGDB and TMDB runs on a real redis-server, against the local fakes (MusicBrainz:
 test_distributed_musicbrainz.py; the workers' helpers: distributed_workers.py).
 
-Three ``scrapy crawl`` workers share one Redis run and one SQLite store. Each worker sends
+Two ``scrapy crawl`` workers share one Redis run and one SQLite store. Each worker sends
 its own User-Agent, so the fake tells which worker sent a request: the kill tests hold one
-page in the fake, kill the worker that sent it (``kill -9``) and expect the survivors to
+page in the fake, kill the worker that sent it (``kill -9``) and expect the other to
 store every record all the same. In-process runs find in Redis what a dead worker left
 (keys recorded, nothing stored) and must ask for each kind of key again.
 """
@@ -76,7 +76,7 @@ def start_igdb_workers(
     )
 
 
-def test_three_igdb_workers_fetch_every_game_once_and_store_it(
+def test_igdb_workers_fetch_every_game_once_and_store_it(
     fake_server: FakeServer, redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
     fake = igdb_fake(fake_server, 240)
@@ -161,7 +161,7 @@ def test_igdb_workers_starting_together_get_one_token(
         fake_server, sample_games(20), requests_per_second=None, max_open=None, token_latency=1.0
     )
     sqlite_path = tmp_path / "shared.sqlite3"
-    # Three crawls of their own (own queue) on one account and one store: each one's first
+    # Crawls of their own (own queue) on one account and one store: each one's first
     # request needs a token at once, as after a deploy or when IGDB refuses the token.
     workers = start_workers(
         "igdb_games",
