@@ -42,8 +42,9 @@ class Terminal(io.StringIO):
 def slow_tmdb() -> Iterator[TmdbFake]:
     api, exports = FakeServer(latency=0.15).start(), FakeServer().start()
     fake = TmdbFake(api, exports, rate_limit=10_000)
+    fight_club = movie_550()
     for tmdb_id in range(1, 7):
-        fake.add_clone("movie", movie_550(), tmdb_id)
+        fake.add_clone("movie", fight_club, tmdb_id)
     yield fake
     api.stop()
     exports.stop()

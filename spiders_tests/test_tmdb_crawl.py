@@ -114,8 +114,9 @@ async def test_404_is_counted_not_an_error(
 async def test_401_closes_the_spider_at_once(
     tmdb: TmdbFake, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    fight_club = movie_550()
     for tmdb_id in range(1000, 1200):
-        tmdb.add_clone("movie", movie_550(), tmdb_id)
+        tmdb.add_clone("movie", fight_club, tmdb_id)
     wrong = {"TMDB_READ_ACCESS_TOKEN": "wrong-token"}
     settings = tmdb_settings(
         tmdb, sqlite_settings(tmp_path), tmp_path, CONCURRENT_REQUESTS=32, **wrong
@@ -169,8 +170,9 @@ async def test_5xx_then_success(tmdb: TmdbFake, tmp_path: Path) -> None:
 @deferred_f_from_coro_f
 async def test_429_honours_retry_after(tmdb: TmdbFake, tmp_path: Path) -> None:
     ids = list(range(2000, 2012))
+    fight_club = movie_550()
     for tmdb_id in ids:
-        tmdb.add_clone("movie", movie_550(), tmdb_id)
+        tmdb.add_clone("movie", fight_club, tmdb_id)
     tmdb.rate_limit = 4
     settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)
 
@@ -193,8 +195,9 @@ async def test_429_honours_retry_after(tmdb: TmdbFake, tmp_path: Path) -> None:
 @deferred_f_from_coro_f
 async def test_lists_mode_follows_pages_up_to_the_limit(tmdb: TmdbFake, tmp_path: Path) -> None:
     ids = list(range(7000, 7050))
+    fight_club = movie_550()
     for tmdb_id in ids:
-        tmdb.add_clone("movie", movie_550(), tmdb_id)
+        tmdb.add_clone("movie", fight_club, tmdb_id)
     tmdb.lists["movie/popular"] = ids  # 3 pages of 20
     tmdb.lists["trending/movie/week"] = [550, 7000]
     settings = tmdb_settings(tmdb, sqlite_settings(tmp_path), tmp_path)

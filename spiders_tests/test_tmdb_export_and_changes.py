@@ -154,8 +154,9 @@ async def test_export_backlog_keeps_the_scheduler_small_and_logs_progress(
 ) -> None:
     caplog.set_level(logging.INFO)
     ids = list(range(3000, 3060))
+    fight_club = movie_550()
     for tmdb_id in ids:
-        tmdb.add_clone("movie", movie_550(), tmdb_id)
+        tmdb.add_clone("movie", fight_club, tmdb_id)
     tmdb.add_export("movie_ids", utc_today(), [{"id": i, "popularity": 1.0} for i in ids])
     settings = tmdb_settings(
         tmdb, sqlite_settings(tmp_path), tmp_path, TMDB_START_BACKLOG=5, TMDB_PROGRESS_INTERVAL=0
@@ -220,8 +221,9 @@ async def test_changes_in_14_day_windows_all_pages_then_state_advances(
     since = utc_today() - timedelta(days=30)
     seed_state(store_settings, "tmdb_movies/changes", {"synced_through": since.isoformat()})
     ids = list(range(5000, 5150))
+    fight_club = movie_550()
     for tmdb_id in ids:
-        tmdb.add_clone("movie", movie_550(), tmdb_id)
+        tmdb.add_clone("movie", fight_club, tmdb_id)
         tmdb.add_change("movie", utc_today() - timedelta(days=2), tmdb_id)
     tmdb.add_change("movie", since + timedelta(days=3), 550)
     tmdb.add_change("movie", since + timedelta(days=3), 9999, adult=True)
@@ -256,8 +258,9 @@ async def test_changes_pages_past_the_2019_total_pages_lie(tmdb: TmdbFake, tmp_p
         store_settings, "tmdb_movies/changes", {"synced_through": utc_yesterday().isoformat()}
     )
     tmdb.changes_lie = True
+    fight_club = movie_550()
     for tmdb_id in range(6000, 6120):
-        tmdb.add_clone("movie", movie_550(), tmdb_id)
+        tmdb.add_clone("movie", fight_club, tmdb_id)
         tmdb.add_change("movie", utc_today(), tmdb_id)
     settings = tmdb_settings(tmdb, store_settings, tmp_path)
 

@@ -11,7 +11,6 @@ list pages of 20; gzip JSON-lines exports, 403 (S3) for a file not published.
 
 from __future__ import annotations
 
-import copy
 import gzip
 import json
 import re
@@ -148,9 +147,10 @@ class TmdbFake:
         self.records[kind][payload["id"]] = payload
 
     def add_clone(self, kind: str, payload: dict[str, Any], tmdb_id: int) -> dict[str, Any]:
-        """Serve a copy of a real record under another id (bulk catalogues for paging tests)."""
-        clone = copy.deepcopy(payload)
-        clone["id"] = tmdb_id
+        """Serve a copy of a real record under another id (bulk catalogues for paging tests).
+        The copy shares its nested parts (credits, keywords, …) with ``payload``: the fake only
+        reads records, and a deep copy of a whole movie costs 1.6 ms, a catalogue seconds."""
+        clone = {**payload, "id": tmdb_id}
         for field in ("title", "name"):
             if field in clone:
                 clone[field] = f"{clone[field]} #{tmdb_id}"
