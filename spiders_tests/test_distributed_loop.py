@@ -4,14 +4,11 @@ callbacks record is sent after them, in order, and kept until Redis has it."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import scrapy
@@ -21,6 +18,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 
 from contentcrawl.extensions.distributed.writes import PendingAdditions
 from spiders_tests.crawling import crawl
+from spiders_tests.redis_proxy import redis_proxy
 from spiders_tests.redis_server import free_port
 
 # How long the slow Redis holds each worker-state report (the run's SET of its state key):
@@ -38,53 +36,15 @@ class IdleSpider(scrapy.Spider):
         yield
 
 
-def _pump(source: socket.socket, target: socket.socket, slow_markers: tuple[bytes, ...]) -> None:
-    """Copy ``source`` to ``target`` until ``source`` ends, then end ``target``'s sending."""
-    try:
-        while chunk := source.recv(65536):
-            if slow_markers and all(marker in chunk for marker in slow_markers):
-                time.sleep(REDIS_DELAY)
-            target.sendall(chunk)
-        target.shutdown(socket.SHUT_WR)
-    except OSError:
-        return  # a side that resets the connection ends it as one that closes it does
-
-
-def _relay(client: socket.socket, server: socket.socket, slow_markers: tuple[bytes, ...]) -> None:
-    """Carry one connection both ways until both directions have ended, then close it: each
-    direction's thread closing both sockets would pull them from under the other's recv."""
-    answers = threading.Thread(target=_pump, args=(server, client, ()), daemon=True)
-    answers.start()
-    _pump(client, server, slow_markers)
-    answers.join()
-    client.close()
-    server.close()
-
-
-@contextmanager
-def slow_redis(redis_url: str, *slow_markers: bytes) -> Iterator[str]:
+def slow_redis(redis_url: str, *slow_markers: bytes) -> AbstractContextManager[str]:
     """A proxy to ``redis_url`` that holds every command holding all ``slow_markers`` for
     ``REDIS_DELAY`` s (scrapy-redis's scheduler, which blocks by design, goes at full speed)."""
-    upstream = urlsplit(redis_url)
-    listener = socket.create_server(("127.0.0.1", free_port()))
 
-    def accept() -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection((upstream.hostname, upstream.port))
-            threading.Thread(
-                target=_relay, args=(client, server, slow_markers), daemon=True
-            ).start()
+    def hold(chunk: bytes) -> None:
+        if all(marker in chunk for marker in slow_markers):
+            time.sleep(REDIS_DELAY)
 
-    threading.Thread(target=accept, daemon=True).start()
-    host, port = listener.getsockname()
-    try:
-        yield f"redis://{host}:{port}/0"
-    finally:
-        listener.close()
+    return redis_proxy(redis_url, hold)
 
 
 async def longest_stall(stop: asyncio.Event) -> float:

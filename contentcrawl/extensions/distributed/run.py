@@ -168,6 +168,8 @@ class DistributedRun:
                     self._finished = True
                     return
                 if await self._take_lock():
+                    if await self._ended_meanwhile():
+                        return
                     if self._seeding or await self.redis.exists(self.key("seeded")):
                         return
                     async for request_or_item in self._seed(source):
@@ -252,6 +254,18 @@ class DistributedRun:
             return True
         return await self._holds_lock()
 
+    async def _ended_meanwhile(self) -> bool:
+        """Whether the run ended before this worker took the lock it now holds: the run's
+        end marks it done, then deletes its keys, the lock and ``seeded`` among them, so
+        without this look the lock's new holder would seed the ended run again. An ended
+        run's lock is let go at once, for the next run."""
+        if not await self.redis.exists(self.key("done")):
+            return False
+        await self.redis.delete(self.key("lock"))
+        self._finished = True
+        self._wake_engine()
+        return True
+
     async def _holds_lock(self) -> bool:
         return await self.redis.get(self.key("lock")) == self.worker
 
@@ -314,7 +328,7 @@ class DistributedRun:
             return
         if await self._queue_length():
             self._wake_engine()
-        if not await self._take_lock():
+        if not await self._take_lock() or await self._ended_meanwhile():
             return
         await self._renew_lock()
         if self._seeding or self._reconciling:
