@@ -34,7 +34,7 @@ import pytest
 # Workers for the tests that are not timing ones (this machine: 2 cores).
 WORKERS = 4
 # The CPU priority (nice value) of those tests, their servers and child processes.
-NICENESS = 10
+NICENESS = 15
 
 
 @dataclass(frozen=True)
