@@ -189,8 +189,8 @@ class ChunkWorkers:
     breaks the pool: it is started again and the chunks in flight sent again; a chunk that
     breaks it a second time raises ``DumpWorkerError``. ``close()`` tells the workers to
     drop their chunks and returns at once. Chunks that turn out to be one (a dump of up to
-    ``DUMP_CHUNK_LINES`` lines) are worked in a thread of this process, and ``workers``
-    becomes 0.
+    ``DUMP_CHUNK_LINES`` lines, read with no ``ahead`` limit) are worked in a thread of this
+    process, and ``workers`` becomes 0.
     """
 
     def __init__(self, workers: int, log_level: int, preload: tuple[str, ...] = ()) -> None:
