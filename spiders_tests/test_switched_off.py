@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from scrapy import Spider
 from scrapy.crawler import Crawler
 from scrapy.utils.defer import deferred_f_from_coro_f
@@ -63,9 +64,25 @@ async def test_the_project_crawl_does_not_list_them() -> None:
     assert "CookiesMiddleware" not in listed(crawler, "DOWNLOADER_MIDDLEWARES")
 
 
+@pytest.mark.parametrize(
+    ("switch", "setting", "component", "built_in"),
+    [
+        ("COOKIES_ENABLED", "DOWNLOADER_MIDDLEWARES", "CookiesMiddleware", "downloader"),
+        ("TELNETCONSOLE_ENABLED", "EXTENSIONS", "TelnetConsole", "extensions"),
+        ("REMOTE_CONTROL_ENABLED", "EXTENSIONS", "RemoteControl", "extensions"),
+    ],
+)
 @deferred_f_from_coro_f
-async def test_a_switch_given_to_the_crawl_brings_its_component_back() -> None:
-    crawler = await crawl(StartsNothing, {"SPIDERMON_ENABLED": False, "COOKIES_ENABLED": True})
+async def test_a_switch_given_to_the_crawl_brings_its_component_back(
+    switch: str, setting: str, component: str, built_in: str
+) -> None:
+    # The remote control's job file goes to this test's own XDG state directory.
+    crawler = await crawl(StartsNothing, {"SPIDERMON_ENABLED": False, switch: True})
 
-    assert "CookiesMiddleware" in listed(crawler, "DOWNLOADER_MIDDLEWARES")
-    assert "CookiesMiddleware" in built(crawler.engine.downloader.middleware.middlewares)
+    assert component in listed(crawler, setting)
+    components = (
+        crawler.engine.downloader.middleware.middlewares
+        if built_in == "downloader"
+        else crawler.extensions.middlewares
+    )
+    assert component in built(components)
