@@ -168,8 +168,6 @@ class DistributedRun:
                     self._finished = True
                     return
                 if await self._take_lock():
-                    if await self._ended_meanwhile():
-                        return
                     if self._seeding or await self.redis.exists(self.key("seeded")):
                         return
                     async for request_or_item in self._seed(source):
@@ -249,21 +247,18 @@ class DistributedRun:
 
     # -- lock and worker states ---------------------------------------------------------------
     async def _take_lock(self) -> bool:
+        """Take the seed lock, or keep it; False while another worker holds it, or once the
+        run has ended. The run's end marks it done, then deletes its keys, the lock and
+        ``seeded`` among them: a lock found free may be an ended run's, which its new holder
+        would seed again. Such a lock is let go at once, for the next run."""
         lock = self.key("lock")
-        if await self.redis.set(lock, self.worker, nx=True, px=self.lock_ttl_ms):
-            return True
-        return await self._holds_lock()
-
-    async def _ended_meanwhile(self) -> bool:
-        """Whether the run ended before this worker took the lock it now holds: the run's
-        end marks it done, then deletes its keys, the lock and ``seeded`` among them, so
-        without this look the lock's new holder would seed the ended run again. An ended
-        run's lock is let go at once, for the next run."""
-        if not await self.redis.exists(self.key("done")):
+        if not await self.redis.set(lock, self.worker, nx=True, px=self.lock_ttl_ms):
+            return await self._holds_lock()
+        if await self.redis.exists(self.key("done")):
+            await self.redis.delete(lock)
+            self._finished = True
+            self._wake_engine()
             return False
-        await self.redis.delete(self.key("lock"))
-        self._finished = True
-        self._wake_engine()
         return True
 
     async def _holds_lock(self) -> bool:
@@ -328,7 +323,7 @@ class DistributedRun:
             return
         if await self._queue_length():
             self._wake_engine()
-        if not await self._take_lock() or await self._ended_meanwhile():
+        if not await self._take_lock():
             return
         await self._renew_lock()
         if self._seeding or self._reconciling:
