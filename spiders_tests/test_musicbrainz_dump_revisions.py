@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f
 
-from contentcrawl.sources.musicbrainz.lines import keyed_lines, line_revision
+from contentcrawl.sources.musicbrainz.lines import line_keys, line_revision, line_revisions
 from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
 from spiders_tests.conftest import read_store
 from spiders_tests.crawling import crawl, store_counts
@@ -44,7 +44,7 @@ def import_settings(store_settings: dict[str, Any], tmp_path: Path) -> dict[str,
     return dump_settings(store_settings, tmp_path, DUMP_WORKERS=2, DUMP_CHUNK_LINES=10)
 
 
-def test_keyed_lines_reads_each_lines_own_id_and_leaves_bad_lines_to_the_workers() -> None:
+def test_line_keys_reads_each_lines_own_id_and_none_where_it_cannot() -> None:
     # A release group whose artist credit (with the artist's id) comes before its own id.
     group = next(doc for doc in dump_docs("release-group") if next(iter(doc)) == "artist-credit")
     lines = [
@@ -55,10 +55,15 @@ def test_keyed_lines_reads_each_lines_own_id_and_leaves_bad_lines_to_the_workers
         (5, b""),
         (6, b'{"id": "00000000-0000-4000-8000-000000000006"}'),
     ]
-    assert keyed_lines(lines) == [
-        (0, group["id"], line_revision(lines[0][1])),
-        (5, "00000000-0000-4000-8000-000000000006", line_revision(lines[5][1])),
+    assert line_keys(lines) == [
+        group["id"],
+        None,
+        None,
+        None,
+        None,
+        "00000000-0000-4000-8000-000000000006",
     ]
+    assert line_revisions(lines) == [line_revision(line) for _, line in lines]
     # Any byte changed, another revision; always 63 bits.
     assert line_revision(b'{"id": "x"}') != line_revision(b'{"id":"x"}')
     assert 0 <= line_revision(lines[0][1]) < 2**63

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from contentcrawl.api.queries.mongo import MongoReadQueries
 from contentcrawl.store import COLLECTION_KEYS, Record, Store, StoreError
 from contentcrawl.store.base import UnknownCollectionError, content_hash
 from contentcrawl.store.mongo import MongoStore
+from contentcrawl.store.sqlite import SqliteStore
 from spiders_tests.conftest import open_store_for
 
 
@@ -348,6 +350,70 @@ def test_unchanged_keys_compares_each_key_with_its_own_revision(store: Store) ->
     assert store.unchanged_keys("artists", mixed) == {
         f"mbid-{n}" for n in range(1, 1200, 2) if n % 10 != 9
     }
+
+
+def test_held_revisions_are_those_of_live_records(store: Store) -> None:
+    """Digests of dump lines (63 bits, one a record), each asked with its line's key: a
+    revision is held while a record not flagged deleted has it. SQLite answers without the
+    keys."""
+    digests = [random.Random(n).getrandbits(63) for n in range(1300)]
+    artists = [
+        Record(
+            {"mbid": f"mbid-{n}", "name": f"Artist {n}"},
+            "musicbrainz",
+            # Every tenth from the API: no revision.
+            revision=None if n % 10 == 9 else digests[n],
+        )
+        for n in range(1200)
+    ]
+    artists.append(Record({"mbid": "mbid-top", "name": "Top"}, "musicbrainz", revision=2**63 - 1))
+    assert store.upsert_many("artists", artists).inserted == 1201
+    assert store.mark_deleted("artists", [f"mbid-{n}" for n in range(0, 1200, 100)]) == 12
+    numbers = list(range(1300))
+    random.Random(17).shuffle(numbers)
+    asked_keys: list[list[str | None]] = []
+
+    def held(revisions: list[int], keys: list[str | None]) -> set[int]:
+        def given_keys() -> list[str | None]:
+            asked_keys.append(keys)
+            return keys
+
+        return store.held_revisions("artists", revisions, given_keys)
+
+    own = held(
+        [digests[n] for n in numbers] + [2**63 - 1],
+        [f"mbid-{n}" for n in numbers] + ["mbid-top"],
+    )
+    assert own == {digests[n] for n in range(1200) if n % 10 != 9 and n % 100} | {2**63 - 1}
+    # A line asked twice, and one whose MBID could not be read (None: no record has it).
+    assert held([digests[1], 7, digests[1]], ["mbid-1", None, "mbid-1"]) == {digests[1]}
+    # A key's line changed: its new revision is not held.
+    assert held([digests[1] ^ 1], ["mbid-1"]) == set()
+    assert held([], []) == set()
+    assert bool(asked_keys) == isinstance(store, MongoStore)
+
+
+def test_sqlite_finds_held_revisions_by_an_index_a_reopened_older_store_gains(
+    tmp_path: Path,
+) -> None:
+    older = SqliteStore(tmp_path / "store.sqlite3")
+    older.open()
+    older.upsert_many("artists", [Record({"mbid": "mbid-1"}, "musicbrainz", revision=5)])
+    # A store from before the index.
+    older.connection.execute('DROP INDEX "artists_revision"')
+    older.close()
+
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    store.open()
+    statements: list[str] = []
+    store.connection.set_trace_callback(statements.append)
+    assert store.held_revisions("artists", [5, 6], list) == {5}
+    store.connection.set_trace_callback(None)
+    (query,) = statements
+    plan = " | ".join(row[3] for row in store.connection.execute(f"EXPLAIN QUERY PLAN {query}"))
+    store.close()
+    assert "INDEX artists_revision" in plan
+    assert "SCAN" not in plan
 
 
 def test_mongo_documents_have_their_key_as_id(store: Store) -> None:

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +41,11 @@ COLLECTION_KEYS: dict[str, str] = {
     "works": "ol_key",
     "authors": "ol_key",
 }
+
+# Collections whose records' revision is a digest of the dump line they came from
+# (MusicBrainz): a re-import finds the lines it already stored by their revision alone
+# (``held_revisions``), so a store that looks them up that way indexes their revisions.
+DIGEST_REVISIONS = frozenset({"artists", "albums"})
 
 META = "_meta"
 
@@ -422,6 +427,20 @@ class Store(ABC):
         revision of its own (MusicBrainz dump lines: a digest of the line).
         Records flagged deleted are left out: a dump line bringing one back is written
         again whatever its revision.
+        """
+
+    @abstractmethod
+    def held_revisions(
+        self, collection: str, revisions: Sequence[int], keys: Callable[[], Sequence[Any]]
+    ) -> set[int]:
+        """Those of ``revisions`` that a record of ``collection`` holds as its revision.
+
+        For the ``DIGEST_REVISIONS`` collections, whose revision is a digest of a dump
+        line: a held revision is that very line, stored. ``keys()`` gives the key of each
+        revision's line, in the same order (None where it cannot be read), to a store that
+        finds records faster by key than by revision (MongoDB: nx-27017 serves only
+        ``_id`` filters from an index); SQLite never asks, so its caller does not pay for
+        reading them (a JSON parse a line). Records flagged deleted are left out.
         """
 
 

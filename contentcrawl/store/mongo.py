@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from bson import ObjectId
@@ -375,24 +375,42 @@ class MongoStore(Store):
     def _unchanged_compared_here(self, collection: str, revisions: Mapping[Any, int]) -> set[Any]:
         """``unchanged_keys`` in one read of the keys' stored revisions, compared here.
 
-        For keys with a revision each (a digest of their dump line, MusicBrainz): a query
-        per revision would be a round trip per key, and an ``$or`` of one (key, revision)
-        branch per key is refused by nx-27017 past a thousand branches."""
+        For a chunk whose keys share few revisions: a query per revision would be a round
+        trip per key or so, and an ``$or`` of one (key, revision) branch per key is refused
+        by nx-27017 past a thousand branches."""
+        return {
+            key
+            for key, revision in self._stored_revisions(collection, list(revisions))
+            if revision == revisions[key]
+        }
+
+    def held_revisions(
+        self, collection: str, revisions: Sequence[int], keys: Callable[[], Sequence[Any]]
+    ) -> set[int]:
+        # By key: nx-27017 filters on any other field than _id in Python, document by
+        # document, and a chunk's look-up would read the whole collection.
+        asked: dict[Any, set[int]] = defaultdict(set)
+        for key, revision in zip(keys(), revisions, strict=True):
+            if key is not None:
+                asked[key].add(revision)
+        if not asked:
+            return set()
+        return {
+            revision
+            for key, revision in self._stored_revisions(collection, list(asked))
+            if revision in asked[key]
+        }
+
+    def _stored_revisions(self, collection: str, keys: Sequence[Any]) -> Iterator[tuple[Any, int]]:
+        """``(key, revision)`` of the records of ``keys`` not flagged deleted that have one."""
         key_field = key_field_of(collection)
         found = self.db[collection].find(
-            self._keys_filter(collection, list(revisions)),
+            self._keys_filter(collection, keys),
             # The whole (small) _meta, as _read_existing reads it (see there).
             {"_id": 0, key_field: 1, META: 1},
         )
-        unchanged: set[Any] = set()
         for document in found:
             meta = document.get(META, {})
-            key = document[key_field]
             revision = meta.get("revision")
-            if (
-                meta.get("deleted_at") is None
-                and revision is not None
-                and revision == revisions[key]
-            ):
-                unchanged.add(key)
-        return unchanged
+            if meta.get("deleted_at") is None and revision is not None:
+                yield document[key_field], revision

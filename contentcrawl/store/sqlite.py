@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from contentcrawl.private_files import FILE_MODE, make_dir, restrict
 from contentcrawl.store.base import (
     COLLECTION_KEYS,
+    DIGEST_REVISIONS,
     META,
     Existing,
     Store,
@@ -90,6 +91,13 @@ class SqliteStore(Store):
                     f'CREATE INDEX IF NOT EXISTS "{collection}_updated_at" '
                     f'ON "{collection}"(updated_at)'
                 )
+                if collection in DIGEST_REVISIONS:
+                    # Partial: held_revisions leaves deleted records out, and its query
+                    # must say so for SQLite to use the index.
+                    connection.execute(
+                        f'CREATE INDEX IF NOT EXISTS "{collection}_revision" '
+                        f'ON "{collection}"(revision) WHERE deleted_at IS NULL'
+                    )
             connection.execute(
                 "CREATE TABLE IF NOT EXISTS sync_state ("
                 "name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)"
@@ -338,6 +346,24 @@ class SqliteStore(Store):
                 for key, revision, deleted_at in rows
                 if deleted_at is None and revision is not None and revisions[key] == revision
             }
+
+    def held_revisions(
+        self, collection: str, revisions: Sequence[int], keys: Callable[[], Sequence[Any]]
+    ) -> set[int]:
+        key_field_of(collection)
+        distinct = list(set(revisions))
+        held: set[int] = set()
+        with self._lock:
+            for start in range(0, len(distinct), _MAX_PARAMS):
+                chunk = distinct[start : start + _MAX_PARAMS]
+                placeholders = ",".join("?" * len(chunk))
+                rows = self.connection.execute(
+                    f'SELECT revision FROM "{collection}" '
+                    f"WHERE revision IN ({placeholders}) AND deleted_at IS NULL",
+                    chunk,
+                )
+                held.update(revision for (revision,) in rows)
+        return held
 
 
 def _roll_back(connection: sqlite3.Connection) -> None:

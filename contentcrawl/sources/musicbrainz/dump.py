@@ -15,8 +15,8 @@ processes parse, map and make store records of (``DumpSpider.work_dump``), while
 (``mbdump/artist`` taken out of its archive, ``artist.jsonl``, ``release-group.json.gz``) is
 read the same way, its entity named by its file name. A file a complete earlier import read
 (same size and ETag/Last-Modified, or size and modification time) is not read again; in a
-file that is read, a line whose record the store holds at the line's digest is not worked
-again (``lines.keyed_lines``).
+file that is read, a line whose digest a stored record holds as its revision is not
+worked again (``Store.held_revisions``).
 """
 
 from __future__ import annotations
@@ -46,14 +46,14 @@ from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.items import ContentItem, Json
 from contentcrawl.redaction import redact_url
 from contentcrawl.scrapy_internals import spider_closing
-from contentcrawl.sources.dump_spider import lines_to_work
 from contentcrawl.sources.musicbrainz.lines import (
     EntityChunks,
     EntityLineWorker,
     EntityNote,
     Lines,
     Mapper,
-    keyed_lines,
+    line_keys,
+    line_revisions,
 )
 
 if TYPE_CHECKING:
@@ -312,11 +312,18 @@ class DumpImport:
         return held
 
     async def _changed_lines(self, lines: Lines, note: EntityNote) -> Lines:
-        """``lines`` less those whose record the store holds at the line's revision (one
+        """``lines`` less those whose digest a stored record holds as its revision (one
         query), counted in ``note.unchanged``."""
-        keyed = await asyncio.to_thread(keyed_lines, lines)
+        revisions = await asyncio.to_thread(line_revisions, lines)
         collection = self.item_classes[note.entity].collection
-        changed = await lines_to_work(self.spider.crawler, collection, lines, keyed)
+        held = await crawl_store(self.spider.crawler).run(
+            lambda store: store.held_revisions(collection, revisions, lambda: line_keys(lines))
+        )
+        if not held:
+            return lines
+        changed = [
+            line for line, revision in zip(lines, revisions, strict=True) if revision not in held
+        ]
         note.unchanged = len(lines) - len(changed)
         return changed
 

@@ -7,8 +7,8 @@ the lines of one entity, those of an entity without a mapper only counted. The w
 A line carries no revision nor last-modified date (it is the entity JSON ws/2 answers a
 lookup with, in no fixed key order), so its revision is a digest of its bytes
 (``line_revision``), stored as the record's ``_meta.revision``. On a re-import the crawl
-reads each line's MBID and digest (``keyed_lines``) and skips, before the workers, the lines
-whose record the store holds at that digest: any changed byte makes a new one.
+takes each line's digest and skips, before the workers, the lines whose digest a stored
+record holds (``Store.held_revisions``): any changed byte makes a new one.
 """
 
 from __future__ import annotations
@@ -60,23 +60,28 @@ def line_revision(line: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(line, digest_size=8).digest()) >> 1
 
 
-def keyed_lines(lines: Lines) -> list[tuple[int, str, int]]:
-    """``(index, MBID, revision)`` of the lines whose top-level ``id`` reads well; a line
-    that does not is left to the workers, which count it as bad.
+def line_revisions(lines: Lines) -> list[int]:
+    """``line_revision`` of each line."""
+    return [line_revision(line) for _, line in lines]
+
+
+def line_keys(lines: Lines) -> list[str | None]:
+    """The MBID of each line, its top-level ``id``; None for a line where it does not read
+    well (the workers count such a line as bad).
 
     orjson reads a whole line as fast as a scan for its top-level ``"id"`` (which may come
-    after the ids of nested entities) would; a line it refuses is worked, never skipped.
+    after the ids of nested entities) would.
     """
-    keyed = []
-    for index, (_, line) in enumerate(lines):
+    keys: list[str | None] = []
+    for _, line in lines:
         try:
             doc = orjson.loads(line)
         except orjson.JSONDecodeError:
+            keys.append(None)
             continue
         key = doc.get("id") if isinstance(doc, dict) else None
-        if isinstance(key, str):
-            keyed.append((index, key, line_revision(line)))
-    return keyed
+        keys.append(key if isinstance(key, str) else None)
+    return keys
 
 
 @dataclass
