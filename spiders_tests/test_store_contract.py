@@ -442,7 +442,11 @@ def test_mongo_collection_with_object_ids_reads_and_writes_as_one_keyed_by_id(
     keyed = MongoStore(store_settings["MONGO_URI"], f"{store_settings['MONGO_DATABASE']}_id")
     earlier = MongoStore(store_settings["MONGO_URI"], f"{store_settings['MONGO_DATABASE']}_oid")
     with keyed, earlier:
-        first = [book_with_pages(pages, f"OL{pages}M") for pages in range(1, 6)]
+        # Revisions as digests of dump lines would be: one a record.
+        first = [
+            Record(book_with_pages(pages, f"OL{pages}M").content, "openlibrary", revision=pages)
+            for pages in range(1, 6)
+        ]
         keyed.upsert_many("books", first)
         # What an earlier version stored: the same documents, given ObjectIds by the driver.
         earlier.db["books"].insert_many(list(keyed.iter_documents("books")))
@@ -463,6 +467,7 @@ def test_mongo_collection_with_object_ids_reads_and_writes_as_one_keyed_by_id(
                     store.get("books", "/books/OL2M"),
                     store.unchanged_keys("books", dict.fromkeys(keys, 3)),
                     store.existing_keys("books", keys),
+                    store.held_revisions("books", range(8), lambda: keys),
                     store.fetched_times("books", keys),
                     store.count("books"),
                     MongoReadQueries(store.db).get_many("books", keys, ["number_of_pages"]),
@@ -470,6 +475,8 @@ def test_mongo_collection_with_object_ids_reads_and_writes_as_one_keyed_by_id(
             )
         assert answers[0] == answers[1]
         assert len(answers[0][0]) == 6
+        # 2 was rewritten without a revision, 3 deleted.
+        assert answers[0][4] == {1, 4, 5}
         live = answers[0][-1]
         assert sorted(live) == [f"/books/OL{pages}M" for pages in (1, 2, 4, 5, 6)]
         assert live["/books/OL2M"]["number_of_pages"] == 20

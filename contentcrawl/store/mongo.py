@@ -389,17 +389,21 @@ class MongoStore(Store):
     ) -> set[int]:
         # By key: nx-27017 filters on any other field than _id in Python, document by
         # document, and a chunk's look-up would read the whole collection.
-        asked: dict[Any, set[int]] = defaultdict(set)
-        for key, revision in zip(keys(), revisions, strict=True):
-            if key is not None:
-                asked[key].add(revision)
+        asked = list({key for key in keys() if key is not None})
         if not asked:
             return set()
-        return {
-            revision
-            for key, revision in self._stored_revisions(collection, list(asked))
-            if revision in asked[key]
-        }
+        if self.keyed_by_id(collection):
+            # The server reads the revisions out of the documents (nx-27017: in SQL, ~8 µs
+            # a key) instead of sending each document back (~33 µs, projection or not).
+            stored = set(
+                self.db[collection].distinct(
+                    f"{META}.revision",
+                    {"_id": {"$in": asked}, f"{META}.deleted_at": {"$eq": None}},
+                )
+            )
+        else:
+            stored = {revision for _, revision in self._stored_revisions(collection, asked)}
+        return stored.intersection(revisions)
 
     def _stored_revisions(self, collection: str, keys: Sequence[Any]) -> Iterator[tuple[Any, int]]:
         """``(key, revision)`` of the records of ``keys`` not flagged deleted that have one."""
