@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
     from contentcrawl.sources.dump_spider import DumpTally
+    from contentcrawl.store import Store
 
 DATA_PREFIX = "mbdump/"
 # Members outside mbdump/ up to this size are kept as metadata (TIMESTAMP and friends).
@@ -314,11 +315,15 @@ class DumpImport:
     async def _changed_lines(self, lines: Lines, note: EntityNote) -> Lines:
         """``lines`` less those whose digest a stored record holds as its revision (one
         query), counted in ``note.unchanged``."""
-        revisions = await asyncio.to_thread(line_revisions, lines)
         collection = self.item_classes[note.entity].collection
-        held = await crawl_store(self.spider.crawler).run(
-            lambda store: store.held_revisions(collection, revisions, lambda: line_keys(lines))
-        )
+
+        def held_lines(store: Store) -> tuple[list[int], set[int]]:
+            # The digests are taken on the store's thread: one trip between threads a chunk
+            # fewer (~0.25 ms, where a forced re-import costs ~5 ms a chunk of 1,000 lines).
+            revisions = line_revisions(lines)
+            return revisions, store.held_revisions(collection, revisions, lambda: line_keys(lines))
+
+        revisions, held = await crawl_store(self.spider.crawler).run(held_lines)
         if not held:
             return lines
         changed = [
