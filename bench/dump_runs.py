@@ -72,6 +72,20 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_pid(workdir: Path) -> int | None:
+    """The nx-27017 that ``running_mongo`` started in ``workdir``, if it did (its pid file)."""
+    pid_file = workdir / "nx.pid"
+    return int(pid_file.read_text()) if pid_file.exists() else None
+
+
+def cpu_shares(run: Run) -> str:
+    server = run.server_cpu_seconds or 0.0
+    return (
+        f"crawl CPU {run.cpu_seconds:.1f} s, server CPU {server:.1f} s "
+        f"({server / run.seconds:.0%} of the {run.seconds:.1f} s elapsed)"
+    )
+
+
 def store_of(env: dict[str, str], workdir: Path, name: str) -> dict[str, str]:
     """A fresh store for one series of runs: a SQLite file, or a MongoDB database."""
     if env.get("MONGO_URI"):

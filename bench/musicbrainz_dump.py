@@ -10,7 +10,9 @@ first import with ``DUMP_WORKERS=2`` against one process (``DUMP_WORKERS=0``; ta
 with the per-core scaling), the re-import of the same file with ``-a force=1`` against the
 first (<= 0.15: every line is skipped before the workers, its record holding the line's
 digest), the same file without force (not read: <= 2 s) and the peak RSS growth from
-``--small`` to ``--lines`` lines (< 50 MB). The same for MongoDB with ``--mongo-lines``.
+``--small`` to ``--lines`` lines (< 50 MB). The same for MongoDB with ``--mongo-lines``,
+with the server's CPU when the bench started it, and the speed-up that CPU leaves 2 workers
+at best: nx-27017 answers one request at a time, on the machine's cores.
 
     python bench/musicbrainz_dump.py [--lines 100000] [--small 20000] [--mongo-lines 20000]
 
@@ -31,7 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # A developer's .env must not change the figures.
 os.environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
 
-from dump_runs import Run, crawl_env, describe, import_series, verdict
+from dump_runs import (
+    Run,
+    cpu_shares,
+    crawl_env,
+    describe,
+    import_series,
+    server_pid,
+    verdict,
+)
 from dump_runs import crawl as crawl_dump
 
 from spiders_tests.fakes.musicbrainz_samples import dump_lines, generated_docs, write_archive
@@ -40,9 +50,24 @@ from spiders_tests.mongo_server import running_mongo
 RSS_GROWTH_LIMIT_MB = 50.0
 
 
-def crawl(dump: Path, env: dict[str, str], workdir: Path, *arguments: str) -> Run:
+def crawl(
+    dump: Path, env: dict[str, str], workdir: Path, *arguments: str, server: int | None = None
+) -> Run:
     """``scrapy crawl musicbrainz_artists`` of ``dump`` (see ``dump_runs.crawl``)."""
-    return crawl_dump("musicbrainz_artists", "artists", dump, env, workdir, *arguments)
+    return crawl_dump(
+        "musicbrainz_artists", "artists", dump, env, workdir, *arguments, server=server
+    )
+
+
+def server_ceiling(label: str, one: Run) -> str:
+    """The best speed-up of 2 workers over the one-process run ``one`` when the server
+    answers one request at a time (nx-27017): no import ends before the server has spent
+    the CPU that storing these records costs it."""
+    server = one.server_cpu_seconds or 0.0
+    return (
+        f"{label} the server answers one request at a time: 2 workers can reach at best "
+        f"{one.seconds / server:.2f}x the 1 process; 1 process: {cpu_shares(one)}"
+    )
 
 
 def generate(workdir: Path, lines: int) -> Path:
@@ -94,7 +119,13 @@ def main() -> None:
                 else generate(workdir, args.mongo_lines)
             )
             with running_mongo(workdir) as uri:
-                import_series(crawl, "MongoDB", mongo_dump, crawl_env(MONGO_URI=uri), workdir)
+                server = server_pid(workdir)
+                imports = import_series(
+                    crawl, "MongoDB", mongo_dump, crawl_env(MONGO_URI=uri), workdir, server=server
+                )
+                if server:
+                    print(server_ceiling("MongoDB", imports.one))
+                    print(f"MongoDB first import, 2 workers: {cpu_shares(imports.two)}")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # A developer's .env must not change the figures.
 os.environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
 
-from dump_runs import Run, crawl_env, describe, import_series, verdict
+from dump_runs import (
+    Run,
+    cpu_shares,
+    crawl_env,
+    describe,
+    import_series,
+    server_pid,
+    verdict,
+)
 from dump_runs import crawl as crawl_dump
 from scrapy.utils.test import get_crawler
 
@@ -164,12 +172,6 @@ def crawl(
     return crawl_dump("openlibrary_books", "books", dump, env, workdir, *arguments, server=server)
 
 
-def server_pid(workdir: Path) -> int | None:
-    """The nx-27017 that ``running_mongo`` started in ``workdir``, if it did (its pid file)."""
-    pid_file = workdir / "nx.pid"
-    return int(pid_file.read_text()) if pid_file.exists() else None
-
-
 def next_month(dump: Path, lines: int, workdir: Path) -> Path:
     """The same dump with every 20th line at a new revision (5 %), the rest untouched."""
     every = round(1 / NEXT_MONTH_CHANGED)
@@ -228,14 +230,6 @@ def ceiling(label: str, one: Run, writer_seconds: float) -> str:
         f"{label} one writer alone: {writer_seconds:.1f} s (revision lookups + upserts of the "
         f"same records, made beforehand); 2 workers can reach at best "
         f"{one.seconds / writer_seconds:.2f}x the 1 process; 1 process: {cpu_shares(one)}"
-    )
-
-
-def cpu_shares(run: Run) -> str:
-    server = run.server_cpu_seconds or 0.0
-    return (
-        f"crawl CPU {run.cpu_seconds:.1f} s, server CPU {server:.1f} s "
-        f"({server / run.seconds:.0%} of the {run.seconds:.1f} s elapsed)"
     )
 
 
