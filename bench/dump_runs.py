@@ -17,6 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKERS_TARGET = 1.7
 FORCE_TARGET = 0.15
 UNCHANGED_LIMIT_S = 2.0
+NEXT_MONTH_TARGET = 0.25
+# The share of a next-month dump's lines at a new revision.
+NEXT_MONTH_CHANGED = 0.05
 
 
 @dataclass

@@ -44,6 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ["CONTENTCRAWL_ENV_FILE"] = os.devnull
 
 from dump_runs import (
+    NEXT_MONTH_CHANGED,
+    NEXT_MONTH_TARGET,
     Run,
     cpu_shares,
     crawl_env,
@@ -69,8 +71,6 @@ STORE_BATCH = 500  # STORE_BATCH_SIZE's default
 CHUNK_LINES = 1000  # DUMP_CHUNK_LINES's default
 SPEED_TARGET = 0.5
 RSS_GROWTH_LIMIT_MB = 50.0
-NEXT_MONTH_TARGET = 0.25
-NEXT_MONTH_CHANGED = 0.05
 FULL_DUMP_LINES = 55_000_000
 
 
