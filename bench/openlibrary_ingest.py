@@ -58,8 +58,8 @@ from dump_runs import crawl as crawl_dump
 from scrapy.utils.test import get_crawler
 
 from contentcrawl.dumps import DumpFile, fewer_gc_passes, format_duration
-from contentcrawl.pipelines.store import to_record
 from contentcrawl.pipelines.validation import ValidationPipeline
+from contentcrawl.records import to_record
 from contentcrawl.sources.openlibrary import book_from_edition, parse_line
 from contentcrawl.store import Record, Store
 from contentcrawl.store.mongo import MongoStore

@@ -11,16 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from contentcrawl.items import ContentItem
-from contentcrawl.pipelines.store import to_record
+from contentcrawl.records import to_record
 from contentcrawl.sources.igdb import game_item
 from contentcrawl.sources.musicbrainz import album_item, artist_item
 from contentcrawl.sources.openlibrary import (
-    AuthorNames,
     author_from_doc,
     book_from_edition,
     parse_line,
     work_from_doc,
 )
+from contentcrawl.sources.openlibrary.spider import AuthorNames
 from contentcrawl.sources.tmdb import map_movie, map_person, map_series
 from contentcrawl.store import Store
 

@@ -13,7 +13,7 @@ from scrapy.settings import Settings
 
 from contentcrawl.api.app import create_app
 from contentcrawl.api.read_indexes import READ_MODELS, ensure_read_indexes
-from contentcrawl.pipelines.store import to_record
+from contentcrawl.records import to_record
 from contentcrawl.sources.tmdb import map_movie
 from contentcrawl.store import Store
 from contentcrawl.store.sqlite import SqliteStore

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from contentcrawl.items import ITEM_CLASSES
-from contentcrawl.pipelines.store import PROVENANCE_FIELDS
+from contentcrawl.records import PROVENANCE_FIELDS
 from contentcrawl.renamed_settings import RENAMED_SETTINGS
 from spiders_tests.crawling import PROJECT, child_env, run_scrapy
 

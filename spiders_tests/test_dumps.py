@@ -25,13 +25,13 @@ from contentcrawl.dumps import (
     DownloadResult,
     DumpFile,
     DumpReadError,
-    ItemFlow,
     Progress,
     Validators,
     download_dump,
     dump_file_name,
     fewer_gc_passes,
 )
+from contentcrawl.dumps.crawl import ItemFlow
 from contentcrawl.redaction import basic_auth
 from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider
 from spiders_tests.crawling import crawl, make_crawler

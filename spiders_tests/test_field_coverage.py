@@ -21,8 +21,8 @@ from scrapy import Spider
 from scrapy.utils.test import get_crawler
 
 from contentcrawl.items import ContentItem
-from contentcrawl.pipelines.store import to_record
-from contentcrawl.pipelines.validation import ValidationPipeline, field_types
+from contentcrawl.pipelines.validation import ValidationPipeline
+from contentcrawl.records import to_record
 from contentcrawl.sources.igdb import GAME_FIELDS, game_item
 from contentcrawl.sources.musicbrainz import album_item, artist_item
 from contentcrawl.sources.openlibrary import (
@@ -33,6 +33,7 @@ from contentcrawl.sources.openlibrary import (
     work_from_doc,
 )
 from contentcrawl.sources.tmdb import map_movie, map_person, map_series
+from contentcrawl.validation import field_types
 from spiders_tests.conftest import DATA
 
 IMAGES = "https://image.tmdb.org/t/p/w500"

@@ -17,12 +17,12 @@ from contentcrawl.sources.musicbrainz import (
     album_item,
     artist_item,
     is_mbid,
-    split_list,
     user_agent,
 )
 from contentcrawl.sources.musicbrainz.dump import ArchiveLines, is_archive, plain_entity
 from contentcrawl.sources.musicbrainz.lines import BadLineError, parse_entity_line
 from contentcrawl.sources.musicbrainz.queries import browse_url, lookup_url, search_url
+from contentcrawl.sources.musicbrainz.spider import split_list
 from contentcrawl.store.base import content_hash
 from spiders_tests.fakes.musicbrainz import shuffled
 from spiders_tests.fakes.musicbrainz_samples import (

@@ -18,8 +18,8 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 from contentcrawl.batches import ItemBatch
 from contentcrawl.items import BookItem, ContentItem, GameItem, MovieItem, WorkItem
 from contentcrawl.pipelines.store import SavedBatches
-from contentcrawl.pipelines.validation import blank_to_none, checked_key
 from contentcrawl.store import Record, Store
+from contentcrawl.validation import blank_to_none, checked_key
 from spiders_tests.conftest import open_store_for
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.server import FakeResponse, FakeServer

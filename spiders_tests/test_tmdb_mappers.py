@@ -9,7 +9,7 @@ import pytest
 from itemadapter import ItemAdapter
 
 from contentcrawl.items import MovieItem
-from contentcrawl.pipelines.store import to_record
+from contentcrawl.records import to_record
 from contentcrawl.sources.tmdb import (
     RecordFilters,
     change_windows,

@@ -14,8 +14,8 @@ import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f
 
 from contentcrawl.items import MovieItem, SeriesItem
-from contentcrawl.pipelines.validation import coerce_scalar, field_types
 from contentcrawl.sources.tmdb import map_movie, map_series
+from contentcrawl.validation import coerce_scalar, field_types
 from spiders_tests.conftest import read_store
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.tmdb import load, movie_550

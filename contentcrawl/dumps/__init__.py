@@ -4,10 +4,10 @@ Dumps are many gigabytes, so nothing here holds a whole file in memory, and noth
 the reactor: ``download_dump`` and reads of a ``DumpFile`` are blocking calls meant for a
 worker thread (``asyncio.to_thread``). ``download`` fetches (resumable, conditional),
 ``read`` opens and reads a local file, ``crawl`` joins both to a running crawl; the spiders
-that import dumps build on ``contentcrawl.sources.dump_spider.DumpSpider``.
+that import dumps build on ``contentcrawl.sources.dump_spider.DumpSpider``. This package
+imports no Scrapy (``crawl`` does, and is imported by name): the dump workers import it.
 """
 
-from contentcrawl.dumps.crawl import ItemFlow, fetch_dump, import_failed
 from contentcrawl.dumps.download import (
     CHUNK_SIZE,
     DownloadCancelledError,
@@ -37,16 +37,13 @@ __all__ = [
     "DownloadResult",
     "DumpFile",
     "DumpReadError",
-    "ItemFlow",
     "Progress",
     "Validators",
     "download_dump",
     "dump_file_name",
-    "fetch_dump",
     "fewer_gc_passes",
     "format_bytes",
     "format_duration",
-    "import_failed",
     "is_url",
     "local_path",
 ]

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from contentcrawl.dumps.read import IMPORT_GC_THRESHOLD
-from contentcrawl.pipelines.store import UnstorableItem, to_record
-from contentcrawl.pipelines.validation import ValidationPipeline
+from contentcrawl.records import UnstorableRecordError, to_record
+from contentcrawl.validation import RecordValidator
 
 if TYPE_CHECKING:
     from multiprocessing.synchronize import Event
@@ -83,7 +83,7 @@ class LineWork(Protocol):
 
 _logged: list[tuple[str, int, str]] = []
 _stop: Event | None = None
-_validator: ValidationPipeline | None = None
+_validator: RecordValidator | None = None
 
 
 class _CollectLogs(logging.Handler):
@@ -146,7 +146,7 @@ def prepared_records(items: list[ContentItem], stats: Tally) -> list[WorkedRecor
     global _validator
     if _validator is None:
         # One per process: its once-per-reason WARNINGs hold across chunks.
-        _validator = ValidationPipeline.counting_into(stats)
+        _validator = RecordValidator(stats)
     _validator.stats = stats
     records: list[WorkedRecord] = []
     for item in items:
@@ -154,7 +154,7 @@ def prepared_records(items: list[ContentItem], stats: Tally) -> list[WorkedRecor
             continue
         try:
             record = to_record(item)
-        except UnstorableItem as error:
+        except UnstorableRecordError as error:
             stats.inc_value("item_dropped_count")
             stats.inc_value("item_dropped_reasons_count/UnstorableItem")
             logging.getLogger("contentcrawl.pipelines.store").warning(

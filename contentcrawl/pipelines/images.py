@@ -37,7 +37,7 @@ from contentcrawl.batches import records_of
 from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.items import ITEM_CLASSES, ContentItem
 from contentcrawl.pacing import DOWNLOAD_DEADLINE, host_slot
-from contentcrawl.pipelines.store import to_record
+from contentcrawl.records import to_record
 from contentcrawl.redaction import redact_text
 from contentcrawl.store.base import META
 

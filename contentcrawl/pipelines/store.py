@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -19,6 +18,7 @@ from contentcrawl.batches import DeletionMark, ItemBatch, PreparedBatch
 from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.items import ContentItem
 from contentcrawl.private_files import make_dir, open_private
+from contentcrawl.records import UnstorableRecordError, to_record
 from contentcrawl.redaction import redact_text
 from contentcrawl.store import (
     Record,
@@ -28,7 +28,7 @@ from contentcrawl.store import (
     StoreUnavailableError,
     UpsertResult,
 )
-from contentcrawl.store.base import COLLECTION_KEYS, utc_now
+from contentcrawl.store.base import COLLECTION_KEYS
 
 if TYPE_CHECKING:
     from typing import Self
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Provenance fields of ContentItem: they go to _meta, not into the record's content.
-PROVENANCE_FIELDS = ("revision", "fetched_at")
 # The close reason of a crawl whose store ran out of room.
 STORE_FULL = "store_full"
 
@@ -120,7 +118,7 @@ class StorePipeline:
             for record in item.items:
                 try:
                     self._buffers[record.collection].append(to_record(record))
-                except UnstorableItem as error:
+                except UnstorableRecordError as error:
                     # One bad record must not cost its batch: counted like a dropped item.
                     self.stats.inc_value("item_dropped_count")
                     self.stats.inc_value("item_dropped_reasons_count/UnstorableItem")
@@ -132,7 +130,10 @@ class StorePipeline:
             for collection, count in received.items():
                 self.stats.inc_value(f"store/{collection}/received", count)
         elif isinstance(item, ContentItem):
-            self._buffers[item.collection].append(to_record(item))
+            try:
+                self._buffers[item.collection].append(to_record(item))
+            except UnstorableRecordError as error:
+                raise UnstorableItem(str(error)) from None
             self.stats.inc_value(f"store/{item.collection}/received")
         else:
             raise UnstorableItem(f"not a ContentItem: {type(item).__name__}")
@@ -467,32 +468,3 @@ def upsert_isolating(
         result.updated += outcome.updated
         result.unchanged += outcome.unchanged
     return result, refused, last_error
-
-
-def to_record(item: ContentItem) -> Record:
-    """The store record for an item: content without provenance fields, hash computed."""
-    # A shallow copy of the dataclass's fields: items hold plain JSON values and are not
-    # changed after this last pipeline, so ItemAdapter.asdict()'s deep copy (tens of ms on a
-    # large movie) is waste.
-    content = dict(vars(item))
-    revision = content.pop("revision", None)
-    fetched_at = content.pop("fetched_at", None) or utc_now()
-    try:
-        try:
-            return Record(content, item.source, fetched_at=fetched_at, revision=revision)
-        except UnicodeEncodeError:
-            # A lone surrogate (JSON's "\ud800" escapes decode to one) has no UTF-8 form,
-            # so no store can take the text: replaced by U+FFFD, the record is kept.
-            content = without_lone_surrogates(content)
-            return Record(content, item.source, fetched_at=fetched_at, revision=revision)
-    except (TypeError, ValueError) as error:
-        key = content.get(item.key_field)
-        raise UnstorableItem(f"{item.collection} {key!r} is not JSON: {error}") from None
-
-
-def without_lone_surrogates(content: dict[str, Any]) -> dict[str, Any]:
-    """``content`` with every lone surrogate in its text replaced by U+FFFD."""
-    return json.loads(_LONE_SURROGATE.sub("\ufffd", json.dumps(content, ensure_ascii=False)))
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")

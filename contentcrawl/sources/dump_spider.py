@@ -13,15 +13,8 @@ from scrapy import signals
 from scrapy.exceptions import CloseSpider
 
 from contentcrawl.batches import ItemBatch, PreparedBatch
-from contentcrawl.dumps import (
-    DownloadError,
-    DownloadResult,
-    DumpFile,
-    ItemFlow,
-    Progress,
-    fetch_dump,
-    import_failed,
-)
+from contentcrawl.dumps import DownloadError, DownloadResult, DumpFile, Progress
+from contentcrawl.dumps.crawl import ItemFlow, fetch_dump, import_failed
 from contentcrawl.dumps.workers import (
     ChunkWorkers,
     DumpWorkerError,

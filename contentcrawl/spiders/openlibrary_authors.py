@@ -7,7 +7,8 @@ from functools import partial
 from typing import ClassVar
 
 from contentcrawl.items import AuthorItem, ContentItem
-from contentcrawl.sources.openlibrary import OpenLibraryDumpSpider, author_from_doc
+from contentcrawl.sources.openlibrary import author_from_doc
+from contentcrawl.sources.openlibrary.spider import OpenLibraryDumpSpider
 
 
 class OpenLibraryAuthorsSpider(OpenLibraryDumpSpider):

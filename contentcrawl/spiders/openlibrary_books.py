@@ -8,8 +8,9 @@ from typing import Any, ClassVar
 
 from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.items import BookItem, ContentItem
-from contentcrawl.sources.openlibrary import AuthorNames, OpenLibraryDumpSpider, book_from_edition
+from contentcrawl.sources.openlibrary import book_from_edition
 from contentcrawl.sources.openlibrary.lines import add_author_names, author_keys_in
+from contentcrawl.sources.openlibrary.spider import AuthorNames, OpenLibraryDumpSpider
 from contentcrawl.store import Store
 
 

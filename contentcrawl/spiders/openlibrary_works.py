@@ -7,7 +7,8 @@ from functools import partial
 from typing import ClassVar
 
 from contentcrawl.items import ContentItem, WorkItem
-from contentcrawl.sources.openlibrary import OpenLibraryDumpSpider, work_from_doc
+from contentcrawl.sources.openlibrary import work_from_doc
+from contentcrawl.sources.openlibrary.spider import OpenLibraryDumpSpider
 
 
 class OpenLibraryWorksSpider(OpenLibraryDumpSpider):

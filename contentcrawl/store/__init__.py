@@ -1,6 +1,8 @@
 """Stores: where records live. ``open_store`` picks MongoDB or the SQLite default."""
 
-from scrapy.settings import BaseSettings
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from contentcrawl.store.base import (
     COLLECTION_KEYS,
@@ -12,6 +14,9 @@ from contentcrawl.store.base import (
     UpsertResult,
     key_field_of,
 )
+
+if TYPE_CHECKING:
+    from scrapy.settings import BaseSettings
 
 
 def build_store(settings: BaseSettings) -> Store:

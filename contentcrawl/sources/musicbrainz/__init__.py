@@ -29,14 +29,11 @@ and give the API crawl a URL in ``queries``, a request and a ``parse_<thing>`` c
 
 from contentcrawl.sources.musicbrainz.mappers import album_item, artist_item, is_mbid, rating
 from contentcrawl.sources.musicbrainz.queries import user_agent
-from contentcrawl.sources.musicbrainz.spider import MusicBrainzSpider, split_list
 
 __all__ = [
-    "MusicBrainzSpider",
     "album_item",
     "artist_item",
     "is_mbid",
     "rating",
-    "split_list",
     "user_agent",
 ]

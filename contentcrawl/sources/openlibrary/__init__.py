@@ -44,13 +44,10 @@ from contentcrawl.sources.openlibrary.mappers import (
     work_author_keys,
     work_from_doc,
 )
-from contentcrawl.sources.openlibrary.spider import AuthorNames, OpenLibraryDumpSpider
 
 __all__ = [
-    "AuthorNames",
     "BadLineError",
     "DumpLine",
-    "OpenLibraryDumpSpider",
     "as_int",
     "author_from_doc",
     "best_date",

@@ -16,14 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from scrapy.exceptions import CloseSpider
 
-from contentcrawl.dumps import (
-    DownloadError,
-    DumpFile,
-    DumpReadError,
-    ItemFlow,
-    fetch_dump,
-    import_failed,
-)
+from contentcrawl.dumps import DownloadError, DumpFile, DumpReadError
+from contentcrawl.dumps.crawl import ItemFlow, fetch_dump, import_failed
 from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.items import ContentItem, Json
 from contentcrawl.redaction import redact_url
