@@ -134,6 +134,82 @@ async def test_a_chunk_that_kills_its_worker_twice_fails_cleanly(tmp_path: Path)
     assert results == [0]
 
 
+@deferred_f_from_coro_f
+async def test_short_chunks_go_ahead_by_their_lines_not_their_number() -> None:
+    """A re-import's chunks hold only their changed lines: ``in_flight`` chunks' worth of
+    lines go ahead of a slow one, not ``in_flight`` chunks."""
+    workers = ChunkWorkers(2, 20, chunk_lines=10)
+    asked: list[int] = []
+
+    async def one_line_chunks() -> AsyncIterator[tuple[list[tuple[int, bytes]], int, int]]:
+        for number in range(100):
+            asked.append(number)
+            yield [(number + 1, b"line")], number, number
+
+    asked_by_first_result = None
+    try:
+        async for _ in workers.worked(SlowFirst(), one_line_chunks(), asyncio.Event()):
+            if asked_by_first_result is None:
+                asked_by_first_result = len(asked)
+    finally:
+        workers.close()
+    # 4 chunks in flight (2 workers) of up to 10 lines: 40 one-line chunks before the first
+    # result (SlowFirst holds chunk 0 for 0.3 s); then each result lets one more go.
+    assert asked_by_first_result == 4 * 10
+    assert len(asked) == 100
+
+
+# A fresh process (a fork server of its own) whose workers import Scrapy: a slow start.
+EVENT_LOOP_DURING_THE_START = """
+import asyncio, logging, time
+from contentcrawl.dumps.workers import ChunkWorkers, WorkedChunk
+from spiders_tests.test_dump_workers import WhereWorked
+
+async def main():
+    ticks = [time.monotonic()]
+
+    async def tick():
+        while True:
+            await asyncio.sleep(0.005)
+            ticks.append(time.monotonic())
+
+    ticker = asyncio.ensure_future(tick())
+    workers = ChunkWorkers(2, logging.INFO, preload=("scrapy.crawler",))
+    started = time.monotonic()
+
+    async def chunks():
+        for number in range(2):
+            yield [(number + 1, b"line")], number, number
+
+    async for _ in workers.worked(WhereWorked(), chunks(), asyncio.Event()):
+        break
+    first_result = time.monotonic() - started
+    workers.close()
+    ticker.cancel()
+    gaps = [later - earlier for earlier, later in zip(ticks, ticks[1:])]
+    print(first_result, max(gaps))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.timing
+def test_the_event_loop_runs_on_while_the_worker_processes_start() -> None:
+    """The first start of the workers (a fork server, here importing Scrapy) does not hold
+    the event loop: the crawl reads and looks chunks up meanwhile."""
+    run = subprocess.run(
+        [sys.executable, "-c", EVENT_LOOP_DURING_THE_START],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    first_result, longest_gap = map(float, run.stdout.split())
+    assert first_result > 0.2
+    assert longest_gap < 0.1
+
+
 def test_the_workers_import_no_scrapy() -> None:
     """A worker process imports its modules at its start: without Scrapy (and Twisted) it
     starts in a fraction of the time."""

@@ -14,6 +14,7 @@ in ``WorkedChunk.logs``; the crawl adds both to its own stats and log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import multiprocessing
@@ -22,7 +23,13 @@ import sys
 import threading
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import (
+    Executor,
+    Future,
+    InvalidStateError,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+)
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -169,6 +176,36 @@ def prepared_records(items: list[ContentItem], stats: Tally) -> list[WorkedRecor
 # --- in the crawl -------------------------------------------------------------------------
 
 
+# Chunks in flight at most without an ``ahead`` limit, however few their lines (those of a
+# re-import may have none): each holds a note until its turn comes.
+MAX_CHUNKS_AHEAD = 64
+
+
+@dataclass
+class Waiting:
+    """A chunk submitted while the worker processes start, and the result it will have."""
+
+    result: Future[WorkedChunk]
+    work: LineWork
+    lines: list[tuple[int, bytes]]
+    context: Any
+
+    def hand_over(self, done: Future[WorkedChunk]) -> None:
+        """Give ``result`` the outcome of ``done``, the chunk's own run in a worker."""
+        if done.cancelled():
+            self.result.cancel()
+        elif (error := done.exception()) is not None:
+            self.failed(error)
+        else:
+            # A stopped import no longer waits for the result (it cancelled it).
+            with contextlib.suppress(InvalidStateError):
+                self.result.set_result(done.result())
+
+    def failed(self, error: BaseException) -> None:
+        with contextlib.suppress(InvalidStateError):
+            self.result.set_exception(error)
+
+
 @dataclass
 class Submitted:
     """A chunk handed to the workers: what it needs to be sent again, and its result."""
@@ -184,8 +221,10 @@ class Submitted:
 class ChunkWorkers:
     """``workers`` processes (0: a thread of this process) working chunks of dump lines.
 
-    ``worked(chunks)`` submits up to ``2 * workers`` chunks ahead (bounded memory) and
-    yields each result in submission order. A worker that dies (killed, out of memory)
+    ``worked(chunks)`` submits up to ``2 * workers`` chunks' worth of lines ahead (bounded
+    memory: the chunks of a re-import are short, their unchanged lines skipped) and yields
+    each result in submission order. The first worker processes start on a thread of their
+    own, while the chunks behind are read and looked up. A worker that dies (killed, out of memory)
     breaks the pool: it is started again and the chunks in flight sent again; a chunk that
     breaks it a second time raises ``DumpWorkerError``. ``close()`` tells the workers to
     drop their chunks and returns at once. Chunks that turn out to be one (a dump of up to
@@ -193,9 +232,16 @@ class ChunkWorkers:
     process, and ``workers`` becomes 0.
     """
 
-    def __init__(self, workers: int, log_level: int, preload: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        workers: int,
+        log_level: int,
+        preload: tuple[str, ...] = (),
+        chunk_lines: int = 1000,
+    ) -> None:
         self.workers = max(0, workers)
         self.log_level = log_level
+        self.chunk_lines = max(1, chunk_lines)
         self.restarts = 0
         if sys.platform.startswith("linux"):
             self._context = multiprocessing.get_context("forkserver")
@@ -209,12 +255,16 @@ class ChunkWorkers:
         self._stop: Event | None = None
         # Made at the first chunk, once it is known whether the import has more than one.
         self._executor: Executor | None = None
+        # While the first worker processes start: the chunks submitted meanwhile.
+        self._waiting: list[Waiting] | None = None
+        self._waiting_lock = threading.Lock()
         if not self.workers:
             self._work_here()
 
     @property
     def in_flight(self) -> int:
-        """Chunks submitted ahead of the one being read."""
+        """Chunks (or, without an ``ahead`` limit, chunks' worth of lines) submitted ahead
+        of the one being read."""
         return max(2, 2 * self.workers)
 
     def _work_here(self) -> None:
@@ -243,6 +293,13 @@ class ChunkWorkers:
             return done
         if self._executor is None:
             self._executor = self._new_executor()
+            if self.workers:
+                self._start_in_background()
+        with self._waiting_lock:
+            if self._waiting is not None:
+                waiting: Future[WorkedChunk] = Future()
+                self._waiting.append(Waiting(waiting, work, lines, context))
+                return waiting
         try:
             return self._executor.submit(work, lines, context)
         except BrokenProcessPool as broken:
@@ -251,6 +308,35 @@ class ChunkWorkers:
             failed: Future[WorkedChunk] = Future()
             failed.set_exception(broken)
             return failed
+
+    def _start_in_background(self) -> None:
+        """Start the worker processes on a thread of their own. The first start of a fork
+        server (a new interpreter importing the workers' modules: ~0.3 s) would otherwise
+        hold the event loop, and with it the reading and store look-ups of the chunks
+        behind; those submitted meanwhile wait in ``_waiting``."""
+        self._waiting = []
+        threading.Thread(target=self._start_pool, name="dump-workers-start", daemon=True).start()
+
+    def _start_pool(self) -> None:
+        executor = self._executor
+        assert executor is not None
+        with contextlib.suppress(BrokenProcessPool, RuntimeError):
+            # Each submit starts one more process until there are ``workers`` (a pool
+            # broken or shut down meanwhile: its waiting chunks find out below).
+            for _ in range(self.workers):
+                executor.submit(int)
+        with self._waiting_lock:
+            waiting, self._waiting = self._waiting or [], None
+        for chunk in waiting:
+            # To the pool now in use: a restart may have replaced the one started here.
+            current = self._executor
+            try:
+                assert current is not None
+                result = current.submit(chunk.work, chunk.lines, chunk.context)
+            except (BrokenProcessPool, RuntimeError) as error:
+                chunk.failed(error)
+                continue
+            result.add_done_callback(chunk.hand_over)
 
     async def worked(
         self,
@@ -269,8 +355,17 @@ class ChunkWorkers:
             source = self._one_chunk_here(source)
         exhausted = False
         most = ahead or self.in_flight
+        lines_ahead = 0
         while True:
-            while not exhausted and len(pending) < most and not stop.is_set():
+            while (
+                not exhausted
+                and not stop.is_set()
+                and (
+                    len(pending) < most
+                    if ahead
+                    else lines_ahead < most * self.chunk_lines and len(pending) < MAX_CHUNKS_AHEAD
+                )
+            ):
                 try:
                     lines, context, note = await anext(source)
                 except StopAsyncIteration:
@@ -278,6 +373,7 @@ class ChunkWorkers:
                     break
                 submitted = self._submit(work, lines, context)
                 pending.append(Submitted(lines, context, note, submitted))
+                lines_ahead += len(lines)
             if not pending or stop.is_set():
                 return
             oldest = pending[0]
@@ -289,6 +385,7 @@ class ChunkWorkers:
             if result is None:
                 return
             pending.popleft()
+            lines_ahead -= len(oldest.lines)
             yield oldest.note, result
 
     async def _one_chunk_here(

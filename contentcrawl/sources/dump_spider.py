@@ -181,6 +181,7 @@ class DumpSpider(ContentSpider):
             self.dump_workers,
             logging.getLogger().getEffectiveLevel(),
             preload=(type(work).__module__,),
+            chunk_lines=self.chunk_lines,
         )
         stats = self.crawler.stats
         last: NoteT | None = None
