@@ -50,7 +50,7 @@ def crawl(
     skipped by revision, its time, peak RSS and CPU (of the crawl's own process: the workers
     are its children, counted apart), and the CPU of the ``server`` process during the run."""
     log = workdir / "crawl.log"
-    command = [sys.executable, "-m", "scrapy", "crawl", spider, "-a", f"dump={dump}"]
+    command = [*scrapy_command(), "crawl", spider, "-a", f"dump={dump}"]
     for argument in arguments:
         command += ["-a", argument]
     server_before = process_cpu_seconds(server) if server else 0.0
@@ -67,6 +67,14 @@ def crawl(
     stored = sum(int(first or second) for first, second in re.findall(counted, text))
     cpu = usage.ru_utime + usage.ru_stime
     return Run(stored, seconds, usage.ru_maxrss / 1024, cpu, server_cpu)
+
+
+def scrapy_command() -> list[str]:
+    """The ``scrapy`` console script next to this interpreter, as the README runs it (its
+    dump workers import what it imports, Scrapy: see ``contentcrawl.dumps.workers``);
+    ``python -m scrapy`` where there is none."""
+    script = Path(sys.executable).with_name("scrapy")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "scrapy"]
 
 
 def process_cpu_seconds(pid: int) -> float:

@@ -8,7 +8,10 @@ writer (the store pipeline) stores them in order. The workers start from a fresh
 interpreter (``forkserver``): the crawl's process has threads, which ``fork`` cannot copy.
 
 A worker sees dump lines, not Scrapy: it counts into a ``Tally`` and collects its log lines
-in ``WorkedChunk.logs``; the crawl adds both to its own stats and log.
+in ``WorkedChunk.logs``; the crawl adds both to its own stats and log. Its modules import no
+Scrapy, so a fork server starts in ~0.13 s, not ~0.4 s. But multiprocessing imports the
+crawl's main module in each worker too: the ``scrapy`` console script (or scrapyd's runner)
+brings Scrapy back there, and only ``python -m scrapy`` keeps it out.
 """
 
 from __future__ import annotations
