@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from spiders_tests.crawling import crawl, store_counts
 from spiders_tests.fakes.musicbrainz_samples import TOMBS, dump_docs, dump_lines, generated_docs
 from spiders_tests.fakes.server import FakeServer
 from spiders_tests.musicbrainz_crawls import fast_fake
-from spiders_tests.settings_for import dump_settings, musicbrainz_settings
+from spiders_tests.settings_for import dump_settings, musicbrainz_settings, sqlite_settings
 
 # The recorded artists and generated ones: 74 lines, in chunks of 10 with 2 workers.
 DOCS = dump_docs("artist") + list(generated_docs("artist", 40))
@@ -67,6 +69,22 @@ def test_line_keys_reads_each_lines_own_id_and_none_where_it_cannot() -> None:
     # Any byte changed, another revision; always 63 bits.
     assert line_revision(b'{"id": "x"}') != line_revision(b'{"id":"x"}')
     assert 0 <= line_revision(lines[0][1]) < 2**63
+
+
+@deferred_f_from_coro_f
+async def test_a_first_import_leaves_the_index_of_revisions_its_reimports_read(
+    tmp_path: Path,
+) -> None:
+    """Dropped while a first import writes (one build at its end costs less than its
+    upkeep), the index is there once the import is over."""
+    settings = import_settings(sqlite_settings(tmp_path), tmp_path)
+    plain = tmp_path / "artist.jsonl"
+    write_dump(plain, DOCS)
+    await crawl(MusicBrainzArtistsSpider, settings, dump=str(plain))
+
+    with closing(sqlite3.connect(settings["SQLITE_PATH"])) as connection:
+        indexes = {name for (name,) in connection.execute("SELECT name FROM sqlite_master")}
+    assert "artists_revision" in indexes
 
 
 @deferred_f_from_coro_f

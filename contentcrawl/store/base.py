@@ -443,6 +443,18 @@ class Store(ABC):
         reading them (a JSON parse a line). Records flagged deleted are left out.
         """
 
+    @abstractmethod
+    def defer_revision_index(self, collection: str) -> None:
+        """Drop the index ``held_revisions`` reads from, for a first import into the empty
+        ``collection``: an index built once at its end (``build_revision_index``) costs a
+        fraction of one kept up record by record, whose digests land all over it. Opening
+        the store builds it again if the import never ends. Nothing where no index of
+        revisions is kept (MongoDB looks revisions up by key)."""
+
+    @abstractmethod
+    def build_revision_index(self, collection: str) -> None:
+        """Build the index ``defer_revision_index`` dropped (none is there already)."""
+
 
 def key_field_of(collection: str) -> str:
     """The key field of a collection; raises ``UnknownCollectionError`` for unknown names."""

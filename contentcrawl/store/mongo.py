@@ -405,6 +405,13 @@ class MongoStore(Store):
             stored = {revision for _, revision in self._stored_revisions(collection, asked)}
         return stored.intersection(revisions)
 
+    def defer_revision_index(self, collection: str) -> None:
+        # No index of revisions to drop: held_revisions finds records by key.
+        return
+
+    def build_revision_index(self, collection: str) -> None:
+        return
+
     def _stored_revisions(self, collection: str, keys: Sequence[Any]) -> Iterator[tuple[Any, int]]:
         """``(key, revision)`` of the records of ``keys`` not flagged deleted that have one."""
         key_field = key_field_of(collection)

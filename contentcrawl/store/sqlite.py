@@ -92,12 +92,7 @@ class SqliteStore(Store):
                     f'ON "{collection}"(updated_at)'
                 )
                 if collection in DIGEST_REVISIONS:
-                    # Partial: held_revisions leaves deleted records out, and its query
-                    # must say so for SQLite to use the index.
-                    connection.execute(
-                        f'CREATE INDEX IF NOT EXISTS "{collection}_revision" '
-                        f'ON "{collection}"(revision) WHERE deleted_at IS NULL'
-                    )
+                    connection.execute(revision_index(collection))
             connection.execute(
                 "CREATE TABLE IF NOT EXISTS sync_state ("
                 "name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)"
@@ -347,6 +342,16 @@ class SqliteStore(Store):
                 if deleted_at is None and revision is not None and revisions[key] == revision
             }
 
+    def defer_revision_index(self, collection: str) -> None:
+        if collection in DIGEST_REVISIONS:
+            with self._lock:
+                self.connection.execute(f'DROP INDEX IF EXISTS "{collection}_revision"')
+
+    def build_revision_index(self, collection: str) -> None:
+        if collection in DIGEST_REVISIONS:
+            with self._lock:
+                self.connection.execute(revision_index(collection))
+
     def held_revisions(
         self, collection: str, revisions: Sequence[int], keys: Callable[[], Sequence[Any]]
     ) -> set[int]:
@@ -364,6 +369,17 @@ class SqliteStore(Store):
                 )
                 held.update(revision for (revision,) in rows)
         return held
+
+
+def revision_index(collection: str) -> str:
+    """The statement that makes the index of ``collection``'s revisions, if it is missing.
+
+    Partial: ``held_revisions`` leaves deleted records out, and its query must say so for
+    SQLite to use the index."""
+    return (
+        f'CREATE INDEX IF NOT EXISTS "{collection}_revision" '
+        f'ON "{collection}"(revision) WHERE deleted_at IS NULL'
+    )
 
 
 def _roll_back(connection: sqlite3.Connection) -> None:

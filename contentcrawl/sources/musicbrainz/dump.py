@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
     from contentcrawl.sources.dump_spider import DumpTally
+    from contentcrawl.store import Store
 
 DATA_PREFIX = "mbdump/"
 # Members outside mbdump/ up to this size are kept as metadata (TIMESTAMP and friends).
@@ -274,10 +275,25 @@ class DumpImport:
             )
             # aclosing: closing this import stops the reader (and the workers) before the
             # dump file is closed under them.
-            async with aclosing(batches) as opened:
-                async for batch in opened:
-                    yield batch
+            try:
+                async with aclosing(batches) as opened:
+                    async for batch in opened:
+                        yield batch
+            finally:
+                await self._build_revision_indexes()
         self._finish(state_key)
+
+    async def _build_revision_indexes(self) -> None:
+        """The revision indexes of the collections this import found empty (their first
+        import: ``defer_revision_index``)."""
+        empty = [collection for collection, held in self.held_records.items() if not held]
+
+        def build(store: Store) -> None:
+            for collection in empty:
+                store.build_revision_index(collection)
+
+        if empty:
+            await crawl_store(self.spider.crawler).run(build)
 
     async def _chunks(self, chunks: EntityChunks) -> AsyncIterator[tuple[Lines, str, EntityNote]]:
         """Chunks of one entity's lines read in a thread, less the lines whose record the
@@ -323,6 +339,10 @@ class DumpImport:
                 lambda store: store.last_updated(collection) is not None
             )
             self.held_records[collection] = held
+            if not held:
+                await crawl_store(self.spider.crawler).run(
+                    lambda store: store.defer_revision_index(collection)
+                )
         return held
 
     async def _changed_lines(
