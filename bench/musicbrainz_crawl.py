@@ -44,7 +44,7 @@ from twisted.internet import reactor  # noqa: E402
 
 from contentcrawl.dumps import DumpFile  # noqa: E402
 from contentcrawl.sources.musicbrainz import artist_item  # noqa: E402
-from contentcrawl.sources.musicbrainz.dump import ArchiveLines  # noqa: E402
+from contentcrawl.sources.musicbrainz.archive import ArchiveLines  # noqa: E402
 from contentcrawl.spiders.musicbrainz_artists import MusicBrainzArtistsSpider  # noqa: E402
 from spiders_tests.crawling import crawl  # noqa: E402
 from spiders_tests.fakes.musicbrainz import FakeMusicBrainz  # noqa: E402

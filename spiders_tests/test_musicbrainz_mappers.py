@@ -19,7 +19,7 @@ from contentcrawl.sources.musicbrainz import (
     is_mbid,
     user_agent,
 )
-from contentcrawl.sources.musicbrainz.dump import ArchiveLines, is_archive, plain_entity
+from contentcrawl.sources.musicbrainz.archive import ArchiveLines, is_archive, plain_entity
 from contentcrawl.sources.musicbrainz.lines import BadLineError, parse_entity_line
 from contentcrawl.sources.musicbrainz.queries import browse_url, lookup_url, search_url
 from contentcrawl.sources.musicbrainz.spider import split_list

@@ -22,14 +22,11 @@ worked again (``Store.held_revisions``).
 from __future__ import annotations
 
 import asyncio
-import lzma
 import re
-import tarfile
-import zlib
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import aclosing
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from scrapy.exceptions import CloseSpider
 
@@ -37,7 +34,6 @@ from contentcrawl.batches import ItemBatch
 from contentcrawl.dumps import (
     DownloadResult,
     DumpFile,
-    DumpReadError,
     fewer_gc_passes,
     is_url,
 )
@@ -46,6 +42,13 @@ from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.items import ContentItem, Json
 from contentcrawl.redaction import redact_url
 from contentcrawl.scrapy_internals import spider_closing
+from contentcrawl.sources.musicbrainz.archive import (
+    DATA_PREFIX,
+    ArchiveLines,
+    is_archive,
+    plain_entity,
+    plain_lines,
+)
 from contentcrawl.sources.musicbrainz.lines import (
     EntityChunks,
     EntityLineWorker,
@@ -65,13 +68,7 @@ if TYPE_CHECKING:
     from contentcrawl.sources.dump_spider import DumpTally
     from contentcrawl.store import Store
 
-DATA_PREFIX = "mbdump/"
-# Members outside mbdump/ up to this size are kept as metadata (TIMESTAMP and friends).
-METADATA_MAX_BYTES = 4096
 _LATEST = re.compile(r"\d{8}-\d{6}")
-_ARCHIVE_SUFFIXES = (".tar", ".tar.xz", ".tar.gz", ".tar.bz2")
-_COMPRESSION_SUFFIXES = (".xz", ".gz", ".bz2")
-_JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
 
 class DumpImportSpider(Protocol):
@@ -114,79 +111,6 @@ class DumpImportSpider(Protocol):
     def stage_dump(
         self, key: str, shown: str, download: DownloadResult, counts: Json, complete: bool
     ) -> None: ...
-
-
-def is_archive(name: str) -> bool:
-    """Whether a dump file name is a tar archive (``artist.tar.xz``) rather than JSON lines."""
-    return name.lower().endswith(_ARCHIVE_SUFFIXES)
-
-
-def plain_entity(name: str) -> str:
-    """The entity a JSON-lines file holds, by name (``artist.jsonl.gz`` → ``artist``)."""
-    stem = name.lower()
-    for suffixes in (_COMPRESSION_SUFFIXES, _JSON_SUFFIXES):
-        for suffix in suffixes:
-            if stem.endswith(suffix):
-                stem = stem[: -len(suffix)]
-                break
-    return stem
-
-
-class ArchiveLines:
-    """``(entity, line number, line)`` of every ``mbdump/<entity>`` member of a tar stream.
-
-    ``stream`` is the decompressed archive (``DumpFile.stream``); members are visited in
-    archive order and never held whole: small members outside ``mbdump/`` land in
-    ``metadata`` (name → text) as they pass. A truncated or corrupt archive raises
-    ``DumpReadError`` naming the line after the last one read.
-    """
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self.stream = stream
-        self.metadata: dict[str, str] = {}
-        self.members: list[str] = []
-        self.line_number = 0
-
-    def __iter__(self) -> Iterator[tuple[str, int, bytes]]:
-        try:
-            with tarfile.open(fileobj=self.stream, mode="r|") as archive:
-                for member in archive:
-                    yield from self._member(archive, member)
-        except EOFError as error:
-            raise DumpReadError(self.line_number + 1, "truncated", str(error)) from None
-        except tarfile.ReadError as error:
-            reason = "truncated" if "unexpected end" in str(error) else "corrupt"
-            raise DumpReadError(self.line_number + 1, reason, str(error)) from None
-        except (OSError, zlib.error, lzma.LZMAError, tarfile.TarError) as error:
-            raise DumpReadError(self.line_number + 1, "corrupt", str(error)) from None
-
-    def _member(
-        self, archive: tarfile.TarFile, member: tarfile.TarInfo
-    ) -> Iterator[tuple[str, int, bytes]]:
-        if not member.isfile():
-            return
-        name = member.name.removeprefix("./")
-        self.members.append(name)
-        handle = archive.extractfile(member)
-        if handle is None:
-            return
-        if name.startswith(DATA_PREFIX):
-            entity = name[len(DATA_PREFIX) :]
-            self.line_number = 0
-            for line in handle:
-                self.line_number += 1
-                yield entity, self.line_number, line.rstrip(b"\r\n")
-            # A member shorter than its header says: tarfile pads it silently.
-            if handle.tell() < member.size:
-                raise EOFError(f"{name} ended at byte {handle.tell()} of {member.size}")
-        elif member.size <= METADATA_MAX_BYTES:
-            self.metadata[name] = handle.read().decode("utf-8", "replace").strip()
-
-
-def plain_lines(dump: DumpFile, entity: str) -> Iterator[tuple[str, int, bytes]]:
-    """``(entity, line number, line)`` of a JSON-lines dump file."""
-    for number, line in dump.lines():
-        yield entity, number, line
 
 
 class DumpImport:
