@@ -227,9 +227,9 @@ class ChunkWorkers:
     ``worked(chunks)`` submits up to ``2 * workers`` chunks' worth of lines ahead (bounded
     memory: the chunks of a re-import are short, their unchanged lines skipped) and yields
     each result in submission order. The first worker processes start on a thread of their
-    own, while the chunks behind are read and looked up. A worker that dies (killed, out of memory)
-    breaks the pool: it is started again and the chunks in flight sent again; a chunk that
-    breaks it a second time raises ``DumpWorkerError``. ``close()`` tells the workers to
+    own, while the chunks behind are read and looked up. A worker that dies (killed, out of
+    memory) breaks the pool: it is started again and the chunks in flight sent again; a
+    chunk that breaks it a second time raises ``DumpWorkerError``. ``close()`` tells the workers to
     drop their chunks and returns at once. Chunks that turn out to be one (a dump of up to
     ``DUMP_CHUNK_LINES`` lines, read with no ``ahead`` limit) are worked in a thread of this
     process, and ``workers`` becomes 0.

@@ -20,6 +20,7 @@ from contentcrawl.store.base import (
     META,
     Existing,
     Store,
+    StoreError,
     StoreUnavailableError,
     Write,
     canonical_json,
@@ -343,14 +344,20 @@ class SqliteStore(Store):
             }
 
     def defer_revision_index(self, collection: str) -> None:
-        if collection in DIGEST_REVISIONS:
-            with self._lock:
-                self.connection.execute(f'DROP INDEX IF EXISTS "{collection}_revision"')
+        self._revision_index(collection, f'DROP INDEX IF EXISTS "{collection}_revision"')
 
     def build_revision_index(self, collection: str) -> None:
-        if collection in DIGEST_REVISIONS:
-            with self._lock:
-                self.connection.execute(revision_index(collection))
+        self._revision_index(collection, revision_index(collection))
+
+    def _revision_index(self, collection: str, statement: str) -> None:
+        if collection not in DIGEST_REVISIONS:
+            return
+        with self._lock:
+            try:
+                self.connection.execute(statement)
+            except sqlite3.Error as error:
+                # Another writer held the file past the busy timeout, most likely.
+                raise StoreError(f"{statement[:12]} of {collection}: {error}") from None
 
     def held_revisions(
         self, collection: str, revisions: Sequence[int], keys: Callable[[], Sequence[Any]]

@@ -58,6 +58,7 @@ from contentcrawl.sources.musicbrainz.lines import (
     line_keys,
     line_revisions,
 )
+from contentcrawl.store import Store, StoreError
 
 if TYPE_CHECKING:
     import logging
@@ -66,7 +67,6 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
     from contentcrawl.sources.dump_spider import DumpTally
-    from contentcrawl.store import Store
 
 _LATEST = re.compile(r"\d{8}-\d{6}")
 
@@ -210,14 +210,30 @@ class DumpImport:
     async def _build_revision_indexes(self) -> None:
         """The revision indexes of the collections this import found empty (their first
         import: ``defer_revision_index``)."""
-        empty = [collection for collection, held in self.held_records.items() if not held]
+        for collection, held in self.held_records.items():
+            if not held:
+                await self._revision_index(collection, build=True)
 
-        def build(store: Store) -> None:
-            for collection in empty:
+    async def _revision_index(self, collection: str, *, build: bool) -> None:
+        """Build or drop the index of ``collection``'s revisions: a store that cannot only
+        costs speed (re-imports read the whole table until the store's next opening)."""
+
+        def step(store: Store) -> None:
+            if build:
                 store.build_revision_index(collection)
+            else:
+                store.defer_revision_index(collection)
 
-        if empty:
-            await crawl_store(self.spider.crawler).run(build)
+        try:
+            await crawl_store(self.spider.crawler).run(step)
+        except StoreError as error:
+            self.spider.logger.warning(
+                "%s: cannot %s the index of revisions of %s: %s",
+                self.spider.name,
+                "build" if build else "drop",
+                collection,
+                error,
+            )
 
     async def _chunks(self, chunks: EntityChunks) -> AsyncIterator[tuple[Lines, str, EntityNote]]:
         """Chunks of one entity's lines read in a thread, less the lines whose record the
@@ -264,9 +280,7 @@ class DumpImport:
             )
             self.held_records[collection] = held
             if not held:
-                await crawl_store(self.spider.crawler).run(
-                    lambda store: store.defer_revision_index(collection)
-                )
+                await self._revision_index(collection, build=False)
         return held
 
     async def _changed_lines(
@@ -276,17 +290,15 @@ class DumpImport:
         did not) a stored record holds as its revision (one query), counted in
         ``note.unchanged``."""
         collection = self.item_classes[note.entity].collection
-        if revisions is None:
-            revisions = await asyncio.to_thread(line_revisions, lines)
-        digests = revisions
+        digests = (
+            revisions if revisions is not None else await asyncio.to_thread(line_revisions, lines)
+        )
         held = await crawl_store(self.spider.crawler).run(
             lambda store: store.held_revisions(collection, digests, lambda: line_keys(lines))
         )
         if not held:
             return lines
-        changed = [
-            line for line, revision in zip(lines, revisions, strict=True) if revision not in held
-        ]
+        changed = [line for line, digest in zip(lines, digests, strict=True) if digest not in held]
         note.unchanged = len(lines) - len(changed)
         return changed
 
