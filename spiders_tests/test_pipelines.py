@@ -75,6 +75,10 @@ async def test_validation_cleans_counts_and_drops(
     assert stats.get_value("validation/dropped/missing_field") == 2
     assert stats.get_value("validation/dropped/invalid_key") == 2
     assert stats.get_value("validation/dropped/unknown_kind") == 1
+    # Scrapy counts each drop under its reason's name, as a dump worker does.
+    assert stats.get_value("item_dropped_reasons_count/MissingRequiredField") == 2
+    assert stats.get_value("item_dropped_reasons_count/InvalidKey") == 2
+    assert stats.get_value("item_dropped_reasons_count/UnknownKind") == 1
     assert stats.get_value("dates/movies/unreadable") == 1
     assert stats.get_value("store/movies/inserted") == 2
     assert stats.get_value("store/books/inserted") == 1
@@ -129,6 +133,8 @@ async def test_a_batch_item_is_validated_and_stored_record_by_record(
     assert stats.get_value("validation/dropped/invalid_key") == 1
     assert stats.get_value("validation/dropped/missing_field") == 1
     assert stats.get_value("item_dropped_reasons_count/UnstorableItem") == 1
+    assert stats.get_value("item_dropped_reasons_count/InvalidKey") == 1
+    assert stats.get_value("item_dropped_reasons_count/MissingRequiredField") == 1
     assert stats.get_value("item_dropped_count") == 3
     assert stats.get_value("store/books/received") == 1
     assert stats.get_value("store/books/inserted") == 1

@@ -8,13 +8,7 @@ from typing import TYPE_CHECKING, Any
 from scrapy.exceptions import DropItem
 
 from contentcrawl.batches import DeletionMark, ItemBatch, PreparedBatch
-from contentcrawl.validation import (
-    InvalidKey,
-    InvalidRecordError,
-    MissingRequiredField,
-    RecordValidator,
-    UnknownKind,
-)
+from contentcrawl.validation import InvalidRecordError, RecordValidator
 
 if TYPE_CHECKING:
     from typing import Self
@@ -23,14 +17,15 @@ if TYPE_CHECKING:
 
 
 class ValidationDrop(DropItem):
-    """The drop of an item validation refused; named as its ``InvalidRecordError`` class, which
-    is the name Scrapy counts it under (``item_dropped_reasons_count/<name>``)."""
+    """The drop of an item validation refused, named as its ``InvalidRecordError`` class:
+    Scrapy counts it under that name (``item_dropped_reasons_count/<name>``)."""
 
 
-# One drop class a refusal, so that Scrapy counts each reason apart, as a dump worker does.
+# One drop class a refusal (UnknownKind, InvalidKey…), so that Scrapy counts each reason
+# apart, under the name a dump worker counts it.
 DROPS: dict[type[InvalidRecordError], type[ValidationDrop]] = {
     refusal: type(refusal.__name__, (ValidationDrop,), {"__module__": __name__})
-    for refusal in (UnknownKind, InvalidKey, MissingRequiredField)
+    for refusal in InvalidRecordError.__subclasses__()
 }
 
 
