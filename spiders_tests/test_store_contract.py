@@ -316,23 +316,29 @@ def test_lookups_of_many_keys_answer_for_each_key(store: Store) -> None:
     assert (again.inserted, again.updated, again.unchanged) == (0, 12, 1188)
 
 
-def test_unchanged_keys_compares_each_key_with_its_own_revision(store: Store) -> None:
-    """Every key at a revision of its own (digests of dump lines, 63 bits): a key is
-    unchanged at its own revision only, never at another key's."""
+def store_digest_artists(store: Store) -> list[int]:
+    """1,300 digests of dump lines (63 bits); ``mbid-<n>`` stored at the n-th for n < 1200,
+    but every tenth from the API (no revision) and every hundredth flagged deleted, and
+    ``mbid-top`` at 2**63 - 1."""
     digests = [random.Random(n).getrandbits(63) for n in range(1300)]
     artists = [
         Record(
             {"mbid": f"mbid-{n}", "name": f"Artist {n}"},
             "musicbrainz",
-            # Every tenth from the API: no revision.
             revision=None if n % 10 == 9 else digests[n],
         )
         for n in range(1200)
     ]
     artists.append(Record({"mbid": "mbid-top", "name": "Top"}, "musicbrainz", revision=2**63 - 1))
     assert store.upsert_many("artists", artists).inserted == 1201
-    deleted = [f"mbid-{n}" for n in range(0, 1200, 100)]
-    assert store.mark_deleted("artists", deleted) == 12
+    assert store.mark_deleted("artists", [f"mbid-{n}" for n in range(0, 1200, 100)]) == 12
+    return digests
+
+
+def test_unchanged_keys_compares_each_key_with_its_own_revision(store: Store) -> None:
+    """Every key at a revision of its own (digests of dump lines, 63 bits): a key is
+    unchanged at its own revision only, never at another key's."""
+    digests = store_digest_artists(store)
     keys = [f"mbid-{n}" for n in range(1300)]
     random.Random(17).shuffle(keys)
 
@@ -358,19 +364,7 @@ def test_held_revisions_are_those_of_live_records(store: Store) -> None:
     """Digests of dump lines (63 bits, one a record), each asked with its line's key: a
     revision is held while a record not flagged deleted has it. SQLite answers without the
     keys."""
-    digests = [random.Random(n).getrandbits(63) for n in range(1300)]
-    artists = [
-        Record(
-            {"mbid": f"mbid-{n}", "name": f"Artist {n}"},
-            "musicbrainz",
-            # Every tenth from the API: no revision.
-            revision=None if n % 10 == 9 else digests[n],
-        )
-        for n in range(1200)
-    ]
-    artists.append(Record({"mbid": "mbid-top", "name": "Top"}, "musicbrainz", revision=2**63 - 1))
-    assert store.upsert_many("artists", artists).inserted == 1201
-    assert store.mark_deleted("artists", [f"mbid-{n}" for n in range(0, 1200, 100)]) == 12
+    digests = store_digest_artists(store)
     numbers = list(range(1300))
     random.Random(17).shuffle(numbers)
     asked_keys: list[list[str | None]] = []
