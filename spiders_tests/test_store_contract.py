@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import random
-import sqlite3
 import threading
-from contextlib import closing
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +13,6 @@ from contentcrawl.api.queries.mongo import MongoReadQueries
 from contentcrawl.store import COLLECTION_KEYS, Record, Store, StoreError
 from contentcrawl.store.base import UnknownCollectionError, content_hash
 from contentcrawl.store.mongo import MongoStore
-from contentcrawl.store.sqlite import SqliteStore
 from spiders_tests.conftest import open_store_for
 
 
@@ -392,38 +388,6 @@ def test_held_revisions_are_those_of_live_records(store: Store) -> None:
     assert held([digests[3], digests[4] ^ 1], ["mbid-3", "mbid-4"]) == {digests[3]}
     store.build_revision_index("artists")
     assert held([digests[3], digests[4] ^ 1], ["mbid-3", "mbid-4"]) == {digests[3]}
-
-
-def test_sqlite_finds_held_revisions_by_an_index_a_reopened_older_store_gains(
-    tmp_path: Path,
-) -> None:
-    older = SqliteStore(tmp_path / "store.sqlite3")
-    older.open()
-    older.upsert_many("artists", [Record({"mbid": "mbid-1"}, "musicbrainz", revision=5)])
-    # A store from before the index.
-    older.connection.execute('DROP INDEX "artists_revision"')
-    older.close()
-
-    store = SqliteStore(tmp_path / "store.sqlite3")
-    store.open()
-    statements: list[str] = []
-    store.connection.set_trace_callback(statements.append)
-    assert store.held_revisions("artists", [5, 6], list) == {5}
-    store.connection.set_trace_callback(None)
-
-    def plan_of(query: str) -> str:
-        # A connection of its own: a cached statement would keep the plan of its first run.
-        with closing(sqlite3.connect(tmp_path / "store.sqlite3")) as connection:
-            return " | ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {query}"))
-
-    (query,) = statements
-    assert "INDEX artists_revision" in plan_of(query)
-    assert "SCAN" not in plan_of(query)
-    store.defer_revision_index("artists")
-    assert "SCAN" in plan_of(query)
-    store.build_revision_index("artists")
-    assert "INDEX artists_revision" in plan_of(query)
-    store.close()
 
 
 def test_mongo_documents_have_their_key_as_id(store: Store) -> None:

@@ -229,10 +229,10 @@ class ChunkWorkers:
     each result in submission order. The first worker processes start on a thread of their
     own, while the chunks behind are read and looked up. A worker that dies (killed, out of
     memory) breaks the pool: it is started again and the chunks in flight sent again; a
-    chunk that breaks it a second time raises ``DumpWorkerError``. ``close()`` tells the workers to
-    drop their chunks and returns at once. Chunks that turn out to be one (a dump of up to
-    ``DUMP_CHUNK_LINES`` lines, read with no ``ahead`` limit) are worked in a thread of this
-    process, and ``workers`` becomes 0.
+    chunk that breaks it a second time raises ``DumpWorkerError``. ``close()`` tells the
+    workers to drop their chunks and returns at once. Chunks that turn out to be one (a dump
+    of up to ``DUMP_CHUNK_LINES`` lines, read with no ``ahead`` limit) are worked in a
+    thread of this process, and ``workers`` becomes 0.
     """
 
     def __init__(
@@ -357,18 +357,8 @@ class ChunkWorkers:
         if self.workers and ahead is None:
             source = self._one_chunk_here(source)
         exhausted = False
-        most = ahead or self.in_flight
-        lines_ahead = 0
         while True:
-            while (
-                not exhausted
-                and not stop.is_set()
-                and (
-                    len(pending) < most
-                    if ahead
-                    else lines_ahead < most * self.chunk_lines and len(pending) < MAX_CHUNKS_AHEAD
-                )
-            ):
+            while not exhausted and not stop.is_set() and self._room_ahead(pending, ahead):
                 try:
                     lines, context, note = await anext(source)
                 except StopAsyncIteration:
@@ -376,7 +366,6 @@ class ChunkWorkers:
                     break
                 submitted = self._submit(work, lines, context)
                 pending.append(Submitted(lines, context, note, submitted))
-                lines_ahead += len(lines)
             if not pending or stop.is_set():
                 return
             oldest = pending[0]
@@ -388,8 +377,16 @@ class ChunkWorkers:
             if result is None:
                 return
             pending.popleft()
-            lines_ahead -= len(oldest.lines)
             yield oldest.note, result
+
+    def _room_ahead(self, pending: deque[Submitted], ahead: int | None) -> bool:
+        """Whether one more chunk may go ahead: ``ahead`` chunks at most when given, else
+        ``in_flight`` chunks' worth of lines (and ``MAX_CHUNKS_AHEAD`` chunks)."""
+        if ahead:
+            return len(pending) < ahead
+        if len(pending) >= MAX_CHUNKS_AHEAD:
+            return False
+        return sum(len(chunk.lines) for chunk in pending) < self.in_flight * self.chunk_lines
 
     async def _one_chunk_here(
         self, source: AsyncIterator[tuple[list[tuple[int, bytes]], Any, Any]]

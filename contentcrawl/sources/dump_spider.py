@@ -22,7 +22,6 @@ from contentcrawl.dumps.workers import (
     WorkedChunk,
     log_worked,
 )
-from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import Json
 from contentcrawl.sources.base import ContentSpider
@@ -294,23 +293,3 @@ def dump_identity(state: Json) -> tuple[Any, ...]:
     if state.get("etag") or state.get("last_modified"):
         return (state.get("size"), state.get("etag"), state.get("last_modified"))
     return (state.get("size"), state.get("file"), state.get("modified_ns"))
-
-
-async def lines_to_work(
-    crawler: Crawler, collection: str, lines: Lines, keyed: list[tuple[int, str, int]]
-) -> Lines:
-    """``lines`` less those whose key the store holds at the line's own revision, asked in
-    one query. ``keyed`` is ``(index, key, revision)`` of each line whose key and revision
-    could be read; the other lines are worked (the workers count a bad one)."""
-    if not keyed:
-        return lines
-    revisions = {key: revision for _, key, revision in keyed}
-    same = await crawl_store(crawler).run(lambda store: store.unchanged_keys(collection, revisions))
-    if not same:
-        return lines
-    # Per line: a key a chunk holds twice is skipped only on its line at the revision asked
-    # about (the last one), never on a line at another revision.
-    unchanged = {
-        index for index, key, revision in keyed if key in same and revisions[key] == revision
-    }
-    return [line for index, line in enumerate(lines) if index not in unchanged]

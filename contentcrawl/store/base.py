@@ -423,8 +423,8 @@ class Store(ABC):
     def unchanged_keys(self, collection: str, revisions: Mapping[Any, int]) -> set[Any]:
         """The keys of ``revisions`` whose stored record has that very ``_meta.revision``.
 
-        One round trip per distinct revision at most, and one in all when each key has a
-        revision of its own (MusicBrainz dump lines: a digest of the line).
+        One round trip per distinct revision at most (Open Library dump lines: a chunk's
+        keys share a few dozen), and one in all when each key has a revision of its own.
         Records flagged deleted are left out: a dump line bringing one back is written
         again whatever its revision.
         """

@@ -357,7 +357,7 @@ class SqliteStore(Store):
                 self.connection.execute(statement)
             except sqlite3.Error as error:
                 # Another writer held the file past the busy timeout, most likely.
-                raise StoreError(f"{statement[:12]} of {collection}: {error}") from None
+                raise StoreError(f"{statement}: {error}") from None
 
     def held_revisions(
         self, collection: str, revisions: Sequence[int], keys: Callable[[], Sequence[Any]]

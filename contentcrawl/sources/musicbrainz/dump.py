@@ -143,8 +143,6 @@ class DumpImport:
         self.complete = False
         # Collection -> whether it held records when this import read its first lines.
         self.held_records: dict[str, bool] = {}
-        # The entities whose lines are looked up in the store before they are worked.
-        self.looked_up: set[str] = set()
 
     @property
     def file_name(self) -> str:
@@ -246,10 +244,13 @@ class DumpImport:
                 budget = min(budget, self.limit - sum(self.records.values()))
                 if budget <= 0:
                     return
-            looked_up = frozenset(self.looked_up)
+            looked_up = frozenset(
+                entity
+                for entity, item_class in self.item_classes.items()
+                if self.held_records.get(item_class.collection)
+            )
             lines, note, revisions = await asyncio.to_thread(self._read, chunks, budget, looked_up)
             if lines and await self._skips_unchanged(note.entity):
-                self.looked_up.add(note.entity)
                 lines = await self._changed_lines(lines, note, revisions)
             yield lines, note.entity, note
             if note.end:
@@ -269,7 +270,8 @@ class DumpImport:
         """Whether the lines of ``entity`` are looked up in the store before they are
         worked: never with ``-a rework=1``, and only if its collection held records when
         this import read its first lines. A first import skips nothing, so it does not pay
-        for the MBIDs and digests of its lines."""
+        for the digests of its lines; it writes without the index of revisions
+        (``defer_revision_index``)."""
         if self.spider.rework:
             return False
         collection = self.item_classes[entity].collection

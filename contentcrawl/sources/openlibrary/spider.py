@@ -19,7 +19,7 @@ from contentcrawl.extensions.crawl_store import crawl_store
 from contentcrawl.items import ContentItem
 from contentcrawl.redaction import redact_url
 from contentcrawl.sources.base import FLAG, TEXT, Argument
-from contentcrawl.sources.dump_spider import DumpSpider, lines_to_work
+from contentcrawl.sources.dump_spider import DumpSpider
 from contentcrawl.sources.openlibrary.lines import LineChunk, LineWorker, read_chunk
 from contentcrawl.store import Store
 
@@ -242,13 +242,7 @@ class OpenLibraryDumpSpider(DumpSpider):
                     return
             record_type = None if self.rework else self.record_type.encode()
             chunk: LineChunk = await asyncio.to_thread(read_chunk, dump, lines, budget, record_type)
-            work = (
-                chunk.lines
-                if self.rework
-                else await lines_to_work(
-                    self.crawler, self.item_class.collection, chunk.lines, chunk.keyed
-                )
-            )
+            work = chunk.lines if self.rework else await self._changed_lines(chunk)
             note = ChunkNote(
                 len(chunk.lines),
                 len(chunk.lines) - len(work),
@@ -259,6 +253,28 @@ class OpenLibraryDumpSpider(DumpSpider):
             yield work, await self.chunk_context(work), note
             if chunk.end:
                 return
+
+    async def _changed_lines(self, chunk: LineChunk) -> list[tuple[int, bytes]]:
+        """The chunk's lines less those whose key the store holds at the line's own revision
+        (one query). ``chunk.keyed`` is ``(index, key, revision)`` of each line whose key
+        and revision could be read; the other lines are worked (the workers count a bad
+        one)."""
+        keyed = chunk.keyed
+        if not keyed:
+            return chunk.lines
+        collection = self.item_class.collection
+        revisions = {key: revision for _, key, revision in keyed}
+        same = await crawl_store(self.crawler).run(
+            lambda store: store.unchanged_keys(collection, revisions)
+        )
+        if not same:
+            return chunk.lines
+        # Per line: a key a chunk holds twice is skipped only on its line at the revision
+        # asked about (the last one), never on a line at another revision.
+        unchanged = {
+            index for index, key, revision in keyed if key in same and revisions[key] == revision
+        }
+        return [line for index, line in enumerate(chunk.lines) if index not in unchanged]
 
     def _count(self, note: ChunkNote, chunk: WorkedChunk) -> int:
         """Count a chunk's lines, records, unchanged, bad and skipped lines; the records so far."""
