@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f
 
+from contentcrawl.dumps.pool import ChunkWorkers, DumpWorkerError
 from contentcrawl.dumps.read import parsed_json
-from contentcrawl.dumps.workers import ChunkWorkers, DumpWorkerError, WorkedChunk
+from contentcrawl.dumps.workers import WorkedChunk
 from contentcrawl.sources.openlibrary.lines import LineWorker
 from contentcrawl.spiders.openlibrary_books import OpenLibraryBooksSpider
 from contentcrawl.store import Store
@@ -162,7 +163,8 @@ async def test_short_chunks_go_ahead_by_their_lines_not_their_number() -> None:
 # A fresh process (a fork server of its own) whose workers import Scrapy: a slow start.
 EVENT_LOOP_DURING_THE_START = """
 import asyncio, logging, time
-from contentcrawl.dumps.workers import ChunkWorkers, WorkedChunk
+from contentcrawl.dumps.pool import ChunkWorkers
+from contentcrawl.dumps.workers import WorkedChunk
 from spiders_tests.test_dump_workers import WhereWorked
 
 async def main():
@@ -215,6 +217,7 @@ def test_the_workers_import_no_scrapy() -> None:
     starts in a fraction of the time."""
     modules = (
         "contentcrawl.dumps.workers",
+        "contentcrawl.dumps.pool",
         "contentcrawl.sources.musicbrainz.lines",
         "contentcrawl.sources.openlibrary.lines",
     )

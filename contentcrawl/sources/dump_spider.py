@@ -15,13 +15,8 @@ from scrapy.exceptions import CloseSpider
 from contentcrawl.batches import ItemBatch, PreparedBatch
 from contentcrawl.dumps import DownloadError, DownloadResult, DumpFile, Progress
 from contentcrawl.dumps.crawl import ItemFlow, fetch_dump, import_failed
-from contentcrawl.dumps.workers import (
-    ChunkWorkers,
-    DumpWorkerError,
-    LineWork,
-    WorkedChunk,
-    log_worked,
-)
+from contentcrawl.dumps.pool import ChunkWorkers, DumpWorkerError, log_worked
+from contentcrawl.dumps.workers import LineWork, WorkedChunk
 from contentcrawl.extensions.sync_state import SyncState
 from contentcrawl.items import Json
 from contentcrawl.sources.base import ContentSpider
