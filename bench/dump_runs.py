@@ -70,8 +70,7 @@ def crawl(
 
 
 def scrapy_command() -> list[str]:
-    """The ``scrapy`` console script next to this interpreter, as the README runs it (its
-    dump workers import what it imports, Scrapy: see ``contentcrawl.dumps.workers``);
+    """The ``scrapy`` console script next to this interpreter, as the README runs it;
     ``python -m scrapy`` where there is none."""
     script = Path(sys.executable).with_name("scrapy")
     return [str(script)] if script.exists() else [sys.executable, "-m", "scrapy"]

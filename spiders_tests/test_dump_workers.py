@@ -231,6 +231,50 @@ def test_the_workers_import_no_scrapy() -> None:
     assert run.stdout.strip() == "[]"
 
 
+# A crawl's main module as the ``scrapy`` console script is one: a script that imports
+# Scrapy, its work guarded by ``__name__``.
+CONSOLE_SCRIPT_LIKE = """
+from scrapy.cmdline import execute
+import asyncio, logging
+from contentcrawl.dumps.pool import ChunkWorkers
+from spiders_tests.worker_probe import LoadedFrameworks
+
+async def main():
+    workers = ChunkWorkers(1, logging.INFO)
+
+    async def chunks():
+        for number in range(2):
+            yield [(number + 1, b"line")], number, number
+
+    try:
+        async for _, chunk in workers.worked(LoadedFrameworks(), chunks(), asyncio.Event()):
+            print(sorted(chunk.skipped))
+            break
+    finally:
+        workers.close()
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_a_worker_does_not_import_the_crawls_main_module(tmp_path: Path) -> None:
+    """multiprocessing would import the ``scrapy`` console script in each worker, and
+    Scrapy with it; the workers need none of it."""
+    script = tmp_path / "scrapy_like"
+    script.write_text(CONSOLE_SCRIPT_LIKE)
+    run = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=PROJECT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
 # --- whole imports ------------------------------------------------------------------------
 
 
