@@ -13,7 +13,6 @@ record holds (``Store.held_revisions``): any changed byte makes a new one.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from itertools import chain
 from typing import Any
 
 import orjson
+import xxhash
 
 from contentcrawl.dumps import DumpFile, DumpReadError
 from contentcrawl.dumps.read import parsed_json
@@ -56,8 +56,15 @@ def parse_entity_line(line: bytes) -> Json:
 
 def line_revision(line: bytes) -> int:
     """A dump line's revision: a 63-bit digest of its bytes, newline excluded (a BSON int64
-    and a SQLite INTEGER hold it)."""
-    return int.from_bytes(hashlib.blake2b(line, digest_size=8).digest()) >> 1
+    and a SQLite INTEGER hold it).
+
+    XXH3-64, not a cryptographic hash: the digest only tells a changed line from the one a
+    record was made of, and the crawl takes one of every line it reads, holding the GIL
+    (lines are shorter than the 2 KiB from which hashlib lets it go). XXH3 costs a line
+    ~0.17 µs, BLAKE2b ~1.35 µs. Another digest would make every stored record's revision
+    stale: each line would be worked again once.
+    """
+    return xxhash.xxh3_64_intdigest(line) >> 1
 
 
 def line_revisions(lines: Lines) -> list[int]:
