@@ -9,6 +9,8 @@ records. A spider tells the store that a record is gone at its source with a
 ``DeletionMark``.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,13 @@ class ItemBatch:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def joined(self, later: ItemBatch) -> ItemBatch | None:
+        """One batch of this one's records then ``later``'s; None when they cannot be one
+        (a ``PreparedBatch`` joins only another of its item class)."""
+        if type(later) is not ItemBatch:
+            return None
+        return ItemBatch(self.items + later.items)
 
     def __repr__(self) -> str:
         # Scrapy logs an item whole (scraped, dropped, failed): a summary, not 1,000 records.
@@ -69,7 +78,7 @@ class PreparedBatch(ItemBatch):
     made again from the records' JSON only when something asks for them.
     """
 
-    def __init__(self, item_class: type[ContentItem], records: "list[Record]") -> None:
+    def __init__(self, item_class: type[ContentItem], records: list[Record]) -> None:
         self.item_class = item_class
         self.records = records
         self._items: list[ContentItem] | None = None
@@ -87,6 +96,11 @@ class PreparedBatch(ItemBatch):
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def joined(self, later: ItemBatch) -> ItemBatch | None:
+        if not isinstance(later, PreparedBatch) or later.item_class is not self.item_class:
+            return None
+        return PreparedBatch(self.item_class, self.records + later.records)
 
     def __repr__(self) -> str:
         if not self.records:

@@ -10,11 +10,12 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f
 
+from contentcrawl import settings as project_settings
 from contentcrawl.dumps.read import parsed_json
 from contentcrawl.dumps.workers import WorkedChunk
 from contentcrawl.sources.openlibrary.lines import LineWorker
@@ -168,16 +169,63 @@ async def test_an_unchanged_dump_file_is_not_read_unless_forced(
     assert stats["store/books/unchanged"] == SAMPLE_EDITIONS
 
 
+class BatchSizes:
+    """A pipeline ahead of the project's: the records of each batch, as the import sent it."""
+
+    seen: ClassVar[list[int]] = []
+
+    def process_item(self, item: Any) -> Any:
+        BatchSizes.seen.append(len(item))
+        return item
+
+
+def recording_batches(settings: dict[str, Any]) -> dict[str, Any]:
+    BatchSizes.seen = []
+    pipelines = {**project_settings.ITEM_PIPELINES, f"{__name__}.BatchSizes": 50}
+    return {**settings, "ITEM_PIPELINES": pipelines}
+
+
+@deferred_f_from_coro_f
+async def test_a_reimports_few_changed_records_reach_the_pipelines_as_one_batch(
+    store_settings: dict[str, Any], store: Store, tmp_path: Path
+) -> None:
+    """Three changed lines in three chunks: one batch of three records, not three of one
+    (DUMP_MAX_PENDING_ITEMS batches then hold as many records as in a first import)."""
+    settings = dump_settings(store_settings, tmp_path, DUMP_CHUNK_LINES=50, DUMP_WORKERS=2)
+    lines = sample_lines("editions")
+    dump = write_dump(tmp_path / "editions.txt.gz", lines)
+    await crawl(OpenLibraryBooksSpider, recording_batches(settings), dump=str(dump))
+    assert BatchSizes.seen == [50, 50, 50, SAMPLE_EDITIONS - 150]
+
+    keys = []
+    for index in (9, 74, 129):
+        lines[index], key, _ = retitled(lines[index])
+        keys.append(key)
+    write_dump(dump, lines)
+    crawler = await crawl(OpenLibraryBooksSpider, recording_batches(settings), dump=str(dump))
+
+    assert BatchSizes.seen == [3]
+    assert crawler.stats.get_value("store/books/updated") == 3
+    assert all(store.get("books", key)["title"] == "A new title" for key in keys)
+    assert store.get_state("openlibrary_books/dump")["complete"] is True
+
+
 @dataclass(frozen=True)
 class KillOnce:
-    """The books' line work, killing its worker once on the chunk from line ``line``."""
+    """The books' line work, killing its worker on the chunk from line ``line``: once (a
+    marker file remembers), or every time."""
 
     work: LineWorker
     line: int
     marker: str
+    every_time: bool = False
 
     def __call__(self, lines: list[tuple[int, bytes]], context: Any) -> WorkedChunk:
-        if lines and lines[0][0] == self.line and not os.path.exists(self.marker):
+        if (
+            lines
+            and lines[0][0] == self.line
+            and (self.every_time or not os.path.exists(self.marker))
+        ):
             Path(self.marker).touch()
             os.kill(os.getpid(), signal.SIGKILL)
         return self.work(lines, context)
@@ -203,6 +251,44 @@ async def test_an_import_goes_on_after_a_worker_is_killed_mid_chunk(
     assert stats["store/books/inserted"] == store.count("books") == SAMPLE_EDITIONS
     assert stats["finish_reason"] == "finished"
     assert store.get_state("openlibrary_books/dump")["complete"] is True
+
+
+class AlwaysKilledBooksSpider(OpenLibraryBooksSpider):
+    marker = ""
+
+    def line_work(self) -> Any:
+        return KillOnce(super().line_work(), 130, self.marker, every_time=True)
+
+
+@deferred_f_from_coro_f
+async def test_records_held_for_a_batch_are_stored_when_the_import_fails_after_them(
+    store_settings: dict[str, Any], store: Store, tmp_path: Path
+) -> None:
+    settings = dump_settings(store_settings, tmp_path, DUMP_CHUNK_LINES=50, DUMP_WORKERS=2)
+    lines = sample_lines("editions")
+    dump = write_dump(tmp_path / "editions.txt.gz", lines)
+    await crawl(OpenLibraryBooksSpider, settings, dump=str(dump))
+    first_import = store.get_state("openlibrary_books/dump")
+    # Lines 10 and 75 change; the chunk of line 130 kills its worker every time.
+    keys = []
+    for index in (9, 74, 129):
+        lines[index], key, _ = retitled(lines[index])
+        keys.append(key)
+    write_dump(dump, lines)
+
+    AlwaysKilledBooksSpider.marker = str(tmp_path / "killed")
+    crawler = await crawl(AlwaysKilledBooksSpider, settings, dump=str(dump))
+
+    stats = crawler.stats.get_stats()
+    assert stats["openlibrary/import/failed"] == 1
+    assert stats["store/books/updated"] == 2
+    assert [store.get("books", key)["title"] == "A new title" for key in keys] == [
+        True,
+        True,
+        False,
+    ]
+    # Not advanced: the next import reads the file again.
+    assert store.get_state("openlibrary_books/dump") == first_import
 
 
 @deferred_f_from_coro_f

@@ -8,6 +8,9 @@ from pathlib import Path
 
 from scrapy.utils.defer import deferred_f_from_coro_f
 
+from contentcrawl.batches import ItemBatch, PreparedBatch
+from contentcrawl.items import BookItem, MovieItem
+from contentcrawl.records import to_record
 from contentcrawl.spiders.openlibrary_books import OpenLibraryBooksSpider
 from spiders_tests.crawling import crawl
 from spiders_tests.fakes.openlibrary import generated_lines, write_dump
@@ -64,3 +67,22 @@ async def test_closespider_itemcount_counts_records(tmp_path: Path) -> None:
     pending = settings.get("DUMP_MAX_PENDING_ITEMS", 4) * 1_000
     assert 1_500 <= stats["store/books/inserted"] <= 1_500 + pending
     assert stats["item_scraped_count"] == stats["store/books/inserted"]
+
+
+def test_batches_join_only_batches_of_their_kind() -> None:
+    """What lets a dump import send the records of short chunks as one batch."""
+    movie = MovieItem(tmdb_id=1, title="One")
+    book = BookItem(ol_key="/books/OL1M", title="Two")
+    joined = ItemBatch([movie]).joined(ItemBatch([book]))
+    assert joined is not None
+    assert joined.items == [movie, book]
+
+    movies = PreparedBatch(MovieItem, [to_record(movie)])
+    more_movies = PreparedBatch(MovieItem, [to_record(MovieItem(tmdb_id=2, title="2"))])
+    both = movies.joined(more_movies)
+    assert isinstance(both, PreparedBatch)
+    assert [record.key("tmdb_id") for record in both.records] == [1, 2]
+    assert movies.joined(PreparedBatch(BookItem, [to_record(book)])) is None
+    # Records already made do not join items still to be validated, nor the other way.
+    assert movies.joined(ItemBatch([movie])) is None
+    assert ItemBatch([movie]).joined(movies) is None

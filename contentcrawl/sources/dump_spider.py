@@ -161,8 +161,9 @@ class DumpSpider(ContentSpider):
         dump_name: str,
     ) -> AsyncGenerator[ItemBatch]:
         """``chunks`` of lines worked by ``work`` in ``DUMP_WORKERS`` processes, sent on in
-        the order they were read as one batch each (``PreparedBatch`` of ``item_class``, or
-        of the class it gives a chunk's note, when the workers made the store records);
+        the order they were read as one batch each, short ones joined up to
+        ``DUMP_CHUNK_LINES`` records (``PreparedBatch`` of ``item_class``, or of the class it
+        gives a chunk's note, when the workers made the store records);
         ``count`` counts each on the reactor and answers the records so far. Once read,
         ``tally`` is judged: complete when read to its end within ``DUMP_MAX_BAD_LINE_SHARE``;
         a worker dying twice on one chunk fails the import (``<source>/import/failed``),
@@ -180,6 +181,11 @@ class DumpSpider(ContentSpider):
         stats = self.crawler.stats
         last: NoteT | None = None
         failed = False
+        # The records of short chunks (a re-import's, their unchanged lines skipped) go on
+        # together, DUMP_CHUNK_LINES of them at least, as a first import's do: the
+        # DUMP_MAX_PENDING_ITEMS batches in the pipelines then hold enough records to fill
+        # the next store batch while one is written, whatever the share of changed lines.
+        held: ItemBatch | None = None
         try:
             # With a limit, one chunk at a time: each is cut to the records still wanted.
             worked = workers.worked(work, chunks, self.import_stopping, ahead=1 if limit else None)
@@ -192,11 +198,27 @@ class DumpSpider(ContentSpider):
                         stats.inc_value(key, value)
                     log_worked(chunk)
                     records = count(note, chunk)
+                    ready: list[ItemBatch] = []
                     if chunk.records or chunk.items:
                         kind = item_class if isinstance(item_class, type) else item_class(note)
-                        yield self._batch_of(kind, chunk)
-                        if not await flow.sent():
+                        batch = self._batch_of(kind, chunk)
+                        joined = held.joined(batch) if held is not None else batch
+                        if joined is None:
+                            # Another item class: the records held go on first.
+                            assert held is not None
+                            ready.append(held)
+                        held = batch if joined is None else joined
+                    if held is not None and (limit or note.end or len(held) >= self.chunk_lines):
+                        ready.append(held)
+                        held = None
+                    taken = True
+                    for batch in ready:
+                        yield batch
+                        taken = await flow.sent()
+                        if not taken:
                             break
+                    if not taken:
+                        break
                     progress.update(note.position, records)
         except DumpWorkerError as error:
             failed = True
@@ -204,6 +226,10 @@ class DumpSpider(ContentSpider):
             self.logger.error("Import of %s failed: %s", dump_name, error)
         finally:
             workers.close()
+        if held is not None and flow.open():
+            # Worked before the import stopped or failed: stored all the same.
+            yield held
+            await flow.sent()
         if workers.restarts:
             stats.inc_value(f"{self.dump_source}/import/worker_restarts", workers.restarts)
         stats.max_value(f"{self.dump_source}/import/worker_processes", workers.workers)
