@@ -288,15 +288,21 @@ class ChunkWorkers:
 
     def _restart(self, work: LineWork, pending: deque[Submitted]) -> None:
         oldest = pending[0]
+        # Which chunk killed its worker is not known: every chunk in flight fails with the
+        # pool. The oldest, still unanswered after a second start, fails the import.
+        first = oldest.lines[0][0]
+        last = max((chunk.lines[-1][0] for chunk in pending if chunk.lines), default=first)
         if oldest.attempts >= 2:
             raise DumpWorkerError(
-                f"a dump worker process died twice on the chunk from line {oldest.lines[0][0]}"
+                f"dump worker processes died twice before the chunk from line {first} was "
+                f"worked (lines {first} to {last} in flight)"
             )
         self.restarts += 1
         logger.warning(
-            "A dump worker process died (chunk from line %d): starting the workers again and "
-            "sending the %d chunks in flight again",
-            oldest.lines[0][0],
+            "A dump worker process died with lines %d to %d in flight: starting the workers "
+            "again and sending those %d chunks again",
+            first,
+            last,
             len(pending),
         )
         if self._executor is not None:
