@@ -209,6 +209,13 @@ async def test_a_reimports_few_changed_records_reach_the_pipelines_as_one_batch(
     assert all(store.get("books", key)["title"] == "A new title" for key in keys)
     assert store.get_state("openlibrary_books/dump")["complete"] is True
 
+    # 30 changed lines in each of two chunks: two batches, none over a chunk's 50 lines.
+    for index in [*range(30), *range(50, 80)]:
+        lines[index], _, _ = retitled(lines[index])
+    write_dump(dump, lines)
+    await crawl(OpenLibraryBooksSpider, recording_batches(settings), dump=str(dump))
+    assert BatchSizes.seen == [30, 30]
+
 
 @dataclass(frozen=True)
 class KillOnce:

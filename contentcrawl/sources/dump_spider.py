@@ -162,8 +162,8 @@ class DumpSpider(ContentSpider):
     ) -> AsyncGenerator[ItemBatch]:
         """``chunks`` of lines worked by ``work`` in ``DUMP_WORKERS`` processes, sent on in
         the order they were read as one batch each, short ones joined up to
-        ``DUMP_CHUNK_LINES`` records (``PreparedBatch`` of ``item_class``, or of the class it
-        gives a chunk's note, when the workers made the store records);
+        ``DUMP_CHUNK_LINES`` records a batch (``PreparedBatch`` of ``item_class``, or of the
+        class it gives a chunk's note, when the workers made the store records);
         ``count`` counts each on the reactor and answers the records so far. Once read,
         ``tally`` is judged: complete when read to its end within ``DUMP_MAX_BAD_LINE_SHARE``;
         a worker dying twice on one chunk fails the import (``<source>/import/failed``),
@@ -182,7 +182,7 @@ class DumpSpider(ContentSpider):
         last: NoteT | None = None
         failed = False
         # The records of short chunks (a re-import's, their unchanged lines skipped) go on
-        # together, DUMP_CHUNK_LINES of them at least, as a first import's do: the
+        # together, up to DUMP_CHUNK_LINES of them, as a first import's do: the
         # DUMP_MAX_PENDING_ITEMS batches in the pipelines then hold enough records to fill
         # the next store batch while one is written, whatever the share of changed lines.
         held: ItemBatch | None = None
@@ -203,11 +203,12 @@ class DumpSpider(ContentSpider):
                         kind = item_class if isinstance(item_class, type) else item_class(note)
                         batch = self._batch_of(kind, chunk)
                         joined = held.joined(batch) if held is not None else batch
-                        if joined is None:
-                            # Another item class: the records held go on first.
-                            assert held is not None
+                        if held is not None and (joined is None or len(joined) > self.chunk_lines):
+                            # Another item class, or more than a chunk's lines: the records
+                            # held go on first (a batch never holds more than a chunk's).
                             ready.append(held)
-                        held = batch if joined is None else joined
+                            joined = batch
+                        held = joined
                     if held is not None and (limit or note.end or len(held) >= self.chunk_lines):
                         ready.append(held)
                         held = None
