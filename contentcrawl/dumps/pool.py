@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 
 class DumpWorkerError(Exception):
-    """A worker process died twice on the same chunk: the import cannot go on."""
+    """Worker processes died twice before one chunk was worked: the import cannot go on."""
 
 
 # Chunks in flight at most without an ``ahead`` limit, however few their lines (those of a
@@ -94,10 +94,10 @@ class ChunkWorkers:
     each result in submission order. The first worker processes start on a thread of their
     own, while the chunks behind are read and looked up. A worker that dies (killed, out of
     memory) breaks the pool: it is started again and the chunks in flight sent again; a
-    chunk that breaks it a second time raises ``DumpWorkerError``. ``close()`` tells the
-    workers to drop their chunks and returns at once. Chunks that turn out to be one (a dump
-    of up to ``DUMP_CHUNK_LINES`` lines, read with no ``ahead`` limit) are worked in a
-    thread of this process, and ``workers`` becomes 0.
+    chunk still unanswered when it breaks a second time raises ``DumpWorkerError``.
+    ``close()`` tells the workers to drop their chunks and returns at once. Chunks that turn
+    out to be one (a dump of up to ``DUMP_CHUNK_LINES`` lines, read with no ``ahead`` limit)
+    are worked in a thread of this process, and ``workers`` becomes 0.
     """
 
     def __init__(
@@ -334,7 +334,8 @@ def keep_the_main_module_out_of_workers() -> None:
     multiprocessing leaves alone a main module whose spec is named ``__main__`` or
     ``<package>.__main__`` (that is why ``python -m scrapy`` had no such cost): this gives
     the main module a spec of that name (``multiprocessing.spawn.get_preparation_data`` and
-    ``_fixup_main_from_name``, in every CPython since 3.4).
+    ``_fixup_main_from_name``; ``test_a_worker_does_not_import_the_crawls_main_module``
+    fails on a Python that no longer does so).
     """
     main = sys.modules["__main__"]
     name = getattr(main.__spec__, "name", None) or ""
